@@ -1,0 +1,202 @@
+//! Room sequencing, history, snapshots, likes, polls, and local delivery.
+//!
+//! The [`Fanout`] trait is the seam between the gateway and the store that sequences
+//! events: the embedded [`memory::MemoryFanout`] (single node, the default) and, later,
+//! Redis. Whatever the store, events reach this process's viewers through the [`Hub`],
+//! which hands each connection's [`Mailbox`] a refcount of the bytes encoded once.
+//!
+//! # Delivery semantics
+//! Every sequenced event of a room gets the next seq (no gaps) and is delivered to the
+//! hub in seq order. A mailbox that is full drops the delivery and marks the room
+//! overflowed; the connection catches up from [`Rooms::history`], so a viewer sees every
+//! event in order or is told with `reset` where continuity restarts.
+//!
+//! # Layout
+//! - [`mailbox`]: the bounded per-connection inbox.
+//! - [`hub`]: local subscriptions; the one shared map of the delivery path.
+//! - [`memory`]: the embedded single-node store.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+
+pub mod hub;
+pub mod mailbox;
+pub mod memory;
+mod time;
+
+pub use hub::{ConnKey, Hub};
+pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, mailbox};
+pub use time::now_ms;
+
+/// The result of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// The event's seq (for a retried idempotency key, the first publish's seq).
+    pub seq: u64,
+    /// Whether this was a retry of an idempotency key already published.
+    pub duplicate: bool,
+}
+
+/// What a viewer needs to open a room.
+#[derive(Debug, Clone)]
+pub struct RoomView {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// The room's latest seq.
+    pub seq: u64,
+    /// Like total.
+    pub likes: u64,
+    /// The last events (empty when `replay` is given).
+    pub recent: Vec<Bytes>,
+    /// Open polls, encoded.
+    pub polls: Vec<Bytes>,
+    /// With a `since` in this epoch and still in history: the events after it, in order.
+    pub replay: Option<Vec<Bytes>>,
+}
+
+/// Events of a room's history.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// The room's latest seq.
+    pub head: u64,
+    /// Events after the requested seq, in order (at most the requested limit).
+    pub events: Vec<Bytes>,
+}
+
+/// A room's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// The room's latest seq.
+    pub seq: u64,
+    /// Like total.
+    pub likes: u64,
+}
+
+/// A new poll.
+#[derive(Debug, Clone)]
+pub struct NewPoll {
+    /// The question.
+    pub question: String,
+    /// Option texts (2..=10).
+    pub options: Vec<String>,
+    /// How long the poll stays open.
+    pub duration_s: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FanoutError {
+    /// The requested seq is older than the room's history.
+    #[error("seq {since} is older than the history of this room (epoch {epoch})")]
+    Gone {
+        /// The requested seq.
+        since: u64,
+        /// The room's epoch.
+        epoch: Arc<str>,
+    },
+    /// No such poll in this room.
+    #[error("no poll `{0}` in this room")]
+    UnknownPoll(PollId),
+    /// The poll is closed.
+    #[error("poll `{0}` is closed")]
+    PollClosed(PollId),
+    /// The user already voted in this poll.
+    #[error("already voted in poll `{0}`")]
+    AlreadyVoted(PollId),
+    /// The option index is out of range.
+    #[error("poll `{0}` has no option {1}")]
+    BadOption(PollId, u32),
+    /// The store holds as many rooms as it may.
+    #[error("too many rooms ({0})")]
+    TooManyRooms(usize),
+    /// The store is unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Sequencing and reading rooms.
+#[async_trait]
+pub trait Rooms: Send + Sync {
+    /// Sequences an event and delivers it to the hub. `data` is one valid JSON value.
+    ///
+    /// # Errors
+    /// [`FanoutError::TooManyRooms`], [`FanoutError::Unavailable`].
+    async fn publish(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError>;
+
+    /// Adds `delta` likes and publishes a `likes` event with the new total.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError>;
+
+    /// The room's state for a join, replaying from `since` when it is in history.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn view(&self, room: &RoomId, since: Option<&Since>, recent: usize) -> Result<RoomView, FanoutError>;
+
+    /// Up to `limit` events after `since`.
+    ///
+    /// # Errors
+    /// [`FanoutError::Gone`] when `since` is older than history.
+    async fn history(&self, room: &RoomId, since: u64, limit: usize) -> Result<History, FanoutError>;
+
+    /// The room's counters.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError>;
+}
+
+/// Polls: create, close, vote; tallies are published coalesced by [`Polls::tick`].
+#[async_trait]
+pub trait Polls: Send + Sync {
+    /// Opens a poll and publishes its `poll` event; returns the poll id and seq.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn create_poll(&self, room: &RoomId, poll: NewPoll) -> Result<(PollId, Published), FanoutError>;
+
+    /// Closes a poll and publishes its final tallies.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownPoll`], [`FanoutError::PollClosed`].
+    async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError>;
+
+    /// Records `user`'s vote. One vote per user per poll.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownPoll`], [`FanoutError::PollClosed`],
+    /// [`FanoutError::AlreadyVoted`], [`FanoutError::BadOption`].
+    async fn vote(&self, room: &RoomId, poll: &PollId, user: &str, option: u32) -> Result<(), FanoutError>;
+
+    /// Periodic work: publishes changed poll tallies, closes polls past their end,
+    /// expires idle rooms.
+    async fn tick(&self);
+}
+
+/// A store the gateway runs on.
+pub trait Fanout: Rooms + Polls {
+    /// The hub this store delivers into.
+    fn hub(&self) -> &Arc<Hub>;
+
+    /// Whether the store is reachable (for `/readyz`).
+    fn ready(&self) -> bool;
+}

@@ -1,0 +1,233 @@
+//! The embedded single-node store: rooms live in this process.
+//!
+//! Each room is a [`RoomState`] behind a short `parking_lot` lock. Publishing takes the
+//! lock, assigns the next seq, encodes the event once, appends it to the history and
+//! hands it to the hub, all before releasing the lock, so deliveries leave in seq order
+//! whichever thread published. Nothing awaits under the lock.
+
+mod history;
+mod poll;
+mod room;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use parking_lot::Mutex;
+
+use crate::{
+    Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
+};
+use room::RoomState;
+
+/// Bounds of the memory store.
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// Events kept per room (default 1,000).
+    pub history_len: usize,
+    /// Age after which events leave the history (default 10 minutes).
+    pub history_age: Duration,
+    /// How long an idempotency key is remembered (default 10 minutes).
+    pub idempotency_ttl: Duration,
+    /// Idempotency keys kept per room at most; the oldest is forgotten first (default 10,000).
+    pub idempotency_max: usize,
+    /// A room without viewers and without events for this long is forgotten; it comes
+    /// back with a new epoch (default 1 hour).
+    pub room_ttl: Duration,
+    /// Rooms held at most; publishing into a new room beyond it fails (default 100,000).
+    pub max_rooms: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            history_len: 1_000,
+            history_age: Duration::from_secs(600),
+            idempotency_ttl: Duration::from_secs(600),
+            idempotency_max: 10_000,
+            room_ttl: Duration::from_secs(3_600),
+            max_rooms: 100_000,
+        }
+    }
+}
+
+/// The embedded store.
+pub struct MemoryFanout {
+    config: MemoryConfig,
+    rooms: DashMap<RoomId, Arc<Mutex<RoomState>>>,
+    hub: Arc<Hub>,
+}
+
+impl MemoryFanout {
+    /// Creates an empty store delivering into `hub`.
+    pub fn new(config: MemoryConfig, hub: Arc<Hub>) -> Self {
+        Self {
+            config,
+            rooms: DashMap::new(),
+            hub,
+        }
+    }
+
+    /// Runs `f` on the room's state under its lock, creating the room when missing.
+    fn with_room<T>(&self, id: &RoomId, f: impl FnOnce(&mut RoomState) -> T) -> Result<T, FanoutError> {
+        // A room removed by expiry between lookup and lock is marked `removed`; retry.
+        loop {
+            let room = match self.rooms.get(id) {
+                Some(r) => r.clone(),
+                None => {
+                    if self.rooms.len() >= self.config.max_rooms {
+                        return Err(FanoutError::TooManyRooms(self.config.max_rooms));
+                    }
+                    self.rooms
+                        .entry(id.clone())
+                        .or_insert_with(|| Arc::new(Mutex::new(RoomState::new(&self.config))))
+                        .clone()
+                }
+            };
+            let mut state = room.lock();
+            if state.removed {
+                continue;
+            }
+            state.touch(now_ms());
+            return Ok(f(&mut state));
+        }
+    }
+
+    fn publish_locked(&self, id: &RoomId, state: &mut RoomState, kind: &EventKind, data: &str) -> Published {
+        let frame = state.append(id, kind, data, now_ms());
+        self.hub.deliver(id, frame.seq, &frame.bytes);
+        Published {
+            epoch: state.epoch.clone(),
+            seq: frame.seq,
+            duplicate: false,
+        }
+    }
+
+    fn expire_rooms(&self, now: u64) {
+        let ttl = u64::try_from(self.config.room_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.rooms.retain(|id, room| {
+            let mut state = room.lock();
+            if state.idle_since(now) >= ttl && !self.hub.contains(id) {
+                state.removed = true;
+                return false;
+            }
+            true
+        });
+    }
+}
+
+#[async_trait]
+impl Rooms for MemoryFanout {
+    async fn publish(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        self.with_room(room, |state| {
+            let now = now_ms();
+            if let Some(key) = idempotency_key {
+                if let Some(seq) = state.idempotent_seq(key, now) {
+                    return Published {
+                        epoch: state.epoch.clone(),
+                        seq,
+                        duplicate: true,
+                    };
+                }
+            }
+            let published = self.publish_locked(room, state, kind, data);
+            if let Some(key) = idempotency_key {
+                state.remember_key(key, published.seq, now);
+            }
+            published
+        })
+    }
+
+    async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
+        let kind = EventKind::new("likes").map_err(|e| FanoutError::Unavailable(e.to_string()))?;
+        self.with_room(room, |state| {
+            state.likes = state.likes.saturating_add(delta);
+            let data = format!("{{\"total\":{},\"delta\":{delta}}}", state.likes);
+            self.publish_locked(room, state, &kind, &data)
+        })
+    }
+
+    async fn view(&self, room: &RoomId, since: Option<&Since>, recent: usize) -> Result<RoomView, FanoutError> {
+        self.with_room(room, |state| state.view(since, recent, now_ms()))
+    }
+
+    async fn history(&self, room: &RoomId, since: u64, limit: usize) -> Result<History, FanoutError> {
+        self.with_room(room, |state| state.history(since, limit, now_ms()))?
+    }
+
+    async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
+        self.with_room(room, |state| RoomInfo {
+            epoch: state.epoch.clone(),
+            seq: state.seq,
+            likes: state.likes,
+        })
+    }
+}
+
+#[async_trait]
+impl Polls for MemoryFanout {
+    async fn create_poll(&self, room: &RoomId, poll: NewPoll) -> Result<(PollId, Published), FanoutError> {
+        let kind = poll_kind()?;
+        self.with_room(room, |state| {
+            let (id, data) = state.open_poll(poll, now_ms());
+            (id, self.publish_locked(room, state, &kind, &data))
+        })
+    }
+
+    async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError> {
+        let kind = poll_kind()?;
+        self.with_room(room, |state| {
+            let data = state.close_poll(poll)?;
+            Ok(self.publish_locked(room, state, &kind, &data))
+        })?
+    }
+
+    async fn vote(&self, room: &RoomId, poll: &PollId, user: &str, option: u32) -> Result<(), FanoutError> {
+        self.with_room(room, |state| state.vote(poll, user, option, now_ms()))?
+    }
+
+    async fn tick(&self) {
+        let Ok(kind) = poll_kind() else { return };
+        let now = now_ms();
+        let rooms: Vec<(RoomId, Arc<Mutex<RoomState>>)> = self
+            .rooms
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (id, room) in rooms {
+            let mut state = room.lock();
+            if state.removed {
+                continue;
+            }
+            for data in state.due_poll_updates(now) {
+                self.publish_locked(&id, &mut state, &kind, &data);
+            }
+        }
+        self.expire_rooms(now);
+    }
+}
+
+impl Fanout for MemoryFanout {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+fn poll_kind() -> Result<EventKind, FanoutError> {
+    EventKind::new("poll").map_err(|e| FanoutError::Unavailable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

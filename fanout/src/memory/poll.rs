@@ -1,0 +1,67 @@
+//! Poll state in the memory store.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use danmaku_protocol::PollId;
+
+use crate::FanoutError;
+
+pub(crate) struct Poll {
+    pub(crate) id: PollId,
+    question: String,
+    options: Vec<(String, u64)>,
+    pub(crate) ends_at_ms: u64,
+    pub(crate) open: bool,
+    /// One vote per user. Bounded by the users of the room during the poll's life.
+    voters: HashSet<Box<str>>,
+    /// Tallies changed since the last published `poll` event.
+    pub(crate) dirty: bool,
+}
+
+impl Poll {
+    pub(crate) fn new(id: PollId, question: String, options: Vec<String>, ends_at_ms: u64) -> Self {
+        Self {
+            id,
+            question,
+            options: options.into_iter().map(|o| (o, 0)).collect(),
+            ends_at_ms,
+            open: true,
+            voters: HashSet::new(),
+            dirty: false,
+        }
+    }
+
+    pub(crate) fn vote(&mut self, user: &str, option: u32) -> Result<(), FanoutError> {
+        if !self.open {
+            return Err(FanoutError::PollClosed(self.id.clone()));
+        }
+        let slot = usize::try_from(option)
+            .ok()
+            .and_then(|i| self.options.get_mut(i))
+            .ok_or_else(|| FanoutError::BadOption(self.id.clone(), option))?;
+        if !self.voters.insert(Box::from(user)) {
+            return Err(FanoutError::AlreadyVoted(self.id.clone()));
+        }
+        slot.1 += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The poll's state as the `data` of a `poll` event.
+    pub(crate) fn encode(&self) -> Bytes {
+        let options: Vec<serde_json::Value> = self
+            .options
+            .iter()
+            .map(|(text, votes)| serde_json::json!({"text": text, "votes": votes}))
+            .collect();
+        let v = serde_json::json!({
+            "poll": self.id.as_str(),
+            "state": if self.open { "open" } else { "closed" },
+            "question": self.question,
+            "options": options,
+            "ends_at": self.ends_at_ms,
+        });
+        Bytes::from(v.to_string())
+    }
+}

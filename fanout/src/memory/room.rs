@@ -1,0 +1,195 @@
+//! One room of the memory store.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use danmaku_protocol::{EventFrame, EventKind, PollId, RoomId, Since};
+
+use super::MemoryConfig;
+use super::history::HistoryRing;
+use super::poll::Poll;
+use crate::{FanoutError, History, NewPoll, RoomView};
+
+pub(crate) struct RoomState {
+    pub(crate) epoch: Arc<str>,
+    /// INVARIANT: strictly increases by one per event within an epoch.
+    pub(crate) seq: u64,
+    pub(crate) likes: u64,
+    history: HistoryRing,
+    /// Idempotency key → (seq, first seen). `idem_order` bounds it by count and age.
+    idem: HashMap<Box<str>, (u64, u64)>,
+    idem_order: VecDeque<(Box<str>, u64)>,
+    idem_ttl_ms: u64,
+    idem_max: usize,
+    polls: Vec<Poll>,
+    next_poll: u64,
+    last_active_ms: u64,
+    /// Set when the room was expired; a holder of a stale handle must look it up again.
+    pub(crate) removed: bool,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random epoch: 16 hex digits.
+pub(crate) fn new_epoch() -> Arc<str> {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(crate::now_ms());
+    Arc::from(format!("{:016x}", h.finish()))
+}
+
+impl RoomState {
+    pub(crate) fn new(config: &MemoryConfig) -> Self {
+        Self {
+            epoch: new_epoch(),
+            seq: 0,
+            likes: 0,
+            history: HistoryRing::new(config.history_len, millis(config.history_age)),
+            idem: HashMap::new(),
+            idem_order: VecDeque::new(),
+            idem_ttl_ms: millis(config.idempotency_ttl),
+            idem_max: config.idempotency_max.max(1),
+            polls: Vec::new(),
+            next_poll: 1,
+            last_active_ms: crate::now_ms(),
+            removed: false,
+        }
+    }
+
+    pub(crate) fn touch(&mut self, now: u64) {
+        self.last_active_ms = now;
+    }
+
+    pub(crate) fn idle_since(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_active_ms)
+    }
+
+    /// Sequences and encodes one event.
+    pub(crate) fn append(&mut self, room: &RoomId, kind: &EventKind, data: &str, now: u64) -> EventFrame {
+        self.seq += 1;
+        let frame = EventFrame::encode(room, &self.epoch, self.seq, kind, now, data);
+        self.history.push(self.seq, now, frame.bytes.clone());
+        frame
+    }
+
+    pub(crate) fn idempotent_seq(&mut self, key: &str, now: u64) -> Option<u64> {
+        self.forget_keys(now);
+        self.idem.get(key).map(|&(seq, _)| seq)
+    }
+
+    pub(crate) fn remember_key(&mut self, key: &str, seq: u64, now: u64) {
+        if self.idem.len() >= self.idem_max {
+            if let Some((old, _)) = self.idem_order.pop_front() {
+                self.idem.remove(&old);
+            }
+        }
+        self.idem.insert(Box::from(key), (seq, now));
+        self.idem_order.push_back((Box::from(key), now));
+    }
+
+    fn forget_keys(&mut self, now: u64) {
+        while let Some((key, at)) = self.idem_order.front() {
+            if at.saturating_add(self.idem_ttl_ms) >= now {
+                break;
+            }
+            self.idem.remove(key);
+            self.idem_order.pop_front();
+        }
+    }
+
+    pub(crate) fn view(&mut self, since: Option<&Since>, recent: usize, now: u64) -> RoomView {
+        self.history.prune(now);
+        let replay = since
+            .filter(|s| *s.epoch == *self.epoch)
+            .and_then(|s| self.history.after(s.seq, self.seq, usize::MAX));
+        RoomView {
+            epoch: self.epoch.clone(),
+            seq: self.seq,
+            likes: self.likes,
+            recent: if replay.is_some() { Vec::new() } else { self.history.recent(recent) },
+            polls: self.polls.iter().filter(|p| p.open).map(Poll::encode).collect(),
+            replay,
+        }
+    }
+
+    pub(crate) fn history(&mut self, since: u64, limit: usize, now: u64) -> Result<History, FanoutError> {
+        self.history.prune(now);
+        match self.history.after(since, self.seq, limit) {
+            Some(events) => Ok(History {
+                epoch: self.epoch.clone(),
+                head: self.seq,
+                events,
+            }),
+            None => Err(FanoutError::Gone {
+                since,
+                epoch: self.epoch.clone(),
+            }),
+        }
+    }
+
+    /// Opens a poll; returns its id and the `data` of its event.
+    pub(crate) fn open_poll(&mut self, new: NewPoll, now: u64) -> (PollId, String) {
+        let name = format!("p-{}", self.next_poll);
+        self.next_poll += 1;
+        // INVARIANT: "p-<digits>" is a valid poll id.
+        let id = PollId::new(&name).unwrap_or_else(|_| unreachable!("valid poll id"));
+        let ends = now.saturating_add(new.duration_s.saturating_mul(1_000));
+        let poll = Poll::new(id.clone(), new.question, new.options, ends);
+        let data = String::from_utf8_lossy(&poll.encode()).into_owned();
+        self.polls.push(poll);
+        (id, data)
+    }
+
+    pub(crate) fn close_poll(&mut self, id: &PollId) -> Result<String, FanoutError> {
+        let poll = self.poll_mut(id)?;
+        if !poll.open {
+            return Err(FanoutError::PollClosed(id.clone()));
+        }
+        poll.open = false;
+        poll.dirty = false;
+        Ok(String::from_utf8_lossy(&poll.encode()).into_owned())
+    }
+
+    pub(crate) fn vote(&mut self, id: &PollId, user: &str, option: u32, now: u64) -> Result<(), FanoutError> {
+        let poll = self.poll_mut(id)?;
+        if poll.open && poll.ends_at_ms <= now {
+            return Err(FanoutError::PollClosed(id.clone()));
+        }
+        poll.vote(user, option)
+    }
+
+    /// Event data for polls whose tallies changed or whose time ran out.
+    pub(crate) fn due_poll_updates(&mut self, now: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for poll in self.polls.iter_mut().filter(|p| p.open) {
+            if poll.ends_at_ms <= now {
+                poll.open = false;
+                poll.dirty = true;
+            }
+            if poll.dirty {
+                poll.dirty = false;
+                out.push(String::from_utf8_lossy(&poll.encode()).into_owned());
+            }
+        }
+        // Closed polls stay for `close_poll` answers; keep at most 100 per room.
+        while self.polls.len() > 100 {
+            match self.polls.iter().position(|p| !p.open) {
+                Some(i) => {
+                    self.polls.remove(i);
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn poll_mut(&mut self, id: &PollId) -> Result<&mut Poll, FanoutError> {
+        self.polls
+            .iter_mut()
+            .find(|p| p.id == *id)
+            .ok_or_else(|| FanoutError::UnknownPoll(id.clone()))
+    }
+}
+

@@ -1,0 +1,248 @@
+//! Client → server commands: decoding and validation.
+//!
+//! Decoding is two steps: the JSON object is read into a loose wire shape (so the `id`
+//! is known even when a field is wrong and the `error` reply can echo it), then checked
+//! against [`Limits`] into a typed [`Command`]. Unknown fields are ignored, so clients
+//! may add fields without breaking older gateways.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::error::{DecodeError, ErrorCode};
+use crate::ids::{PollId, RoomId};
+use crate::limits::Limits;
+
+/// Where a client resumes a room: the epoch and the last seq it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Since {
+    /// The room's epoch the client saw.
+    pub epoch: String,
+    /// The last seq the client saw.
+    pub seq: u64,
+}
+
+/// A validated client command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Join a room, optionally resuming after `since`.
+    Join {
+        /// Echoed in the reply.
+        id: u64,
+        /// The room to join.
+        room: RoomId,
+        /// Resume point, if the client saw the room before.
+        since: Option<Since>,
+    },
+    /// Leave a room.
+    Leave {
+        /// Echoed in the reply.
+        id: u64,
+        /// The room to leave.
+        room: RoomId,
+    },
+    /// Post a comment.
+    Comment {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// 1..=`comment_max_chars` Unicode scalar values, not blank.
+        text: String,
+    },
+    /// Like the room `count` times.
+    Like {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// 1..=`like_max_count`.
+        count: u32,
+    },
+    /// Vote for an option of an open poll.
+    Vote {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The poll.
+        poll: PollId,
+        /// Index of the chosen option.
+        option: u32,
+    },
+    /// Round-trip check.
+    Ping {
+        /// Echoed in the reply.
+        id: u64,
+    },
+}
+
+impl Command {
+    /// The command's `id`.
+    pub fn id(&self) -> u64 {
+        match self {
+            Self::Join { id, .. }
+            | Self::Leave { id, .. }
+            | Self::Comment { id, .. }
+            | Self::Like { id, .. }
+            | Self::Vote { id, .. }
+            | Self::Ping { id } => *id,
+        }
+    }
+}
+
+/// The loose shape every command is first read into.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    id: Option<serde_json::Value>,
+    #[serde(borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    count: Option<serde_json::Value>,
+    #[serde(borrow)]
+    poll: Option<Cow<'a, str>>,
+    option: Option<serde_json::Value>,
+    since: Option<serde_json::Value>,
+}
+
+/// Splits a client text frame into its JSON objects (separated by `\n`), skipping
+/// blank lines.
+pub fn split_frame(frame: &str) -> impl Iterator<Item = &str> {
+    frame.split('\n').filter(|l| !l.trim().is_empty())
+}
+
+/// Decodes and validates one JSON object of a client frame.
+///
+/// # Errors
+/// A [`DecodeError`] with the code the `error` reply carries: `bad_request` for invalid
+/// JSON, an unknown type or a missing/wrong field; `invalid_room`; `too_large` for an
+/// over-long comment or like count.
+pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeError> {
+    let wire: Wire<'_> = serde_json::from_str(json)
+        .map_err(|e| DecodeError::new(None, ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
+    let id = match &wire.id {
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            DecodeError::new(None, ErrorCode::BadRequest, "`id` must be an unsigned integer")
+        })?),
+        None => None,
+    };
+    let bad = |msg: &str| DecodeError::new(id, ErrorCode::BadRequest, msg);
+    let ty = wire.ty.as_deref().ok_or_else(|| bad("missing field `type`"))?;
+    let known = matches!(ty, "join" | "leave" | "comment" | "like" | "vote" | "ping");
+    if !known {
+        return Err(bad(&format!("unknown type `{}`", truncate(ty, 32))));
+    }
+    let id = id.ok_or_else(|| bad("missing field `id`"))?;
+    if ty == "ping" {
+        return Ok(Command::Ping { id });
+    }
+    let room = room(&wire, id)?;
+    match ty {
+        "join" => Ok(Command::Join {
+            id,
+            room,
+            since: since(&wire, id)?,
+        }),
+        "leave" => Ok(Command::Leave { id, room }),
+        "comment" => Ok(Command::Comment {
+            id,
+            room,
+            text: comment_text(&wire, id, limits)?,
+        }),
+        "like" => Ok(Command::Like {
+            id,
+            room,
+            count: like_count(&wire, id, limits)?,
+        }),
+        _ => vote(&wire, id, room),
+    }
+}
+
+fn room(wire: &Wire<'_>, id: u64) -> Result<RoomId, DecodeError> {
+    let raw = wire
+        .room
+        .as_deref()
+        .ok_or_else(|| DecodeError::new(Some(id), ErrorCode::BadRequest, "missing field `room`"))?;
+    RoomId::new(raw).map_err(|e| DecodeError::new(Some(id), ErrorCode::InvalidRoom, e.to_string()))
+}
+
+fn since(wire: &Wire<'_>, id: u64) -> Result<Option<Since>, DecodeError> {
+    match &wire.since {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => Since::deserialize(v).map(Some).map_err(|_| {
+            DecodeError::new(
+                Some(id),
+                ErrorCode::BadRequest,
+                "`since` must be {\"epoch\": string, \"seq\": unsigned integer}",
+            )
+        }),
+    }
+}
+
+fn comment_text(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<String, DecodeError> {
+    let text = wire
+        .text
+        .as_deref()
+        .ok_or_else(|| DecodeError::new(Some(id), ErrorCode::BadRequest, "missing field `text`"))?;
+    if text.trim().is_empty() {
+        return Err(DecodeError::new(Some(id), ErrorCode::BadRequest, "`text` is empty"));
+    }
+    let chars = text.chars().count();
+    if chars > limits.comment_max_chars {
+        return Err(DecodeError::new(
+            Some(id),
+            ErrorCode::TooLarge,
+            format!("`text` has {chars} characters, at most {} allowed", limits.comment_max_chars),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn like_count(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<u32, DecodeError> {
+    let count = match &wire.count {
+        None => 1,
+        Some(v) => v.as_u64().filter(|&c| c >= 1).ok_or_else(|| {
+            DecodeError::new(Some(id), ErrorCode::BadRequest, "`count` must be an integer >= 1")
+        })?,
+    };
+    if count > u64::from(limits.like_max_count) {
+        return Err(DecodeError::new(
+            Some(id),
+            ErrorCode::TooLarge,
+            format!("`count` is at most {}", limits.like_max_count),
+        ));
+    }
+    u32::try_from(count)
+        .map_err(|_| DecodeError::new(Some(id), ErrorCode::TooLarge, "`count` is too large"))
+}
+
+fn vote(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let poll = wire.poll.as_deref().ok_or_else(|| bad("missing field `poll`"))?;
+    let poll = PollId::new(poll).map_err(|e| bad(&e.to_string()))?;
+    let option = wire
+        .option
+        .as_ref()
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|o| u32::try_from(o).ok())
+        .ok_or_else(|| bad("`option` must be an unsigned integer"))?;
+    Ok(Command::Vote {
+        id,
+        room,
+        poll,
+        option,
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests;

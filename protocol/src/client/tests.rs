@@ -1,0 +1,114 @@
+use super::*;
+
+fn dec(s: &str) -> Result<Command, DecodeError> {
+    decode_command(s, &Limits::default())
+}
+
+fn room(s: &str) -> RoomId {
+    RoomId::new(s).expect("valid room")
+}
+
+#[test]
+fn decodes_every_command() {
+    assert_eq!(
+        dec(r#"{"type":"join","id":1,"room":"shop-42"}"#),
+        Ok(Command::Join { id: 1, room: room("shop-42"), since: None })
+    );
+    assert_eq!(
+        dec(r#"{"type":"join","id":1,"room":"shop-42","since":{"epoch":"8f3a","seq":117}}"#),
+        Ok(Command::Join {
+            id: 1,
+            room: room("shop-42"),
+            since: Some(Since { epoch: "8f3a".into(), seq: 117 })
+        })
+    );
+    assert_eq!(
+        dec(r#"{"type":"leave","id":2,"room":"shop-42"}"#),
+        Ok(Command::Leave { id: 2, room: room("shop-42") })
+    );
+    assert_eq!(
+        dec(r#"{"type":"comment","id":3,"room":"shop-42","text":"这个颜色好看!"}"#),
+        Ok(Command::Comment { id: 3, room: room("shop-42"), text: "这个颜色好看!".into() })
+    );
+    assert_eq!(
+        dec(r#"{"type":"like","id":4,"room":"shop-42","count":5}"#),
+        Ok(Command::Like { id: 4, room: room("shop-42"), count: 5 })
+    );
+    assert_eq!(
+        dec(r#"{"type":"vote","id":5,"room":"shop-42","poll":"p-7","option":1}"#),
+        Ok(Command::Vote { id: 5, room: room("shop-42"), poll: PollId::new("p-7").expect("poll"), option: 1 })
+    );
+    assert_eq!(dec(r#"{"type":"ping","id":6}"#), Ok(Command::Ping { id: 6 }));
+}
+
+#[test]
+fn escaped_text_is_unescaped() {
+    let cmd = dec(r#"{"type":"comment","id":3,"room":"r","text":"a\"b\nc\u00e9"}"#);
+    assert_eq!(cmd, Ok(Command::Comment { id: 3, room: room("r"), text: "a\"b\ncé".into() }));
+}
+
+#[test]
+fn errors_echo_the_id_and_classify() {
+    let e = dec("{not json").expect_err("invalid json");
+    assert_eq!((e.id, e.code), (None, ErrorCode::BadRequest));
+
+    let e = dec(r#"{"type":"dance","id":9}"#).expect_err("unknown type");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
+    assert!(e.message.contains("dance"));
+
+    let e = dec(r#"{"type":"join","id":9,"room":"bad room"}"#).expect_err("bad room");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::InvalidRoom));
+
+    let e = dec(r#"{"type":"join","id":9}"#).expect_err("no room");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
+
+    let long = "好".repeat(201);
+    let e = dec(&format!(r#"{{"type":"comment","id":4,"room":"r","text":"{long}"}}"#))
+        .expect_err("too long");
+    assert_eq!((e.id, e.code), (Some(4), ErrorCode::TooLarge));
+    let ok = "好".repeat(200);
+    assert!(dec(&format!(r#"{{"type":"comment","id":4,"room":"r","text":"{ok}"}}"#)).is_ok());
+
+    let e = dec(r#"{"type":"comment","id":4,"room":"r","text":"  "}"#).expect_err("blank");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+
+    let e = dec(r#"{"type":"like","id":5,"room":"r","count":101}"#).expect_err("too many");
+    assert_eq!((e.id, e.code), (Some(5), ErrorCode::TooLarge));
+    let e = dec(r#"{"type":"like","id":5,"room":"r","count":0}"#).expect_err("zero");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let e = dec(r#"{"type":"like","id":5,"room":"r","count":-3}"#).expect_err("negative");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+
+    let e = dec(r#"{"type":"ping"}"#).expect_err("no id");
+    assert_eq!((e.id, e.code), (None, ErrorCode::BadRequest));
+    let e = dec(r#"{"type":"ping","id":-1}"#).expect_err("negative id");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+
+    let e = dec(r#"{"type":"join","id":1,"room":"r","since":{"epoch":1}}"#).expect_err("since");
+    assert_eq!((e.id, e.code), (Some(1), ErrorCode::BadRequest));
+
+    let e = dec(r#"{"type":"vote","id":1,"room":"r","poll":"p","option":"x"}"#).expect_err("opt");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    let e = dec("[1,2]").expect_err("array");
+    assert_eq!(e.code, ErrorCode::BadRequest);
+}
+
+#[test]
+fn splits_frames_on_newlines() {
+    let parts: Vec<&str> = split_frame("{\"a\":1}\n\n{\"b\":2}\n").collect();
+    assert_eq!(parts, vec!["{\"a\":1}", "{\"b\":2}"]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn decode_never_panics(s in "\\PC{0,200}") {
+        let _ = dec(&s);
+    }
+
+    #[test]
+    fn comment_roundtrips(text in "[^\\p{C}]{1,200}", id in 0u64..u64::MAX) {
+        proptest::prop_assume!(!text.trim().is_empty());
+        let json = serde_json::json!({"type":"comment","id":id,"room":"r","text":text}).to_string();
+        proptest::prop_assert_eq!(dec(&json), Ok(Command::Comment { id, room: room("r"), text }));
+    }
+}

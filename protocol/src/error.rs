@@ -1,0 +1,107 @@
+//! Protocol error codes (`error.code`) and decode errors.
+
+use std::fmt;
+
+/// The `code` of an `error` frame, and of an HTTP API error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The message is malformed: invalid JSON, unknown type, missing or wrong field.
+    BadRequest,
+    /// Missing or invalid credentials.
+    Unauthorized,
+    /// The credentials do not allow this (read-only viewer, room not in `rooms`).
+    Forbidden,
+    /// The command names a room the connection has not joined.
+    NotJoined,
+    /// Too many commands; retry after `retry_after_ms`.
+    RateLimited,
+    /// A field or body is larger than allowed (comment text, like count, body size).
+    TooLarge,
+    /// The room id is not `[A-Za-z0-9_.:-]{1,64}`.
+    InvalidRoom,
+    /// No such poll in this room.
+    UnknownPoll,
+    /// The poll is closed.
+    PollClosed,
+    /// This user already voted in this poll.
+    AlreadyVoted,
+    /// The connection has joined the maximum number of rooms.
+    TooManyRooms,
+    /// The store is unreachable; retry later.
+    Unavailable,
+    /// An unexpected server error.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotJoined => "not_joined",
+            Self::RateLimited => "rate_limited",
+            Self::TooLarge => "too_large",
+            Self::InvalidRoom => "invalid_room",
+            Self::UnknownPoll => "unknown_poll",
+            Self::PollClosed => "poll_closed",
+            Self::AlreadyVoted => "already_voted",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status the API answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::InvalidRoom | Self::NotJoined | Self::TooManyRooms => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::UnknownPoll => 404,
+            Self::PollClosed | Self::AlreadyVoted => 409,
+            Self::TooLarge => 413,
+            Self::RateLimited => 429,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client command that could not be decoded or failed validation.
+///
+/// Carries the command's `id` when it could be read, so the `error` reply echoes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The command's `id`, when the JSON was readable enough to find it.
+    pub id: Option<u64>,
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}

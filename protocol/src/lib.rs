@@ -1,0 +1,38 @@
+//! The danmaku wire protocol, version 1: the contract between the gateway, client apps
+//! and backend services.
+//!
+//! A WebSocket text frame carries one or more JSON objects separated by `\n`. Clients
+//! send commands ([`Command`], decoded by [`decode_command`]) that each carry an `id`;
+//! the server answers each with `ack`, `joined`, `left`, `pong` or `error` echoing it,
+//! and pushes room events. Every sequenced event of a room has an `epoch` and a `seq`
+//! (1, 2, 3, … with no gap); a client that resumes with `since {epoch, seq}` gets the
+//! events it missed or is told exactly where continuity restarts.
+//!
+//! This crate is pure: no sockets, no clock, no runtime. Broadcast frames are encoded
+//! once into [`bytes::Bytes`] and shared by every receiver.
+//!
+//! # Layout
+//! - [`ids`]: validated identifiers (room ids, event kinds, poll ids).
+//! - [`limits`]: the configurable bounds (text length, like counts, rooms per connection).
+//! - [`client`]: decoding and validating client commands.
+//! - [`server`]: encoding server frames (`hello`, `joined`, `event`, …).
+//! - [`error`]: protocol error codes and decode errors.
+//! - [`close`]: WebSocket close codes the gateway uses.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod close;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod server;
+
+pub use client::{Command, Since, decode_command, split_frame};
+pub use close::CloseCode;
+pub use error::{DecodeError, ErrorCode};
+pub use ids::{EventKind, IdError, PollId, RoomId};
+pub use limits::Limits;
+pub use server::{EventFrame, ServerFrame, Snapshot};
+
+/// The WebSocket subprotocol of this version.
+pub const SUBPROTOCOL: &str = "danmaku.v1";

@@ -1,0 +1,321 @@
+//! Server → client frames, encoded once into [`Bytes`].
+//!
+//! Sequenced events ([`EventFrame`]) are encoded when they are sequenced and then only
+//! shared: every viewer, the history and the snapshot hold the same bytes. Frames that
+//! embed events (`joined`, `reset`, history replies) splice those bytes in verbatim.
+
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+
+use crate::error::ErrorCode;
+use crate::ids::{EventKind, RoomId};
+
+/// One sequenced event, encoded once as its complete `{"type":"event",…}` JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFrame {
+    /// The event's seq in its room.
+    pub seq: u64,
+    /// The encoded frame, shared by every receiver.
+    pub bytes: Bytes,
+}
+
+impl EventFrame {
+    /// Encodes an event. `data` must be one valid JSON value (the caller parsed or built
+    /// it); room, epoch and kind are validated identifiers and need no escaping.
+    pub fn encode(room: &RoomId, epoch: &str, seq: u64, kind: &EventKind, ts_ms: u64, data: &str) -> Self {
+        let mut out = Vec::with_capacity(96 + room.as_str().len() + epoch.len() + data.len());
+        out.extend_from_slice(b"{\"type\":\"event\",\"room\":\"");
+        out.extend_from_slice(room.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"epoch\":");
+        write_json_str(&mut out, epoch);
+        out.extend_from_slice(b",\"seq\":");
+        push_u64(&mut out, seq);
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"ts\":");
+        push_u64(&mut out, ts_ms);
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(data.as_bytes());
+        out.push(b'}');
+        Self {
+            seq,
+            bytes: Bytes::from(out),
+        }
+    }
+}
+
+/// Everything a viewer needs to render a room at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The last sequenced events, oldest first (each an encoded event object).
+    pub recent: Vec<Bytes>,
+    /// The room's like total.
+    pub likes: u64,
+    /// Viewers online.
+    pub online: u64,
+    /// Open polls, each an encoded poll state object.
+    pub polls: Vec<Bytes>,
+}
+
+impl Snapshot {
+    /// Appends the snapshot's JSON object to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"recent\":");
+        write_raw_array(out, &self.recent);
+        out.extend_from_slice(b",\"likes\":");
+        push_u64(out, self.likes);
+        out.extend_from_slice(b",\"online\":");
+        push_u64(out, self.online);
+        out.extend_from_slice(b",\"polls\":");
+        write_raw_array(out, &self.polls);
+        out.push(b'}');
+    }
+}
+
+/// The reply to `join`.
+#[derive(Debug)]
+pub struct Joined<'a> {
+    /// The join's id.
+    pub id: u64,
+    /// The room.
+    pub room: &'a RoomId,
+    /// The room's epoch.
+    pub epoch: &'a str,
+    /// The room's latest seq at the join; live events follow with greater seqs.
+    pub seq: u64,
+    /// Whether the `since` resume point was honoured (missed events follow).
+    pub recovered: bool,
+    /// The room's state.
+    pub snapshot: &'a Snapshot,
+}
+
+impl Joined<'_> {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(256 + self.snapshot.recent.iter().map(Bytes::len).sum::<usize>());
+        out.extend_from_slice(b"{\"type\":\"joined\",\"id\":");
+        push_u64(&mut out, self.id);
+        out.extend_from_slice(b",\"room\":\"");
+        out.extend_from_slice(self.room.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"epoch\":");
+        write_json_str(&mut out, self.epoch);
+        out.extend_from_slice(b",\"seq\":");
+        push_u64(&mut out, self.seq);
+        out.extend_from_slice(if self.recovered {
+            b",\"recovered\":true,\"snapshot\":"
+        } else {
+            b",\"recovered\":false,\"snapshot\":"
+        });
+        self.snapshot.write_json(&mut out);
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+/// Tells a viewer that continuity of a room restarts at `seq` (it fell behind history,
+/// or the room's epoch changed).
+pub fn encode_reset(room: &RoomId, epoch: &str, seq: u64, snapshot: &Snapshot) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"type\":\"reset\",\"room\":\"");
+    out.extend_from_slice(room.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"epoch\":");
+    write_json_str(&mut out, epoch);
+    out.extend_from_slice(b",\"seq\":");
+    push_u64(&mut out, seq);
+    out.extend_from_slice(b",\"snapshot\":");
+    snapshot.write_json(&mut out);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// The body of `GET /v1/rooms/{room}/history`: `{"epoch":…,"events":[…]}`.
+pub fn encode_history(epoch: &str, events: &[Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(32 + events.iter().map(|e| e.len() + 1).sum::<usize>());
+    out.extend_from_slice(b"{\"epoch\":");
+    write_json_str(&mut out, epoch);
+    out.extend_from_slice(b",\"events\":");
+    write_raw_array(&mut out, events);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// The small server frames that carry no embedded events.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    /// First frame on every connection.
+    Hello {
+        /// This connection's id.
+        conn: &'a str,
+        /// The gateway's id.
+        gateway: &'a str,
+        /// Interval of the server's WebSocket pings.
+        heartbeat_ms: u64,
+        /// Server clock, Unix milliseconds.
+        server_time: u64,
+    },
+    /// A command succeeded.
+    Ack {
+        /// The command's id.
+        id: u64,
+        /// The seq the command's event got, when it was sequenced at once.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    /// The reply to `leave`.
+    Left {
+        /// The command's id.
+        id: u64,
+        /// The room left.
+        room: &'a str,
+    },
+    /// The reply to `ping`.
+    Pong {
+        /// The command's id.
+        id: u64,
+        /// Server clock, Unix milliseconds.
+        server_time: u64,
+    },
+    /// A command failed.
+    Error {
+        /// The command's id, when it could be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        /// The error code.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: &'a str,
+        /// When to retry (with `rate_limited`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// A room's online count (latest value wins; not sequenced).
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// Viewers online.
+        online: u64,
+    },
+    /// The server is draining: reconnect after `after_ms` and resume with `since`.
+    Reconnect {
+        /// Why.
+        reason: &'a str,
+        /// When the server will close the connection.
+        after_ms: u64,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// Encodes the frame as one JSON object.
+    pub fn encode(&self) -> Bytes {
+        // INVARIANT: these frames hold only strings, integers and enums, which
+        // serde_json always serializes.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+fn write_raw_array(out: &mut Vec<u8>, items: &[Bytes]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.push(b']');
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // INVARIANT: serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(b: &[u8]) -> Value {
+        serde_json::from_slice(b).expect("valid json")
+    }
+
+    #[test]
+    fn event_frame_is_valid_json() {
+        let room = RoomId::new("shop-42").expect("room");
+        let kind = EventKind::new("comment").expect("kind");
+        let ev = EventFrame::encode(&room, "8f3a", 131, &kind, 1_764_011_234_890, r#"{"user":"u-1","text":"好"}"#);
+        assert_eq!(
+            parse(&ev.bytes),
+            json!({"type":"event","room":"shop-42","epoch":"8f3a","seq":131,"kind":"comment",
+                   "ts":1_764_011_234_890u64,"data":{"user":"u-1","text":"好"}})
+        );
+        assert_eq!(ev.seq, 131);
+    }
+
+    #[test]
+    fn joined_and_reset_embed_snapshot() {
+        let room = RoomId::new("r").expect("room");
+        let kind = EventKind::new("comment").expect("kind");
+        let ev = EventFrame::encode(&room, "e", 1, &kind, 5, "{}");
+        let snap = Snapshot {
+            recent: vec![ev.bytes.clone()],
+            likes: 7,
+            online: 3,
+            polls: vec![Bytes::from_static(br#"{"poll":"p-1"}"#)],
+        };
+        let j = Joined { id: 4, room: &room, epoch: "e", seq: 1, recovered: false, snapshot: &snap };
+        let v = parse(&j.encode());
+        assert_eq!(v["type"], "joined");
+        assert_eq!(v["recovered"], false);
+        assert_eq!(v["snapshot"]["recent"][0]["seq"], 1);
+        assert_eq!(v["snapshot"]["likes"], 7);
+        assert_eq!(v["snapshot"]["polls"][0]["poll"], "p-1");
+        let r = parse(&encode_reset(&room, "e2", 9, &Snapshot::default()));
+        assert_eq!(r, json!({"type":"reset","room":"r","epoch":"e2","seq":9,
+            "snapshot":{"recent":[],"likes":0,"online":0,"polls":[]}}));
+    }
+
+    #[test]
+    fn small_frames() {
+        let e = ServerFrame::Error { id: Some(3), code: ErrorCode::RateLimited, message: "5 comments/s", retry_after_ms: Some(400) };
+        assert_eq!(parse(&e.encode()), json!({"type":"error","id":3,"code":"rate_limited","message":"5 comments/s","retry_after_ms":400}));
+        assert_eq!(parse(&ServerFrame::Ack { id: 3, seq: Some(131) }.encode()), json!({"type":"ack","id":3,"seq":131}));
+        assert_eq!(parse(&ServerFrame::Ack { id: 3, seq: None }.encode()), json!({"type":"ack","id":3}));
+        assert_eq!(
+            parse(&ServerFrame::Reconnect { reason: "draining", after_ms: 500 }.encode()),
+            json!({"type":"reconnect","reason":"draining","after_ms":500})
+        );
+        assert_eq!(parse(&ServerFrame::Presence { room: "r", online: 10 }.encode()), json!({"type":"presence","room":"r","online":10}));
+        assert_eq!(parse(&encode_history("e", &[])), json!({"epoch":"e","events":[]}));
+    }
+
+    #[test]
+    fn integers_format() {
+        for n in [0u64, 1, 9, 10, 12345, u64::MAX] {
+            let mut v = Vec::new();
+            push_u64(&mut v, n);
+            assert_eq!(String::from_utf8(v).expect("ascii"), n.to_string());
+        }
+    }
+}
