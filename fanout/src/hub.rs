@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use danmaku_protocol::RoomId;
+use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::mailbox::{Delivered, Delivery, Mailbox, RoomKey};

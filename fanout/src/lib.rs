@@ -150,13 +150,23 @@ pub trait Rooms: Send + Sync {
     ///
     /// # Errors
     /// As [`Rooms::publish`].
-    async fn view(&self, room: &RoomId, since: Option<&Since>, recent: usize) -> Result<RoomView, FanoutError>;
+    async fn view(
+        &self,
+        room: &RoomId,
+        since: Option<&Since>,
+        recent: usize,
+    ) -> Result<RoomView, FanoutError>;
 
     /// Up to `limit` events after `since`.
     ///
     /// # Errors
     /// [`FanoutError::Gone`] when `since` is older than history.
-    async fn history(&self, room: &RoomId, since: u64, limit: usize) -> Result<History, FanoutError>;
+    async fn history(
+        &self,
+        room: &RoomId,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, FanoutError>;
 
     /// The room's counters.
     ///
@@ -172,7 +182,11 @@ pub trait Polls: Send + Sync {
     ///
     /// # Errors
     /// As [`Rooms::publish`].
-    async fn create_poll(&self, room: &RoomId, poll: NewPoll) -> Result<(PollId, Published), FanoutError>;
+    async fn create_poll(
+        &self,
+        room: &RoomId,
+        poll: NewPoll,
+    ) -> Result<(PollId, Published), FanoutError>;
 
     /// Closes a poll and publishes its final tallies.
     ///
@@ -185,7 +199,13 @@ pub trait Polls: Send + Sync {
     /// # Errors
     /// [`FanoutError::UnknownPoll`], [`FanoutError::PollClosed`],
     /// [`FanoutError::AlreadyVoted`], [`FanoutError::BadOption`].
-    async fn vote(&self, room: &RoomId, poll: &PollId, user: &str, option: u32) -> Result<(), FanoutError>;
+    async fn vote(
+        &self,
+        room: &RoomId,
+        poll: &PollId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError>;
 
     /// Periodic work: publishes changed poll tallies, closes polls past their end,
     /// expires idle rooms.
@@ -199,4 +219,18 @@ pub trait Fanout: Rooms + Polls {
 
     /// Whether the store is reachable (for `/readyz`).
     fn ready(&self) -> bool;
+}
+
+impl FanoutError {
+    /// The protocol error code a client or backend is told.
+    pub fn code(&self) -> danmaku_protocol::ErrorCode {
+        use danmaku_protocol::ErrorCode;
+        match self {
+            Self::Gone { .. } | Self::BadOption(..) => ErrorCode::BadRequest,
+            Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
+            Self::PollClosed(_) => ErrorCode::PollClosed,
+            Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,
+            Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
 }

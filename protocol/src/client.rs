@@ -125,12 +125,19 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
         .map_err(|e| DecodeError::new(None, ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
     let id = match &wire.id {
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            DecodeError::new(None, ErrorCode::BadRequest, "`id` must be an unsigned integer")
+            DecodeError::new(
+                None,
+                ErrorCode::BadRequest,
+                "`id` must be an unsigned integer",
+            )
         })?),
         None => None,
     };
     let bad = |msg: &str| DecodeError::new(id, ErrorCode::BadRequest, msg);
-    let ty = wire.ty.as_deref().ok_or_else(|| bad("missing field `type`"))?;
+    let ty = wire
+        .ty
+        .as_deref()
+        .ok_or_else(|| bad("missing field `type`"))?;
     let known = matches!(ty, "join" | "leave" | "comment" | "like" | "vote" | "ping");
     if !known {
         return Err(bad(&format!("unknown type `{}`", truncate(ty, 32))));
@@ -188,14 +195,21 @@ fn comment_text(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<String, Dec
         .as_deref()
         .ok_or_else(|| DecodeError::new(Some(id), ErrorCode::BadRequest, "missing field `text`"))?;
     if text.trim().is_empty() {
-        return Err(DecodeError::new(Some(id), ErrorCode::BadRequest, "`text` is empty"));
+        return Err(DecodeError::new(
+            Some(id),
+            ErrorCode::BadRequest,
+            "`text` is empty",
+        ));
     }
     let chars = text.chars().count();
     if chars > limits.comment_max_chars {
         return Err(DecodeError::new(
             Some(id),
             ErrorCode::TooLarge,
-            format!("`text` has {chars} characters, at most {} allowed", limits.comment_max_chars),
+            format!(
+                "`text` has {chars} characters, at most {} allowed",
+                limits.comment_max_chars
+            ),
         ));
     }
     Ok(text.to_owned())
@@ -205,7 +219,11 @@ fn like_count(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<u32, DecodeEr
     let count = match &wire.count {
         None => 1,
         Some(v) => v.as_u64().filter(|&c| c >= 1).ok_or_else(|| {
-            DecodeError::new(Some(id), ErrorCode::BadRequest, "`count` must be an integer >= 1")
+            DecodeError::new(
+                Some(id),
+                ErrorCode::BadRequest,
+                "`count` must be an integer >= 1",
+            )
         })?,
     };
     if count > u64::from(limits.like_max_count) {
@@ -221,7 +239,10 @@ fn like_count(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<u32, DecodeEr
 
 fn vote(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
     let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
-    let poll = wire.poll.as_deref().ok_or_else(|| bad("missing field `poll`"))?;
+    let poll = wire
+        .poll
+        .as_deref()
+        .ok_or_else(|| bad("missing field `poll`"))?;
     let poll = PollId::new(poll).map_err(|e| bad(&e.to_string()))?;
     let option = wire
         .option

@@ -141,7 +141,10 @@ mod tests {
         assert!(EventKind::new("comment").is_ok());
         assert!(EventKind::new("product.card_2").is_ok());
         assert!(EventKind::new(&format!("a{}", "b".repeat(31))).is_ok());
-        assert_eq!(EventKind::new(&format!("a{}", "b".repeat(32))), Err(IdError::Kind));
+        assert_eq!(
+            EventKind::new(&format!("a{}", "b".repeat(32))),
+            Err(IdError::Kind)
+        );
         assert_eq!(EventKind::new("Comment"), Err(IdError::Kind));
         assert_eq!(EventKind::new("1x"), Err(IdError::Kind));
         assert_eq!(EventKind::new(""), Err(IdError::Kind));

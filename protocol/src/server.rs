@@ -22,7 +22,14 @@ pub struct EventFrame {
 impl EventFrame {
     /// Encodes an event. `data` must be one valid JSON value (the caller parsed or built
     /// it); room, epoch and kind are validated identifiers and need no escaping.
-    pub fn encode(room: &RoomId, epoch: &str, seq: u64, kind: &EventKind, ts_ms: u64, data: &str) -> Self {
+    pub fn encode(
+        room: &RoomId,
+        epoch: &str,
+        seq: u64,
+        kind: &EventKind,
+        ts_ms: u64,
+        data: &str,
+    ) -> Self {
         let mut out = Vec::with_capacity(96 + room.as_str().len() + epoch.len() + data.len());
         out.extend_from_slice(b"{\"type\":\"event\",\"room\":\"");
         out.extend_from_slice(room.as_str().as_bytes());
@@ -92,7 +99,8 @@ pub struct Joined<'a> {
 impl Joined<'_> {
     /// Encodes the frame.
     pub fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(256 + self.snapshot.recent.iter().map(Bytes::len).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(256 + self.snapshot.recent.iter().map(Bytes::len).sum::<usize>());
         out.extend_from_slice(b"{\"type\":\"joined\",\"id\":");
         push_u64(&mut out, self.id);
         out.extend_from_slice(b",\"room\":\"");
@@ -264,7 +272,14 @@ mod tests {
     fn event_frame_is_valid_json() {
         let room = RoomId::new("shop-42").expect("room");
         let kind = EventKind::new("comment").expect("kind");
-        let ev = EventFrame::encode(&room, "8f3a", 131, &kind, 1_764_011_234_890, r#"{"user":"u-1","text":"好"}"#);
+        let ev = EventFrame::encode(
+            &room,
+            "8f3a",
+            131,
+            &kind,
+            1_764_011_234_890,
+            r#"{"user":"u-1","text":"好"}"#,
+        );
         assert_eq!(
             parse(&ev.bytes),
             json!({"type":"event","room":"shop-42","epoch":"8f3a","seq":131,"kind":"comment",
@@ -284,7 +299,14 @@ mod tests {
             online: 3,
             polls: vec![Bytes::from_static(br#"{"poll":"p-1"}"#)],
         };
-        let j = Joined { id: 4, room: &room, epoch: "e", seq: 1, recovered: false, snapshot: &snap };
+        let j = Joined {
+            id: 4,
+            room: &room,
+            epoch: "e",
+            seq: 1,
+            recovered: false,
+            snapshot: &snap,
+        };
         let v = parse(&j.encode());
         assert_eq!(v["type"], "joined");
         assert_eq!(v["recovered"], false);
@@ -292,22 +314,63 @@ mod tests {
         assert_eq!(v["snapshot"]["likes"], 7);
         assert_eq!(v["snapshot"]["polls"][0]["poll"], "p-1");
         let r = parse(&encode_reset(&room, "e2", 9, &Snapshot::default()));
-        assert_eq!(r, json!({"type":"reset","room":"r","epoch":"e2","seq":9,
-            "snapshot":{"recent":[],"likes":0,"online":0,"polls":[]}}));
+        assert_eq!(
+            r,
+            json!({"type":"reset","room":"r","epoch":"e2","seq":9,
+            "snapshot":{"recent":[],"likes":0,"online":0,"polls":[]}})
+        );
     }
 
     #[test]
     fn small_frames() {
-        let e = ServerFrame::Error { id: Some(3), code: ErrorCode::RateLimited, message: "5 comments/s", retry_after_ms: Some(400) };
-        assert_eq!(parse(&e.encode()), json!({"type":"error","id":3,"code":"rate_limited","message":"5 comments/s","retry_after_ms":400}));
-        assert_eq!(parse(&ServerFrame::Ack { id: 3, seq: Some(131) }.encode()), json!({"type":"ack","id":3,"seq":131}));
-        assert_eq!(parse(&ServerFrame::Ack { id: 3, seq: None }.encode()), json!({"type":"ack","id":3}));
+        let e = ServerFrame::Error {
+            id: Some(3),
+            code: ErrorCode::RateLimited,
+            message: "5 comments/s",
+            retry_after_ms: Some(400),
+        };
         assert_eq!(
-            parse(&ServerFrame::Reconnect { reason: "draining", after_ms: 500 }.encode()),
+            parse(&e.encode()),
+            json!({"type":"error","id":3,"code":"rate_limited","message":"5 comments/s","retry_after_ms":400})
+        );
+        assert_eq!(
+            parse(
+                &ServerFrame::Ack {
+                    id: 3,
+                    seq: Some(131)
+                }
+                .encode()
+            ),
+            json!({"type":"ack","id":3,"seq":131})
+        );
+        assert_eq!(
+            parse(&ServerFrame::Ack { id: 3, seq: None }.encode()),
+            json!({"type":"ack","id":3})
+        );
+        assert_eq!(
+            parse(
+                &ServerFrame::Reconnect {
+                    reason: "draining",
+                    after_ms: 500
+                }
+                .encode()
+            ),
             json!({"type":"reconnect","reason":"draining","after_ms":500})
         );
-        assert_eq!(parse(&ServerFrame::Presence { room: "r", online: 10 }.encode()), json!({"type":"presence","room":"r","online":10}));
-        assert_eq!(parse(&encode_history("e", &[])), json!({"epoch":"e","events":[]}));
+        assert_eq!(
+            parse(
+                &ServerFrame::Presence {
+                    room: "r",
+                    online: 10
+                }
+                .encode()
+            ),
+            json!({"type":"presence","room":"r","online":10})
+        );
+        assert_eq!(
+            parse(&encode_history("e", &[])),
+            json!({"epoch":"e","events":[]})
+        );
     }
 
     #[test]

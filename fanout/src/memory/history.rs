@@ -63,13 +63,24 @@ impl HistoryRing {
             return None;
         }
         let skip = usize::try_from(since + 1 - first).ok()?;
-        Some(self.items.iter().skip(skip).take(limit).map(|e| e.frame.clone()).collect())
+        Some(
+            self.items
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .map(|e| e.frame.clone())
+                .collect(),
+        )
     }
 
     /// The last `n` events, oldest first.
     pub(crate) fn recent(&self, n: usize) -> Vec<Bytes> {
         let skip = self.items.len().saturating_sub(n);
-        self.items.iter().skip(skip).map(|e| e.frame.clone()).collect()
+        self.items
+            .iter()
+            .skip(skip)
+            .map(|e| e.frame.clone())
+            .collect()
     }
 }
 
@@ -95,9 +106,15 @@ mod tests {
     fn replays_exactly_the_missed_events() {
         let h = ring_with(10, 5);
         assert_eq!(seqs(&h.after(7, 10, 100).expect("covered")), vec![8, 9, 10]);
-        assert_eq!(seqs(&h.after(5, 10, 100).expect("covered")), vec![6, 7, 8, 9, 10]);
+        assert_eq!(
+            seqs(&h.after(5, 10, 100).expect("covered")),
+            vec![6, 7, 8, 9, 10]
+        );
         assert_eq!(seqs(&h.after(5, 10, 2).expect("covered")), vec![6, 7]);
-        assert!(h.after(4, 10, 100).is_none(), "6 is the oldest kept; 5 is lost");
+        assert!(
+            h.after(4, 10, 100).is_none(),
+            "6 is the oldest kept; 5 is lost"
+        );
         assert_eq!(h.after(10, 10, 100), Some(vec![]));
         assert!(h.after(11, 10, 100).is_none());
         assert_eq!(seqs(&h.recent(2)), vec![9, 10]);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::{
@@ -71,7 +71,11 @@ impl MemoryFanout {
     }
 
     /// Runs `f` on the room's state under its lock, creating the room when missing.
-    fn with_room<T>(&self, id: &RoomId, f: impl FnOnce(&mut RoomState) -> T) -> Result<T, FanoutError> {
+    fn with_room<T>(
+        &self,
+        id: &RoomId,
+        f: impl FnOnce(&mut RoomState) -> T,
+    ) -> Result<T, FanoutError> {
         // A room removed by expiry between lookup and lock is marked `removed`; retry.
         loop {
             let room = match self.rooms.get(id) {
@@ -95,7 +99,13 @@ impl MemoryFanout {
         }
     }
 
-    fn publish_locked(&self, id: &RoomId, state: &mut RoomState, kind: &EventKind, data: &str) -> Published {
+    fn publish_locked(
+        &self,
+        id: &RoomId,
+        state: &mut RoomState,
+        kind: &EventKind,
+        data: &str,
+    ) -> Published {
         let frame = state.append(id, kind, data, now_ms());
         self.hub.deliver(id, frame.seq, &frame.bytes);
         Published {
@@ -129,14 +139,14 @@ impl Rooms for MemoryFanout {
     ) -> Result<Published, FanoutError> {
         self.with_room(room, |state| {
             let now = now_ms();
-            if let Some(key) = idempotency_key {
-                if let Some(seq) = state.idempotent_seq(key, now) {
-                    return Published {
-                        epoch: state.epoch.clone(),
-                        seq,
-                        duplicate: true,
-                    };
-                }
+            if let Some(key) = idempotency_key
+                && let Some(seq) = state.idempotent_seq(key, now)
+            {
+                return Published {
+                    epoch: state.epoch.clone(),
+                    seq,
+                    duplicate: true,
+                };
             }
             let published = self.publish_locked(room, state, kind, data);
             if let Some(key) = idempotency_key {
@@ -155,11 +165,21 @@ impl Rooms for MemoryFanout {
         })
     }
 
-    async fn view(&self, room: &RoomId, since: Option<&Since>, recent: usize) -> Result<RoomView, FanoutError> {
+    async fn view(
+        &self,
+        room: &RoomId,
+        since: Option<&Since>,
+        recent: usize,
+    ) -> Result<RoomView, FanoutError> {
         self.with_room(room, |state| state.view(since, recent, now_ms()))
     }
 
-    async fn history(&self, room: &RoomId, since: u64, limit: usize) -> Result<History, FanoutError> {
+    async fn history(
+        &self,
+        room: &RoomId,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, FanoutError> {
         self.with_room(room, |state| state.history(since, limit, now_ms()))?
     }
 
@@ -174,7 +194,11 @@ impl Rooms for MemoryFanout {
 
 #[async_trait]
 impl Polls for MemoryFanout {
-    async fn create_poll(&self, room: &RoomId, poll: NewPoll) -> Result<(PollId, Published), FanoutError> {
+    async fn create_poll(
+        &self,
+        room: &RoomId,
+        poll: NewPoll,
+    ) -> Result<(PollId, Published), FanoutError> {
         let kind = poll_kind()?;
         self.with_room(room, |state| {
             let (id, data) = state.open_poll(poll, now_ms());
@@ -190,7 +214,13 @@ impl Polls for MemoryFanout {
         })?
     }
 
-    async fn vote(&self, room: &RoomId, poll: &PollId, user: &str, option: u32) -> Result<(), FanoutError> {
+    async fn vote(
+        &self,
+        room: &RoomId,
+        poll: &PollId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError> {
         self.with_room(room, |state| state.vote(poll, user, option, now_ms()))?
     }
 

@@ -67,7 +67,13 @@ impl RoomState {
     }
 
     /// Sequences and encodes one event.
-    pub(crate) fn append(&mut self, room: &RoomId, kind: &EventKind, data: &str, now: u64) -> EventFrame {
+    pub(crate) fn append(
+        &mut self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        now: u64,
+    ) -> EventFrame {
         self.seq += 1;
         let frame = EventFrame::encode(room, &self.epoch, self.seq, kind, now, data);
         self.history.push(self.seq, now, frame.bytes.clone());
@@ -80,10 +86,10 @@ impl RoomState {
     }
 
     pub(crate) fn remember_key(&mut self, key: &str, seq: u64, now: u64) {
-        if self.idem.len() >= self.idem_max {
-            if let Some((old, _)) = self.idem_order.pop_front() {
-                self.idem.remove(&old);
-            }
+        if self.idem.len() >= self.idem_max
+            && let Some((old, _)) = self.idem_order.pop_front()
+        {
+            self.idem.remove(&old);
         }
         self.idem.insert(Box::from(key), (seq, now));
         self.idem_order.push_back((Box::from(key), now));
@@ -108,13 +114,27 @@ impl RoomState {
             epoch: self.epoch.clone(),
             seq: self.seq,
             likes: self.likes,
-            recent: if replay.is_some() { Vec::new() } else { self.history.recent(recent) },
-            polls: self.polls.iter().filter(|p| p.open).map(Poll::encode).collect(),
+            recent: if replay.is_some() {
+                Vec::new()
+            } else {
+                self.history.recent(recent)
+            },
+            polls: self
+                .polls
+                .iter()
+                .filter(|p| p.open)
+                .map(Poll::encode)
+                .collect(),
             replay,
         }
     }
 
-    pub(crate) fn history(&mut self, since: u64, limit: usize, now: u64) -> Result<History, FanoutError> {
+    pub(crate) fn history(
+        &mut self,
+        since: u64,
+        limit: usize,
+        now: u64,
+    ) -> Result<History, FanoutError> {
         self.history.prune(now);
         match self.history.after(since, self.seq, limit) {
             Some(events) => Ok(History {
@@ -152,7 +172,13 @@ impl RoomState {
         Ok(String::from_utf8_lossy(&poll.encode()).into_owned())
     }
 
-    pub(crate) fn vote(&mut self, id: &PollId, user: &str, option: u32, now: u64) -> Result<(), FanoutError> {
+    pub(crate) fn vote(
+        &mut self,
+        id: &PollId,
+        user: &str,
+        option: u32,
+        now: u64,
+    ) -> Result<(), FanoutError> {
         let poll = self.poll_mut(id)?;
         if poll.open && poll.ends_at_ms <= now {
             return Err(FanoutError::PollClosed(id.clone()));
@@ -192,4 +218,3 @@ impl RoomState {
             .ok_or_else(|| FanoutError::UnknownPoll(id.clone()))
     }
 }
-

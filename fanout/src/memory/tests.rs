@@ -30,17 +30,29 @@ async fn publish_sequences_and_delivers_in_order() {
     }
     let mut buf = Vec::new();
     rx.recv_many(&mut buf, 100).await;
-    assert_eq!(buf.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
-    assert_eq!(buf.iter().map(|d| seq_of(&d.frame)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        buf.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        buf.iter().map(|d| seq_of(&d.frame)).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 #[tokio::test]
 async fn idempotency_key_returns_first_seq() {
     let s = store(MemoryConfig::default());
     let r = room("r");
-    let first = s.publish(&r, &kind(), "{}", Some("k1")).await.expect("publish");
+    let first = s
+        .publish(&r, &kind(), "{}", Some("k1"))
+        .await
+        .expect("publish");
     for _ in 0..4 {
-        let again = s.publish(&r, &kind(), "{}", Some("k1")).await.expect("publish");
+        let again = s
+            .publish(&r, &kind(), "{}", Some("k1"))
+            .await
+            .expect("publish");
         assert_eq!((again.seq, again.duplicate), (first.seq, true));
     }
     assert_eq!(s.info(&r).await.expect("info").seq, 1);
@@ -60,32 +72,75 @@ async fn view_replays_or_resets() {
     let fresh = s.view(&r, None, 3).await.expect("view");
     assert_eq!(fresh.seq, 10);
     assert!(fresh.replay.is_none());
-    assert_eq!(fresh.recent.iter().map(seq_of).collect::<Vec<_>>(), vec![8, 9, 10]);
+    assert_eq!(
+        fresh.recent.iter().map(seq_of).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
 
-    let since = Since { epoch: fresh.epoch.to_string(), seq: 7 };
+    let since = Since {
+        epoch: fresh.epoch.to_string(),
+        seq: 7,
+    };
     let resumed = s.view(&r, Some(&since), 3).await.expect("view");
     let replay = resumed.replay.expect("recovered");
-    assert_eq!(replay.iter().map(seq_of).collect::<Vec<_>>(), vec![8, 9, 10]);
+    assert_eq!(
+        replay.iter().map(seq_of).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
 
-    let too_old = Since { epoch: fresh.epoch.to_string(), seq: 2 };
-    assert!(s.view(&r, Some(&too_old), 3).await.expect("view").replay.is_none());
-    let wrong_epoch = Since { epoch: "nope".into(), seq: 9 };
-    assert!(s.view(&r, Some(&wrong_epoch), 3).await.expect("view").replay.is_none());
+    let too_old = Since {
+        epoch: fresh.epoch.to_string(),
+        seq: 2,
+    };
+    assert!(
+        s.view(&r, Some(&too_old), 3)
+            .await
+            .expect("view")
+            .replay
+            .is_none()
+    );
+    let wrong_epoch = Since {
+        epoch: "nope".into(),
+        seq: 9,
+    };
+    assert!(
+        s.view(&r, Some(&wrong_epoch), 3)
+            .await
+            .expect("view")
+            .replay
+            .is_none()
+    );
 
-    assert!(matches!(s.history(&r, 2, 100).await, Err(FanoutError::Gone { since: 2, .. })));
-    assert_eq!(s.history(&r, 8, 100).await.expect("history").events.len(), 2);
+    assert!(matches!(
+        s.history(&r, 2, 100).await,
+        Err(FanoutError::Gone { since: 2, .. })
+    ));
+    assert_eq!(
+        s.history(&r, 8, 100).await.expect("history").events.len(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn polls_count_one_vote_per_user() {
     let s = store(MemoryConfig::default());
     let r = room("r");
-    let new = NewPoll { question: "Which?".into(), options: vec!["a".into(), "b".into()], duration_s: 60 };
+    let new = NewPoll {
+        question: "Which?".into(),
+        options: vec!["a".into(), "b".into()],
+        duration_s: 60,
+    };
     let (id, p) = s.create_poll(&r, new).await.expect("poll");
     assert_eq!(p.seq, 1);
     s.vote(&r, &id, "u1", 0).await.expect("vote");
-    assert_eq!(s.vote(&r, &id, "u1", 1).await, Err(FanoutError::AlreadyVoted(id.clone())));
-    assert_eq!(s.vote(&r, &id, "u2", 7).await, Err(FanoutError::BadOption(id.clone(), 7)));
+    assert_eq!(
+        s.vote(&r, &id, "u1", 1).await,
+        Err(FanoutError::AlreadyVoted(id.clone()))
+    );
+    assert_eq!(
+        s.vote(&r, &id, "u2", 7).await,
+        Err(FanoutError::BadOption(id.clone(), 7))
+    );
     s.vote(&r, &id, "u2", 1).await.expect("vote");
     s.tick().await;
     s.tick().await; // nothing changed: no second update
@@ -95,10 +150,19 @@ async fn polls_count_one_vote_per_user() {
     assert_eq!(v["data"]["options"][0]["votes"], 1);
     assert_eq!(v["data"]["options"][1]["votes"], 1);
     s.close_poll(&r, &id).await.expect("close");
-    assert_eq!(s.vote(&r, &id, "u3", 0).await, Err(FanoutError::PollClosed(id.clone())));
-    assert_eq!(s.close_poll(&r, &id).await, Err(FanoutError::PollClosed(id.clone())));
+    assert_eq!(
+        s.vote(&r, &id, "u3", 0).await,
+        Err(FanoutError::PollClosed(id.clone()))
+    );
+    assert_eq!(
+        s.close_poll(&r, &id).await,
+        Err(FanoutError::PollClosed(id.clone()))
+    );
     let unknown = PollId::new("p-99").expect("id");
-    assert_eq!(s.vote(&r, &unknown, "u3", 0).await, Err(FanoutError::UnknownPoll(unknown)));
+    assert_eq!(
+        s.vote(&r, &unknown, "u3", 0).await,
+        Err(FanoutError::UnknownPoll(unknown))
+    );
 }
 
 #[tokio::test]
@@ -113,7 +177,10 @@ async fn likes_accumulate() {
 
 #[tokio::test]
 async fn idle_rooms_expire_with_a_new_epoch() {
-    let config = MemoryConfig { room_ttl: Duration::ZERO, ..MemoryConfig::default() };
+    let config = MemoryConfig {
+        room_ttl: Duration::ZERO,
+        ..MemoryConfig::default()
+    };
     let s = store(config);
     let r = room("r");
     let first = s.publish(&r, &kind(), "{}", None).await.expect("publish");
@@ -125,8 +192,14 @@ async fn idle_rooms_expire_with_a_new_epoch() {
 
 #[tokio::test]
 async fn room_limit_is_enforced() {
-    let s = store(MemoryConfig { max_rooms: 2, ..MemoryConfig::default() });
+    let s = store(MemoryConfig {
+        max_rooms: 2,
+        ..MemoryConfig::default()
+    });
     s.publish(&room("a"), &kind(), "{}", None).await.expect("a");
     s.publish(&room("b"), &kind(), "{}", None).await.expect("b");
-    assert_eq!(s.publish(&room("c"), &kind(), "{}", None).await, Err(FanoutError::TooManyRooms(2)));
+    assert_eq!(
+        s.publish(&room("c"), &kind(), "{}", None).await,
+        Err(FanoutError::TooManyRooms(2))
+    );
 }

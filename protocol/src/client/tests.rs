@@ -12,39 +12,72 @@ fn room(s: &str) -> RoomId {
 fn decodes_every_command() {
     assert_eq!(
         dec(r#"{"type":"join","id":1,"room":"shop-42"}"#),
-        Ok(Command::Join { id: 1, room: room("shop-42"), since: None })
+        Ok(Command::Join {
+            id: 1,
+            room: room("shop-42"),
+            since: None
+        })
     );
     assert_eq!(
         dec(r#"{"type":"join","id":1,"room":"shop-42","since":{"epoch":"8f3a","seq":117}}"#),
         Ok(Command::Join {
             id: 1,
             room: room("shop-42"),
-            since: Some(Since { epoch: "8f3a".into(), seq: 117 })
+            since: Some(Since {
+                epoch: "8f3a".into(),
+                seq: 117
+            })
         })
     );
     assert_eq!(
         dec(r#"{"type":"leave","id":2,"room":"shop-42"}"#),
-        Ok(Command::Leave { id: 2, room: room("shop-42") })
+        Ok(Command::Leave {
+            id: 2,
+            room: room("shop-42")
+        })
     );
     assert_eq!(
         dec(r#"{"type":"comment","id":3,"room":"shop-42","text":"这个颜色好看!"}"#),
-        Ok(Command::Comment { id: 3, room: room("shop-42"), text: "这个颜色好看!".into() })
+        Ok(Command::Comment {
+            id: 3,
+            room: room("shop-42"),
+            text: "这个颜色好看!".into()
+        })
     );
     assert_eq!(
         dec(r#"{"type":"like","id":4,"room":"shop-42","count":5}"#),
-        Ok(Command::Like { id: 4, room: room("shop-42"), count: 5 })
+        Ok(Command::Like {
+            id: 4,
+            room: room("shop-42"),
+            count: 5
+        })
     );
     assert_eq!(
         dec(r#"{"type":"vote","id":5,"room":"shop-42","poll":"p-7","option":1}"#),
-        Ok(Command::Vote { id: 5, room: room("shop-42"), poll: PollId::new("p-7").expect("poll"), option: 1 })
+        Ok(Command::Vote {
+            id: 5,
+            room: room("shop-42"),
+            poll: PollId::new("p-7").expect("poll"),
+            option: 1
+        })
     );
-    assert_eq!(dec(r#"{"type":"ping","id":6}"#), Ok(Command::Ping { id: 6 }));
+    assert_eq!(
+        dec(r#"{"type":"ping","id":6}"#),
+        Ok(Command::Ping { id: 6 })
+    );
 }
 
 #[test]
 fn escaped_text_is_unescaped() {
     let cmd = dec(r#"{"type":"comment","id":3,"room":"r","text":"a\"b\nc\u00e9"}"#);
-    assert_eq!(cmd, Ok(Command::Comment { id: 3, room: room("r"), text: "a\"b\ncé".into() }));
+    assert_eq!(
+        cmd,
+        Ok(Command::Comment {
+            id: 3,
+            room: room("r"),
+            text: "a\"b\ncé".into()
+        })
+    );
 }
 
 #[test]
@@ -63,11 +96,18 @@ fn errors_echo_the_id_and_classify() {
     assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
 
     let long = "好".repeat(201);
-    let e = dec(&format!(r#"{{"type":"comment","id":4,"room":"r","text":"{long}"}}"#))
-        .expect_err("too long");
+    let e = dec(&format!(
+        r#"{{"type":"comment","id":4,"room":"r","text":"{long}"}}"#
+    ))
+    .expect_err("too long");
     assert_eq!((e.id, e.code), (Some(4), ErrorCode::TooLarge));
     let ok = "好".repeat(200);
-    assert!(dec(&format!(r#"{{"type":"comment","id":4,"room":"r","text":"{ok}"}}"#)).is_ok());
+    assert!(
+        dec(&format!(
+            r#"{{"type":"comment","id":4,"room":"r","text":"{ok}"}}"#
+        ))
+        .is_ok()
+    );
 
     let e = dec(r#"{"type":"comment","id":4,"room":"r","text":"  "}"#).expect_err("blank");
     assert_eq!(e.code, ErrorCode::BadRequest);

@@ -1,0 +1,202 @@
+//! Wiring: builds the gateway from a [`Config`] and runs it until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use danmaku_fanout::memory::MemoryFanout;
+use danmaku_fanout::{Fanout, Hub};
+use danmaku_protocol::ServerFrame;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::likes::LikeAggregator;
+use crate::limits::ConnLimiter;
+use crate::metrics::Metrics;
+
+/// What every request handler and connection task shares.
+pub struct AppState {
+    /// The configuration.
+    pub config: Config,
+    /// Credential checks.
+    pub auth: Auth,
+    /// The store and its hub.
+    pub fanout: Arc<dyn Fanout>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Likes pending publication.
+    pub likes: LikeAggregator,
+    /// Connection limits.
+    pub limiter: Arc<ConnLimiter>,
+    /// Cancelled when the gateway starts draining.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl AppState {
+    /// A new connection key.
+    pub fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A bound, ready-to-run gateway.
+pub struct App {
+    state: Arc<AppState>,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Builds the gateway and binds its port.
+    ///
+    /// # Errors
+    /// When the port cannot be bound or a key cannot be read.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let hub = Arc::new(Hub::new());
+        let fanout: Arc<dyn Fanout> = Arc::new(MemoryFanout::new(config.memory.clone(), hub));
+        let state = AppState {
+            auth: Auth::new(&config.auth)?,
+            fanout,
+            metrics: Metrics::default(),
+            likes: LikeAggregator::default(),
+            limiter: ConnLimiter::new(config.ws.max_conns_per_ip, config.ws.max_connections),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_conn: AtomicU64::new(0),
+            config,
+        };
+        Ok(Self {
+            state: Arc::new(state),
+            listener,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `signal` completes, then drains: every WebSocket client gets
+    /// `reconnect` and, after `drain_after`, close 1012; in-flight HTTP requests finish;
+    /// pending likes are published.
+    ///
+    /// # Errors
+    /// Never after start-up; accept errors are logged and retried.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let state = self.state;
+        let background = spawn_background(&state);
+        let router = crate::http::router(state.clone());
+        let http_conns = TaskTracker::new();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        http_conns.spawn(serve_connection(state.clone(), router.clone(), stream, addr));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!("draining");
+        drop(self.listener);
+        state.shutdown.cancel();
+        http_conns.close();
+        state.tracker.close();
+        let grace = state.config.ws.drain_after + Duration::from_secs(10);
+        let drained = tokio::time::timeout(grace, async {
+            http_conns.wait().await;
+            state.tracker.wait().await;
+            let _ = background.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain timed out; exiting");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    state: Arc<AppState>,
+    router: axum::Router,
+    stream: TcpStream,
+    addr: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(addr));
+        req
+    });
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.ws.handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// The periodic work: like windows, presence, poll tallies and room expiry.
+fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut likes = tokio::time::interval(state.config.likes_window);
+        let mut presence = tokio::time::interval(state.config.presence_interval);
+        let mut polls = tokio::time::interval(state.config.poll_interval);
+        for i in [&mut likes, &mut presence, &mut polls] {
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                _ = likes.tick() => state.likes.flush(&state.fanout).await,
+                _ = presence.tick() => announce_presence(&state),
+                _ = polls.tick() => state.fanout.tick().await,
+                () = state.shutdown.cancelled() => break,
+            }
+        }
+        // Finish what is in flight: likes already acknowledged to clients.
+        state.likes.flush(&state.fanout).await;
+    })
+}
+
+fn announce_presence(state: &AppState) {
+    let hub = state.fanout.hub();
+    for (room, online) in hub.presence_changes() {
+        let frame = ServerFrame::Presence {
+            room: room.as_str(),
+            online,
+        }
+        .encode();
+        hub.deliver(&room, 0, &frame);
+    }
+}

@@ -1,0 +1,182 @@
+//! The backend API: publish, polls, room info, history.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use danmaku_fanout::NewPoll;
+use danmaku_protocol::{ErrorCode, EventKind, PollId, RoomId};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::ApiKey;
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::metrics::Metrics;
+
+/// Kinds the gateway sequences itself; a backend cannot forge them.
+const RESERVED_KINDS: [&str; 2] = ["likes", "poll"];
+
+fn room_id(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::new(raw).map_err(|e| ApiError::new(ErrorCode::InvalidRoom, e.to_string()))
+}
+
+fn json_body<'a, T: Deserialize<'a>>(
+    body: &'a Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(ErrorCode::TooLarge, "request body too large"));
+        }
+        Err(e) => return Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+struct PublishBody<'a> {
+    kind: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    idempotency_key: Option<String>,
+}
+
+pub(super) async fn publish(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let room = room_id(&room)?;
+    let body: PublishBody<'_> = json_body(&body)?;
+    let kind = EventKind::new(&body.kind)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    if RESERVED_KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("kind `{}` is reserved", kind.as_str()),
+        ));
+    }
+    if let Some(k) = &body.idempotency_key
+        && (k.is_empty() || k.len() > 128)
+    {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "idempotency_key must be 1..=128 bytes",
+        ));
+    }
+    let started = Instant::now();
+    let p = app
+        .fanout
+        .publish(
+            &room,
+            &kind,
+            body.data.get(),
+            body.idempotency_key.as_deref(),
+        )
+        .await?;
+    app.metrics.publish_latency.observe(started.elapsed());
+    if !p.duplicate {
+        Metrics::inc(&app.metrics.events_in);
+    }
+    let reply = serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq});
+    Ok((StatusCode::OK, Json(reply)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PollBody {
+    question: String,
+    options: Vec<String>,
+    duration_s: u64,
+}
+
+pub(super) async fn create_poll(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let body: PollBody = json_body(&body)?;
+    let bad = |m: &str| ApiError::new(ErrorCode::BadRequest, m);
+    if body.question.trim().is_empty() || body.question.chars().count() > 200 {
+        return Err(bad("question must have 1..=200 characters"));
+    }
+    if !(2..=10).contains(&body.options.len()) {
+        return Err(bad("a poll has 2..=10 options"));
+    }
+    if body
+        .options
+        .iter()
+        .any(|o| o.trim().is_empty() || o.chars().count() > 100)
+    {
+        return Err(bad("each option must have 1..=100 characters"));
+    }
+    if !(1..=86_400).contains(&body.duration_s) {
+        return Err(bad("duration_s must be 1..=86400"));
+    }
+    let new = NewPoll {
+        question: body.question,
+        options: body.options,
+        duration_s: body.duration_s,
+    };
+    let (poll, p) = app.fanout.create_poll(&room, new).await?;
+    Ok(Json(
+        serde_json::json!({"poll": poll.as_str(), "seq": p.seq}),
+    ))
+}
+
+pub(super) async fn close_poll(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path((room, poll)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let poll =
+        PollId::new(&poll).map_err(|e| ApiError::new(ErrorCode::UnknownPoll, e.to_string()))?;
+    let p = app.fanout.close_poll(&room, &poll).await?;
+    Ok(Json(serde_json::json!({"seq": p.seq})))
+}
+
+pub(super) async fn room_info(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let info = app.fanout.info(&room).await?;
+    let online = app.fanout.hub().online(&room);
+    Ok(Json(serde_json::json!({
+        "room": room.as_str(), "epoch": &*info.epoch, "seq": info.seq, "online": online, "likes": info.likes,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn history(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let room = room_id(&room)?;
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let h = app
+        .fanout
+        .history(&room, q.since.unwrap_or(0), limit)
+        .await?;
+    let body = danmaku_protocol::server::encode_history(&h.epoch, &h.events);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

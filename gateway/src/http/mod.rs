@@ -1,0 +1,94 @@
+//! The HTTP side of the public port: the backend API, health, metrics, and the
+//! WebSocket upgrade route.
+
+mod api;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use crate::metrics::Gauges;
+use error::ApiError;
+
+/// Builds the router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/v1/rooms/{room}/events", post(api::publish))
+        .route("/v1/rooms/{room}/polls", post(api::create_poll))
+        .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
+        .route("/v1/rooms/{room}", get(api::room_info))
+        .route("/v1/rooms/{room}/history", get(api::history))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Proof that the request carries a configured API key.
+pub struct ApiKey;
+
+impl FromRequestParts<Arc<AppState>> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if state.auth.api_key_ok(header) {
+            Ok(Self)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    if app.shutdown.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "draining"})),
+        )
+    } else if !app.fanout.ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "store unavailable"})),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let hub = app.fanout.hub();
+    let stats = hub.stats();
+    let gauges = Gauges {
+        rooms: hub.room_count(),
+        deliveries: stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
+        queue_drops: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(&gauges),
+    )
+}

@@ -1,0 +1,19 @@
+//! The danmaku gateway: WebSocket viewers, the backend HTTP API, health and metrics on
+//! one port, over the [`danmaku_fanout`] store.
+//!
+//! # Layout
+//! - [`cli`]: flags, environment and TOML file → [`config::Config`].
+//! - [`app`]: wiring, the accept loop, drain.
+//! - [`http`]: the backend API, health, metrics.
+//! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
+//! - [`auth`], [`limits`], [`likes`], [`metrics`].
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod likes;
+pub mod limits;
+pub mod metrics;
+mod ws;

@@ -1,0 +1,218 @@
+//! Process metrics in Prometheus text format: plain atomics, no registry.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS_US.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        );
+    }
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: AtomicI64,
+    /// WebSocket connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Handshakes refused, by any cause (auth, limits, origin).
+    pub handshakes_refused: AtomicU64,
+    /// Events sequenced through this gateway (client comments and API publishes).
+    pub events_in: AtomicU64,
+    /// Like clicks received (sum of counts).
+    pub likes_in: AtomicU64,
+    /// Votes received.
+    pub votes_in: AtomicU64,
+    /// WebSocket frames written.
+    pub frames_out: AtomicU64,
+    /// Messages written (a frame may carry several).
+    pub messages_out: AtomicU64,
+    /// `reset` frames sent.
+    pub resets: AtomicU64,
+    /// Connections closed as slow consumers (4008).
+    pub slow_closes: AtomicU64,
+    /// Commands refused with `rate_limited`.
+    pub rate_limited: AtomicU64,
+    /// Commands refused with any other error.
+    pub command_errors: AtomicU64,
+    /// Time from upgrade to `joined` sent.
+    pub join_latency: Histogram,
+    /// Time to sequence one publish.
+    pub publish_latency: Histogram,
+}
+
+/// Values that live elsewhere (hub, store), read at render time.
+pub struct Gauges {
+    /// Rooms with local viewers.
+    pub rooms: usize,
+    /// Frames handed to mailboxes.
+    pub deliveries: u64,
+    /// Frames dropped at full mailboxes.
+    pub queue_drops: u64,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, u64); 12] = [
+            (
+                "danmaku_connections_total",
+                "WebSocket connections accepted",
+                self.connections_total.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_handshakes_refused_total",
+                "Handshakes refused",
+                self.handshakes_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_events_in_total",
+                "Events sequenced through this gateway",
+                self.events_in.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_likes_in_total",
+                "Like clicks received",
+                self.likes_in.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_votes_in_total",
+                "Votes received",
+                self.votes_in.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_deliveries_total",
+                "Frames handed to connection queues",
+                g.deliveries,
+            ),
+            (
+                "danmaku_queue_drops_total",
+                "Frames dropped at full connection queues",
+                g.queue_drops,
+            ),
+            (
+                "danmaku_frames_out_total",
+                "WebSocket frames written",
+                self.frames_out.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_messages_out_total",
+                "Messages written",
+                self.messages_out.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_resets_total",
+                "reset frames sent",
+                self.resets.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_slow_closes_total",
+                "Connections closed as slow consumers",
+                self.slow_closes.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_rate_limited_total",
+                "Commands refused as rate limited",
+                self.rate_limited.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let errors = self.command_errors.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_command_errors_total Commands refused\n# TYPE danmaku_command_errors_total counter\ndanmaku_command_errors_total {errors}"
+        );
+        let conns = self.connections.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_connections Open WebSocket connections\n# TYPE danmaku_connections gauge\ndanmaku_connections {conns}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_rooms Rooms with local viewers\n# TYPE danmaku_rooms gauge\ndanmaku_rooms {}",
+            g.rooms
+        );
+        self.join_latency
+            .render(&mut out, "danmaku_join_seconds", "Upgrade to joined");
+        self.publish_latency.render(
+            &mut out,
+            "danmaku_publish_seconds",
+            "Sequencing one publish",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.join_latency.observe(Duration::from_micros(80));
+        m.join_latency.observe(Duration::from_millis(3));
+        let text = m.render(&Gauges {
+            rooms: 2,
+            deliveries: 5,
+            queue_drops: 0,
+        });
+        assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(text.contains("danmaku_join_seconds_count 2"));
+        assert!(text.contains("danmaku_deliveries_total 5"));
+        assert!(text.contains("danmaku_rooms 2"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Client commands: join, leave, comment, like, vote, ping.
+
+use std::time::Instant;
+
+use danmaku_fanout::FanoutError;
+use danmaku_protocol::server::Joined;
+use danmaku_protocol::{
+    Command, ErrorCode, EventKind, PollId, RoomId, ServerFrame, Since, Snapshot,
+};
+
+use super::conn::{Conn, JoinedRoom};
+use crate::metrics::Metrics;
+
+impl Conn {
+    /// Handles one JSON object of a client frame; queues its reply.
+    pub(super) async fn on_command(&mut self, line: &str) {
+        let command = match danmaku_protocol::decode_command(line, &self.app.config.limits) {
+            Ok(c) => c,
+            Err(e) => return self.error(e.id, e.code, &e.message, None),
+        };
+        match command {
+            Command::Join { id, room, since } => self.join(id, room, since).await,
+            Command::Leave { id, room } => self.leave(id, &room),
+            Command::Comment { id, room, text } => self.comment(id, &room, &text).await,
+            Command::Like { id, room, count } => self.like(id, &room, count),
+            Command::Vote {
+                id,
+                room,
+                poll,
+                option,
+            } => self.vote(id, &room, &poll, option).await,
+            Command::Ping { id } => {
+                let pong = ServerFrame::Pong {
+                    id,
+                    server_time: danmaku_fanout::now_ms(),
+                };
+                self.out.push(pong.encode());
+            }
+        }
+    }
+
+    async fn join(&mut self, id: u64, room: RoomId, since: Option<Since>) {
+        if !self.identity.may_join(room.as_str()) {
+            return self.error(
+                Some(id),
+                ErrorCode::Forbidden,
+                "your token does not allow this room",
+                None,
+            );
+        }
+        if let Some(i) = self.room_index(&room) {
+            // A second join of the same room re-syncs it.
+            let old = self.rooms.swap_remove(i);
+            self.app.fanout.hub().unsubscribe(&old.room, self.key);
+        }
+        if self.rooms.len() >= self.app.config.limits.max_rooms {
+            let msg = format!(
+                "at most {} rooms per connection",
+                self.app.config.limits.max_rooms
+            );
+            return self.error(Some(id), ErrorCode::TooManyRooms, &msg, None);
+        }
+        let started = Instant::now();
+        let hub = self.app.fanout.hub().clone();
+        // Subscribe before reading the room's position: an event sequenced in between
+        // is then both in the mailbox and covered by `seq`, and dropped as a duplicate.
+        let key = hub.subscribe(&room, self.key, self.mailbox.clone());
+        let recent = self.app.config.ws.snapshot_recent;
+        let view = match self.app.fanout.view(&room, since.as_ref(), recent).await {
+            Ok(v) => v,
+            Err(e) => {
+                hub.unsubscribe(&room, self.key);
+                return self.fanout_error(id, &e);
+            }
+        };
+        let snapshot = Snapshot {
+            recent: view.recent,
+            likes: view.likes,
+            online: hub.online(&room),
+            polls: view.polls,
+        };
+        let joined = Joined {
+            id,
+            room: &room,
+            epoch: &view.epoch,
+            seq: view.seq,
+            recovered: view.replay.is_some(),
+            snapshot: &snapshot,
+        };
+        self.out.push(joined.encode());
+        for event in view.replay.into_iter().flatten() {
+            self.out.push(event);
+        }
+        self.rooms.push(JoinedRoom {
+            room,
+            key,
+            epoch: view.epoch,
+            last_seq: view.seq,
+        });
+        self.app.metrics.join_latency.observe(started.elapsed());
+    }
+
+    fn leave(&mut self, id: u64, room: &RoomId) {
+        let Some(i) = self.room_index(room) else {
+            return self.error(
+                Some(id),
+                ErrorCode::NotJoined,
+                "not joined to this room",
+                None,
+            );
+        };
+        let r = self.rooms.swap_remove(i);
+        self.app.fanout.hub().unsubscribe(&r.room, self.key);
+        self.out.push(
+            ServerFrame::Left {
+                id,
+                room: room.as_str(),
+            }
+            .encode(),
+        );
+    }
+
+    async fn comment(&mut self, id: u64, room: &RoomId, text: &str) {
+        if !self.may_act(id, room) {
+            return;
+        }
+        if let Err(wait) = self.buckets.comments.take(Instant::now()) {
+            let msg = format!("{} comments/s", self.app.config.rates.comments.per_s);
+            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        }
+        let data = serde_json::json!({"user": &*self.identity.user, "name": &*self.identity.name, "text": text});
+        let Ok(kind) = EventKind::new("comment") else {
+            return;
+        };
+        let started = Instant::now();
+        match self
+            .app
+            .fanout
+            .publish(room, &kind, &data.to_string(), None)
+            .await
+        {
+            Ok(p) => {
+                self.app.metrics.publish_latency.observe(started.elapsed());
+                Metrics::inc(&self.app.metrics.events_in);
+                self.out.push(
+                    ServerFrame::Ack {
+                        id,
+                        seq: Some(p.seq),
+                    }
+                    .encode(),
+                );
+            }
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    fn like(&mut self, id: u64, room: &RoomId, count: u32) {
+        if !self.may_act(id, room) {
+            return;
+        }
+        if let Err(wait) = self.buckets.likes.take(Instant::now()) {
+            let msg = format!("{} likes/s", self.app.config.rates.likes.per_s);
+            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        }
+        self.app.likes.add(room, u64::from(count));
+        self.app
+            .metrics
+            .likes_in
+            .fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
+        self.out.push(ServerFrame::Ack { id, seq: None }.encode());
+    }
+
+    async fn vote(&mut self, id: u64, room: &RoomId, poll: &PollId, option: u32) {
+        if !self.may_act(id, room) {
+            return;
+        }
+        if let Err(wait) = self.buckets.votes.take(Instant::now()) {
+            let msg = format!("{} votes/s", self.app.config.rates.votes.per_s);
+            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        }
+        match self
+            .app
+            .fanout
+            .vote(room, poll, &self.identity.user, option)
+            .await
+        {
+            Ok(()) => {
+                Metrics::inc(&self.app.metrics.votes_in);
+                self.out.push(ServerFrame::Ack { id, seq: None }.encode());
+            }
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// Checks that this viewer may write into `room`; queues the error when not.
+    fn may_act(&mut self, id: u64, room: &RoomId) -> bool {
+        if self.identity.read_only {
+            self.error(
+                Some(id),
+                ErrorCode::Forbidden,
+                "anonymous viewers are read-only",
+                None,
+            );
+            return false;
+        }
+        if self.room_index(room).is_none() {
+            self.error(Some(id), ErrorCode::NotJoined, "join the room first", None);
+            return false;
+        }
+        true
+    }
+
+    fn fanout_error(&mut self, id: u64, e: &FanoutError) {
+        self.error(Some(id), e.code(), &e.to_string(), None);
+    }
+
+    fn room_index(&self, room: &RoomId) -> Option<usize> {
+        self.rooms.iter().position(|r| r.room == *room)
+    }
+}

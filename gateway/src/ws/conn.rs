@@ -1,0 +1,387 @@
+//! The connection task: one per viewer, owning all of its state.
+//!
+//! The loop waits on four things: a client frame, deliveries from the mailbox, the
+//! heartbeat, and drain. Each is handled by one method; everything that became ready is
+//! written with one flush. Deliveries are checked against each room's `last_seq`: a
+//! duplicate is dropped, a gap is filled from history before going on, and a gap that
+//! history no longer covers becomes a `reset`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use danmaku_fanout::{Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, mailbox};
+use danmaku_protocol::server::encode_reset;
+use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
+use futures_util::SinkExt;
+
+use super::outbound::Outbound;
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::limits::TokenBucket;
+use crate::metrics::Metrics;
+
+/// How a connection ends.
+pub(super) enum Exit {
+    /// The peer went away (closed, reset, or an I/O error).
+    Gone,
+    /// We close with this code.
+    Close(CloseCode),
+}
+
+/// A room this connection has joined.
+pub(super) struct JoinedRoom {
+    pub(super) room: RoomId,
+    pub(super) key: RoomKey,
+    pub(super) epoch: Arc<str>,
+    /// INVARIANT: every event up to `last_seq` was written or replaced by a `reset`.
+    pub(super) last_seq: u64,
+}
+
+pub(super) struct Buckets {
+    pub(super) comments: TokenBucket,
+    pub(super) likes: TokenBucket,
+    pub(super) votes: TokenBucket,
+}
+
+pub(super) struct Conn {
+    pub(super) app: Arc<AppState>,
+    pub(super) key: u64,
+    pub(super) identity: Identity,
+    socket: WebSocket,
+    pub(super) mailbox: Mailbox,
+    pub(super) rooms: Vec<JoinedRoom>,
+    pub(super) buckets: Buckets,
+    pub(super) out: Outbound,
+    frames: Vec<Bytes>,
+    last_seen: Instant,
+}
+
+/// Runs one connection to its end.
+pub(super) async fn run(app: Arc<AppState>, socket: WebSocket, identity: Identity) {
+    let key = app.next_conn();
+    let (mailbox, inbox) = mailbox(app.config.ws.outbound_queue);
+    let now = Instant::now();
+    let rates = app.config.rates;
+    let mut conn = Conn {
+        key,
+        identity,
+        socket,
+        mailbox,
+        rooms: Vec::new(),
+        buckets: Buckets {
+            comments: TokenBucket::new(rates.comments, now),
+            likes: TokenBucket::new(rates.likes, now),
+            votes: TokenBucket::new(rates.votes, now),
+        },
+        out: Outbound::default(),
+        frames: Vec::new(),
+        last_seen: now,
+        app,
+    };
+    conn.app
+        .metrics
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Metrics::inc(&conn.app.metrics.connections_total);
+    let exit = conn.drive(inbox).await;
+    conn.finish(exit).await;
+    for r in std::mem::take(&mut conn.rooms) {
+        conn.app.fanout.hub().unsubscribe(&r.room, key);
+    }
+    conn.app
+        .metrics
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Conn {
+    async fn drive(&mut self, mut inbox: MailboxReceiver) -> Exit {
+        let hello = ServerFrame::Hello {
+            conn: &format!("{}-{:06}", self.app.config.gateway_id, self.key),
+            gateway: &self.app.config.gateway_id,
+            heartbeat_ms: u64::try_from(self.app.config.ws.heartbeat.as_millis())
+                .unwrap_or(u64::MAX),
+            server_time: danmaku_fanout::now_ms(),
+        }
+        .encode();
+        self.out.push(hello);
+        if let Err(exit) = self.flush().await {
+            return exit;
+        }
+        let heartbeat = self.app.config.ws.heartbeat;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let shutdown = self.app.shutdown.clone();
+        let max_batch = self.app.config.ws.max_batch;
+        let mut batch: Vec<Delivery> = Vec::with_capacity(max_batch);
+        let mut drain_at: Option<tokio::time::Instant> = None;
+        loop {
+            // Each branch is cancel safe: `recv` and `recv_many` take nothing unless
+            // they complete, ticks and cancellation are level-triggered.
+            let step = tokio::select! {
+                frame = self.socket.recv() => self.on_frame(frame).await,
+                n = inbox.recv_many(&mut batch, max_batch) => {
+                    if n == 0 { return Exit::Gone; }
+                    self.on_deliveries(&mut batch, &inbox).await
+                }
+                _ = ping.tick() => self.on_heartbeat().await,
+                () = shutdown.cancelled(), if drain_at.is_none() => self.on_drain(&mut drain_at).await,
+                () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
+            };
+            if let Err(exit) = step {
+                return exit;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), Exit> {
+        let message = match frame {
+            None => return Err(Exit::Gone),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(classify_read_error(e)),
+        };
+        self.last_seen = Instant::now();
+        match message {
+            Message::Text(text) => {
+                for line in danmaku_protocol::split_frame(text.as_str()) {
+                    self.on_command(line).await;
+                }
+            }
+            Message::Binary(_) => self.error(
+                None,
+                ErrorCode::BadRequest,
+                "binary frames are not supported; send JSON text",
+                None,
+            ),
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => return Err(Exit::Gone),
+        }
+        self.flush().await
+    }
+
+    async fn on_deliveries(
+        &mut self,
+        batch: &mut Vec<Delivery>,
+        inbox: &MailboxReceiver,
+    ) -> Result<(), Exit> {
+        for d in batch.drain(..) {
+            let Some(idx) = self.rooms.iter().position(|r| r.key == d.room) else {
+                continue; // left the room since
+            };
+            if d.seq == 0 {
+                self.out.push(d.frame);
+                continue;
+            }
+            let last = self.rooms[idx].last_seq;
+            if d.seq <= last {
+                continue;
+            }
+            if d.seq > last + 1 {
+                self.catch_up(idx, Some(d.seq - 1)).await?;
+                if self.rooms[idx].last_seq + 1 != d.seq {
+                    continue; // a reset moved past this event
+                }
+            }
+            self.rooms[idx].last_seq = d.seq;
+            self.out.push(d.frame);
+        }
+        for key in inbox.take_overflowed() {
+            if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
+                self.catch_up(idx, None).await?;
+            }
+        }
+        self.flush().await
+    }
+
+    /// Fills a room's gap from history, up to `upto` or the room's head; sends `reset`
+    /// when history no longer covers the gap or the epoch changed.
+    async fn catch_up(&mut self, idx: usize, upto: Option<u64>) -> Result<(), Exit> {
+        loop {
+            let r = &self.rooms[idx];
+            let target = upto.unwrap_or(u64::MAX);
+            if r.last_seq >= target {
+                return Ok(());
+            }
+            let limit = usize::try_from(target - r.last_seq)
+                .unwrap_or(usize::MAX)
+                .min(1_000);
+            let history = self.app.fanout.history(&r.room, r.last_seq, limit).await;
+            let r = &mut self.rooms[idx];
+            match history {
+                Ok(h) if *h.epoch == *r.epoch => {
+                    if h.events.is_empty() {
+                        return Ok(());
+                    }
+                    r.last_seq += h.events.len() as u64;
+                    for ev in h.events {
+                        self.out.push(ev);
+                    }
+                }
+                Ok(_) | Err(FanoutError::Gone { .. }) => return self.reset(idx).await,
+                Err(e) => {
+                    tracing::warn!(room = %r.room, error = %e, "catch-up failed");
+                    return Err(Exit::Close(CloseCode::InternalError));
+                }
+            }
+        }
+    }
+
+    /// Tells the viewer that continuity of a room restarts now, with a fresh snapshot.
+    async fn reset(&mut self, idx: usize) -> Result<(), Exit> {
+        let room = self.rooms[idx].room.clone();
+        let view = self
+            .app
+            .fanout
+            .view(&room, None, self.app.config.ws.snapshot_recent)
+            .await
+            .map_err(|_| Exit::Close(CloseCode::InternalError))?;
+        let snapshot = Snapshot {
+            recent: view.recent,
+            likes: view.likes,
+            online: self.app.fanout.hub().online(&room),
+            polls: view.polls,
+        };
+        self.out
+            .push(encode_reset(&room, &view.epoch, view.seq, &snapshot));
+        let r = &mut self.rooms[idx];
+        r.epoch = view.epoch;
+        r.last_seq = view.seq;
+        Metrics::inc(&self.app.metrics.resets);
+        Ok(())
+    }
+
+    async fn on_heartbeat(&mut self) -> Result<(), Exit> {
+        let limit = self.app.config.ws.heartbeat.mul_f64(2.5);
+        if self.last_seen.elapsed() > limit {
+            return Err(Exit::Close(CloseCode::IdleTimeout));
+        }
+        self.write(Message::Ping(Bytes::new())).await
+    }
+
+    async fn on_drain(&mut self, drain_at: &mut Option<tokio::time::Instant>) -> Result<(), Exit> {
+        let after = self.app.config.ws.drain_after;
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.out.push(
+            ServerFrame::Reconnect {
+                reason: "draining",
+                after_ms,
+            }
+            .encode(),
+        );
+        *drain_at = Some(tokio::time::Instant::now() + after);
+        self.flush().await
+    }
+
+    /// Queues an `error` reply.
+    pub(super) fn error(
+        &mut self,
+        id: Option<u64>,
+        code: ErrorCode,
+        message: &str,
+        retry_after_ms: Option<u64>,
+    ) {
+        let metric = if code == ErrorCode::RateLimited {
+            &self.app.metrics.rate_limited
+        } else {
+            &self.app.metrics.command_errors
+        };
+        Metrics::inc(metric);
+        self.out.push(
+            ServerFrame::Error {
+                id,
+                code,
+                message,
+                retry_after_ms,
+            }
+            .encode(),
+        );
+    }
+
+    /// Writes everything queued: batched frames, one flush.
+    async fn flush(&mut self) -> Result<(), Exit> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let max_batch = self.app.config.ws.max_batch;
+        let messages = self.out.take_frames(max_batch, &mut self.frames);
+        let frames = self.frames.len();
+        let timeout = self.app.config.ws.write_timeout;
+        let socket = &mut self.socket;
+        let pending = &mut self.frames;
+        let write = async {
+            for frame in pending.drain(..) {
+                // Frames are built from JSON text; a failure here would be our bug.
+                let text = Utf8Bytes::try_from(frame)
+                    .map_err(|_| Exit::Close(CloseCode::InternalError))?;
+                socket
+                    .feed(Message::Text(text))
+                    .await
+                    .map_err(|_| Exit::Gone)?;
+            }
+            socket.flush().await.map_err(|_| Exit::Gone)
+        };
+        let result = tokio::time::timeout(timeout, write).await;
+        self.frames.clear();
+        let m = &self.app.metrics;
+        m.frames_out
+            .fetch_add(frames as u64, std::sync::atomic::Ordering::Relaxed);
+        m.messages_out
+            .fetch_add(messages as u64, std::sync::atomic::Ordering::Relaxed);
+        result.map_err(|_| Exit::Close(CloseCode::SlowConsumer))?
+    }
+
+    async fn write(&mut self, message: Message) -> Result<(), Exit> {
+        let timeout = self.app.config.ws.write_timeout;
+        match tokio::time::timeout(timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => Err(Exit::Close(CloseCode::SlowConsumer)),
+        }
+    }
+
+    /// Sends the close frame (when we close) and waits briefly for the peer's.
+    async fn finish(&mut self, exit: Exit) {
+        let Exit::Close(code) = exit else { return };
+        if code == CloseCode::SlowConsumer {
+            Metrics::inc(&self.app.metrics.slow_closes);
+        }
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: Utf8Bytes::from_static(code.reason()),
+        };
+        let close = async {
+            if self.socket.send(Message::Close(Some(frame))).await.is_err() {
+                return;
+            }
+            while let Some(Ok(m)) = self.socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn classify_read_error(e: axum::Error) -> Exit {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    match e.into_inner().downcast::<WsError>() {
+        Ok(e) => match *e {
+            WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+                Exit::Close(CloseCode::TooBig)
+            }
+            WsError::Utf8(_) => Exit::Close(CloseCode::InvalidPayload),
+            _ => Exit::Gone,
+        },
+        Err(_) => Exit::Gone,
+    }
+}
