@@ -1,0 +1,250 @@
+//! Test harness: a real gateway process on an ephemeral port, real WebSocket viewers
+//! (tokio-tungstenite) and a minimal HTTP client, all over loopback.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use danmaku_gateway::auth::{Claims, sign_hs256};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+pub const API_KEY: &str = "test-api-key";
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A gateway process, killed on drop.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts `danmaku-gateway` with test credentials and `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_danmaku-gateway"))
+            .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--api-keys", API_KEY, "--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("banner");
+        let addr = line
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in banner: {line:?}"));
+        Self { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Resident memory of the gateway process, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    /// `POST /v1/rooms/{room}/events` with a comment-like payload; returns the seq.
+    pub async fn publish(&self, room: &str, data: Value) -> u64 {
+        let (status, body) = self.http("POST", &format!("/v1/rooms/{room}/events"), Some(API_KEY), Some(&json!({"kind": "comment", "data": data}))).await;
+        assert_eq!(status, 200, "publish failed: {body}");
+        body["seq"].as_u64().expect("seq")
+    }
+
+    /// One HTTP/1.1 request; returns status and JSON body (`Value::Null` when not JSON).
+    pub async fn http(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let (status, text) = self.http_raw(method, path, key, body.map(|b| b.to_string()).as_deref()).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn http_raw(&self, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let body = body.unwrap_or("");
+        let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.expect("read");
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, dechunk(&body))
+    }
+
+    /// Sends SIGTERM (to this child, by its pid).
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    // Responses without Content-Length come chunked: "<hex>\r\n<data>\r\n...0\r\n\r\n".
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_owned() };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_owned() };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_owned();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+/// A viewer token for `sub`, valid for an hour.
+pub fn token(sub: &str) -> String {
+    let exp = danmaku_fanout::now_ms() / 1000 + 3600;
+    sign_hs256(SECRET.as_bytes(), &Claims { sub: sub.into(), exp, name: Some(format!("name-{sub}")), role: None, rooms: None })
+        .expect("sign")
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket viewer that reads messages one JSON object at a time.
+pub struct Viewer {
+    pub ws: Ws,
+    buffered: VecDeque<Value>,
+    next_id: u64,
+    /// Messages per received frame, for batching checks.
+    pub frames: u64,
+}
+
+impl Viewer {
+    /// Connects with a token for `sub` and reads `hello`.
+    pub async fn connect(gw: &Gateway, sub: &str) -> Self {
+        Self::connect_url(&format!("{}?token={}", gw.ws_url(), token(sub))).await
+    }
+
+    pub async fn connect_url(url: &str) -> Self {
+        let mut req = url.into_client_request().expect("request");
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "danmaku.v1".parse().expect("header"));
+        let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("connect");
+        assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("danmaku.v1"));
+        let mut v = Self { ws, buffered: VecDeque::new(), next_id: 1, frames: 0 };
+        let hello = v.next().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        v
+    }
+
+    /// Sends one command, filling in a fresh `id`; returns the id.
+    pub async fn send(&mut self, mut cmd: Value) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        cmd["id"] = json!(id);
+        self.ws.send(Message::text(cmd.to_string())).await.expect("send");
+        id
+    }
+
+    /// The next message, within [`WAIT`].
+    pub async fn next(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.next_inner()).await.expect("timed out waiting for a message")
+    }
+
+    async fn next_inner(&mut self) -> Value {
+        loop {
+            if let Some(v) = self.buffered.pop_front() {
+                return v;
+            }
+            match self.ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    self.frames += 1;
+                    for line in t.as_str().split('\n') {
+                        self.buffered.push_back(serde_json::from_str(line).expect("server sent invalid JSON"));
+                    }
+                }
+                Some(Ok(Message::Close(c))) => panic!("closed: {c:?}"),
+                Some(Ok(_)) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next message of type `ty`, skipping presence and others.
+    pub async fn next_of(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// The reply to command `id` (skipping events and presence).
+    pub async fn reply(&mut self, id: u64) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+
+    /// Joins `room`; returns the `joined` reply.
+    pub async fn join(&mut self, room: &str) -> Value {
+        let id = self.send(json!({"type": "join", "room": room})).await;
+        let r = self.reply(id).await;
+        assert_eq!(r["type"], "joined", "{r}");
+        r
+    }
+
+    /// The next sequenced event of `room`.
+    pub async fn next_event(&mut self) -> Value {
+        self.next_of("event").await
+    }
+
+    /// Waits for the close frame; returns its code.
+    pub async fn closed(&mut self) -> u16 {
+        let wait = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(Some(c)))) => return u16::from(c.code),
+                    Some(Ok(Message::Close(None))) => return 1005,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("error before close: {e}"),
+                    None => panic!("ended without a close frame"),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, wait).await.expect("timed out waiting for close")
+    }
+}

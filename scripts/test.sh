@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need on a fresh Debian machine,
+# then runs formatting, lints and every test (unit, integration, cross-language).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Load tests open many sockets; use the hard limit of open files.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  command -v apt-get >/dev/null || { echo "need: $*" >&2; return 1; }
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# A Python client (the `websockets` package) proves the protocol from another language.
+command -v python3 >/dev/null || apt_install python3 python3-pip
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  python3 -m pip install --quiet websockets 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages websockets 2>/dev/null \
+    || apt_install python3-websockets
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace "$@"
