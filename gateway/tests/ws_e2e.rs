@@ -17,12 +17,17 @@ async fn join_publish_receive() {
     let seq = gw.publish("shop-42", json!({"text": "hello"})).await;
     assert_eq!(seq, 1);
     let ev = v.next_event().await;
-    assert_eq!((ev["room"].as_str(), ev["seq"].as_u64(), ev["kind"].as_str()), (Some("shop-42"), Some(1), Some("comment")));
+    assert_eq!(
+        (ev["room"].as_str(), ev["seq"].as_u64(), ev["kind"].as_str()),
+        (Some("shop-42"), Some(1), Some("comment"))
+    );
     assert_eq!(ev["data"]["text"], "hello");
     assert_eq!(ev["epoch"], joined["epoch"]);
 
     // A client comment is acknowledged with its seq and delivered to the room.
-    let id = v.send(json!({"type": "comment", "room": "shop-42", "text": "这个颜色好看!"})).await;
+    let id = v
+        .send(json!({"type": "comment", "room": "shop-42", "text": "这个颜色好看!"}))
+        .await;
     let mut got_ack = false;
     let mut got_event = false;
     while !(got_ack && got_event) {
@@ -31,7 +36,14 @@ async fn join_publish_receive() {
             assert_eq!(m["seq"], 2);
             got_ack = true;
         } else if m["type"] == "event" {
-            assert_eq!((m["seq"].as_u64(), m["data"]["user"].as_str(), m["data"]["text"].as_str()), (Some(2), Some("u1"), Some("这个颜色好看!")));
+            assert_eq!(
+                (
+                    m["seq"].as_u64(),
+                    m["data"]["user"].as_str(),
+                    m["data"]["text"].as_str()
+                ),
+                (Some(2), Some("u1"), Some("这个颜色好看!"))
+            );
             got_event = true;
         }
     }
@@ -40,7 +52,10 @@ async fn join_publish_receive() {
     assert_eq!(pong["type"], "pong");
     assert!(pong["server_time"].as_u64().unwrap() > 0);
     let id = v.send(json!({"type": "leave", "room": "shop-42"})).await;
-    assert_eq!(v.reply(id).await, json!({"type": "left", "id": id, "room": "shop-42"}));
+    assert_eq!(
+        v.reply(id).await,
+        json!({"type": "left", "id": id, "room": "shop-42"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +105,10 @@ async fn ten_publishers_fifty_viewers_see_one_gapless_order() {
         frames += r.await.unwrap();
     }
     // Each viewer saw 10,000 events exactly once, in order; report batching.
-    eprintln!("events per frame: {:.2}", (PUBLISHERS * EACH * VIEWERS as u64) as f64 / frames as f64);
+    eprintln!(
+        "events per frame: {:.2}",
+        (PUBLISHERS * EACH * VIEWERS as u64) as f64 / frames as f64
+    );
 }
 
 #[tokio::test]
@@ -110,21 +128,38 @@ async fn resume_replays_exactly_the_missed_events() {
         gw.publish("r", json!({"i": i})).await;
     }
     let mut v = Viewer::connect(&gw, "u1").await;
-    let id = v.send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 5}})).await;
+    let id = v
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 5}}))
+        .await;
     let joined = v.reply(id).await;
-    assert_eq!((joined["recovered"].as_bool(), joined["seq"].as_u64()), (Some(true), Some(12)));
+    assert_eq!(
+        (joined["recovered"].as_bool(), joined["seq"].as_u64()),
+        (Some(true), Some(12))
+    );
     for i in 6..=12 {
         let ev = v.next_event().await;
-        assert_eq!((ev["seq"].as_u64(), ev["data"]["i"].as_u64()), (Some(i), Some(i)));
+        assert_eq!(
+            (ev["seq"].as_u64(), ev["data"]["i"].as_u64()),
+            (Some(i), Some(i))
+        );
     }
     gw.publish("r", json!({"i": 13})).await;
-    assert_eq!(v.next_event().await["seq"], 13, "live events follow the replay");
+    assert_eq!(
+        v.next_event().await["seq"],
+        13,
+        "live events follow the replay"
+    );
 
     // Wrong epoch: not recovered, a snapshot instead, live from S+1.
     let mut w = Viewer::connect(&gw, "u2").await;
-    let id = w.send(json!({"type": "join", "room": "r", "since": {"epoch": "not-the-epoch", "seq": 5}})).await;
+    let id = w
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": "not-the-epoch", "seq": 5}}))
+        .await;
     let j = w.reply(id).await;
-    assert_eq!((j["recovered"].as_bool(), j["seq"].as_u64()), (Some(false), Some(13)));
+    assert_eq!(
+        (j["recovered"].as_bool(), j["seq"].as_u64()),
+        (Some(false), Some(13))
+    );
     let recent = j["snapshot"]["recent"].as_array().unwrap();
     assert_eq!(recent.last().unwrap()["seq"], 13);
 
@@ -133,9 +168,14 @@ async fn resume_replays_exactly_the_missed_events() {
         gw.publish("r", json!({"i": i})).await;
     }
     let mut x = Viewer::connect(&gw, "u3").await;
-    let id = x.send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 10}})).await;
+    let id = x
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 10}}))
+        .await;
     let j = x.reply(id).await;
-    assert_eq!((j["recovered"].as_bool(), j["seq"].as_u64()), (Some(false), Some(40)));
+    assert_eq!(
+        (j["recovered"].as_bool(), j["seq"].as_u64()),
+        (Some(false), Some(40))
+    );
     assert!(j["snapshot"].is_object());
     gw.publish("r", json!({"i": 41})).await;
     assert_eq!(x.next_event().await["seq"], 41);

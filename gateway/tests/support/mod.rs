@@ -32,7 +32,16 @@ impl Gateway {
     /// Starts `danmaku-gateway` with test credentials and `extra` flags.
     pub fn start(extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_danmaku-gateway"))
-            .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--api-keys", API_KEY, "--log", "warn"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--jwt-secret",
+                SECRET,
+                "--api-keys",
+                API_KEY,
+                "--log",
+                "warn",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -59,7 +68,8 @@ impl Gateway {
 
     /// Resident memory of the gateway process, in bytes.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -71,21 +81,44 @@ impl Gateway {
 
     /// `POST /v1/rooms/{room}/events` with a comment-like payload; returns the seq.
     pub async fn publish(&self, room: &str, data: Value) -> u64 {
-        let (status, body) = self.http("POST", &format!("/v1/rooms/{room}/events"), Some(API_KEY), Some(&json!({"kind": "comment", "data": data}))).await;
+        let (status, body) = self
+            .http(
+                "POST",
+                &format!("/v1/rooms/{room}/events"),
+                Some(API_KEY),
+                Some(&json!({"kind": "comment", "data": data})),
+            )
+            .await;
         assert_eq!(status, 200, "publish failed: {body}");
         body["seq"].as_u64().expect("seq")
     }
 
     /// One HTTP/1.1 request; returns status and JSON body (`Value::Null` when not JSON).
-    pub async fn http(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        let (status, text) = self.http_raw(method, path, key, body.map(|b| b.to_string()).as_deref()).await;
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let (status, text) = self
+            .http_raw(method, path, key, body.map(|b| b.to_string()).as_deref())
+            .await;
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    pub async fn http_raw(&self, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
         let mut s = TcpStream::connect(self.addr).await.expect("connect");
         let body = body.unwrap_or("");
-        let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+        let auth = key
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -94,14 +127,24 @@ impl Gateway {
         let mut resp = Vec::new();
         s.read_to_end(&mut resp).await.expect("read");
         let text = String::from_utf8_lossy(&resp).into_owned();
-        let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status");
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, dechunk(&body))
     }
 
     /// Sends SIGTERM (to this child, by its pid).
     pub fn sigterm(&self) {
-        let ok = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
         assert!(ok.success());
     }
 }
@@ -118,8 +161,12 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     loop {
-        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_owned() };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_owned() };
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_owned();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
         if n == 0 {
             return out;
         }
@@ -134,8 +181,17 @@ fn dechunk(body: &str) -> String {
 /// A viewer token for `sub`, valid for an hour.
 pub fn token(sub: &str) -> String {
     let exp = danmaku_fanout::now_ms() / 1000 + 3600;
-    sign_hs256(SECRET.as_bytes(), &Claims { sub: sub.into(), exp, name: Some(format!("name-{sub}")), role: None, rooms: None })
-        .expect("sign")
+    sign_hs256(
+        SECRET.as_bytes(),
+        &Claims {
+            sub: sub.into(),
+            exp,
+            name: Some(format!("name-{sub}")),
+            role: None,
+            rooms: None,
+        },
+    )
+    .expect("sign")
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -157,10 +213,25 @@ impl Viewer {
 
     pub async fn connect_url(url: &str) -> Self {
         let mut req = url.into_client_request().expect("request");
-        req.headers_mut().insert("Sec-WebSocket-Protocol", "danmaku.v1".parse().expect("header"));
-        let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("connect");
-        assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("danmaku.v1"));
-        let mut v = Self { ws, buffered: VecDeque::new(), next_id: 1, frames: 0 };
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "danmaku.v1".parse().expect("header"),
+        );
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap()),
+            Some("danmaku.v1")
+        );
+        let mut v = Self {
+            ws,
+            buffered: VecDeque::new(),
+            next_id: 1,
+            frames: 0,
+        };
         let hello = v.next().await;
         assert_eq!(hello["type"], "hello", "{hello}");
         v
@@ -171,13 +242,18 @@ impl Viewer {
         let id = self.next_id;
         self.next_id += 1;
         cmd["id"] = json!(id);
-        self.ws.send(Message::text(cmd.to_string())).await.expect("send");
+        self.ws
+            .send(Message::text(cmd.to_string()))
+            .await
+            .expect("send");
         id
     }
 
     /// The next message, within [`WAIT`].
     pub async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, self.next_inner()).await.expect("timed out waiting for a message")
+        tokio::time::timeout(WAIT, self.next_inner())
+            .await
+            .expect("timed out waiting for a message")
     }
 
     async fn next_inner(&mut self) -> Value {
@@ -189,7 +265,9 @@ impl Viewer {
                 Some(Ok(Message::Text(t))) => {
                     self.frames += 1;
                     for line in t.as_str().split('\n') {
-                        self.buffered.push_back(serde_json::from_str(line).expect("server sent invalid JSON"));
+                        self.buffered.push_back(
+                            serde_json::from_str(line).expect("server sent invalid JSON"),
+                        );
                     }
                 }
                 Some(Ok(Message::Close(c))) => panic!("closed: {c:?}"),
@@ -245,6 +323,8 @@ impl Viewer {
                 }
             }
         };
-        tokio::time::timeout(WAIT, wait).await.expect("timed out waiting for close")
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .expect("timed out waiting for close")
     }
 }
