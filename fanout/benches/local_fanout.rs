@@ -53,7 +53,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let hub = Arc::new(Hub::new());
     let store = MemoryFanout::new(MemoryConfig::default(), hub.clone());
     let mut receivers = setup(&hub, &room);
