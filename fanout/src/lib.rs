@@ -105,6 +105,14 @@ pub enum FanoutError {
         /// The room's epoch.
         epoch: Arc<str>,
     },
+    /// The requested seq is beyond the room's latest seq.
+    #[error("seq {since} is beyond the latest seq {head} of this room")]
+    Ahead {
+        /// The requested seq.
+        since: u64,
+        /// The room's latest seq.
+        head: u64,
+    },
     /// No such poll in this room.
     #[error("no poll `{0}` in this room")]
     UnknownPoll(PollId),
@@ -226,7 +234,7 @@ impl FanoutError {
     pub fn code(&self) -> danmaku_protocol::ErrorCode {
         use danmaku_protocol::ErrorCode;
         match self {
-            Self::Gone { .. } | Self::BadOption(..) => ErrorCode::BadRequest,
+            Self::Gone { .. } | Self::Ahead { .. } | Self::BadOption(..) => ErrorCode::BadRequest,
             Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
             Self::PollClosed(_) => ErrorCode::PollClosed,
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,

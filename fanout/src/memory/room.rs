@@ -136,6 +136,9 @@ impl RoomState {
         now: u64,
     ) -> Result<History, FanoutError> {
         self.history.prune(now);
+        if since > self.seq {
+            return Err(FanoutError::Ahead { since, head: self.seq });
+        }
         match self.history.after(since, self.seq, limit) {
             Some(events) => Ok(History {
                 epoch: self.epoch.clone(),

@@ -218,7 +218,7 @@ impl Conn {
                         self.out.push(ev);
                     }
                 }
-                Ok(_) | Err(FanoutError::Gone { .. }) => return self.reset(idx).await,
+                Ok(_) | Err(FanoutError::Gone { .. } | FanoutError::Ahead { .. }) => return self.reset(idx).await,
                 Err(e) => {
                     tracing::warn!(room = %r.room, error = %e, "catch-up failed");
                     return Err(Exit::Close(CloseCode::InternalError));
