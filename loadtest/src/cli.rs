@@ -1,0 +1,178 @@
+//! Command-line interface.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Load-test a danmaku deployment with real WebSocket viewers.
+#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
+#[command(name = "danmaku-loadtest", version, about)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    /// Options every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct Common {
+    /// Gateway WebSocket URL; repeat for several gateways (round robin).
+    #[arg(long = "url", global = true, default_value = "ws://127.0.0.1:8080/ws")]
+    pub urls: Vec<String>,
+    /// API key for publishing and reading room state.
+    #[arg(long, global = true, env = "DANMAKU_API_KEY", default_value = "")]
+    pub api_key: String,
+    /// HS256 secret to sign viewer tokens with; without it viewers connect anonymously.
+    #[arg(long, global = true, env = "DANMAKU_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// Worker processes for the viewers (each under the open-file limit).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub procs: usize,
+    /// Runtime threads per process.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub threads: usize,
+    /// Source addresses for viewer connections (127.0.0.0/8), comma-separated.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub source_addrs: Vec<IpAddr>,
+    /// Write the results as JSON here.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long, global = true)]
+    pub html: Option<PathBuf>,
+    /// A gateway process to watch (RSS, CPU); repeatable.
+    #[arg(long = "gateway-pid", global = true)]
+    pub gateway_pids: Vec<u32>,
+    /// Fail when the end-to-end p99 exceeds this.
+    #[arg(long, global = true)]
+    pub max_p99_ms: Option<f64>,
+    /// Fail when fewer deliveries per second were made.
+    #[arg(long, global = true)]
+    pub min_deliveries_per_s: Option<f64>,
+    /// Room id prefix (a random one by default, so runs do not share rooms).
+    #[arg(long, global = true)]
+    pub room_prefix: Option<String>,
+    /// Connections opening at once.
+    #[arg(long, global = true, default_value_t = 2000)]
+    pub in_flight: usize,
+    /// Connections opened per second (0: as fast as `--in-flight` allows).
+    #[arg(long, global = true, default_value_t = 0.0)]
+    pub ramp_rate: f64,
+    /// Internal: this process is worker N of `--procs`.
+    #[arg(long, global = true, hide = true)]
+    pub worker_index: Option<usize>,
+    /// No live progress line.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+pub enum Scenario {
+    /// Open N connections, each joins a room; measure connect and first render.
+    Connect {
+        /// Connections.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Rooms the connections spread over.
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Seconds to hold the connections open after all joined.
+        #[arg(long, default_value_t = 0.0)]
+        hold_s: f64,
+    },
+    /// Viewers over rooms; publishers through the HTTP API; end-to-end latency.
+    Fanout(Load),
+    /// As fanout, and viewers also comment, like and vote; checks acks and totals.
+    Interact {
+        /// The fanout load.
+        #[command(flatten)]
+        load: Load,
+        /// Comments per viewer per second.
+        #[arg(long, default_value_t = 0.05)]
+        comment_rate: f64,
+        /// Like commands per viewer per second.
+        #[arg(long, default_value_t = 0.5)]
+        like_rate: f64,
+        /// Whether each viewer votes once in a poll opened at the start.
+        #[arg(long, default_value_t = true)]
+        vote: bool,
+    },
+    /// As fanout, and viewers drop and reconnect with `since` during the run.
+    Resume {
+        /// The fanout load.
+        #[command(flatten)]
+        load: Load,
+        /// Fraction of viewers that drop in each round.
+        #[arg(long, default_value_t = 0.1)]
+        drop_fraction: f64,
+        /// Seconds between rounds of drops.
+        #[arg(long, default_value_t = 3.0)]
+        drop_every_s: f64,
+    },
+}
+
+/// Viewers, rooms and the publish load.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct Load {
+    /// Viewers.
+    #[arg(long, default_value_t = 1000)]
+    pub viewers: usize,
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Zipf exponent of room sizes (0: uniform).
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf: f64,
+    /// Events per second published in all.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Concurrent publisher connections (0: from the rate).
+    #[arg(long, default_value_t = 0)]
+    pub publishers: usize,
+}
+
+impl Scenario {
+    /// The scenario's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "connect",
+            Self::Fanout(_) => "fanout",
+            Self::Interact { .. } => "interact",
+            Self::Resume { .. } => "resume",
+        }
+    }
+
+    /// The load, for scenarios that publish.
+    pub fn load(&self) -> Option<&Load> {
+        match self {
+            Self::Connect { .. } => None,
+            Self::Fanout(l) | Self::Interact { load: l, .. } | Self::Resume { load: l, .. } => {
+                Some(l)
+            }
+        }
+    }
+
+    /// Viewers and rooms.
+    pub fn shape(&self) -> (usize, usize, f64) {
+        match self {
+            Self::Connect {
+                connections, rooms, ..
+            } => (*connections, *rooms, 0.0),
+            _ => self
+                .load()
+                .map_or((0, 1, 0.0), |l| (l.viewers, l.rooms, l.zipf)),
+        }
+    }
+}

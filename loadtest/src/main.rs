@@ -1,0 +1,65 @@
+//! `danmaku-loadtest`: real WebSocket viewers against one or many gateways, measured
+//! end to end. See loadtest/README.md.
+
+mod cli;
+mod http;
+mod plan;
+mod report;
+mod run;
+mod stats;
+mod viewer;
+mod worker;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Wall-clock Unix microseconds (publish timestamps are compared across processes).
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let threads = cli.common.threads.max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        eprintln!("cannot start the runtime");
+        return ExitCode::from(2);
+    };
+    match runtime.block_on(main_async(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn main_async(cli: cli::Cli) -> anyhow::Result<bool> {
+    let worker = cli.common.worker_index;
+    let plan = Arc::new(plan::Plan::new(cli)?);
+    if let Some(index) = worker {
+        run::child(plan, index).await;
+        return Ok(true);
+    }
+    let summary = run::run(plan.clone()).await?;
+    print!("{}", summary.table());
+    if let Some(path) = &plan.cli.common.json {
+        let text = serde_json::to_string_pretty(&summary.json)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &plan.cli.common.html {
+        std::fs::write(path, summary.html())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary.failures.is_empty())
+}

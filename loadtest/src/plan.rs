@@ -1,0 +1,180 @@
+//! The run's plan, computed the same way in every process: rooms, which viewer watches
+//! which room, and where each viewer connects.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::cli::{Cli, Scenario};
+use crate::viewer::Dial;
+
+/// Rooms and viewers of a run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The command line.
+    pub cli: Cli,
+    /// Room ids.
+    pub rooms: Vec<String>,
+    /// Room index of each viewer.
+    pub viewer_room: Vec<usize>,
+    /// Gateway socket addresses, in `--url` order.
+    pub addrs: Vec<SocketAddr>,
+    /// HTTP base URLs of the gateways (`http://host:port`).
+    pub http: Vec<String>,
+    /// Room id prefix of this run.
+    pub prefix: String,
+}
+
+impl Plan {
+    /// Builds the plan.
+    ///
+    /// # Errors
+    /// On an unusable URL.
+    pub fn new(cli: Cli) -> anyhow::Result<Self> {
+        let (viewers, rooms, zipf) = cli.scenario.shape();
+        if rooms == 0 {
+            bail!("--rooms must be at least 1");
+        }
+        let prefix = cli
+            .common
+            .room_prefix
+            .clone()
+            .unwrap_or_else(|| format!("lt{:x}", crate::now_us() % 0xff_ffff));
+        let room_ids = (0..rooms).map(|i| format!("{prefix}-{i}")).collect();
+        let mut addrs = Vec::new();
+        let mut http = Vec::new();
+        for url in &cli.common.urls {
+            let rest = url
+                .strip_prefix("ws://")
+                .with_context(|| format!("{url}: only ws:// URLs"))?;
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            let addr = hostport
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("{url}: cannot resolve {hostport}"))?;
+            addrs.push(addr);
+            http.push(format!("http://{hostport}"));
+        }
+        if addrs.is_empty() {
+            bail!("give at least one --url");
+        }
+        Ok(Self {
+            viewer_room: assign(viewers, rooms, zipf),
+            rooms: room_ids,
+            cli,
+            addrs,
+            http,
+            prefix,
+        })
+    }
+
+    /// How viewer `i` connects (its `attempt`th connection picks the next gateway).
+    pub fn dial(&self, i: usize, attempt: usize) -> Dial {
+        let g = (i + attempt) % self.addrs.len();
+        let base = &self.cli.common.urls[g];
+        let url = match &self.cli.common.jwt_secret {
+            Some(secret) => format!("{base}?token={}", token(secret, &format!("lt-{i}"))),
+            None => base.clone(),
+        };
+        let sources = &self.cli.common.source_addrs;
+        let source = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+        Dial {
+            url,
+            addr: self.addrs[g],
+            source,
+        }
+    }
+
+    /// Viewers of worker `w` (of `procs`).
+    pub fn viewers_of(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
+        (w..self.viewer_room.len()).step_by(self.cli.common.procs.max(1))
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.cli.scenario
+    }
+}
+
+/// Viewers per room: uniform, or Zipf with exponent `s` (every room gets at least one).
+fn assign(viewers: usize, rooms: usize, s: f64) -> Vec<usize> {
+    let weights: Vec<f64> = (0..rooms)
+        .map(|r| {
+            if s > 0.0 {
+                1.0 / ((r + 1) as f64).powf(s)
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut counts: Vec<usize> = weights
+        .iter()
+        .map(|w| ((w / total) * viewers as f64).floor() as usize)
+        .collect();
+    if viewers >= rooms {
+        for c in counts.iter_mut() {
+            *c = (*c).max(1);
+        }
+    }
+    // Fix rounding so the counts add up to `viewers`, trimming or adding at the largest.
+    let mut sum: usize = counts.iter().sum();
+    while sum > viewers {
+        if let Some(i) = (0..rooms).max_by_key(|&i| counts[i]) {
+            counts[i] -= 1;
+        }
+        sum -= 1;
+    }
+    let mut r = 0;
+    while sum < viewers {
+        counts[r % rooms] += 1;
+        sum += 1;
+        r += 1;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .flat_map(|(room, &n)| std::iter::repeat_n(room, n))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    exp: u64,
+    name: &'a str,
+}
+
+/// An HS256 viewer token valid for a day.
+pub fn token(secret: &str, sub: &str) -> String {
+    let exp = crate::now_us() / 1_000_000 + 86_400;
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &Claims {
+            sub,
+            exp,
+            name: sub,
+        },
+        &key,
+    )
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_rooms_are_skewed_and_complete() {
+        let a = assign(10_000, 1_000, 1.0);
+        assert_eq!(a.len(), 10_000);
+        let count = |r| a.iter().filter(|&&x| x == r).count();
+        assert!(count(0) > 500, "the biggest room is huge: {}", count(0));
+        assert!(count(999) >= 1);
+        let u = assign(5_000, 100, 0.0);
+        assert!((0..100).all(|r| u.iter().filter(|&&x| x == r).count() == 50));
+    }
+}

@@ -1,0 +1,270 @@
+//! Measurements: histograms, per-room delivery accounting, and the worker report that
+//! worker processes send to the coordinator.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// A histogram of microseconds, 3 significant figures, up to 10 minutes.
+pub fn histogram() -> Histogram<u64> {
+    // INVARIANT: these bounds are valid for hdrhistogram.
+    Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds"))
+}
+
+/// A histogram as (value, count) pairs, to cross process boundaries.
+pub type Buckets = Vec<(u64, u64)>;
+
+/// Flattens a histogram.
+pub fn to_buckets(h: &Histogram<u64>) -> Buckets {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Adds buckets into a histogram.
+pub fn add_buckets(h: &mut Histogram<u64>, b: &Buckets) {
+    for &(v, n) in b {
+        let _ = h.record_n(v.max(1), n);
+    }
+}
+
+/// What one viewer saw of its room: seqs tracked for loss, duplicates and reorders.
+#[derive(Debug, Default, Clone)]
+pub struct Track {
+    /// The seq continuity started from (joined or reset), for the expected count.
+    pub base: u64,
+    /// The next seq expected.
+    pub next: u64,
+    /// Seqs skipped over that may still arrive (reorder).
+    missing: BTreeSet<u64>,
+    /// Distinct events received.
+    pub distinct: u64,
+    /// Events received twice.
+    pub duplicated: u64,
+    /// Events received after a later one.
+    pub reordered: u64,
+    /// Events lost to a `reset` or an unrecovered rejoin.
+    pub reset_lost: u64,
+}
+
+impl Track {
+    /// Starts tracking after `seq` (the joined seq).
+    pub fn start(seq: u64) -> Self {
+        Self {
+            base: seq,
+            next: seq + 1,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one received event.
+    pub fn on_event(&mut self, seq: u64) {
+        if seq == self.next {
+            self.distinct += 1;
+            self.next += 1;
+        } else if seq > self.next {
+            // Bounded: a viewer far behind records at most 100,000 holes.
+            for s in self.next..seq.min(self.next + 100_000) {
+                self.missing.insert(s);
+            }
+            self.distinct += 1;
+            self.next = seq + 1;
+        } else if self.missing.remove(&seq) {
+            self.distinct += 1;
+            self.reordered += 1;
+        } else {
+            self.duplicated += 1;
+        }
+    }
+
+    /// Continuity restarts after `seq` (a `reset` or `recovered:false`).
+    pub fn restart(&mut self, seq: u64) {
+        if seq >= self.next {
+            self.reset_lost += seq + 1 - self.next;
+            self.next = seq + 1;
+        }
+        self.missing.clear();
+    }
+}
+
+/// Sums of [`Track`]s for one room.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct RoomCount {
+    /// Viewers tracked.
+    pub viewers: u64,
+    /// Sum of the seqs the viewers started from.
+    pub base_sum: u64,
+    /// Distinct events received.
+    pub distinct: u64,
+    /// Duplicates received.
+    pub duplicated: u64,
+    /// Reordered events.
+    pub reordered: u64,
+    /// Events skipped by resets.
+    pub reset_lost: u64,
+}
+
+impl RoomCount {
+    /// Adds one viewer's track.
+    pub fn add(&mut self, t: &Track) {
+        self.viewers += 1;
+        self.base_sum += t.base;
+        self.distinct += t.distinct;
+        self.duplicated += t.duplicated;
+        self.reordered += t.reordered;
+        self.reset_lost += t.reset_lost;
+    }
+
+    fn merge(&mut self, o: &Self) {
+        self.viewers += o.viewers;
+        self.base_sum += o.base_sum;
+        self.distinct += o.distinct;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.reset_lost += o.reset_lost;
+    }
+}
+
+/// Everything a worker measured.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// Connections that joined.
+    pub established: u64,
+    /// Connections that failed, by cause.
+    pub failures: BTreeMap<String, u64>,
+    /// Connect times (TCP + WebSocket handshake), µs.
+    pub connect_us: Buckets,
+    /// Connect → hello → joined, µs.
+    pub first_render_us: Buckets,
+    /// Publish → receive, µs.
+    pub latency_us: Buckets,
+    /// Latency per second of the run, µs.
+    pub latency_series: Vec<Buckets>,
+    /// Delivery accounting per room.
+    pub rooms: BTreeMap<String, RoomCount>,
+    /// Events received (all, with duplicates).
+    pub delivered: u64,
+    /// WebSocket frames received.
+    pub frames: u64,
+    /// `error` replies by code.
+    pub errors: BTreeMap<String, u64>,
+    /// `reset` frames and unrecovered rejoins.
+    pub resets: u64,
+    /// Reconnects made (resume scenario, drain).
+    pub reconnects: u64,
+    /// Reconnects answered `recovered:true`.
+    pub recovered: u64,
+    /// Commands sent (comments, likes, votes).
+    pub commands: u64,
+    /// `ack` replies.
+    pub acks: u64,
+    /// Likes acknowledged (sum of counts).
+    pub likes_acked: u64,
+    /// Votes acknowledged per room and option.
+    pub votes_acked: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// The latest poll tallies seen per room: (seq, votes per option).
+    pub polls_seen: BTreeMap<String, (u64, Vec<u64>)>,
+    /// This process's CPU seconds.
+    pub cpu_s: f64,
+}
+
+impl WorkerReport {
+    /// Adds another worker's report into this one.
+    pub fn merge(&mut self, o: &WorkerReport) {
+        self.established += o.established;
+        for (k, v) in &o.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+        self.connect_us.extend_from_slice(&o.connect_us);
+        self.first_render_us.extend_from_slice(&o.first_render_us);
+        self.latency_us.extend_from_slice(&o.latency_us);
+        if self.latency_series.len() < o.latency_series.len() {
+            self.latency_series
+                .resize(o.latency_series.len(), Vec::new());
+        }
+        for (i, b) in o.latency_series.iter().enumerate() {
+            self.latency_series[i].extend_from_slice(b);
+        }
+        for (k, v) in &o.rooms {
+            self.rooms.entry(k.clone()).or_default().merge(v);
+        }
+        self.delivered += o.delivered;
+        self.frames += o.frames;
+        for (k, v) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+        self.resets += o.resets;
+        self.reconnects += o.reconnects;
+        self.recovered += o.recovered;
+        self.commands += o.commands;
+        self.acks += o.acks;
+        self.likes_acked += o.likes_acked;
+        for (room, opts) in &o.votes_acked {
+            let mine = self.votes_acked.entry(room.clone()).or_default();
+            for (opt, n) in opts {
+                *mine.entry(*opt).or_default() += n;
+            }
+        }
+        for (room, seen) in &o.polls_seen {
+            keep_latest_poll(&mut self.polls_seen, room, seen);
+        }
+        self.cpu_s += o.cpu_s;
+    }
+}
+
+/// Keeps the poll tallies with the highest seq for `room`.
+pub fn keep_latest_poll(
+    polls: &mut BTreeMap<String, (u64, Vec<u64>)>,
+    room: &str,
+    seen: &(u64, Vec<u64>),
+) {
+    match polls.get(room) {
+        Some((seq, _)) if *seq >= seen.0 => {}
+        _ => {
+            polls.insert(room.to_owned(), seen.clone());
+        }
+    }
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident memory of a process in bytes, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn track_counts_loss_dups_and_reorders() {
+        let mut t = Track::start(10);
+        for s in [11, 12, 12, 14, 13, 15, 9] {
+            t.on_event(s);
+        }
+        assert_eq!((t.distinct, t.duplicated, t.reordered), (5, 2, 1));
+        t.restart(20);
+        assert_eq!(t.reset_lost, 5);
+        t.on_event(21);
+        assert_eq!(t.next, 22);
+    }
+}
