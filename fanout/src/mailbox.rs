@@ -9,12 +9,13 @@
 //! Unsequenced frames (presence) are simply dropped when full: the next one carries
 //! the latest value.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// Identifies a room in the local hub for the lifetime of its hub entry.
 pub type RoomKey = u64;
@@ -30,24 +31,32 @@ pub struct Delivery {
     pub frame: Bytes,
 }
 
+/// A queue that costs nothing while empty: an idle viewer holds no buffer.
 #[derive(Debug, Default)]
-struct Overflow {
-    any: AtomicBool,
-    rooms: Mutex<Vec<RoomKey>>,
+struct Queue {
+    items: VecDeque<Delivery>,
+    /// Rooms whose sequenced deliveries were dropped since the owner last looked.
+    overflowed: Vec<RoomKey>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    ready: Notify,
+    receiver_gone: AtomicBool,
 }
 
 /// The sending half, held by the hub for each subscription.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
-    tx: mpsc::Sender<Delivery>,
-    overflow: Arc<Overflow>,
+    shared: Arc<Shared>,
 }
 
 /// The receiving half, owned by the connection task.
 #[derive(Debug)]
 pub struct MailboxReceiver {
-    rx: mpsc::Receiver<Delivery>,
-    overflow: Arc<Overflow>,
+    shared: Arc<Shared>,
 }
 
 /// What happened to one delivery.
@@ -63,75 +72,87 @@ pub enum Delivered {
 
 /// Creates a mailbox holding at most `capacity` deliveries.
 pub fn mailbox(capacity: usize) -> (Mailbox, MailboxReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let overflow = Arc::new(Overflow::default());
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue::default()),
+        capacity: capacity.max(1),
+        ready: Notify::new(),
+        receiver_gone: AtomicBool::new(false),
+    });
     (
         Mailbox {
-            tx,
-            overflow: overflow.clone(),
+            shared: shared.clone(),
         },
-        MailboxReceiver { rx, overflow },
+        MailboxReceiver { shared },
     )
 }
 
 impl Mailbox {
     /// Queues `delivery` without waiting.
     pub fn deliver(&self, delivery: Delivery) -> Delivered {
-        let room = delivery.room;
-        let sequenced = delivery.seq != 0;
-        match self.tx.try_send(delivery) {
-            Ok(()) => Delivered::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if sequenced {
-                    let mut rooms = self.overflow.rooms.lock();
-                    if !rooms.contains(&room) {
-                        rooms.push(room);
-                    }
-                    self.overflow.any.store(true, Ordering::Release);
-                }
-                Delivered::Dropped
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivered::Closed,
+        if self.shared.receiver_gone.load(Ordering::Relaxed) {
+            return Delivered::Closed;
         }
+        let mut q = self.shared.queue.lock();
+        if q.items.len() >= self.shared.capacity {
+            if delivery.seq != 0 && !q.overflowed.contains(&delivery.room) {
+                q.overflowed.push(delivery.room);
+            }
+            return Delivered::Dropped;
+        }
+        let was_empty = q.items.is_empty();
+        q.items.push_back(delivery);
+        drop(q);
+        // One wake-up per batch: the receiver drains everything that is queued.
+        if was_empty {
+            self.shared.ready.notify_one();
+        }
+        Delivered::Queued
     }
 
     /// Whether the receiving half is gone.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.receiver_gone.load(Ordering::Relaxed)
     }
 }
 
 impl MailboxReceiver {
     /// Waits for deliveries and moves up to `limit` of them into `buf`; returns how
-    /// many. Returns 0 only when every sender is gone.
+    /// many (at least one).
     ///
     /// # Cancel safety
     /// Cancel safe: nothing is taken from the queue unless the call completes.
     pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
+        loop {
+            let n = self.try_recv_many(buf, limit);
+            if n > 0 {
+                return n;
+            }
+            // A delivery between the check and this await leaves a permit: no lost wake-up.
+            self.shared.ready.notified().await;
+        }
     }
 
     /// Moves deliveries that are ready into `buf` without waiting, up to `limit`.
     pub fn try_recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
-        let mut n = 0;
-        while n < limit {
-            match self.rx.try_recv() {
-                Ok(d) => {
-                    buf.push(d);
-                    n += 1;
-                }
-                Err(_) => break,
-            }
+        let mut q = self.shared.queue.lock();
+        let n = q.items.len().min(limit);
+        buf.extend(q.items.drain(..n));
+        if q.items.is_empty() && q.items.capacity() > 64 {
+            // A burst is over: give its memory back.
+            q.items = VecDeque::new();
         }
         n
     }
 
     /// Takes the rooms that overflowed since the last call.
     pub fn take_overflowed(&self) -> Vec<RoomKey> {
-        if !self.overflow.any.swap(false, Ordering::AcqRel) {
-            return Vec::new();
-        }
-        std::mem::take(&mut *self.overflow.rooms.lock())
+        std::mem::take(&mut self.shared.queue.lock().overflowed)
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        self.shared.receiver_gone.store(true, Ordering::Relaxed);
     }
 }
 

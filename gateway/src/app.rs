@@ -63,9 +63,8 @@ impl App {
     /// # Errors
     /// When the port cannot be bound or a key cannot be read.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let hub = Arc::new(Hub::new());
         let fanout: Arc<dyn Fanout> = Arc::new(MemoryFanout::new(config.memory.clone(), hub));
         let state = AppState {
@@ -137,6 +136,22 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Connections the kernel may queue before `accept`. A burst of thousands of viewers
+/// (a stream going live) must not overflow the queue: a dropped SYN costs the viewer a
+/// one-second retransmit. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16_384;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn serve_connection(

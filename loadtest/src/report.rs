@@ -106,7 +106,7 @@ impl Summary {
         }
         let lost = expected.saturating_sub(distinct);
         let failed: u64 = r.failures.values().sum();
-        let dps = if measured_s > 0.0 {
+        let dps = if measured_s > 0.5 {
             distinct as f64 / measured_s
         } else {
             0.0
@@ -187,7 +187,7 @@ impl Summary {
                 "delivered": distinct, "lost": lost, "duplicated": duplicated, "reordered": reordered,
                 "resets": r.resets, "lost_to_resets": reset_lost},
             "deliveries_per_s": dps.round(),
-            "frames_per_s": if measured_s > 0.0 { (r.frames as f64 / measured_s).round() } else { 0.0 },
+            "frames_per_s": if measured_s > 0.5 { (r.frames as f64 / measured_s).round() } else { 0.0 },
             "events_per_frame": if r.frames > 0 { ((r.delivered as f64 / r.frames as f64) * 100.0).round() / 100.0 } else { 0.0 },
             "publish": publish,
             "errors": r.errors,

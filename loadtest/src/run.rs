@@ -207,6 +207,10 @@ fn watch_gateways(pids: &[u32]) -> Vec<(u32, u64, Arc<AtomicU64>)> {
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     let quiet = plan.cli.common.quiet;
     let watched = watch_gateways(&plan.cli.common.gateway_pids);
+    let cpu_at_start: Vec<f64> = watched
+        .iter()
+        .map(|w| cpu_seconds(&w.0.to_string()).unwrap_or(0.0))
+        .collect();
     let polls = match plan.scenario() {
         Scenario::Interact { vote: true, .. } => open_polls(&plan).await?,
         _ => Vec::new(),

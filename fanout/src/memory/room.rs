@@ -137,7 +137,10 @@ impl RoomState {
     ) -> Result<History, FanoutError> {
         self.history.prune(now);
         if since > self.seq {
-            return Err(FanoutError::Ahead { since, head: self.seq });
+            return Err(FanoutError::Ahead {
+                since,
+                head: self.seq,
+            });
         }
         match self.history.after(since, self.seq, limit) {
             Some(events) => Ok(History {

@@ -114,17 +114,14 @@ impl Conn {
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let shutdown = self.app.shutdown.clone();
         let max_batch = self.app.config.ws.max_batch;
-        let mut batch: Vec<Delivery> = Vec::with_capacity(max_batch);
+        let mut batch: Vec<Delivery> = Vec::new();
         let mut drain_at: Option<tokio::time::Instant> = None;
         loop {
             // Each branch is cancel safe: `recv` and `recv_many` take nothing unless
             // they complete, ticks and cancellation are level-triggered.
             let step = tokio::select! {
                 frame = self.socket.recv() => self.on_frame(frame).await,
-                n = inbox.recv_many(&mut batch, max_batch) => {
-                    if n == 0 { return Exit::Gone; }
-                    self.on_deliveries(&mut batch, &inbox).await
-                }
+                _ = inbox.recv_many(&mut batch, max_batch) => self.on_deliveries(&mut batch, &inbox).await,
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = shutdown.cancelled(), if drain_at.is_none() => self.on_drain(&mut drain_at).await,
                 () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
@@ -186,6 +183,10 @@ impl Conn {
             self.rooms[idx].last_seq = d.seq;
             self.out.push(d.frame);
         }
+        if batch.capacity() > 16 {
+            // Idle viewers hold no batch buffer; hot ones reallocate once per wake-up.
+            *batch = Vec::new();
+        }
         for key in inbox.take_overflowed() {
             if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
                 self.catch_up(idx, None).await?;
@@ -218,7 +219,9 @@ impl Conn {
                         self.out.push(ev);
                     }
                 }
-                Ok(_) | Err(FanoutError::Gone { .. } | FanoutError::Ahead { .. }) => return self.reset(idx).await,
+                Ok(_) | Err(FanoutError::Gone { .. } | FanoutError::Ahead { .. }) => {
+                    return self.reset(idx).await;
+                }
                 Err(e) => {
                     tracing::warn!(room = %r.room, error = %e, "catch-up failed");
                     return Err(Exit::Close(CloseCode::InternalError));
@@ -322,7 +325,7 @@ impl Conn {
             socket.flush().await.map_err(|_| Exit::Gone)
         };
         let result = tokio::time::timeout(timeout, write).await;
-        self.frames.clear();
+        self.frames = Vec::new();
         let m = &self.app.metrics;
         m.frames_out
             .fetch_add(frames as u64, std::sync::atomic::Ordering::Relaxed);

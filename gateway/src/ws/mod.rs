@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated
 /// eagerly per connection) would dominate a viewer's memory; client frames are tiny.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Safety cap on tungstenite's write buffer; the real bound is the mailbox plus the
 /// write timeout.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;

@@ -56,10 +56,8 @@ impl Outbound {
             }
             i = j;
         }
-        self.pending.clear();
-        if self.pending.capacity() > 4 * max_batch {
-            self.pending.shrink_to(max_batch);
-        }
+        // An idle viewer keeps no buffer between writes.
+        self.pending = Vec::new();
         messages
     }
 }
