@@ -221,10 +221,14 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         .wait_all(quiet, |m| matches!(m, FromWorker::Ready).then_some(()))
         .await;
     let ramp_s = started.elapsed().as_secs_f64();
-    let cpu_start: Vec<f64> = watched
-        .iter()
-        .map(|w| cpu_seconds(&w.0.to_string()).unwrap_or(0.0))
-        .collect();
+    // CPU is counted over the measured phase; for `connect` the connections are the load.
+    let cpu_start: Vec<f64> = match plan.scenario() {
+        Scenario::Connect { .. } => cpu_at_start,
+        _ => watched
+            .iter()
+            .map(|w| cpu_seconds(&w.0.to_string()).unwrap_or(0.0))
+            .collect(),
+    };
     let go = Instant::now();
     workers.broadcast(ToWorker::Go).await;
     let publish = match (plan.scenario(), plan.scenario().load()) {
