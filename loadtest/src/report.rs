@@ -48,6 +48,7 @@ pub struct Summary {
     /// Why the run failed, if it did.
     pub failures: Vec<String>,
     latency: Histogram<u64>,
+    first_render: Histogram<u64>,
     series: Vec<Histogram<u64>>,
 }
 
@@ -203,6 +204,7 @@ impl Summary {
             json,
             failures,
             latency,
+            first_render: first,
             series,
         }
     }
@@ -290,31 +292,36 @@ impl Summary {
             .filter(|(_, h)| !h.is_empty())
             .map(|(i, h)| (i as f64, ms(h, 0.5), ms(h, 0.99)))
             .collect();
-        let mut buckets = Vec::new();
-        if !self.latency.is_empty() {
-            let mut bound = 50u64;
-            let mut prev = 0u64;
-            while prev <= self.latency.max() {
-                let n = self.latency.count_between(prev, bound);
-                buckets.push((bound as f64 / 1000.0, n));
-                prev = bound + 1;
-                bound = bound * 3 / 2;
-            }
-        }
         let table = self.table().replace('&', "&amp;").replace('<', "&lt;");
         format!(
             "<!doctype html><html><head><meta charset=utf-8><title>danmaku load test</title>\
              <style>body{{font-family:sans-serif;margin:2em}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>\
              <h1>danmaku load test: {}</h1><pre>{table}</pre><h2>End-to-end latency over time</h2>{}\
-             <h2>Latency histogram</h2>{}<h2>Raw results</h2><pre>{}</pre></body></html>",
+             <h2>Latency histogram</h2>{}<h2>Time to first render</h2>{}<h2>Raw results</h2><pre>{}</pre></body></html>",
             self.json["scenario"].as_str().unwrap_or(""),
             line_chart(&over_time),
-            bar_chart(&buckets),
+            bar_chart(&log_buckets(&self.latency)),
+            bar_chart(&log_buckets(&self.first_render)),
             serde_json::to_string_pretty(&self.json)
                 .unwrap_or_default()
                 .replace('<', "&lt;"),
         )
     }
+}
+
+/// Counts in buckets whose bounds grow by half each (50 µs, 75 µs, …), in ms.
+fn log_buckets(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    let mut buckets = Vec::new();
+    if h.is_empty() {
+        return buckets;
+    }
+    let (mut prev, mut bound) = (0u64, 50u64);
+    while prev <= h.max() {
+        buckets.push((bound as f64 / 1000.0, h.count_between(prev, bound)));
+        prev = bound + 1;
+        bound = bound * 3 / 2;
+    }
+    buckets
 }
 
 const W: f64 = 800.0;
