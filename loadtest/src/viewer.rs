@@ -261,9 +261,19 @@ impl Seen {
     }
 }
 
-/// Finds `needle` in `hay`.
+/// Finds `needle` in `hay` (scans for the first byte, then compares).
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let (&first, rest) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    let mut i = 0;
+    while i <= last_start {
+        let at = hay[i..=last_start].iter().position(|&b| b == first)? + i;
+        if &hay[at + 1..at + needle.len()] == rest {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 /// The unsigned integer right after `key`.

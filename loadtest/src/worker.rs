@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -66,8 +66,34 @@ struct Agg {
     report: WorkerReport,
 }
 
+/// The run's phase, broadcast to every viewer of the worker.
+struct PhaseCell {
+    generation: AtomicU64,
+    phase: Mutex<Phase>,
+    notify: Notify,
+}
+
+impl PhaseCell {
+    fn get(&self) -> Phase {
+        self.phase
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, p: Phase) {
+        *self
+            .phase
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = p;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+}
+
 struct Shared {
     plan: Arc<Plan>,
+    phase: Arc<PhaseCell>,
     established: AtomicU64,
     failed: AtomicU64,
     delivered: AtomicU64,
@@ -129,6 +155,11 @@ pub async fn run(
     };
     let shared = Arc::new(Shared {
         plan: plan.clone(),
+        phase: Arc::new(PhaseCell {
+            generation: AtomicU64::new(0),
+            phase: Mutex::new(Phase::Wait),
+            notify: Notify::new(),
+        }),
         established: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
@@ -136,7 +167,6 @@ pub async fn run(
         settled: Notify::new(),
         agg: Mutex::new(agg),
     });
-    let (phase_tx, phase_rx) = watch::channel(Phase::Wait);
     let progress = tokio::spawn(report_progress(shared.clone(), tx.clone()));
 
     let procs = plan.cli.common.procs.max(1);
@@ -152,12 +182,7 @@ pub async fn run(
         let Ok(permit) = gate.clone().acquire_owned().await else {
             break;
         };
-        viewers.push(tokio::spawn(viewer_main(
-            shared.clone(),
-            i,
-            phase_rx.clone(),
-            permit,
-        )));
+        viewers.push(tokio::spawn(viewer_main(shared.clone(), i, permit)));
     }
     let total = mine.len() as u64;
     while shared.established.load(Ordering::Acquire) + shared.failed.load(Ordering::Acquire) < total
@@ -175,10 +200,10 @@ pub async fn run(
         match msg {
             ToWorker::Go => {
                 shared.go_at_us.store(crate::now_us(), Ordering::Relaxed);
-                let _ = phase_tx.send(Phase::Go);
+                shared.phase.set(Phase::Go);
             }
             ToWorker::Stop(finals) => {
-                let _ = phase_tx.send(Phase::Stop(Arc::new(finals)));
+                shared.phase.set(Phase::Stop(Arc::new(finals)));
                 break;
             }
         }
@@ -282,12 +307,7 @@ struct Viewer {
     attempt: usize,
 }
 
-async fn viewer_main(
-    shared: Arc<Shared>,
-    i: usize,
-    mut phase: watch::Receiver<Phase>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+async fn viewer_main(shared: Arc<Shared>, i: usize, permit: tokio::sync::OwnedSemaphorePermit) {
     let plan = shared.plan.clone();
     let room = plan.rooms[plan.viewer_room[i]].clone();
     let t0 = std::time::Instant::now();
@@ -326,7 +346,7 @@ async fn viewer_main(
     };
     v.absorb(&joined.rest);
     let mut actions = Actions::new(&plan.cli.scenario, i);
-    v.run(ws, &mut phase, &mut actions).await;
+    v.run(ws, &mut actions).await;
     v.finish();
 }
 
@@ -344,28 +364,62 @@ impl Viewer {
             .is_none_or(|&f| self.seen.track.next > f)
     }
 
-    async fn run(&mut self, mut ws: Ws, phase: &mut watch::Receiver<Phase>, actions: &mut Actions) {
-        let mut stop: Option<(Arc<BTreeMap<String, u64>>, Instant)> = None;
-        let mut going = matches!(*phase.borrow(), Phase::Go);
+    /// Reads until the run stops. The loop creates no future per turn: the phase
+    /// notification and the one timer are pinned once and re-armed only when needed,
+    /// so a delivery costs a read, a parse and a few counters.
+    async fn run(&mut self, mut ws: Ws, actions: &mut Actions) {
+        let cell = self.shared.phase.clone();
+        let notified = cell.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut seen_generation = 0;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        let mut next_action = far;
-        let mut drop_at = far;
-        let mut actions_until = far;
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut stop: Option<(Arc<BTreeMap<String, u64>>, Instant)> = None;
+        let (mut next_action, mut drop_at, mut actions_until) = (far, far, far);
         loop {
-            let deadline = stop.as_ref().map_or(far, |s| s.1);
+            let generation = cell.generation.load(Ordering::Acquire);
+            if generation != seen_generation {
+                seen_generation = generation;
+                match cell.get() {
+                    Phase::Go => {
+                        let secs = self
+                            .shared
+                            .plan
+                            .cli
+                            .scenario
+                            .load()
+                            .map_or(0.0, |l| l.duration_s);
+                        actions_until = Instant::now() + Duration::from_secs_f64(secs);
+                        next_action = self.first_action(actions);
+                        if let Some((_, every)) = actions.drop {
+                            drop_at = Instant::now()
+                                + Duration::from_secs_f64(every * (0.5 + actions.uniform()));
+                        }
+                    }
+                    Phase::Stop(finals) => {
+                        if self.done(&finals) {
+                            return;
+                        }
+                        stop = Some((finals, Instant::now() + Duration::from_secs(10)));
+                        (next_action, drop_at) = (far, far);
+                    }
+                    Phase::Wait => {}
+                }
+            }
+            let wake = stop
+                .as_ref()
+                .map_or(far, |s| s.1)
+                .min(next_action)
+                .min(drop_at);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let reconnect = tokio::select! {
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        self.seen.frames += 1;
-                        let before = self.seen.delivered;
-                        let now = crate::now_us();
-                        for line in t.as_bytes().split(|&b| b == b'\n') {
-                            self.seen.on_line(line, now);
-                        }
-                        self.shared.delivered.fetch_add(self.seen.delivered - before, Ordering::Relaxed);
-                        if self.seen.latencies.len() >= 128 {
-                            self.shared.record_latencies(&mut self.seen.latencies);
-                        }
+                        self.on_frame(t.as_bytes());
                         if stop.as_ref().is_some_and(|s| self.done(&s.0)) {
                             return;
                         }
@@ -374,41 +428,28 @@ impl Viewer {
                     Some(Ok(_)) => false,
                     Some(Err(_)) | None => true,
                 },
-                changed = phase.changed() => {
-                    if changed.is_err() { return; }
-                    let p = phase.borrow().clone();
-                    match p {
-                        Phase::Go => {
-                            going = true;
-                            let secs = self.shared.plan.cli.scenario.load().map_or(0.0, |l| l.duration_s);
-                            actions_until = Instant::now() + Duration::from_secs_f64(secs);
-                            next_action = self.first_action(actions);
-                            if let Some((_, every)) = actions.drop {
-                                drop_at = Instant::now() + Duration::from_secs_f64(every * (0.5 + actions.uniform()));
-                            }
-                        }
-                        Phase::Stop(finals) => {
-                            if self.done(&finals) { return; }
-                            stop = Some((finals, Instant::now() + Duration::from_secs(10)));
-                            next_action = far;
-                            drop_at = far;
-                        }
-                        Phase::Wait => {}
+                () = &mut notified => {
+                    notified.set(cell.notify.notified());
+                    notified.as_mut().enable();
+                    false
+                }
+                () = &mut timer, if wake != far => {
+                    let now = Instant::now();
+                    if stop.as_ref().is_some_and(|s| now >= s.1) {
+                        return;
                     }
-                    false
-                }
-                () = tokio::time::sleep_until(deadline), if stop.is_some() => return,
-                () = tokio::time::sleep_until(next_action), if going && stop.is_none() => {
-                    next_action = self.act(&mut ws, actions).await;
-                    if next_action > actions_until { next_action = far; }
-                    false
-                }
-                () = tokio::time::sleep_until(drop_at), if going && stop.is_none() => {
-                    if let Some((fraction, every)) = actions.drop {
-                        drop_at = Instant::now() + Duration::from_secs_f64(every);
-                        if drop_at > actions_until { drop_at = far; }
-                        actions.uniform() < fraction
-                    } else { false }
+                    let mut reconnect = false;
+                    if now >= next_action {
+                        next_action = self.act(&mut ws, actions).await;
+                        if next_action > actions_until { next_action = far; }
+                    }
+                    if now >= drop_at
+                        && let Some((fraction, every)) = actions.drop {
+                            drop_at = now + Duration::from_secs_f64(every);
+                            if drop_at > actions_until { drop_at = far; }
+                            reconnect = actions.uniform() < fraction;
+                        }
+                    reconnect
                 }
             };
             if reconnect {
@@ -420,6 +461,21 @@ impl Viewer {
                     None => return,
                 }
             }
+        }
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) {
+        self.seen.frames += 1;
+        let before = self.seen.delivered;
+        let now = crate::now_us();
+        for line in frame.split(|&b| b == b'\n') {
+            self.seen.on_line(line, now);
+        }
+        self.shared
+            .delivered
+            .fetch_add(self.seen.delivered - before, Ordering::Relaxed);
+        if self.seen.latencies.len() >= 256 {
+            self.shared.record_latencies(&mut self.seen.latencies);
         }
     }
 

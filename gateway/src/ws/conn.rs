@@ -112,7 +112,11 @@ impl Conn {
         }
         let heartbeat = self.app.config.ws.heartbeat;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        // Created once: polling a fresh `cancelled()` per loop turn would take the
+        // token's shared waiter lock on every delivery of every connection.
         let shutdown = self.app.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let max_batch = self.app.config.ws.max_batch;
         let mut batch: Vec<Delivery> = Vec::new();
         let mut drain_at: Option<tokio::time::Instant> = None;
@@ -123,7 +127,7 @@ impl Conn {
                 frame = self.socket.recv() => self.on_frame(frame).await,
                 _ = inbox.recv_many(&mut batch, max_batch) => self.on_deliveries(&mut batch, &inbox).await,
                 _ = ping.tick() => self.on_heartbeat().await,
-                () = shutdown.cancelled(), if drain_at.is_none() => self.on_drain(&mut drain_at).await,
+                () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
                 () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
             };
             if let Err(exit) = step {
