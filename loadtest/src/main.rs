@@ -9,6 +9,7 @@ mod run;
 mod stats;
 mod viewer;
 mod worker;
+mod wsclient;
 
 use std::process::ExitCode;
 use std::sync::Arc;

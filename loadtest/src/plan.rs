@@ -84,6 +84,7 @@ impl Plan {
             url,
             addr: self.addrs[g],
             source,
+            seed: ((i as u64) << 16) | attempt as u64,
         }
     }
 

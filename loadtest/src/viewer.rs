@@ -8,17 +8,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio::net::TcpSocket;
 
 use crate::stats::Track;
+use crate::wsclient::{Client, Frame};
 
 /// A viewer's WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = Client;
 
 /// How long connecting or joining may take before it counts as failed.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -32,6 +28,8 @@ pub struct Dial {
     pub addr: SocketAddr,
     /// Local address to bind, to spread over source addresses.
     pub source: Option<IpAddr>,
+    /// Seeds the connection's WebSocket key and masks.
+    pub seed: u64,
 }
 
 /// Opens the TCP connection and the WebSocket.
@@ -56,33 +54,16 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let mut req = d
+    let rest = d
         .url
-        .as_str()
-        .into_client_request()
-        .map_err(|_| "bad_url".to_string())?;
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", http_value("danmaku.v1"));
-    let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0);
-    match tokio::time::timeout(
-        STEP_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(req, stream, Some(config)),
-    )
-    .await
-    {
+        .strip_prefix("ws://")
+        .ok_or_else(|| "bad_url".to_string())?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    match tokio::time::timeout(STEP_TIMEOUT, Client::handshake(stream, host, path, d.seed)).await {
         Err(_) => Err("handshake_timeout".into()),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
-            Err(format!("http_{}", resp.status().as_u16()))
-        }
-        Ok(Err(_)) => Err("handshake_error".into()),
-        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(r) => r,
     }
-}
-
-fn http_value(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
-    tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)
 }
 
 fn io_cause(step: &str, e: &std::io::Error) -> String {
@@ -115,20 +96,17 @@ pub async fn join(ws: &mut Ws, room: &str, since: Option<(&str, u64)>) -> Result
         }
         None => serde_json::json!({"type":"join","id":1,"room":room}),
     };
-    ws.send(Message::text(cmd.to_string()))
+    ws.send_text(cmd.to_string().as_bytes())
         .await
         .map_err(|_| "send_error".to_string())?;
     let wait = async {
         loop {
-            let text = match ws.next().await {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Close(_))) | None => {
-                    return Err("closed_before_joined".to_string());
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) => return Err("ws_error".to_string()),
+            let text = match ws.next_frame().await {
+                Ok(Frame::Text(t)) => t,
+                Ok(Frame::Close(_)) => return Err("closed_before_joined".to_string()),
+                Err(_) => return Err("ws_error".to_string()),
             };
-            let mut lines = text.as_bytes().split(|&b| b == b'\n');
+            let mut lines = text.split(|&b| b == b'\n');
             for line in lines.by_ref() {
                 if line.starts_with(b"{\"type\":\"joined\"") {
                     let mut j = parse_joined(line)?;

@@ -6,17 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::Scenario;
 use crate::plan::Plan;
 use crate::stats::{Track, WorkerReport, add_buckets, histogram, to_buckets};
 use crate::viewer::{self, Pending, Seen, Ws};
+use crate::wsclient::Frame;
 
 /// Coordinator → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -417,16 +416,15 @@ impl Viewer {
                 timer.as_mut().reset(wake);
             }
             let reconnect = tokio::select! {
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        self.on_frame(t.as_bytes());
+                frame = ws.next_frame() => match frame {
+                    Ok(Frame::Text(t)) => {
+                        self.on_frame(t);
                         if stop.as_ref().is_some_and(|s| self.done(&s.0)) {
                             return;
                         }
                         false
                     }
-                    Some(Ok(_)) => false,
-                    Some(Err(_)) | None => true,
+                    Ok(Frame::Close(_)) | Err(_) => true,
                 },
                 () = &mut notified => {
                     notified.set(cell.notify.notified());
@@ -526,7 +524,7 @@ impl Viewer {
         };
         self.seen.pending.insert(id, pending);
         self.shared.agg().report.commands += 1;
-        let _ = ws.send(Message::text(cmd.to_string())).await;
+        let _ = ws.send_text(cmd.to_string().as_bytes()).await;
         let mean = match (a.comment_every, a.like_every) {
             (Some(c), Some(l)) => 1.0 / (1.0 / c + 1.0 / l),
             (Some(c), None) => c,

@@ -1,0 +1,243 @@
+//! A lean WebSocket client for many viewers: one reusable buffer per connection, frames
+//! parsed in place, no allocation or zeroing per frame. It speaks just what the load
+//! test needs: the client handshake, masked text frames out, unfragmented server
+//! frames in, pong replies to pings.
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Initial buffer; grows (up to [`MAX_FRAME`]) only for larger frames.
+const INITIAL: usize = 4 * 1024;
+/// Largest server frame accepted.
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// One connection.
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Control replies (pong, close) that could not be written at once.
+    out: Vec<u8>,
+    rng: u64,
+}
+
+/// A frame from the server.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A text frame's payload.
+    Text(&'a [u8]),
+    /// A close frame with its code.
+    Close(Option<u16>),
+}
+
+fn err(msg: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+impl Client {
+    /// Performs the client handshake for `path_and_query` on `host` over `stream`.
+    ///
+    /// # Errors
+    /// `http_<status>` when the server refuses the upgrade, or an I/O cause.
+    pub async fn handshake(
+        mut stream: TcpStream,
+        host: &str,
+        path_and_query: &str,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let key: String = (0..22)
+            .map(|_| {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(next(&mut rng) % 64) as usize] as char
+            })
+            .collect();
+        let req = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: danmaku.v1\r\n\r\n"
+        );
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|_| "handshake_write".to_string())?;
+        let mut c = Self {
+            stream,
+            buf: vec![0; INITIAL],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            rng,
+        };
+        let head_end = loop {
+            if let Some(i) = c.buf[..c.end].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if c.end == c.buf.len() {
+                return Err("handshake_too_long".into());
+            }
+            let n = c
+                .stream
+                .read(&mut c.buf[c.end..])
+                .await
+                .map_err(|_| "handshake_read".to_string())?;
+            if n == 0 {
+                return Err("handshake_closed".into());
+            }
+            c.end += n;
+        };
+        let status = std::str::from_utf8(&c.buf[..head_end.min(64)])
+            .ok()
+            .and_then(|h| h.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        if status != 101 {
+            return Err(format!("http_{status}"));
+        }
+        c.start = head_end;
+        Ok(c)
+    }
+
+    /// Sends one masked text frame.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub async fn send_text(&mut self, payload: &[u8]) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        self.encode(0x1, payload, &mut frame);
+        if !self.out.is_empty() {
+            let pending = std::mem::take(&mut self.out);
+            self.stream.write_all(&pending).await?;
+        }
+        self.stream.write_all(&frame).await
+    }
+
+    fn encode(&mut self, opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+        out.push(0x80 | opcode);
+        let len = payload.len();
+        if len < 126 {
+            out.push(0x80 | len as u8);
+        } else if len <= 0xffff {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        let mask = (next(&mut self.rng) as u32).to_be_bytes();
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    }
+
+    /// The next text or close frame; answers pings on the way.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read are kept in the connection's buffer, and control
+    /// replies are written without waiting.
+    ///
+    /// # Errors
+    /// On I/O errors, EOF, or a frame this client does not speak.
+    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            if let Some((header, len, opcode, fin)) = self.parse_header()? {
+                if self.end - self.start >= header + len {
+                    let (from, to) = (self.start + header, self.start + header + len);
+                    self.start = to;
+                    if !fin {
+                        return Err(err("fragmented frames are not supported"));
+                    }
+                    match opcode {
+                        0x1 => return Ok(Frame::Text(&self.buf[from..to])),
+                        0x8 => {
+                            let code = (len >= 2)
+                                .then(|| u16::from_be_bytes([self.buf[from], self.buf[from + 1]]));
+                            return Ok(Frame::Close(code));
+                        }
+                        0x9 => {
+                            let payload = self.buf[from..to].to_vec();
+                            let mut pong = Vec::with_capacity(payload.len() + 14);
+                            self.encode(0xA, &payload, &mut pong);
+                            self.out.extend_from_slice(&pong);
+                            self.flush_control();
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                }
+                if header + len > self.buf.len() {
+                    if header + len > MAX_FRAME {
+                        return Err(err("frame too large"));
+                    }
+                    self.compact();
+                    self.buf.resize((header + len).next_power_of_two(), 0);
+                }
+            }
+            if self.end == self.buf.len() {
+                self.compact();
+            }
+            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.end += n;
+        }
+    }
+
+    /// (header length, payload length, opcode, fin) of the frame at `start`, if its
+    /// header is complete.
+    fn parse_header(&self) -> io::Result<Option<(usize, usize, u8, bool)>> {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < 2 {
+            return Ok(None);
+        }
+        if b[1] & 0x80 != 0 {
+            return Err(err("masked frame from server"));
+        }
+        let (header, len) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (4, u16::from_be_bytes([b[2], b[3]]) as usize),
+            127 if b.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&b[2..10]);
+                (
+                    10,
+                    usize::try_from(u64::from_be_bytes(n)).map_err(|_| err("frame too large"))?,
+                )
+            }
+            126 | 127 => return Ok(None),
+            n => (2, n as usize),
+        };
+        Ok(Some((header, len, b[0] & 0x0f, b[0] & 0x80 != 0)))
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(MAX_FRAME);
+            self.buf.resize(grown, 0);
+        }
+    }
+
+    fn flush_control(&mut self) {
+        while !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
