@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the standard load-test scenarios, each against a freshly started gateway (the
+# in-memory backend) on this machine, and writes their figures into BENCHMARKS.md.
+#
+#   scripts/bench.sh            # every scenario
+#   scripts/bench.sh ramp huge  # only scenarios whose name contains one of the words
+#
+# Results: bench-results/<scenario>.json (and .html); the table between the markers
+# in BENCHMARKS.md is rewritten from them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release -q -p danmaku-gateway -p danmaku-loadtest
+GW=target/release/danmaku-gateway
+LT=target/release/danmaku-loadtest
+SECRET=bench-secret-0123456789abcdef
+KEY=bench-key
+OUT=bench-results
+mkdir -p "$OUT"
+PIDS=()
+
+start_gateways() { # count, extra flags...
+  local n=$1; shift
+  PIDS=(); URLS=(); PIDARGS=()
+  for i in $(seq 1 "$n"); do
+    local port=$((18700 + i))
+    "$GW" --listen "127.0.0.1:$port" --gateway-id "g$i" --jwt-secret "$SECRET" --api-keys "$KEY" \
+      --max-conns-per-ip 100000 --log warn "$@" > "$OUT/gateway-$i.log" 2>&1 &
+    PIDS+=($!); URLS+=(--url "ws://127.0.0.1:$port/ws"); PIDARGS+=(--gateway-pid "$!")
+  done
+  for i in $(seq 1 "$n"); do
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((18700 + i))/healthz" >/dev/null && break; sleep 0.1; done
+  done
+}
+
+stop_gateways() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap stop_gateways EXIT
+
+run() { # name, gateways, loadtest args...
+  local name=$1 n=$2; shift 2
+  if [ -n "${FILTER:-}" ] && ! grep -qE "$FILTER" <<<"$name"; then return; fi
+  echo "== $name"
+  start_gateways "$n"
+  "$LT" "$@" "${URLS[@]}" "${PIDARGS[@]}" --api-key "$KEY" --jwt-secret "$SECRET" --quiet \
+    --json "$OUT/$name.json" --html "$OUT/$name.html" | tee "$OUT/$name.txt" || true
+  stop_gateways
+  sleep 1
+}
+
+FILTER=$(IFS='|'; echo "$*")
+
+run memory-10k        1 connect --connections 10000 --hold-s 2
+run memory-19k        1 connect --connections 19000 --procs 2 --hold-s 2
+run ramp-asap-10k     1 connect --connections 10000 --in-flight 2000
+run ramp-2000ps-5k    1 connect --connections 5000 --ramp-rate 2000
+run huge-room-latency 1 fanout --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20
+run huge-room-saturation 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
+run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
+run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
+run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3
+run scale-40k-3gw     3 connect --connections 40000 --procs 3 --hold-s 2 --source-addrs 127.0.0.2,127.0.0.3,127.0.0.4
+
+python3 scripts/bench_table.py "$OUT" BENCHMARKS.md
