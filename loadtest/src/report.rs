@@ -113,6 +113,12 @@ impl Summary {
             0.0
         };
         let mut failures = Vec::new();
+        if r.established + failed < target as u64 {
+            failures.push(format!(
+                "only {} of {target} connections reported (a worker failed?)",
+                r.established + failed
+            ));
+        }
         if failed > 0 {
             failures.push(format!("{failed} connections failed: {:?}", r.failures));
         }

@@ -109,7 +109,21 @@ fn spawn_child(
     from: mpsc::Sender<(usize, FromWorker)>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding own executable")?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The coordinator's own flags, minus those a worker gets its own value of.
+    let mut args = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quiet" => {}
+            "--json" | "--html" | "--room-prefix" | "--worker-index" => {
+                it.next();
+            }
+            _ if a.starts_with("--json=")
+                || a.starts_with("--html=")
+                || a.starts_with("--room-prefix=") => {}
+            _ => args.push(a),
+        }
+    }
     let mut child = tokio::process::Command::new(exe)
         .args(&args)
         .args([

@@ -177,6 +177,9 @@ impl Client {
             if self.end == self.buf.len() {
                 self.compact();
             }
+            // Keep the socket in delayed-ACK mode: Linux otherwise ACKs every small
+            // push as soon as it is read, which costs a segment per event each way.
+            let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(false);
             let n = self.stream.read(&mut self.buf[self.end..]).await?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -240,4 +243,81 @@ fn next(rng: &mut u64) -> u64 {
     *rng ^= *rng >> 7;
     *rng ^= *rng << 17;
     *rng
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: the client side wrapped, the server side raw.
+    async fn pair() -> (Client, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let c = Client {
+            stream: client.expect("connect"),
+            buf: vec![0; 16],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            rng: 7,
+        };
+        (c, server.expect("accept").0)
+    }
+
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= 0xffff => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[tokio::test]
+    async fn parses_all_lengths_across_reads_and_answers_pings() {
+        let (mut c, mut server) = pair().await;
+        let big = vec![b'x'; 70_000];
+        let mid = vec![b'y'; 300];
+        let mut wire = server_frame(0x9, b"hi");
+        wire.extend(server_frame(0x1, b"small"));
+        wire.extend(server_frame(0x1, &mid));
+        wire.extend(server_frame(0x1, &big));
+        wire.extend(server_frame(0x8, &1012u16.to_be_bytes()));
+        let writer = tokio::spawn(async move {
+            // Dribble the bytes so frames straddle reads.
+            for chunk in wire.chunks(7_000) {
+                server.write_all(chunk).await.expect("write");
+            }
+            let mut pong = [0u8; 8];
+            server.read_exact(&mut pong).await.expect("pong");
+            pong
+        });
+        assert_eq!(c.next_frame().await.expect("frame"), Frame::Text(b"small"));
+        assert_eq!(c.next_frame().await.expect("frame"), Frame::Text(&mid[..]));
+        assert_eq!(c.next_frame().await.expect("frame"), Frame::Text(&big[..]));
+        assert_eq!(
+            c.next_frame().await.expect("frame"),
+            Frame::Close(Some(1012))
+        );
+        let pong = writer.await.expect("server");
+        assert_eq!(pong[0], 0x8A, "a final pong frame");
+        assert_eq!(pong[1], 0x80 | 2, "masked, 2 bytes");
+        let unmasked: Vec<u8> = pong[6..8]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ pong[2 + i])
+            .collect();
+        assert_eq!(unmasked, b"hi");
+    }
 }

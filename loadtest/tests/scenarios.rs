@@ -63,7 +63,12 @@ fn gateway(extra: &[&str]) -> Gateway {
 
 /// Runs the CLI; returns its exit code and JSON results.
 fn loadtest(gw: &Gateway, args: &[&str]) -> (i32, Value) {
-    let dir = std::env::temp_dir().join(format!("danmaku-lt-{}-{}", std::process::id(), args[0]));
+    let dir = std::env::temp_dir().join(format!(
+        "danmaku-lt-{}-{}-{}",
+        std::process::id(),
+        args[0],
+        args.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("out.json");
     let html = dir.join("out.html");
@@ -227,4 +232,30 @@ fn a_missed_threshold_fails_the_run() {
     assert_eq!(code, 1);
     assert_eq!(v["pass"], false);
     assert!(v["failures"][0].as_str().unwrap().contains("deliveries/s"));
+}
+
+#[test]
+fn worker_processes_share_the_viewers() {
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "90",
+            "--rooms",
+            "3",
+            "--rate",
+            "30",
+            "--duration-s",
+            "1",
+            "--procs",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["connections"]["established"], 90);
+    assert_eq!(v["events"]["expected"], 90 * 10);
+    assert_eq!(v["events"]["delivered"], 90 * 10);
+    assert_eq!(v["loadgen"]["procs"], 3);
 }
