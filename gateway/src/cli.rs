@@ -96,6 +96,10 @@ pub struct Args {
     /// A write blocked this long closes the connection with 4008, in ms [default: 10000].
     #[arg(long, env = "DANMAKU_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
+    /// Hot-room coalescing: a viewer written to less than this ago waits out the rest
+    /// before its next write of room events, in ms; 0 disables [default: 50].
+    #[arg(long, env = "DANMAKU_WRITE_LINGER_MS")]
+    pub write_linger_ms: Option<u64>,
     /// Likes aggregation window in ms [default: 200].
     #[arg(long, env = "DANMAKU_LIKES_WINDOW_MS")]
     pub likes_window_ms: Option<u64>,
@@ -179,6 +183,7 @@ impl Args {
             outbound_queue,
             max_batch,
             write_timeout_ms,
+            write_linger_ms,
             likes_window_ms,
             history_len,
             history_age_s,
@@ -287,6 +292,9 @@ impl Args {
         }
         if let Some(v) = self.max_batch {
             c.ws.max_batch = v.max(1);
+        }
+        if let Some(v) = self.write_linger_ms {
+            c.ws.write_linger = ms(v);
         }
         if let Some(v) = self.write_timeout_ms {
             c.ws.write_timeout = ms(v.max(1));

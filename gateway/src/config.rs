@@ -83,6 +83,9 @@ pub struct WsConfig {
     pub max_batch: usize,
     /// A write that cannot complete in this time closes the connection with 4008.
     pub write_timeout: Duration,
+    /// A viewer written to less than this ago waits out the rest before the next
+    /// write of room events, so hot rooms batch (0 disables).
+    pub write_linger: Duration,
     /// Time allowed from TCP accept to the HTTP request head.
     pub handshake_timeout: Duration,
     /// Open connections allowed per client IP.
@@ -140,6 +143,7 @@ impl Default for WsConfig {
             outbound_queue: 1024,
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
+            write_linger: Duration::from_millis(50),
             handshake_timeout: Duration::from_secs(5),
             max_conns_per_ip: 10_000,
             max_connections: 100_000,

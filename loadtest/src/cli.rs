@@ -99,9 +99,9 @@ pub enum Scenario {
         /// Like commands per viewer per second.
         #[arg(long, default_value_t = 0.5)]
         like_rate: f64,
-        /// Whether each viewer votes once in a poll opened at the start.
-        #[arg(long, default_value_t = true)]
-        vote: bool,
+        /// Skip the poll (by default each viewer votes once in a poll opened at the start).
+        #[arg(long)]
+        no_vote: bool,
     },
     /// As fanout, and viewers drop and reconnect with `since` during the run.
     Resume {

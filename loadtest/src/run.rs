@@ -226,7 +226,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         .map(|w| cpu_seconds(&w.0.to_string()).unwrap_or(0.0))
         .collect();
     let polls = match plan.scenario() {
-        Scenario::Interact { vote: true, .. } => open_polls(&plan).await?,
+        Scenario::Interact { no_vote: false, .. } => open_polls(&plan).await?,
         _ => Vec::new(),
     };
     let started = Instant::now();
@@ -302,7 +302,11 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
             cpu_s: cpu_seconds(&pid.to_string()).unwrap_or(cpu0) - cpu0,
         })
         .collect();
-    merged.cpu_s += cpu_seconds("self").unwrap_or(0.0);
+    if plan.cli.common.procs > 1 {
+        // Worker processes reported their own CPU; add the coordinator's. (A single
+        // in-process worker already reported this whole process.)
+        merged.cpu_s += cpu_seconds("self").unwrap_or(0.0);
+    }
     Ok(Summary::build(
         &plan,
         merged,

@@ -265,12 +265,12 @@ impl Actions {
             Scenario::Interact {
                 comment_rate,
                 like_rate,
-                vote,
+                no_vote,
                 ..
             } => {
                 a.comment_every = every(*comment_rate);
                 a.like_every = every(*like_rate);
-                a.vote = *vote;
+                a.vote = !*no_vote;
             }
             Scenario::Resume {
                 drop_fraction,

@@ -56,6 +56,8 @@ pub(super) struct Conn {
     pub(super) out: Outbound,
     frames: Vec<Bytes>,
     last_seen: Instant,
+    /// When deliveries were last written, for the hot-room linger.
+    last_write: Option<Instant>,
 }
 
 /// Runs one connection to its end.
@@ -78,6 +80,7 @@ pub(super) async fn run(app: Arc<AppState>, socket: WebSocket, identity: Identit
         out: Outbound::default(),
         frames: Vec::new(),
         last_seen: now,
+        last_write: None,
         app,
     };
     conn.app
@@ -125,7 +128,10 @@ impl Conn {
             // they complete, ticks and cancellation are level-triggered.
             let step = tokio::select! {
                 frame = self.socket.recv() => self.on_frame(frame).await,
-                _ = inbox.recv_many(&mut batch, max_batch) => self.on_deliveries(&mut batch, &inbox).await,
+                _ = inbox.recv_many(&mut batch, max_batch) => {
+                    self.linger(&mut inbox, &mut batch).await;
+                    self.on_deliveries(&mut batch, &inbox).await
+                }
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
                 () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
@@ -159,6 +165,20 @@ impl Conn {
             Message::Close(_) => return Err(Exit::Gone),
         }
         self.flush().await
+    }
+
+    /// Adaptive coalescing: when this viewer was written to less than `write_linger`
+    /// ago, its room is hot; wait out the rest of the linger and take everything that
+    /// arrived meanwhile, so a hot room costs one write per linger per viewer instead
+    /// of one per event. A quiet room is written at once.
+    async fn linger(&mut self, inbox: &mut MailboxReceiver, batch: &mut Vec<Delivery>) {
+        let linger = self.app.config.ws.write_linger;
+        let Some(last) = self.last_write else { return };
+        if linger.is_zero() || last.elapsed() >= linger {
+            return;
+        }
+        tokio::time::sleep_until((last + linger).into()).await;
+        inbox.try_recv_many(batch, self.app.config.ws.outbound_queue);
     }
 
     async fn on_deliveries(
@@ -329,6 +349,7 @@ impl Conn {
             socket.flush().await.map_err(|_| Exit::Gone)
         };
         let result = tokio::time::timeout(timeout, write).await;
+        self.last_write = Some(Instant::now());
         self.frames = Vec::new();
         let m = &self.app.metrics;
         m.frames_out
