@@ -84,7 +84,10 @@ impl Hub {
             return;
         };
         let mut subs = local.subscribers.lock();
-        subs.retain(|s| s.conn != conn);
+        // Order does not matter: swap_remove keeps a mass disconnect linear per viewer.
+        if let Some(i) = subs.iter().position(|s| s.conn == conn) {
+            subs.swap_remove(i);
+        }
         if subs.is_empty() {
             self.rooms.remove_if(room, |_, r| Arc::ptr_eq(r, &local));
         }
