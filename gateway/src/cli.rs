@@ -100,6 +100,10 @@ pub struct Args {
     /// before its next write of room events, in ms; 0 disables [default: 50].
     #[arg(long, env = "DANMAKU_WRITE_LINGER_MS")]
     pub write_linger_ms: Option<u64>,
+    /// Online counts (`presence`) are announced at most this often per room, in ms
+    /// [default: 1000].
+    #[arg(long, env = "DANMAKU_PRESENCE_INTERVAL_MS")]
+    pub presence_interval_ms: Option<u64>,
     /// Likes aggregation window in ms [default: 200].
     #[arg(long, env = "DANMAKU_LIKES_WINDOW_MS")]
     pub likes_window_ms: Option<u64>,
@@ -184,6 +188,7 @@ impl Args {
             max_batch,
             write_timeout_ms,
             write_linger_ms,
+            presence_interval_ms,
             likes_window_ms,
             history_len,
             history_age_s,
@@ -292,6 +297,9 @@ impl Args {
         }
         if let Some(v) = self.max_batch {
             c.ws.max_batch = v.max(1);
+        }
+        if let Some(v) = self.presence_interval_ms {
+            c.presence_interval = ms(v.max(100));
         }
         if let Some(v) = self.write_linger_ms {
             c.ws.write_linger = ms(v);

@@ -193,6 +193,7 @@ impl Summary {
             "events": {"published": publish.as_ref().map_or(0, |p| p.published), "expected": expected,
                 "delivered": distinct, "lost": lost, "duplicated": duplicated, "reordered": reordered,
                 "resets": r.resets, "lost_to_resets": reset_lost},
+            "latency_p99_ms_by_second": series.iter().map(|h| ms(h, 0.99)).collect::<Vec<_>>(),
             "deliveries_per_s": dps.round(),
             "frames_per_s": if measured_s > 0.5 { (r.frames as f64 / measured_s).round() } else { 0.0 },
             "events_per_frame": if r.frames > 0 { ((r.delivered as f64 / r.frames as f64) * 100.0).round() / 100.0 } else { 0.0 },

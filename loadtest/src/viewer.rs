@@ -181,7 +181,7 @@ pub struct Seen {
     /// The latest `reconnect` request from the gateway.
     pub reconnect_asked: bool,
     /// (publish → receive µs) samples not yet merged into the shared histogram.
-    pub latencies: Vec<u64>,
+    pub latencies: Vec<(u64, u64)>,
 }
 
 impl Seen {
@@ -194,7 +194,7 @@ impl Seen {
             self.delivered += 1;
             self.track.on_event(seq);
             if let Some(t) = num_after(line, b"\"data\":{\"t\":") {
-                self.latencies.push(now_us.saturating_sub(t));
+                self.latencies.push((now_us, now_us.saturating_sub(t)));
             } else if find(line, b"\"kind\":\"poll\"").is_some() {
                 self.on_poll(seq, line);
             }
@@ -286,7 +286,11 @@ mod tests {
         let line = br#"{"type":"event","room":"r","epoch":"e","seq":1,"kind":"lt","ts":5,"data":{"t":1000,"pad":"x"}}"#;
         s.on_line(line, 1_500);
         assert_eq!(
-            (s.delivered, s.track.distinct, s.latencies.clone()),
+            (
+                s.delivered,
+                s.track.distinct,
+                s.latencies.iter().map(|l| l.1).collect::<Vec<_>>()
+            ),
             (1, 1, vec![500])
         );
         s.on_line(

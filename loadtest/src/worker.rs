@@ -114,25 +114,22 @@ impl Shared {
         self.settled.notify_one();
     }
 
-    fn record_latencies(&self, samples: &mut Vec<u64>) {
+    /// Merges (received at µs, latency µs) samples into the histograms, each into the
+    /// second of the run it was received in.
+    fn record_latencies(&self, samples: &mut Vec<(u64, u64)>) {
         if samples.is_empty() {
             return;
         }
         let go = self.go_at_us.load(Ordering::Relaxed);
-        let sec = if go == 0 {
-            0
-        } else {
-            (crate::now_us().saturating_sub(go) / 1_000_000) as usize
-        };
         let mut agg = self.agg();
-        while agg.series.len() <= sec.min(3_600) {
-            agg.series.push(histogram());
-        }
-        let idx = sec.min(3_600);
-        for &s in samples.iter() {
-            let v = s.max(1);
+        for &(at, lat) in samples.iter() {
+            let sec = ((at.saturating_sub(go) / 1_000_000) as usize).min(3_600);
+            while agg.series.len() <= sec {
+                agg.series.push(histogram());
+            }
+            let v = lat.max(1);
             let _ = agg.latency.record(v);
-            let _ = agg.series[idx].record(v);
+            let _ = agg.series[sec].record(v);
         }
         samples.clear();
     }
