@@ -13,6 +13,9 @@ apt_install() {
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Integration tests run real Redis servers (standalone and Cluster).
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
+
 # A Python client (the `websockets` package) proves the protocol from another language.
 command -v python3 >/dev/null || apt_install python3 python3-pip
 if ! python3 -c 'import websockets' 2>/dev/null; then

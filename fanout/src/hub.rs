@@ -125,6 +125,11 @@ impl Hub {
         local.map_or(0, |r| r.subscribers.lock().len() as u64)
     }
 
+    /// The rooms with local viewers.
+    pub fn rooms(&self) -> Vec<RoomId> {
+        self.rooms.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// Rooms with local viewers.
     pub fn room_count(&self) -> usize {
         self.rooms.len()

@@ -15,6 +15,7 @@
 //! - [`mailbox`]: the bounded per-connection inbox.
 //! - [`hub`]: local subscriptions; the one shared map of the delivery path.
 //! - [`memory`]: the embedded single-node store.
+//! - [`redis`]: the Redis store shared by many gateways.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -26,11 +27,18 @@ use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 pub mod hub;
 pub mod mailbox;
 pub mod memory;
+pub mod redis;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod time;
 
 pub use hub::{ConnKey, Hub};
 pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, mailbox};
 pub use time::now_ms;
+
+/// The seq of a delivery that means "this room's continuity restarts": the room's
+/// epoch changed or a gap can no longer be filled; the viewer gets a `reset`.
+pub const RESET_SEQ: u64 = u64::MAX;
 
 /// The result of a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

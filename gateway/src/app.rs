@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::ConnectInfo;
 use danmaku_fanout::memory::MemoryFanout;
+use danmaku_fanout::redis::RedisFanout;
 use danmaku_fanout::{Fanout, Hub};
 use danmaku_protocol::ServerFrame;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -66,7 +67,14 @@ impl App {
         let listener =
             listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
         let hub = Arc::new(Hub::new());
-        let fanout: Arc<dyn Fanout> = Arc::new(MemoryFanout::new(config.memory.clone(), hub));
+        let fanout: Arc<dyn Fanout> = match &config.redis {
+            Some(redis) => Arc::new(
+                RedisFanout::connect(redis.clone(), hub)
+                    .await
+                    .with_context(|| format!("connecting to Redis at {}", redis.url))?,
+            ),
+            None => Arc::new(MemoryFanout::new(config.memory.clone(), hub)),
+        };
         let state = AppState {
             auth: Auth::new(&config.auth)?,
             fanout,

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde::Deserialize;
 
+use danmaku_fanout::redis::RedisConfig;
+
 use crate::config::{Config, JwtKey, Rate};
 
 /// The danmaku gateway: live-room comments, likes and votes over WebSocket.
@@ -116,6 +118,13 @@ pub struct Args {
     /// Seconds an idle room without viewers is kept [default: 3600].
     #[arg(long, env = "DANMAKU_ROOM_TTL_S")]
     pub room_ttl_s: Option<u64>,
+    /// Redis URL (`redis://host:port`, `redis+unix:///path`): rooms shared by every
+    /// gateway on it. Without it the gateway keeps rooms in memory (single node).
+    #[arg(long, env = "DANMAKU_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key [default: dm].
+    #[arg(long, env = "DANMAKU_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Rooms held in memory at most [default: 100000].
     #[arg(long, env = "DANMAKU_MAX_ROOMS")]
     pub max_rooms: Option<usize>,
@@ -194,6 +203,8 @@ impl Args {
             history_age_s,
             room_ttl_s,
             max_rooms,
+            redis_url,
+            redis_prefix,
             snapshot_recent,
             drain_ms,
             max_body_bytes,
@@ -321,6 +332,23 @@ impl Args {
         }
         if let Some(v) = self.max_rooms {
             c.memory.max_rooms = v.max(1);
+        }
+        if let Some(url) = self.redis_url.filter(|u| !u.is_empty()) {
+            let prefix = self.redis_prefix.unwrap_or_else(|| "dm".into());
+            if prefix.is_empty()
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                bail!("--redis-prefix must be 1+ characters of [A-Za-z0-9_-]");
+            }
+            c.redis = Some(RedisConfig {
+                url,
+                prefix,
+                history_len: c.memory.history_len,
+                idempotency_ttl: c.memory.idempotency_ttl,
+                ..RedisConfig::default()
+            });
         }
         if let Some(v) = self.snapshot_recent {
             c.ws.snapshot_recent = v;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use danmaku_fanout::memory::MemoryConfig;
+use danmaku_fanout::redis::RedisConfig;
 use danmaku_protocol::Limits;
 
 /// Everything the gateway needs to run.
@@ -24,6 +25,8 @@ pub struct Config {
     pub rates: Rates,
     /// The embedded store's bounds.
     pub memory: MemoryConfig,
+    /// The Redis store, when configured (otherwise the embedded memory store is used).
+    pub redis: Option<RedisConfig>,
     /// Likes are summed per room over this window and published as one event.
     pub likes_window: Duration,
     /// Poll tallies are published at most once per this interval per poll.
@@ -128,6 +131,7 @@ impl Default for Config {
             limits: Limits::default(),
             rates: Rates::default(),
             memory: MemoryConfig::default(),
+            redis: None,
             likes_window: Duration::from_millis(200),
             poll_interval: Duration::from_millis(500),
             presence_interval: Duration::from_secs(1),

@@ -21,6 +21,7 @@ use crate::{
     Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
 };
 use room::RoomState;
+pub(crate) use room::new_epoch;
 
 /// Bounds of the memory store.
 #[derive(Debug, Clone)]

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use danmaku_fanout::{Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, mailbox};
+use danmaku_fanout::{
+    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, mailbox,
+};
 use danmaku_protocol::server::encode_reset;
 use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
 use futures_util::SinkExt;
@@ -192,6 +194,10 @@ impl Conn {
             };
             if d.seq == 0 {
                 self.out.push(d.frame);
+                continue;
+            }
+            if d.seq == RESET_SEQ {
+                self.reset(idx).await?;
                 continue;
             }
             let last = self.rooms[idx].last_seq;

@@ -1,0 +1,21 @@
+-- Events after a seq, if the stream still holds all of them.
+-- KEYS[1] meta   KEYS[2] stream   ARGV[1] since   ARGV[2] limit
+-- Returns {epoch or false, head, status, events...}; status 0 ok, 1 gone, 2 ahead.
+local epoch = redis.call("HGET", KEYS[1], "epoch")
+local head = tonumber(redis.call("HGET", KEYS[1], "seq") or "0")
+local since = tonumber(ARGV[1])
+local out = {epoch or "", head, 0}
+if not epoch then
+  if since == 0 then return out end
+  out[3] = 1
+  return out
+end
+if since > head then out[3] = 2 return out end
+if since == head then return out end
+local events = redis.call("XRANGE", KEYS[2], (since + 1) .. "-0", "+", "COUNT", tonumber(ARGV[2]))
+if #events == 0 or events[1][1] ~= (since + 1) .. "-0" then
+  out[3] = 1
+  return out
+end
+for _, e in ipairs(events) do table.insert(out, e[2][2]) end
+return out

@@ -1,0 +1,506 @@
+//! The Redis store: rooms shared by every gateway.
+//!
+//! Every write to a room is one Lua script (`lua/room.lua`) that, atomically, creates
+//! the room's epoch if missing, increments its seq, appends the encoded event to the
+//! room's bounded stream, honours an idempotency key, and publishes
+//! `<seq>:<epoch>:<frame>` on the room's channel. Reads (`view`, `history`) are scripts
+//! too, so a join sees one consistent position.
+//!
+//! Each gateway subscribes to a room while it has local viewers ([`subscriber`]); the
+//! subscriber keeps the room's `last_seq`, fills gaps from the stream, and announces
+//! an epoch change as a reset, so local viewers get one gapless order or a `reset`.
+
+mod keys;
+mod subscriber;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use redis::aio::ConnectionManager;
+
+use crate::{
+    Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
+};
+use keys::RoomKeys;
+use subscriber::Subscriber;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`.
+    pub url: String,
+    /// Prefix of every key (lets several deployments share one Redis).
+    pub prefix: String,
+    /// Events kept per room stream (approximately; trimmed with `MAXLEN ~`).
+    pub history_len: usize,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+    /// A room without local viewers is unsubscribed after this long.
+    pub unsubscribe_grace: Duration,
+    /// How often each subscribed room's position is checked (finds a lost tail).
+    pub position_check: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "dm".into(),
+            history_len: 1_000,
+            idempotency_ttl: Duration::from_secs(600),
+            unsubscribe_grace: Duration::from_secs(5),
+            position_check: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Publishes into rooms from any process: the publisher library for backend services
+/// (no gateway, no subscription), and the write half of [`RedisFanout`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), danmaku_fanout::FanoutError> {
+/// use danmaku_fanout::redis::{Publisher, RedisConfig};
+/// use danmaku_protocol::{EventKind, RoomId};
+///
+/// let config = RedisConfig { url: "redis://127.0.0.1:6379".into(), ..RedisConfig::default() };
+/// let publisher = Publisher::connect(config).await?;
+/// let room = RoomId::new("shop-42").expect("valid room id");
+/// let kind = EventKind::new("product.card").expect("valid kind");
+/// let p = publisher.publish(&room, &kind, r#"{"sku":"A-1","price":199}"#, Some("card-A-1")).await?;
+/// println!("sequenced as {} in epoch {}", p.seq, p.epoch);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    config: RedisConfig,
+    conn: ConnectionManager,
+    room_script: redis::Script,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    /// Connects to Redis.
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Self, FanoutError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| unavailable(&e))?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(Self::with(config, conn, Arc::new(AtomicBool::new(true))))
+    }
+
+    fn with(config: RedisConfig, conn: ConnectionManager, healthy: Arc<AtomicBool>) -> Self {
+        Self {
+            config,
+            conn,
+            room_script: redis::Script::new(include_str!("lua/room.lua")),
+            healthy,
+        }
+    }
+
+    /// Sequences one event into `room` (see [`Rooms::publish`]).
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub async fn publish(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        let idem = idempotency_key
+            .map(|k| self.keys(room).idempotency(k))
+            .unwrap_or_default();
+        let ttl = self.config.idempotency_ttl.as_secs().max(1).to_string();
+        published(
+            self.room_op(room, "event", &idem, &[kind.as_str(), data, &ttl])
+                .await?,
+        )
+    }
+
+    fn keys(&self, room: &RoomId) -> RoomKeys {
+        RoomKeys::new(&self.config.prefix, room)
+    }
+
+    /// Runs one op of the room script.
+    async fn room_op(
+        &self,
+        room: &RoomId,
+        op: &str,
+        idem: &str,
+        args: &[&str],
+    ) -> Result<redis::Value, FanoutError> {
+        let k = self.keys(room);
+        let mut inv = self.room_script.prepare_invoke();
+        inv.key(&k.meta).key(&k.stream).key(idem).key(&k.polls);
+        inv.arg(op)
+            .arg(room.as_str())
+            .arg(now_ms())
+            .arg(new_epoch())
+            .arg(self.config.history_len)
+            .arg(&k.channel)
+            .arg("0");
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        let result = inv.invoke_async(&mut conn).await;
+        self.healthy.store(
+            result.is_ok() || !is_io(result.as_ref().err()),
+            Ordering::Relaxed,
+        );
+        result.map_err(|e| script_error(&e))
+    }
+}
+
+/// The Redis-backed store.
+pub struct RedisFanout {
+    config: RedisConfig,
+    conn: ConnectionManager,
+    publisher: Publisher,
+    view_script: redis::Script,
+    history_script: redis::Script,
+    hub: Arc<Hub>,
+    subscriber: Subscriber,
+    healthy: Arc<AtomicBool>,
+    /// Rooms joined through this gateway, whose poll tallies it flushes.
+    watched: dashmap::DashSet<RoomId>,
+}
+
+fn unavailable(e: &redis::RedisError) -> FanoutError {
+    FanoutError::Unavailable(e.to_string())
+}
+
+impl RedisFanout {
+    /// Connects to Redis and starts the subscriber.
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, FanoutError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| unavailable(&e))?;
+        let conn = ConnectionManager::new(client.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let subscriber = Subscriber::start(
+            client,
+            conn.clone(),
+            hub.clone(),
+            config.clone(),
+            healthy.clone(),
+        );
+        Ok(Self {
+            publisher: Publisher::with(config.clone(), conn.clone(), healthy.clone()),
+            view_script: redis::Script::new(include_str!("lua/view.lua")),
+            history_script: redis::Script::new(include_str!("lua/history.lua")),
+            config,
+            conn,
+            hub,
+            subscriber,
+            healthy,
+            watched: dashmap::DashSet::new(),
+        })
+    }
+
+    fn keys(&self, room: &RoomId) -> RoomKeys {
+        RoomKeys::new(&self.config.prefix, room)
+    }
+
+    async fn room_op(
+        &self,
+        room: &RoomId,
+        op: &str,
+        idem: &str,
+        args: &[&str],
+    ) -> Result<redis::Value, FanoutError> {
+        self.publisher.room_op(room, op, idem, args).await
+    }
+}
+
+fn is_io(e: Option<&redis::RedisError>) -> bool {
+    e.is_some_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
+}
+
+/// Maps the script's error replies to store errors.
+fn script_error(e: &redis::RedisError) -> FanoutError {
+    let text = e.to_string();
+    let poll = || PollId::new("p-0").unwrap_or_else(|_| unreachable!("valid id"));
+    if text.contains("unknown_poll") {
+        FanoutError::UnknownPoll(poll())
+    } else if text.contains("poll_closed") {
+        FanoutError::PollClosed(poll())
+    } else if text.contains("already_voted") {
+        FanoutError::AlreadyVoted(poll())
+    } else if text.contains("bad_option") {
+        FanoutError::BadOption(poll(), 0)
+    } else {
+        unavailable(e)
+    }
+}
+
+/// A random epoch: 16 hex digits.
+fn new_epoch() -> String {
+    crate::memory::new_epoch().to_string()
+}
+
+fn as_bytes(v: &redis::Value) -> Option<Bytes> {
+    match v {
+        redis::Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
+        redis::Value::SimpleString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
+        _ => None,
+    }
+}
+
+fn as_u64(v: &redis::Value) -> u64 {
+    match v {
+        redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        redis::Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn as_string(v: &redis::Value) -> String {
+    as_bytes(v)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn items(v: redis::Value) -> Vec<redis::Value> {
+    match v {
+        redis::Value::Array(a) => a,
+        _ => Vec::new(),
+    }
+}
+
+fn published(v: redis::Value) -> Result<Published, FanoutError> {
+    let a = items(v);
+    if a.len() < 3 {
+        return Err(FanoutError::Unavailable("unexpected script reply".into()));
+    }
+    Ok(Published {
+        epoch: Arc::from(as_string(&a[0])),
+        seq: as_u64(&a[1]),
+        duplicate: as_u64(&a[2]) == 1,
+    })
+}
+
+#[async_trait]
+impl Rooms for RedisFanout {
+    async fn publish(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        self.publisher
+            .publish(room, kind, data, idempotency_key)
+            .await
+    }
+
+    async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
+        published(
+            self.room_op(room, "likes", "", &[&delta.to_string()])
+                .await?,
+        )
+    }
+
+    async fn view(
+        &self,
+        room: &RoomId,
+        since: Option<&Since>,
+        recent: usize,
+    ) -> Result<RoomView, FanoutError> {
+        // Subscribe first: events sequenced after the view's position then reach the hub.
+        self.subscriber.watch(room).await?;
+        self.watched.insert(room.clone());
+        let k = self.keys(room);
+        let (since_epoch, since_seq) =
+            since.map_or((String::new(), 0), |s| (s.epoch.clone(), s.seq));
+        let mut conn = self.conn.clone();
+        let v: redis::Value = self
+            .view_script
+            .key(&k.meta)
+            .key(&k.stream)
+            .arg(new_epoch())
+            .arg(recent)
+            .arg(since_epoch)
+            .arg(since_seq)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let a = items(v);
+        if a.len() < 4 {
+            return Err(FanoutError::Unavailable("unexpected view reply".into()));
+        }
+        let events: Vec<Bytes> = a[4..].iter().filter_map(as_bytes).collect();
+        let recovered = as_u64(&a[3]) == 1;
+        let polls = self.open_polls(room).await?;
+        Ok(RoomView {
+            epoch: Arc::from(as_string(&a[0])),
+            seq: as_u64(&a[1]),
+            likes: as_u64(&a[2]),
+            recent: if recovered {
+                Vec::new()
+            } else {
+                events.clone()
+            },
+            polls,
+            replay: recovered.then_some(events),
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &RoomId,
+        since: u64,
+        limit: usize,
+    ) -> Result<History, FanoutError> {
+        let k = self.keys(room);
+        let mut conn = self.conn.clone();
+        let v: redis::Value = self
+            .history_script
+            .key(&k.meta)
+            .key(&k.stream)
+            .arg(since)
+            .arg(limit.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let a = items(v);
+        if a.len() < 3 {
+            return Err(FanoutError::Unavailable("unexpected history reply".into()));
+        }
+        let epoch: Arc<str> = Arc::from(as_string(&a[0]));
+        let head = as_u64(&a[1]);
+        match as_u64(&a[2]) {
+            1 => Err(FanoutError::Gone { since, epoch }),
+            2 => Err(FanoutError::Ahead { since, head }),
+            _ => Ok(History {
+                epoch,
+                head,
+                events: a[3..].iter().filter_map(as_bytes).collect(),
+            }),
+        }
+    }
+
+    async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
+        let k = self.keys(room);
+        let mut conn = self.conn.clone();
+        let (epoch, seq, likes): (Option<String>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&k.meta)
+            .arg("epoch")
+            .arg("seq")
+            .arg("likes")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(RoomInfo {
+            epoch: Arc::from(epoch.unwrap_or_default()),
+            seq: seq.unwrap_or(0),
+            likes: likes.unwrap_or(0),
+        })
+    }
+}
+
+impl RedisFanout {
+    async fn open_polls(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError> {
+        Ok(items(self.room_op(room, "polls", "", &[]).await?)
+            .iter()
+            .filter_map(as_bytes)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Polls for RedisFanout {
+    async fn create_poll(
+        &self,
+        room: &RoomId,
+        poll: NewPoll,
+    ) -> Result<(PollId, Published), FanoutError> {
+        let ends_at = now_ms().saturating_add(poll.duration_s.saturating_mul(1_000));
+        let options: Vec<serde_json::Value> = poll
+            .options
+            .iter()
+            .map(|t| serde_json::json!({"text": t, "votes": 0}))
+            .collect();
+        let doc =
+            serde_json::json!({"question": poll.question, "options": options, "ends_at": ends_at})
+                .to_string();
+        let a = items(self.room_op(room, "poll_open", "", &[&doc]).await?);
+        let id = a.get(3).map(as_string).unwrap_or_default();
+        let id = PollId::new(&id).map_err(|e| FanoutError::Unavailable(e.to_string()))?;
+        Ok((id, published(redis::Value::Array(a))?))
+    }
+
+    async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError> {
+        let r = self.room_op(room, "poll_close", "", &[poll.as_str()]).await;
+        published(r.map_err(|e| with_poll(e, poll))?)
+    }
+
+    async fn vote(
+        &self,
+        room: &RoomId,
+        poll: &PollId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError> {
+        let r = self
+            .room_op(
+                room,
+                "vote",
+                "",
+                &[poll.as_str(), user, &option.to_string()],
+            )
+            .await;
+        r.map(|_| ()).map_err(|e| match with_poll(e, poll) {
+            FanoutError::BadOption(p, _) => FanoutError::BadOption(p, option),
+            other => other,
+        })
+    }
+
+    async fn tick(&self) {
+        // Tallies of rooms joined here; the script's dirty flags make each update
+        // published once, whichever gateway flushes first.
+        let rooms: Vec<RoomId> = self.watched.iter().map(|r| r.clone()).collect();
+        for room in rooms {
+            if let Err(e) = self.room_op(&room, "poll_flush", "", &[]).await {
+                tracing::warn!(%room, error = %e, "poll tallies not flushed");
+            }
+            if !self.hub.contains(&room) {
+                self.watched.remove(&room);
+            }
+        }
+    }
+}
+
+fn with_poll(e: FanoutError, poll: &PollId) -> FanoutError {
+    match e {
+        FanoutError::UnknownPoll(_) => FanoutError::UnknownPoll(poll.clone()),
+        FanoutError::PollClosed(_) => FanoutError::PollClosed(poll.clone()),
+        FanoutError::AlreadyVoted(_) => FanoutError::AlreadyVoted(poll.clone()),
+        FanoutError::BadOption(_, o) => FanoutError::BadOption(poll.clone(), o),
+        other => other,
+    }
+}
+
+impl Fanout for RedisFanout {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn ready(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.subscriber.connected()
+    }
+}

@@ -1,0 +1,339 @@
+//! The gateway's pub/sub side: one connection, one task, every local room.
+//!
+//! # Delivery semantics
+//! Pub/sub is at most once: messages are lost while the connection is down and can be
+//! lost under pressure. The task keeps each room's `last_seq` and epoch and delivers to
+//! the hub strictly in order: a message after a gap is preceded by the missing events
+//! read from the room's stream; a resubscribe and a periodic position check (every
+//! `position_check`) catch up rooms whose tail was lost; an epoch change, or a gap the
+//! stream no longer holds, is delivered as [`RESET_SEQ`] so viewers get a `reset`.
+//!
+//! # Backpressure
+//! Watch requests go through a bounded channel (`watch` waits when it is full). The
+//! redis client buffers pushed messages until this task reads them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use danmaku_protocol::RoomId;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, PubSubSink};
+use redis::streams::StreamRangeReply;
+use tokio::sync::{mpsc, oneshot};
+
+use super::RedisConfig;
+use super::keys::RoomKeys;
+use crate::{FanoutError, Hub, RESET_SEQ};
+
+type Ack = oneshot::Sender<Result<(), FanoutError>>;
+
+/// Handle to the subscriber task.
+pub(crate) struct Subscriber {
+    tx: mpsc::Sender<(RoomId, Ack)>,
+    connected: Arc<AtomicBool>,
+}
+
+struct RoomSub {
+    room: RoomId,
+    keys: RoomKeys,
+    /// Empty until the room has an epoch.
+    epoch: String,
+    last_seq: u64,
+    idle_since: Option<Instant>,
+}
+
+struct Task {
+    client: redis::Client,
+    conn: ConnectionManager,
+    hub: Arc<Hub>,
+    config: RedisConfig,
+    /// By channel name.
+    rooms: HashMap<String, RoomSub>,
+    connected: Arc<AtomicBool>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Subscriber {
+    pub(crate) fn start(
+        client: redis::Client,
+        conn: ConnectionManager,
+        hub: Arc<Hub>,
+        config: RedisConfig,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = Task {
+            client,
+            conn,
+            hub,
+            config,
+            rooms: HashMap::new(),
+            connected: connected.clone(),
+            healthy,
+        };
+        // Owned by the handle: the task ends when every sender (the store) is dropped.
+        tokio::spawn(task.run(rx));
+        Self { tx, connected }
+    }
+
+    /// Makes sure this gateway receives `room`'s events.
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub(crate) async fn watch(&self, room: &RoomId) -> Result<(), FanoutError> {
+        let (ack, done) = oneshot::channel();
+        let down = || FanoutError::Unavailable("pub/sub unavailable".into());
+        self.tx
+            .send((room.clone(), ack))
+            .await
+            .map_err(|_| down())?;
+        match tokio::time::timeout(Duration::from_secs(5), done).await {
+            Ok(Ok(r)) => r,
+            _ => Err(down()),
+        }
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<(RoomId, Ack)>) {
+        loop {
+            let pubsub = match self.client.get_async_pubsub().await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.connected.store(false, Ordering::Relaxed);
+                    // Refuse watches while down, without waiting for the retry.
+                    while let Ok((_, ack)) = rx.try_recv() {
+                        let _ = ack.send(Err(FanoutError::Unavailable(e.to_string())));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let channels: Vec<String> = self.rooms.keys().cloned().collect();
+            if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+                continue;
+            }
+            self.connected.store(true, Ordering::Relaxed);
+            // Anything published while we were not subscribed is in the streams.
+            self.check_positions().await;
+            let mut tick = tokio::time::interval(self.config.position_check);
+            loop {
+                tokio::select! {
+                    msg = stream.next() => match msg {
+                        Some(m) => self.on_message(m.get_channel_name(), m.get_payload_bytes()).await,
+                        None => break,
+                    },
+                    cmd = rx.recv() => match cmd {
+                        Some((room, ack)) => {
+                            let r = self.watch(&mut sink, room).await;
+                            let _ = ack.send(r);
+                        }
+                        None => return,
+                    },
+                    _ = tick.tick() => {
+                        self.check_positions().await;
+                        self.unwatch_idle(&mut sink).await;
+                    }
+                }
+            }
+            self.connected.store(false, Ordering::Relaxed);
+        }
+    }
+
+    async fn watch(&mut self, sink: &mut PubSubSink, room: RoomId) -> Result<(), FanoutError> {
+        let keys = RoomKeys::new(&self.config.prefix, &room);
+        if let Some(sub) = self.rooms.get_mut(&keys.channel) {
+            sub.idle_since = None;
+            return Ok(());
+        }
+        let down = |e: redis::RedisError| FanoutError::Unavailable(e.to_string());
+        // Position first, then subscribe: anything in between is a gap, filled from the
+        // stream when the next message or the position check shows it.
+        let mut conn = self.conn.clone();
+        let (epoch, seq): (Option<String>, Option<u64>) = redis::cmd("HMGET")
+            .arg(&keys.meta)
+            .arg("epoch")
+            .arg("seq")
+            .query_async(&mut conn)
+            .await
+            .map_err(down)?;
+        sink.subscribe(&keys.channel).await.map_err(down)?;
+        let channel = keys.channel.clone();
+        let sub = RoomSub {
+            room,
+            keys,
+            epoch: epoch.unwrap_or_default(),
+            last_seq: seq.unwrap_or(0),
+            idle_since: None,
+        };
+        self.rooms.insert(channel, sub);
+        Ok(())
+    }
+
+    async fn unwatch_idle(&mut self, sink: &mut PubSubSink) {
+        let now = Instant::now();
+        let grace = self.config.unsubscribe_grace;
+        let mut gone = Vec::new();
+        for (channel, sub) in &mut self.rooms {
+            if self.hub.contains(&sub.room) {
+                sub.idle_since = None;
+            } else if sub.idle_since.get_or_insert(now).elapsed() >= grace {
+                gone.push(channel.clone());
+            }
+        }
+        for channel in gone {
+            if sink.unsubscribe(&channel).await.is_ok() {
+                self.rooms.remove(&channel);
+            }
+        }
+    }
+
+    /// Handles `<seq>:<epoch>:<frame>` published on `channel`.
+    async fn on_message(&mut self, channel: &str, payload: &[u8]) {
+        let Some((seq, epoch, frame)) = parse(payload) else {
+            return;
+        };
+        let Some(sub) = self.rooms.get_mut(channel) else {
+            return;
+        };
+        if sub.epoch.is_empty() {
+            sub.epoch = epoch.to_owned();
+        } else if sub.epoch != epoch {
+            // The room's history was lost (store restart, expiry): continuity restarts.
+            sub.epoch = epoch.to_owned();
+            sub.last_seq = seq;
+            self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+            return;
+        }
+        if seq <= sub.last_seq {
+            return;
+        }
+        if seq > sub.last_seq + 1 && !self.fill(channel, seq - 1).await {
+            return;
+        }
+        if let Some(sub) = self.rooms.get_mut(channel)
+            && seq == sub.last_seq + 1
+        {
+            sub.last_seq = seq;
+            self.hub
+                .deliver(&sub.room, seq, &Bytes::copy_from_slice(frame));
+        }
+    }
+
+    /// Delivers a room's events after `last_seq` up to `upto` from its stream. Returns
+    /// false (after delivering a reset) when the stream no longer holds them.
+    async fn fill(&mut self, channel: &str, upto: u64) -> bool {
+        let Some(sub) = self.rooms.get(channel) else {
+            return false;
+        };
+        let (stream, from) = (sub.keys.stream.clone(), sub.last_seq + 1);
+        let mut conn = self.conn.clone();
+        let reply: Result<StreamRangeReply, _> = conn
+            .xrange(&stream, format!("{from}-0"), format!("{upto}-0"))
+            .await;
+        let Some(sub) = self.rooms.get_mut(channel) else {
+            return false;
+        };
+        let Ok(reply) = reply else {
+            self.healthy.store(false, Ordering::Relaxed);
+            return false;
+        };
+        for entry in reply.ids {
+            let seq = entry
+                .id
+                .split('-')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            if seq != sub.last_seq + 1 {
+                break;
+            }
+            let Some(redis::Value::BulkString(frame)) = entry.map.get("f") else {
+                break;
+            };
+            sub.last_seq = seq;
+            self.hub
+                .deliver(&sub.room, seq, &Bytes::copy_from_slice(frame));
+        }
+        if sub.last_seq < upto {
+            // Trimmed away: tell viewers where continuity restarts.
+            sub.last_seq = upto;
+            self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+            return false;
+        }
+        true
+    }
+
+    /// Compares every room's position with the store: fills lost tails, resets on a
+    /// new epoch.
+    async fn check_positions(&mut self) {
+        let channels: Vec<String> = self.rooms.keys().cloned().collect();
+        for channel in channels {
+            let Some(sub) = self.rooms.get(&channel) else {
+                continue;
+            };
+            let meta = sub.keys.meta.clone();
+            let mut conn = self.conn.clone();
+            let head: Result<(Option<String>, Option<u64>), _> = redis::cmd("HMGET")
+                .arg(&meta)
+                .arg("epoch")
+                .arg("seq")
+                .query_async(&mut conn)
+                .await;
+            let Ok((epoch, seq)) = head else {
+                self.healthy.store(false, Ordering::Relaxed);
+                return;
+            };
+            self.healthy.store(true, Ordering::Relaxed);
+            let (Some(epoch), Some(seq)) = (epoch, seq) else {
+                continue;
+            };
+            let Some(sub) = self.rooms.get_mut(&channel) else {
+                continue;
+            };
+            if !sub.epoch.is_empty() && sub.epoch != epoch {
+                sub.epoch = epoch;
+                sub.last_seq = seq;
+                self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+            } else {
+                sub.epoch = epoch;
+                if seq > sub.last_seq {
+                    self.fill(&channel, seq).await;
+                }
+            }
+        }
+    }
+}
+
+/// Splits `<seq>:<epoch>:<frame>`.
+fn parse(payload: &[u8]) -> Option<(u64, &str, &[u8])> {
+    let first = payload.iter().position(|&b| b == b':')?;
+    let seq = std::str::from_utf8(&payload[..first]).ok()?.parse().ok()?;
+    let rest = &payload[first + 1..];
+    let second = rest.iter().position(|&b| b == b':')?;
+    let epoch = std::str::from_utf8(&rest[..second]).ok()?;
+    Some((seq, epoch, &rest[second + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_messages() {
+        assert_eq!(
+            super::parse(b"12:ab:{\"x\":1}"),
+            Some((12, "ab", &b"{\"x\":1}"[..]))
+        );
+        assert_eq!(super::parse(b"x:ab:{}"), None);
+        assert_eq!(super::parse(b"12"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! One behavioural suite, run against the memory store and the Redis store, so the
+//! two cannot drift.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use danmaku_fanout::memory::{MemoryConfig, MemoryFanout};
+use danmaku_fanout::redis::{RedisConfig, RedisFanout};
+use danmaku_fanout::testing::TestRedis;
+use danmaku_fanout::{
+    Fanout, FanoutError, Hub, MailboxReceiver, NewPoll, RESET_SEQ, Rooms, mailbox,
+};
+use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+
+fn room(s: &str) -> RoomId {
+    RoomId::new(s).unwrap()
+}
+
+fn comment() -> EventKind {
+    EventKind::new("comment").unwrap()
+}
+
+fn seq_of(b: &[u8]) -> u64 {
+    let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+    v["seq"].as_u64().unwrap()
+}
+
+async fn next_seqs(rx: &mut MailboxReceiver, n: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while out.len() < n {
+        buf.clear();
+        tokio::time::timeout(Duration::from_secs(10), rx.recv_many(&mut buf, 1000))
+            .await
+            .expect("deliveries in time");
+        out.extend(buf.iter().filter(|d| d.seq != 0).map(|d| d.seq));
+    }
+    out
+}
+
+/// Subscribes like a viewer's join does: mailbox into the hub, then the view.
+async fn viewer(store: &dyn Fanout, r: &RoomId) -> MailboxReceiver {
+    let (tx, rx) = mailbox(10_000);
+    store.hub().subscribe(r, 1, tx);
+    store.view(r, None, 10).await.unwrap();
+    rx
+}
+
+async fn ordering(store: &dyn Fanout) {
+    let r = room("order");
+    let mut rx = viewer(store, &r).await;
+    for i in 1..=200u64 {
+        assert_eq!(
+            store
+                .publish(&r, &comment(), &format!("{{\"i\":{i}}}"), None)
+                .await
+                .unwrap()
+                .seq,
+            i
+        );
+    }
+    assert_eq!(next_seqs(&mut rx, 200).await, (1..=200).collect::<Vec<_>>());
+}
+
+async fn idempotency(store: &dyn Fanout) {
+    let r = room("idem");
+    let first = store
+        .publish(&r, &comment(), "{}", Some("k"))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let again = store
+            .publish(&r, &comment(), "{}", Some("k"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.seq, again.duplicate, &again.epoch),
+            (first.seq, true, &first.epoch)
+        );
+    }
+    assert_eq!(store.info(&r).await.unwrap().seq, 1);
+}
+
+async fn resume(store: &dyn Fanout) {
+    let r = room("resume");
+    for _ in 0..10 {
+        store.publish(&r, &comment(), "{}", None).await.unwrap();
+    }
+    let fresh = store.view(&r, None, 3).await.unwrap();
+    assert_eq!(fresh.seq, 10);
+    assert_eq!(
+        fresh.recent.iter().map(|b| seq_of(b)).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+    let since = Since {
+        epoch: fresh.epoch.to_string(),
+        seq: 6,
+    };
+    let resumed = store.view(&r, Some(&since), 3).await.unwrap();
+    assert_eq!(
+        resumed
+            .replay
+            .unwrap()
+            .iter()
+            .map(|b| seq_of(b))
+            .collect::<Vec<_>>(),
+        vec![7, 8, 9, 10]
+    );
+    let wrong = Since {
+        epoch: "other".into(),
+        seq: 6,
+    };
+    assert!(
+        store
+            .view(&r, Some(&wrong), 3)
+            .await
+            .unwrap()
+            .replay
+            .is_none()
+    );
+    assert_eq!(store.history(&r, 8, 100).await.unwrap().events.len(), 2);
+    assert!(matches!(
+        store.history(&r, 11, 100).await,
+        Err(FanoutError::Ahead { .. })
+    ));
+}
+
+async fn polls_and_likes(store: &dyn Fanout) {
+    let r = room("polls");
+    let new = NewPoll {
+        question: "Which?".into(),
+        options: vec!["a".into(), "b".into()],
+        duration_s: 60,
+    };
+    let (id, _) = store.create_poll(&r, new).await.unwrap();
+    store.vote(&r, &id, "u1", 0).await.unwrap();
+    assert_eq!(
+        store.vote(&r, &id, "u1", 1).await,
+        Err(FanoutError::AlreadyVoted(id.clone()))
+    );
+    store.vote(&r, &id, "u2", 1).await.unwrap();
+    let unknown = PollId::new("p-99").unwrap();
+    assert_eq!(
+        store.vote(&r, &unknown, "u3", 0).await,
+        Err(FanoutError::UnknownPoll(unknown))
+    );
+    let view = store.view(&r, None, 10).await.unwrap();
+    assert_eq!(view.polls.len(), 1, "the open poll is in the snapshot");
+    store.tick().await;
+    let h = store.history(&r, 1, 10).await.unwrap();
+    assert_eq!(h.events.len(), 1, "one coalesced tally update");
+    let v: serde_json::Value = serde_json::from_slice(&h.events[0]).unwrap();
+    assert_eq!(
+        (
+            v["data"]["options"][0]["votes"].as_u64(),
+            v["data"]["options"][1]["votes"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    store.close_poll(&r, &id).await.unwrap();
+    assert_eq!(
+        store.vote(&r, &id, "u3", 0).await,
+        Err(FanoutError::PollClosed(id.clone()))
+    );
+    store.add_likes(&r, 5).await.unwrap();
+    store.add_likes(&r, 7).await.unwrap();
+    assert_eq!(store.info(&r).await.unwrap().likes, 12);
+}
+
+async fn suite(store: &dyn Fanout) {
+    ordering(store).await;
+    idempotency(store).await;
+    resume(store).await;
+    polls_and_likes(store).await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    let store = MemoryFanout::new(MemoryConfig::default(), Arc::new(Hub::new()));
+    suite(&store).await;
+}
+
+fn redis_config(redis: &TestRedis) -> RedisConfig {
+    RedisConfig {
+        url: redis.url(),
+        position_check: Duration::from_millis(200),
+        ..RedisConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_keeps_the_contract() {
+    let redis = TestRedis::start();
+    let store = RedisFanout::connect(redis_config(&redis), Arc::new(Hub::new()))
+        .await
+        .unwrap();
+    suite(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
+    let redis = TestRedis::start();
+    let store = RedisFanout::connect(redis_config(&redis), Arc::new(Hub::new()))
+        .await
+        .unwrap();
+    let r = room("tail");
+    let mut rx = viewer(&store, &r).await;
+    store.publish(&r, &comment(), "{}", None).await.unwrap();
+    assert_eq!(next_seqs(&mut rx, 1).await, vec![1]);
+    // Sequence an event behind pub/sub's back: only the stream has it.
+    let quiet = redis.cli(&["HINCRBY", "{dm:tail}:m", "seq", "1"]);
+    assert_eq!(quiet.trim(), "2");
+    let epoch = redis.cli(&["HGET", "{dm:tail}:m", "epoch"]);
+    let frame = format!(
+        "{{\"type\":\"event\",\"room\":\"tail\",\"epoch\":\"{}\",\"seq\":2,\"kind\":\"comment\",\"ts\":1,\"data\":{{}}}}",
+        epoch.trim()
+    );
+    redis.cli(&["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
+    assert_eq!(
+        next_seqs(&mut rx, 1).await,
+        vec![2],
+        "the position check found the lost tail"
+    );
+
+    // The store loses the room (restart without persistence): a new epoch, a reset.
+    redis.cli(&["FLUSHALL"]);
+    store.publish(&r, &comment(), "{}", None).await.unwrap();
+    let got = next_seqs(&mut rx, 1).await;
+    assert_eq!(got, vec![RESET_SEQ], "never a silent gap");
+}
