@@ -1,0 +1,183 @@
+//! Three gateway processes on one real Redis: one gapless order per room across every
+//! gateway, resume on another gateway, exact likes and votes, and pub/sub loss healed.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use danmaku_fanout::redis::{Publisher, RedisConfig};
+use danmaku_fanout::testing::TestRedis;
+use danmaku_protocol::{EventKind, RoomId};
+use serde_json::json;
+use support::{API_KEY, Gateway, Viewer};
+
+fn gateways(redis: &TestRedis) -> Vec<Arc<Gateway>> {
+    (1..=3)
+        .map(|i| Arc::new(Gateway::start(&["--redis-url", &redis.url(), "--gateway-id", &format!("g{i}")])))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_order() {
+    const EACH: u64 = 2_500;
+    let redis = TestRedis::start();
+    let gws = gateways(&redis);
+    let mut viewers = Vec::new();
+    for (g, gw) in gws.iter().enumerate() {
+        for i in 0..4 {
+            let mut v = Viewer::connect(gw, &format!("v{g}-{i}")).await;
+            v.join("hot").await;
+            viewers.push(v);
+        }
+    }
+    let mut publishers = Vec::new();
+    for (p, gw) in gws.iter().enumerate() {
+        let gw = gw.clone();
+        publishers.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                gw.publish("hot", json!({"p": p, "i": i})).await;
+            }
+        }));
+    }
+    // The fourth publisher is a backend service using the publisher library.
+    let config = RedisConfig { url: redis.url(), ..RedisConfig::default() };
+    let library = Publisher::connect(config).await.unwrap();
+    publishers.push(tokio::spawn(async move {
+        let (room, kind) = (RoomId::new("hot").unwrap(), EventKind::new("comment").unwrap());
+        for i in 0..EACH {
+            library.publish(&room, &kind, &format!("{{\"p\":3,\"i\":{i}}}"), None).await.unwrap();
+        }
+    }));
+    let readers: Vec<_> = viewers
+        .into_iter()
+        .map(|mut v| {
+            tokio::spawn(async move {
+                let mut next_i = [0u64; 4];
+                for expected in 1..=4 * EACH {
+                    let ev = v.next_event().await;
+                    assert_eq!(ev["seq"].as_u64(), Some(expected), "gap, duplicate or reorder");
+                    let p = ev["data"]["p"].as_u64().unwrap() as usize;
+                    assert_eq!(ev["data"]["i"].as_u64(), Some(next_i[p]), "a publisher's own order");
+                    next_i[p] += 1;
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_leaves_one_gateway_and_resumes_on_another_without_loss() {
+    let redis = TestRedis::start();
+    let gws = gateways(&redis);
+    let mut a = Viewer::connect(&gws[0], "mover").await;
+    let joined = a.join("r").await;
+    let epoch = joined["epoch"].as_str().unwrap().to_owned();
+    for i in 1..=5 {
+        gws[1].publish("r", json!({"i": i})).await;
+    }
+    for i in 1..=5 {
+        assert_eq!(a.next_event().await["seq"], i);
+    }
+    drop(a);
+    for i in 6..=12 {
+        gws[2].publish("r", json!({"i": i})).await;
+    }
+    let mut b = Viewer::connect(&gws[1], "mover").await;
+    let id = b.send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 5}})).await;
+    let j = b.reply(id).await;
+    assert_eq!((j["recovered"].as_bool(), j["seq"].as_u64()), (Some(true), Some(12)));
+    for i in 6..=12 {
+        assert_eq!(b.next_event().await["data"]["i"], i);
+    }
+    gws[0].publish("r", json!({"i": 13})).await;
+    assert_eq!(b.next_event().await["seq"], 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_and_votes_are_exact_across_gateways() {
+    let redis = TestRedis::start();
+    let gws = gateways(&redis);
+    let poll = json!({"question": "Colour?", "options": ["red", "blue"], "duration_s": 300});
+    let (s, created) = gws[0].http("POST", "/v1/rooms/r/polls", Some(API_KEY), Some(&poll)).await;
+    assert_eq!(s, 200, "{created}");
+    let poll_id = created["poll"].as_str().unwrap().to_owned();
+    let mut watcher = Viewer::connect(&gws[0], "watcher").await;
+    watcher.join("r").await;
+    let mut voters = Vec::new();
+    for i in 0..30 {
+        let mut v = Viewer::connect(&gws[i % 3], &format!("u{i}")).await;
+        v.join("r").await;
+        let id = v.send(json!({"type": "like", "room": "r", "count": 3})).await;
+        assert_eq!(v.reply(id).await["type"], "ack");
+        let id = v.send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": i % 2})).await;
+        assert_eq!(v.reply(id).await["type"], "ack");
+        voters.push(v);
+    }
+    // The same user on another gateway cannot vote again.
+    let mut again = Viewer::connect(&gws[1], "u0").await;
+    again.join("r").await;
+    let id = again.send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": 1})).await;
+    assert_eq!(again.reply(id).await["code"], "already_voted");
+
+    let (mut likes, mut tallies) = (0, vec![0, 0]);
+    while likes < 90 || tallies != vec![15, 15] {
+        let ev = watcher.next_event().await;
+        match ev["kind"].as_str() {
+            Some("likes") => likes = ev["data"]["total"].as_u64().unwrap(),
+            Some("poll") => {
+                tallies = ev["data"]["options"].as_array().unwrap().iter().map(|o| o["votes"].as_u64().unwrap()).collect();
+            }
+            _ => {}
+        }
+        assert!(likes <= 90);
+    }
+    let (_, info) = gws[2].http("GET", "/v1/rooms/r", Some(API_KEY), None).await;
+    assert_eq!(info["likes"], 90);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
+    const EVENTS: u64 = 3_000;
+    let redis = Arc::new(TestRedis::start());
+    let gws = gateways(&redis);
+    let mut viewers = Vec::new();
+    for (g, gw) in gws.iter().enumerate() {
+        let mut v = Viewer::connect(gw, &format!("v{g}")).await;
+        v.join("r").await;
+        viewers.push(v);
+    }
+    let publisher = {
+        let gw = gws[0].clone();
+        tokio::spawn(async move {
+            for i in 0..EVENTS {
+                gw.publish("r", json!({"i": i})).await;
+            }
+        })
+    };
+    let killer = {
+        let redis = redis.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut killed = 0;
+            for _ in 0..5 {
+                let out = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+                killed += out.trim().parse::<u64>().unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+            killed
+        })
+    };
+    for mut v in viewers {
+        for expected in 1..=EVENTS {
+            assert_eq!(v.next_event().await["seq"].as_u64(), Some(expected));
+        }
+    }
+    publisher.await.unwrap();
+    assert!(killer.await.unwrap() > 0, "pub/sub connections were killed during the run");
+}
