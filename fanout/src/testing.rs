@@ -25,8 +25,29 @@ impl TestRedis {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
+        let child = Self::spawn(&dir);
+        let me = Self { child, dir };
+        me.wait_up();
+        me
+    }
+
+    /// Stops the server (its data is gone: there is no persistence).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.dir.join("r.sock"));
+    }
+
+    /// Starts the server again, empty, on the same socket.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(&self.dir);
+        self.wait_up();
+    }
+
+    fn spawn(dir: &std::path::Path) -> Child {
         let socket = dir.join("r.sock");
-        let child = Command::new("redis-server")
+        Command::new("redis-server")
             .args([
                 "--port",
                 "0",
@@ -43,14 +64,15 @@ impl TestRedis {
             .arg(&dir)
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server is needed: run scripts/test.sh, which installs it");
-        let me = Self { child, dir };
+            .expect("redis-server is needed: run scripts/test.sh, which installs it")
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !me.ping() {
+        while !self.ping() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        me
     }
 
     /// The URL to connect to.

@@ -181,3 +181,51 @@ async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
     publisher.await.unwrap();
     assert!(killer.await.unwrap() > 0, "pub/sub connections were killed during the run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out() {
+    let mut redis = TestRedis::start();
+    let gws = gateways(&redis);
+    let mut viewers = Vec::new();
+    for (g, gw) in gws.iter().enumerate() {
+        let mut v = Viewer::connect(gw, &format!("v{g}")).await;
+        v.join("r").await;
+        viewers.push(v);
+    }
+    let first_epoch = {
+        gws[0].publish("r", json!({"before": true})).await;
+        let ev = viewers[0].next_event().await;
+        ev["epoch"].as_str().unwrap().to_owned()
+    };
+    for v in &mut viewers[1..] {
+        assert_eq!(v.next_event().await["seq"], 1);
+    }
+
+    redis.stop();
+    let body = json!({"kind": "comment", "data": {"during": true}});
+    let (status, err) = gws[1].http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body)).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (503, Some("unavailable")), "{err}");
+    let (ready, _) = gws[1].http("GET", "/readyz", None, None).await;
+    assert_eq!(ready, 503, "not ready while the store is down");
+
+    redis.restart();
+    // Publishing succeeds again once the connection is back (the client reconnects).
+    let mut seq = None;
+    for _ in 0..100 {
+        let (status, ok) = gws[1].http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body)).await;
+        if status == 200 {
+            seq = ok["seq"].as_u64();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seq, Some(1), "a new epoch starts at seq 1");
+    // Every viewer, still connected, is told that continuity restarted.
+    for v in &mut viewers {
+        let reset = v.next_of("reset").await;
+        assert_ne!(reset["epoch"].as_str(), Some(first_epoch.as_str()));
+        assert!(reset["seq"].as_u64().unwrap() >= 1);
+    }
+    let (ready, _) = gws[1].http("GET", "/readyz", None, None).await;
+    assert_eq!(ready, 200);
+}
