@@ -140,21 +140,11 @@ impl Hub {
         self.rooms.contains_key(room)
     }
 
-    /// Rooms whose local online count changed since the last call, with the new count.
-    pub fn presence_changes(&self) -> Vec<(RoomId, u64)> {
-        let rooms: Vec<(RoomId, Arc<LocalRoom>)> = self
-            .rooms
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        let mut out = Vec::new();
-        for (room, local) in rooms {
-            let online = local.subscribers.lock().len() as u64;
-            if local.announced.swap(online, Ordering::Relaxed) != online {
-                out.push((room, online));
-            }
-        }
-        out
+    /// Records `online` as the count to announce for `room`; true when it differs
+    /// from the last one announced (so a `presence` frame is due).
+    pub fn announce(&self, room: &RoomId, online: u64) -> bool {
+        let local = self.rooms.get(room).map(|r| r.clone());
+        local.is_some_and(|r| r.announced.swap(online, Ordering::Relaxed) != online)
     }
 
     /// Delivery counters.
@@ -198,7 +188,9 @@ mod tests {
         let room = RoomId::new("r").expect("room");
         let (a, _ra) = mailbox(8);
         hub.subscribe(&room, 1, a);
-        assert_eq!(hub.presence_changes(), vec![(room.clone(), 1)]);
-        assert!(hub.presence_changes().is_empty());
+        assert!(hub.announce(&room, 1));
+        assert!(!hub.announce(&room, 1));
+        assert!(hub.announce(&room, 7));
+        assert!(!hub.announce(&RoomId::new("other").expect("room"), 1));
     }
 }

@@ -189,6 +189,13 @@ pub trait Rooms: Send + Sync {
     /// # Errors
     /// As [`Rooms::publish`].
     async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError>;
+
+    /// Viewers online in `room` on every gateway (this gateway's count is reported
+    /// as part of the call).
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn online(&self, room: &RoomId) -> Result<u64, FanoutError>;
 }
 
 /// Polls: create, close, vote; tallies are published coalesced by [`Polls::tick`].

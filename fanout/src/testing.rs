@@ -61,7 +61,7 @@ impl TestRedis {
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is needed: run scripts/test.sh, which installs it")

@@ -202,7 +202,7 @@ fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::select! {
                 _ = likes.tick() => state.likes.flush(&state.fanout).await,
-                _ = presence.tick() => announce_presence(&state),
+                _ = presence.tick() => announce_presence(&state).await,
                 _ = polls.tick() => state.fanout.tick().await,
                 () = state.shutdown.cancelled() => break,
             }
@@ -212,14 +212,21 @@ fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn announce_presence(state: &AppState) {
+/// Announces each local room's online count (all gateways) when it changed.
+async fn announce_presence(state: &AppState) {
     let hub = state.fanout.hub();
-    for (room, online) in hub.presence_changes() {
-        let frame = ServerFrame::Presence {
-            room: room.as_str(),
-            online,
+    for room in hub.rooms() {
+        let online = match state.fanout.online(&room).await {
+            Ok(n) => n,
+            Err(_) => hub.online(&room),
+        };
+        if hub.announce(&room, online) {
+            let frame = ServerFrame::Presence {
+                room: room.as_str(),
+                online,
+            }
+            .encode();
+            hub.deliver(&room, 0, &frame);
         }
-        .encode();
-        hub.deliver(&room, 0, &frame);
     }
 }

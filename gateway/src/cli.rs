@@ -347,6 +347,8 @@ impl Args {
                 prefix,
                 history_len: c.memory.history_len,
                 idempotency_ttl: c.memory.idempotency_ttl,
+                gateway_id: c.gateway_id.clone(),
+                online_ttl: c.presence_interval * 5,
                 ..RedisConfig::default()
             });
         }

@@ -14,7 +14,14 @@ use support::{API_KEY, Gateway, Viewer};
 
 fn gateways(redis: &TestRedis) -> Vec<Arc<Gateway>> {
     (1..=3)
-        .map(|i| Arc::new(Gateway::start(&["--redis-url", &redis.url(), "--gateway-id", &format!("g{i}")])))
+        .map(|i| {
+            Arc::new(Gateway::start(&[
+                "--redis-url",
+                &redis.url(),
+                "--gateway-id",
+                &format!("g{i}"),
+            ]))
+        })
         .collect()
 }
 
@@ -41,12 +48,21 @@ async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_ord
         }));
     }
     // The fourth publisher is a backend service using the publisher library.
-    let config = RedisConfig { url: redis.url(), ..RedisConfig::default() };
+    let config = RedisConfig {
+        url: redis.url(),
+        ..RedisConfig::default()
+    };
     let library = Publisher::connect(config).await.unwrap();
     publishers.push(tokio::spawn(async move {
-        let (room, kind) = (RoomId::new("hot").unwrap(), EventKind::new("comment").unwrap());
+        let (room, kind) = (
+            RoomId::new("hot").unwrap(),
+            EventKind::new("comment").unwrap(),
+        );
         for i in 0..EACH {
-            library.publish(&room, &kind, &format!("{{\"p\":3,\"i\":{i}}}"), None).await.unwrap();
+            library
+                .publish(&room, &kind, &format!("{{\"p\":3,\"i\":{i}}}"), None)
+                .await
+                .unwrap();
         }
     }));
     let readers: Vec<_> = viewers
@@ -56,9 +72,17 @@ async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_ord
                 let mut next_i = [0u64; 4];
                 for expected in 1..=4 * EACH {
                     let ev = v.next_event().await;
-                    assert_eq!(ev["seq"].as_u64(), Some(expected), "gap, duplicate or reorder");
+                    assert_eq!(
+                        ev["seq"].as_u64(),
+                        Some(expected),
+                        "gap, duplicate or reorder"
+                    );
                     let p = ev["data"]["p"].as_u64().unwrap() as usize;
-                    assert_eq!(ev["data"]["i"].as_u64(), Some(next_i[p]), "a publisher's own order");
+                    assert_eq!(
+                        ev["data"]["i"].as_u64(),
+                        Some(next_i[p]),
+                        "a publisher's own order"
+                    );
                     next_i[p] += 1;
                 }
             })
@@ -90,9 +114,14 @@ async fn a_viewer_leaves_one_gateway_and_resumes_on_another_without_loss() {
         gws[2].publish("r", json!({"i": i})).await;
     }
     let mut b = Viewer::connect(&gws[1], "mover").await;
-    let id = b.send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 5}})).await;
+    let id = b
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": 5}}))
+        .await;
     let j = b.reply(id).await;
-    assert_eq!((j["recovered"].as_bool(), j["seq"].as_u64()), (Some(true), Some(12)));
+    assert_eq!(
+        (j["recovered"].as_bool(), j["seq"].as_u64()),
+        (Some(true), Some(12))
+    );
     for i in 6..=12 {
         assert_eq!(b.next_event().await["data"]["i"], i);
     }
@@ -105,7 +134,9 @@ async fn likes_and_votes_are_exact_across_gateways() {
     let redis = TestRedis::start();
     let gws = gateways(&redis);
     let poll = json!({"question": "Colour?", "options": ["red", "blue"], "duration_s": 300});
-    let (s, created) = gws[0].http("POST", "/v1/rooms/r/polls", Some(API_KEY), Some(&poll)).await;
+    let (s, created) = gws[0]
+        .http("POST", "/v1/rooms/r/polls", Some(API_KEY), Some(&poll))
+        .await;
     assert_eq!(s, 200, "{created}");
     let poll_id = created["poll"].as_str().unwrap().to_owned();
     let mut watcher = Viewer::connect(&gws[0], "watcher").await;
@@ -114,16 +145,22 @@ async fn likes_and_votes_are_exact_across_gateways() {
     for i in 0..30 {
         let mut v = Viewer::connect(&gws[i % 3], &format!("u{i}")).await;
         v.join("r").await;
-        let id = v.send(json!({"type": "like", "room": "r", "count": 3})).await;
+        let id = v
+            .send(json!({"type": "like", "room": "r", "count": 3}))
+            .await;
         assert_eq!(v.reply(id).await["type"], "ack");
-        let id = v.send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": i % 2})).await;
+        let id = v
+            .send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": i % 2}))
+            .await;
         assert_eq!(v.reply(id).await["type"], "ack");
         voters.push(v);
     }
     // The same user on another gateway cannot vote again.
     let mut again = Viewer::connect(&gws[1], "u0").await;
     again.join("r").await;
-    let id = again.send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": 1})).await;
+    let id = again
+        .send(json!({"type": "vote", "room": "r", "poll": poll_id, "option": 1}))
+        .await;
     assert_eq!(again.reply(id).await["code"], "already_voted");
 
     let (mut likes, mut tallies) = (0, vec![0, 0]);
@@ -132,7 +169,12 @@ async fn likes_and_votes_are_exact_across_gateways() {
         match ev["kind"].as_str() {
             Some("likes") => likes = ev["data"]["total"].as_u64().unwrap(),
             Some("poll") => {
-                tallies = ev["data"]["options"].as_array().unwrap().iter().map(|o| o["votes"].as_u64().unwrap()).collect();
+                tallies = ev["data"]["options"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o["votes"].as_u64().unwrap())
+                    .collect();
             }
             _ => {}
         }
@@ -179,7 +221,10 @@ async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
         }
     }
     publisher.await.unwrap();
-    assert!(killer.await.unwrap() > 0, "pub/sub connections were killed during the run");
+    assert!(
+        killer.await.unwrap() > 0,
+        "pub/sub connections were killed during the run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,8 +248,14 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
 
     redis.stop();
     let body = json!({"kind": "comment", "data": {"during": true}});
-    let (status, err) = gws[1].http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body)).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (503, Some("unavailable")), "{err}");
+    let (status, err) = gws[1]
+        .http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{err}"
+    );
     let (ready, _) = gws[1].http("GET", "/readyz", None, None).await;
     assert_eq!(ready, 503, "not ready while the store is down");
 
@@ -212,7 +263,9 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
     // Publishing succeeds again once the connection is back (the client reconnects).
     let mut seq = None;
     for _ in 0..100 {
-        let (status, ok) = gws[1].http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body)).await;
+        let (status, ok) = gws[1]
+            .http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
+            .await;
         if status == 200 {
             seq = ok["seq"].as_u64();
             break;
@@ -228,4 +281,30 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
     }
     let (ready, _) = gws[1].http("GET", "/readyz", None, None).await;
     assert_eq!(ready, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_counts_are_summed_across_gateways() {
+    let redis = TestRedis::start();
+    let gws = gateways(&redis);
+    let mut viewers = Vec::new();
+    for (g, n) in [(0, 2), (1, 3), (2, 4)] {
+        for i in 0..n {
+            let mut v = Viewer::connect(&gws[g], &format!("o{g}-{i}")).await;
+            v.join("r").await;
+            viewers.push(v);
+        }
+    }
+    // Presence is latest-value-wins: read until every viewer sees the whole room.
+    for v in &mut viewers {
+        while v.next_of("presence").await["online"] != 9 {}
+    }
+    for gw in &gws {
+        let (_, info) = gw.http("GET", "/v1/rooms/r", Some(API_KEY), None).await;
+        assert_eq!(info["online"], 9);
+    }
+    viewers.truncate(5); // the four viewers of the third gateway leave
+    for v in &mut viewers {
+        while v.next_of("presence").await["online"] != 5 {}
+    }
 }

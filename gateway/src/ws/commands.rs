@@ -76,7 +76,12 @@ impl Conn {
         let snapshot = Snapshot {
             recent: view.recent,
             likes: view.likes,
-            online: hub.online(&room),
+            online: self
+                .app
+                .fanout
+                .online(&room)
+                .await
+                .unwrap_or_else(|_| hub.online(&room)),
             polls: view.polls,
         };
         let joined = Joined {

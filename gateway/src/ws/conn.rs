@@ -272,7 +272,12 @@ impl Conn {
         let snapshot = Snapshot {
             recent: view.recent,
             likes: view.likes,
-            online: self.app.fanout.hub().online(&room),
+            online: self
+                .app
+                .fanout
+                .online(&room)
+                .await
+                .unwrap_or_else(|_| self.app.fanout.hub().online(&room)),
             polls: view.polls,
         };
         self.out

@@ -113,6 +113,23 @@ elseif op == "poll_flush" then
     end
   end
   return {"", published, 0}
+elseif op == "online" then
+  -- ARGV[8] gateway id   ARGV[9] its local count   ARGV[10] TTL (ms)
+  -- Each gateway's count carries its own expiry; the total skips (and drops) stale ones.
+  local key = string.sub(meta, 1, -2) .. "on"
+  local t = tonumber(now)
+  redis.call("HSET", key, ARGV[8], ARGV[9] .. ":" .. (t + tonumber(ARGV[10])))
+  redis.call("PEXPIRE", key, ARGV[10])
+  local total, all = 0, redis.call("HGETALL", key)
+  for i = 1, #all, 2 do
+    local count, expires = string.match(all[i + 1], "(%d+):(%d+)")
+    if count and tonumber(expires) > t then
+      total = total + tonumber(count)
+    else
+      redis.call("HDEL", key, all[i])
+    end
+  end
+  return {"", total, 0}
 elseif op == "polls" then
   local out = {}
   for _, id in ipairs(redis.call("SMEMBERS", polls .. "open")) do
