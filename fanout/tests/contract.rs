@@ -183,7 +183,7 @@ async fn memory_store_keeps_the_contract() {
 
 fn redis_config(redis: &TestRedis) -> RedisConfig {
     RedisConfig {
-        url: redis.url(),
+        urls: vec![redis.url()],
         position_check: Duration::from_millis(200),
         ..RedisConfig::default()
     }
@@ -228,4 +228,28 @@ async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
     store.publish(&r, &comment(), "{}", None).await.unwrap();
     let got = next_seqs(&mut rx, 1).await;
     assert_eq!(got, vec![RESET_SEQ], "never a silent gap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sharded_redis_servers_keep_the_contract() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let config = RedisConfig {
+        urls: vec![a.url(), b.url()],
+        position_check: Duration::from_millis(200),
+        ..RedisConfig::default()
+    };
+    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
+        .await
+        .unwrap();
+    suite(&store).await;
+    for i in 0..20 {
+        store
+            .publish(&room(&format!("spread-{i}")), &comment(), "{}", None)
+            .await
+            .unwrap();
+    }
+    for server in [&a, &b] {
+        let keys: u64 = server.cli(&["DBSIZE"]).trim().parse().unwrap();
+        assert!(keys > 0, "rooms are spread over both shards");
+    }
 }

@@ -71,7 +71,7 @@ impl App {
             Some(redis) => Arc::new(
                 RedisFanout::connect(redis.clone(), hub)
                     .await
-                    .with_context(|| format!("connecting to Redis at {}", redis.url))?,
+                    .with_context(|| format!("connecting to Redis at {}", redis.urls.join(",")))?,
             ),
             None => Arc::new(MemoryFanout::new(config.memory.clone(), hub)),
         };

@@ -118,8 +118,9 @@ pub struct Args {
     /// Seconds an idle room without viewers is kept [default: 3600].
     #[arg(long, env = "DANMAKU_ROOM_TTL_S")]
     pub room_ttl_s: Option<u64>,
-    /// Redis URL (`redis://host:port`, `redis+unix:///path`): rooms shared by every
-    /// gateway on it. Without it the gateway keeps rooms in memory (single node).
+    /// Redis URL (`redis://host:port`, `redis+unix:///path`), or several comma-separated
+    /// to shard rooms over standalone servers: rooms shared by every gateway on them.
+    /// Without it the gateway keeps rooms in memory (single node).
     #[arg(long, env = "DANMAKU_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key [default: dm].
@@ -343,7 +344,12 @@ impl Args {
                 bail!("--redis-prefix must be 1+ characters of [A-Za-z0-9_-]");
             }
             c.redis = Some(RedisConfig {
-                url,
+                urls: url
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect(),
                 prefix,
                 history_len: c.memory.history_len,
                 idempotency_ttl: c.memory.idempotency_ttl,

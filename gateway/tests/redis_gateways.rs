@@ -13,11 +13,16 @@ use serde_json::json;
 use support::{API_KEY, Gateway, Viewer};
 
 fn gateways(redis: &TestRedis) -> Vec<Arc<Gateway>> {
+    gateways_on(&redis.url())
+}
+
+/// Three gateways on `urls` (one Redis, or several comma-separated shards).
+fn gateways_on(urls: &str) -> Vec<Arc<Gateway>> {
     (1..=3)
         .map(|i| {
             Arc::new(Gateway::start(&[
                 "--redis-url",
-                &redis.url(),
+                urls,
                 "--gateway-id",
                 &format!("g{i}"),
             ]))
@@ -27,9 +32,19 @@ fn gateways(redis: &TestRedis) -> Vec<Arc<Gateway>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_order() {
-    const EACH: u64 = 2_500;
     let redis = TestRedis::start();
-    let gws = gateways(&redis);
+    four_publishers_one_order(&[redis.url()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_on_two_sharded_redis_servers() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    four_publishers_one_order(&[a.url(), b.url()]).await;
+}
+
+async fn four_publishers_one_order(urls: &[String]) {
+    const EACH: u64 = 2_500;
+    let gws = gateways_on(&urls.join(","));
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         for i in 0..4 {
@@ -49,7 +64,7 @@ async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_ord
     }
     // The fourth publisher is a backend service using the publisher library.
     let config = RedisConfig {
-        url: redis.url(),
+        urls: urls.to_vec(),
         ..RedisConfig::default()
     };
     let library = Publisher::connect(config).await.unwrap();

@@ -31,8 +31,10 @@ use subscriber::Subscriber;
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` or `redis+unix:///path/to/socket`.
-    pub url: String,
+    /// `redis://host:port/db` or `redis+unix:///path/to/socket`; several URLs shard the
+    /// rooms over several standalone servers (client-side, by a consistent hash of the
+    /// room id, so every gateway and publisher agrees on a room's shard).
+    pub urls: Vec<String>,
     /// Prefix of every key (lets several deployments share one Redis).
     pub prefix: String,
     /// Events kept per room stream (approximately; trimmed with `MAXLEN ~`).
@@ -53,7 +55,7 @@ pub struct RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            urls: vec!["redis://127.0.0.1:6379".into()],
             prefix: "dm".into(),
             history_len: 1_000,
             idempotency_ttl: Duration::from_secs(600),
@@ -73,7 +75,7 @@ impl Default for RedisConfig {
 /// use danmaku_fanout::redis::{Publisher, RedisConfig};
 /// use danmaku_protocol::{EventKind, RoomId};
 ///
-/// let config = RedisConfig { url: "redis://127.0.0.1:6379".into(), ..RedisConfig::default() };
+/// let config = RedisConfig { urls: vec!["redis://127.0.0.1:6379".into()], ..RedisConfig::default() };
 /// let publisher = Publisher::connect(config).await?;
 /// let room = RoomId::new("shop-42").expect("valid room id");
 /// let kind = EventKind::new("product.card").expect("valid kind");
@@ -84,9 +86,58 @@ impl Default for RedisConfig {
 #[derive(Clone)]
 pub struct Publisher {
     config: RedisConfig,
-    conn: ConnectionManager,
+    shards: Vec<Shard>,
     room_script: redis::Script,
+}
+
+/// One Redis server of the store.
+#[derive(Clone)]
+struct Shard {
+    client: redis::Client,
+    /// Commands and scripts (multiplexed, reconnects by itself).
+    conn: ConnectionManager,
+    /// False after an I/O error, true again after a success (for `/readyz`).
     healthy: Arc<AtomicBool>,
+}
+
+async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, FanoutError> {
+    if config.urls.is_empty() {
+        return Err(FanoutError::Unavailable("no Redis URL configured".into()));
+    }
+    let mut shards = Vec::with_capacity(config.urls.len());
+    for url in &config.urls {
+        let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
+        let conn = ConnectionManager::new(client.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        shards.push(Shard {
+            client,
+            conn,
+            healthy: Arc::new(AtomicBool::new(true)),
+        });
+    }
+    Ok(shards)
+}
+
+/// The shard of `room` among `n`: FNV-1a of the id, then jump consistent hashing
+/// (adding a shard moves only about 1/n of the rooms).
+fn shard_index(room: &RoomId, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut key = room
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let (mut b, mut j) = (0i64, 0i64);
+    while j < n as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    usize::try_from(b).unwrap_or(0)
 }
 
 impl Publisher {
@@ -95,20 +146,20 @@ impl Publisher {
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self, FanoutError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| unavailable(&e))?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(Self::with(config, conn, Arc::new(AtomicBool::new(true))))
+        let shards = connect_shards(&config).await?;
+        Ok(Self::with(config, shards))
     }
 
-    fn with(config: RedisConfig, conn: ConnectionManager, healthy: Arc<AtomicBool>) -> Self {
+    fn with(config: RedisConfig, shards: Vec<Shard>) -> Self {
         Self {
             config,
-            conn,
+            shards,
             room_script: redis::Script::new(include_str!("lua/room.lua")),
-            healthy,
         }
+    }
+
+    fn shard(&self, room: &RoomId) -> &Shard {
+        &self.shards[shard_index(room, self.shards.len())]
     }
 
     /// Sequences one event into `room` (see [`Rooms::publish`]).
@@ -157,9 +208,10 @@ impl Publisher {
         for a in args {
             inv.arg(*a);
         }
-        let mut conn = self.conn.clone();
+        let shard = self.shard(room);
+        let mut conn = shard.conn.clone();
         let result = inv.invoke_async(&mut conn).await;
-        self.healthy.store(
+        shard.healthy.store(
             result.is_ok() || !is_io(result.as_ref().err()),
             Ordering::Relaxed,
         );
@@ -170,13 +222,12 @@ impl Publisher {
 /// The Redis-backed store.
 pub struct RedisFanout {
     config: RedisConfig,
-    conn: ConnectionManager,
     publisher: Publisher,
     view_script: redis::Script,
     history_script: redis::Script,
     hub: Arc<Hub>,
-    subscriber: Subscriber,
-    healthy: Arc<AtomicBool>,
+    /// One pub/sub connection per shard, in shard order.
+    subscribers: Vec<Subscriber>,
     /// Rooms joined through this gateway, whose poll tallies it flushes.
     watched: dashmap::DashSet<RoomId>,
 }
@@ -191,29 +242,33 @@ impl RedisFanout {
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, FanoutError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| unavailable(&e))?;
-        let conn = ConnectionManager::new(client.clone())
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let healthy = Arc::new(AtomicBool::new(true));
-        let subscriber = Subscriber::start(
-            client,
-            conn.clone(),
-            hub.clone(),
-            config.clone(),
-            healthy.clone(),
-        );
+        let shards = connect_shards(&config).await?;
+        let subscribers = shards
+            .iter()
+            .map(|s| {
+                Subscriber::start(
+                    s.client.clone(),
+                    s.conn.clone(),
+                    hub.clone(),
+                    config.clone(),
+                    s.healthy.clone(),
+                )
+            })
+            .collect();
         Ok(Self {
-            publisher: Publisher::with(config.clone(), conn.clone(), healthy.clone()),
+            publisher: Publisher::with(config.clone(), shards),
             view_script: redis::Script::new(include_str!("lua/view.lua")),
             history_script: redis::Script::new(include_str!("lua/history.lua")),
             config,
-            conn,
             hub,
-            subscriber,
-            healthy,
+            subscribers,
             watched: dashmap::DashSet::new(),
         })
+    }
+
+    /// A command connection to `room`'s shard.
+    fn conn(&self, room: &RoomId) -> ConnectionManager {
+        self.publisher.shard(room).conn.clone()
     }
 
     fn keys(&self, room: &RoomId) -> RoomKeys {
@@ -301,6 +356,35 @@ fn published(v: redis::Value) -> Result<Published, FanoutError> {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_spread_over_shards_and_move_little_when_one_is_added() {
+        let rooms: Vec<RoomId> = (0..3_000)
+            .map(|i| RoomId::new(&format!("room-{i}")).expect("room"))
+            .collect();
+        let count = |n: usize, s: usize| rooms.iter().filter(|r| shard_index(r, n) == s).count();
+        for s in 0..3 {
+            assert!(
+                (800..1_200).contains(&count(3, s)),
+                "shard {s}: {}",
+                count(3, s)
+            );
+        }
+        let moved = rooms
+            .iter()
+            .filter(|r| shard_index(r, 3) != shard_index(r, 4))
+            .count();
+        assert!(
+            (500..1_000).contains(&moved),
+            "about a quarter move: {moved}"
+        );
+        assert!(rooms.iter().all(|r| shard_index(r, 1) == 0));
+    }
+}
+
 #[async_trait]
 impl Rooms for RedisFanout {
     async fn publish(
@@ -329,12 +413,14 @@ impl Rooms for RedisFanout {
         recent: usize,
     ) -> Result<RoomView, FanoutError> {
         // Subscribe first: events sequenced after the view's position then reach the hub.
-        self.subscriber.watch(room).await?;
+        self.subscribers[shard_index(room, self.subscribers.len())]
+            .watch(room)
+            .await?;
         self.watched.insert(room.clone());
         let k = self.keys(room);
         let (since_epoch, since_seq) =
             since.map_or((String::new(), 0), |s| (s.epoch.clone(), s.seq));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn(room);
         let v: redis::Value = self
             .view_script
             .key(&k.meta)
@@ -374,7 +460,7 @@ impl Rooms for RedisFanout {
         limit: usize,
     ) -> Result<History, FanoutError> {
         let k = self.keys(room);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn(room);
         let v: redis::Value = self
             .history_script
             .key(&k.meta)
@@ -407,7 +493,7 @@ impl Rooms for RedisFanout {
 
     async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
         let k = self.keys(room);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn(room);
         let (epoch, seq, likes): (Option<String>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(&k.meta)
             .arg("epoch")
@@ -522,6 +608,10 @@ impl Fanout for RedisFanout {
     }
 
     fn ready(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.subscriber.connected()
+        self.publisher
+            .shards
+            .iter()
+            .all(|s| s.healthy.load(Ordering::Relaxed))
+            && self.subscribers.iter().all(Subscriber::connected)
     }
 }
