@@ -356,35 +356,6 @@ fn published(v: redis::Value) -> Result<Published, FanoutError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rooms_spread_over_shards_and_move_little_when_one_is_added() {
-        let rooms: Vec<RoomId> = (0..3_000)
-            .map(|i| RoomId::new(&format!("room-{i}")).expect("room"))
-            .collect();
-        let count = |n: usize, s: usize| rooms.iter().filter(|r| shard_index(r, n) == s).count();
-        for s in 0..3 {
-            assert!(
-                (800..1_200).contains(&count(3, s)),
-                "shard {s}: {}",
-                count(3, s)
-            );
-        }
-        let moved = rooms
-            .iter()
-            .filter(|r| shard_index(r, 3) != shard_index(r, 4))
-            .count();
-        assert!(
-            (500..1_000).contains(&moved),
-            "about a quarter move: {moved}"
-        );
-        assert!(rooms.iter().all(|r| shard_index(r, 1) == 0));
-    }
-}
-
 #[async_trait]
 impl Rooms for RedisFanout {
     async fn publish(
@@ -613,5 +584,34 @@ impl Fanout for RedisFanout {
             .iter()
             .all(|s| s.healthy.load(Ordering::Relaxed))
             && self.subscribers.iter().all(Subscriber::connected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_spread_over_shards_and_move_little_when_one_is_added() {
+        let rooms: Vec<RoomId> = (0..3_000)
+            .map(|i| RoomId::new(&format!("room-{i}")).expect("room"))
+            .collect();
+        let count = |n: usize, s: usize| rooms.iter().filter(|r| shard_index(r, n) == s).count();
+        for s in 0..3 {
+            assert!(
+                (800..1_200).contains(&count(3, s)),
+                "shard {s}: {}",
+                count(3, s)
+            );
+        }
+        let moved = rooms
+            .iter()
+            .filter(|r| shard_index(r, 3) != shard_index(r, 4))
+            .count();
+        assert!(
+            (500..1_000).contains(&moved),
+            "about a quarter move: {moved}"
+        );
+        assert!(rooms.iter().all(|r| shard_index(r, 1) == 0));
     }
 }
