@@ -10,6 +10,7 @@
 //! subscriber keeps the room's `last_seq`, fills gaps from the stream, and announces
 //! an epoch change as a reset, so local viewers get one gapless order or a `reset`.
 
+mod conn;
 mod keys;
 mod subscriber;
 
@@ -20,11 +21,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
-use redis::aio::ConnectionManager;
 
 use crate::{
     Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
 };
+use conn::{Conn, Target};
 use keys::RoomKeys;
 use subscriber::Subscriber;
 
@@ -35,6 +36,9 @@ pub struct RedisConfig {
     /// rooms over several standalone servers (client-side, by a consistent hash of the
     /// room id, so every gateway and publisher agrees on a room's shard).
     pub urls: Vec<String>,
+    /// The URLs are seeds of one Redis Cluster (rooms are spread by hash slot; events
+    /// go over sharded pub/sub, SPUBLISH/SSUBSCRIBE) instead of standalone shards.
+    pub cluster: bool,
     /// Prefix of every key (lets several deployments share one Redis).
     pub prefix: String,
     /// Events kept per room stream (approximately; trimmed with `MAXLEN ~`).
@@ -56,6 +60,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             urls: vec!["redis://127.0.0.1:6379".into()],
+            cluster: false,
             prefix: "dm".into(),
             history_len: 1_000,
             idempotency_ttl: Duration::from_secs(600),
@@ -90,12 +95,12 @@ pub struct Publisher {
     room_script: redis::Script,
 }
 
-/// One Redis server of the store.
+/// One Redis server (or the whole Cluster) of the store.
 #[derive(Clone)]
 struct Shard {
-    client: redis::Client,
+    target: Target,
     /// Commands and scripts (multiplexed, reconnects by itself).
-    conn: ConnectionManager,
+    conn: Conn,
     /// False after an I/O error, true again after a success (for `/readyz`).
     healthy: Arc<AtomicBool>,
 }
@@ -104,14 +109,25 @@ async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, FanoutError>
     if config.urls.is_empty() {
         return Err(FanoutError::Unavailable("no Redis URL configured".into()));
     }
-    let mut shards = Vec::with_capacity(config.urls.len());
-    for url in &config.urls {
-        let client = redis::Client::open(url.as_str()).map_err(|e| unavailable(&e))?;
-        let conn = ConnectionManager::new(client.clone())
-            .await
-            .map_err(|e| unavailable(&e))?;
+    let targets = if config.cluster {
+        vec![Target::Cluster(config.urls.clone())]
+    } else {
+        let clients: Result<Vec<_>, _> = config
+            .urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()))
+            .collect();
+        clients
+            .map_err(|e| unavailable(&e))?
+            .into_iter()
+            .map(Target::Single)
+            .collect()
+    };
+    let mut shards = Vec::with_capacity(targets.len());
+    for target in targets {
+        let conn = Conn::open(&target).await.map_err(|e| unavailable(&e))?;
         shards.push(Shard {
-            client,
+            target,
             conn,
             healthy: Arc::new(AtomicBool::new(true)),
         });
@@ -204,7 +220,7 @@ impl Publisher {
             .arg(new_epoch())
             .arg(self.config.history_len)
             .arg(&k.channel)
-            .arg("0");
+            .arg(if self.config.cluster { "1" } else { "0" });
         for a in args {
             inv.arg(*a);
         }
@@ -247,7 +263,7 @@ impl RedisFanout {
             .iter()
             .map(|s| {
                 Subscriber::start(
-                    s.client.clone(),
+                    s.target.clone(),
                     s.conn.clone(),
                     hub.clone(),
                     config.clone(),
@@ -267,7 +283,7 @@ impl RedisFanout {
     }
 
     /// A command connection to `room`'s shard.
-    fn conn(&self, room: &RoomId) -> ConnectionManager {
+    fn conn(&self, room: &RoomId) -> Conn {
         self.publisher.shard(room).conn.clone()
     }
 

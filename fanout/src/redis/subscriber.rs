@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use danmaku_protocol::RoomId;
 use futures_util::StreamExt;
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, PubSubSink};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
+use redis::{AsyncCommands, PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::RedisConfig;
+use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
 use crate::{FanoutError, Hub, RESET_SEQ};
 
@@ -47,8 +49,8 @@ struct RoomSub {
 }
 
 struct Task {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     hub: Arc<Hub>,
     config: RedisConfig,
     /// By channel name.
@@ -59,8 +61,8 @@ struct Task {
 
 impl Subscriber {
     pub(crate) fn start(
-        client: redis::Client,
-        conn: ConnectionManager,
+        target: Target,
+        conn: Conn,
         hub: Arc<Hub>,
         config: RedisConfig,
         healthy: Arc<AtomicBool>,
@@ -68,7 +70,7 @@ impl Subscriber {
         let (tx, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
         let task = Task {
-            client,
+            target,
             conn,
             hub,
             config,
@@ -106,7 +108,7 @@ impl Subscriber {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<(RoomId, Ack)>) {
         loop {
-            let pubsub = match self.client.get_async_pubsub().await {
+            let mut source = match Source::open(&self.target).await {
                 Ok(p) => p,
                 Err(e) => {
                     self.connected.store(false, Ordering::Relaxed);
@@ -118,9 +120,8 @@ impl Task {
                     continue;
                 }
             };
-            let (mut sink, mut stream) = pubsub.split();
             let channels: Vec<String> = self.rooms.keys().cloned().collect();
-            if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            if !channels.is_empty() && source.subscribe(&channels).await.is_err() {
                 continue;
             }
             self.connected.store(true, Ordering::Relaxed);
@@ -129,20 +130,21 @@ impl Task {
             let mut tick = tokio::time::interval(self.config.position_check);
             loop {
                 tokio::select! {
-                    msg = stream.next() => match msg {
-                        Some(m) => self.on_message(m.get_channel_name(), m.get_payload_bytes()).await,
+                    incoming = source.next() => match incoming {
+                        Some(Incoming::Message(channel, payload)) => self.on_message(&channel, &payload).await,
+                        Some(Incoming::Resync) => self.check_positions().await,
                         None => break,
                     },
                     cmd = rx.recv() => match cmd {
                         Some((room, ack)) => {
-                            let r = self.watch(&mut sink, room).await;
+                            let r = self.watch(&mut source, room).await;
                             let _ = ack.send(r);
                         }
                         None => return,
                     },
                     _ = tick.tick() => {
                         self.check_positions().await;
-                        self.unwatch_idle(&mut sink).await;
+                        self.unwatch_idle(&mut source).await;
                     }
                 }
             }
@@ -150,7 +152,7 @@ impl Task {
         }
     }
 
-    async fn watch(&mut self, sink: &mut PubSubSink, room: RoomId) -> Result<(), FanoutError> {
+    async fn watch(&mut self, source: &mut Source, room: RoomId) -> Result<(), FanoutError> {
         let keys = RoomKeys::new(&self.config.prefix, &room);
         if let Some(sub) = self.rooms.get_mut(&keys.channel) {
             sub.idle_since = None;
@@ -167,7 +169,10 @@ impl Task {
             .query_async(&mut conn)
             .await
             .map_err(down)?;
-        sink.subscribe(&keys.channel).await.map_err(down)?;
+        source
+            .subscribe(std::slice::from_ref(&keys.channel))
+            .await
+            .map_err(down)?;
         let channel = keys.channel.clone();
         let sub = RoomSub {
             room,
@@ -180,7 +185,7 @@ impl Task {
         Ok(())
     }
 
-    async fn unwatch_idle(&mut self, sink: &mut PubSubSink) {
+    async fn unwatch_idle(&mut self, source: &mut Source) {
         let now = Instant::now();
         let grace = self.config.unsubscribe_grace;
         let mut gone = Vec::new();
@@ -192,7 +197,7 @@ impl Task {
             }
         }
         for channel in gone {
-            if sink.unsubscribe(&channel).await.is_ok() {
+            if source.unsubscribe(&channel).await.is_ok() {
                 self.rooms.remove(&channel);
             }
         }
@@ -311,6 +316,121 @@ impl Task {
                     self.fill(&channel, seq).await;
                 }
             }
+        }
+    }
+}
+
+/// What the pub/sub connection brings.
+enum Incoming {
+    /// A message on a room channel.
+    Message(String, Vec<u8>),
+    /// Messages may have been lost (a reconnect, a full buffer): check every room.
+    Resync,
+}
+
+/// Messages published into pushed to this gateway: classic pub/sub on a standalone
+/// server, sharded pub/sub (SSUBSCRIBE) on a Cluster.
+enum Source {
+    Single(PubSubSink, PubSubStream),
+    Cluster {
+        conn: ClusterConnection,
+        pushes: mpsc::Receiver<PushInfo>,
+        /// Set when a push found the buffer full (it was dropped): resync.
+        overflow: Arc<AtomicBool>,
+    },
+}
+
+/// Pushes buffered per Cluster connection; beyond, they are dropped and the rooms are
+/// caught up from their streams.
+const PUSH_BUFFER: usize = 16 * 1024;
+
+impl Source {
+    async fn open(target: &Target) -> redis::RedisResult<Self> {
+        match target {
+            Target::Single(client) => {
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok(Self::Single(sink, stream))
+            }
+            Target::Cluster(seeds) => {
+                let (tx, pushes) = mpsc::channel(PUSH_BUFFER);
+                let overflow = Arc::new(AtomicBool::new(false));
+                let full = overflow.clone();
+                let sender = move |info: PushInfo| {
+                    tx.try_send(info)
+                        .map_err(|_| full.store(true, Ordering::Relaxed))
+                };
+                let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .push_sender(sender)
+                    .build()?;
+                let conn = client.get_async_connection().await?;
+                Ok(Self::Cluster {
+                    conn,
+                    pushes,
+                    overflow,
+                })
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(sink, _) => sink.subscribe(channels).await,
+            Self::Cluster { conn, .. } => {
+                // One SSUBSCRIBE per channel: channels of different slots live on
+                // different nodes.
+                for c in channels {
+                    conn.ssubscribe(c).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(sink, _) => sink.unsubscribe(channel).await,
+            Self::Cluster { conn, .. } => conn.sunsubscribe(channel).await,
+        }
+    }
+
+    /// The next message; `None` when the connection is gone for good.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: both underlying receivers are.
+    async fn next(&mut self) -> Option<Incoming> {
+        match self {
+            Self::Single(_, stream) => {
+                let m = stream.next().await?;
+                Some(Incoming::Message(
+                    m.get_channel_name().to_owned(),
+                    m.get_payload_bytes().to_vec(),
+                ))
+            }
+            Self::Cluster {
+                pushes, overflow, ..
+            } => loop {
+                if overflow.swap(false, Ordering::Relaxed) {
+                    return Some(Incoming::Resync);
+                }
+                let push = pushes.recv().await?;
+                match push.kind {
+                    PushKind::SMessage | PushKind::Message => {
+                        if let [channel, payload, ..] = push.data.as_slice() {
+                            if let (redis::Value::BulkString(c), redis::Value::BulkString(p)) =
+                                (channel, payload)
+                            {
+                                return Some(Incoming::Message(
+                                    String::from_utf8_lossy(c).into_owned(),
+                                    p.clone(),
+                                ));
+                            }
+                        }
+                    }
+                    PushKind::Disconnection => return Some(Incoming::Resync),
+                    _ => {}
+                }
+            },
         }
     }
 }
