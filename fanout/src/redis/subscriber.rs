@@ -416,15 +416,14 @@ impl Source {
                 let push = pushes.recv().await?;
                 match push.kind {
                     PushKind::SMessage | PushKind::Message => {
-                        if let [channel, payload, ..] = push.data.as_slice() {
-                            if let (redis::Value::BulkString(c), redis::Value::BulkString(p)) =
+                        if let [channel, payload, ..] = push.data.as_slice()
+                            && let (redis::Value::BulkString(c), redis::Value::BulkString(p)) =
                                 (channel, payload)
-                            {
-                                return Some(Incoming::Message(
-                                    String::from_utf8_lossy(c).into_owned(),
-                                    p.clone(),
-                                ));
-                            }
+                        {
+                            return Some(Incoming::Message(
+                                String::from_utf8_lossy(c).into_owned(),
+                                p.clone(),
+                            ));
                         }
                     }
                     PushKind::Disconnection => return Some(Incoming::Resync),
