@@ -103,3 +103,135 @@ impl Drop for TestRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A 3-master Redis Cluster for tests, on free TCP ports, created with
+/// `redis-cli --cluster create`; stopped on drop.
+pub struct TestCluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl TestCluster {
+    /// Starts three masters, joins them into a cluster and waits until it serves.
+    ///
+    /// # Panics
+    /// When `redis-server`/`redis-cli` are missing or the cluster does not form.
+    pub fn start() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "danmaku-cluster-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node_dir = dir.join(port.to_string());
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                    ])
+                    .args([
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .arg("--dir")
+                    .arg(&node_dir)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server is needed: run scripts/test.sh, which installs it")
+            })
+            .collect();
+        let me = Self { nodes, ports, dir };
+        for &port in &me.ports {
+            me.wait(port, |out| out.trim() == "PONG", &["PING"]);
+        }
+        let addrs: Vec<String> = me.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for &port in &me.ports {
+            me.wait(
+                port,
+                |out| out.contains("cluster_state:ok"),
+                &["CLUSTER", "INFO"],
+            );
+        }
+        me
+    }
+
+    /// Seed URLs of the masters.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// Runs `redis-cli` against master `node` (0..3) with `args`.
+    pub fn cli(&self, node: usize, args: &[&str]) -> String {
+        cli_port(self.ports[node], args)
+    }
+
+    fn wait(&self, port: u16, ok: impl Fn(&str) -> bool, args: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ok(&cli_port(port, args)) {
+            assert!(Instant::now() < deadline, "redis node {port} not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn cli_port(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A free TCP port below 55535 (the cluster bus uses port + 10000).
+fn free_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if port > 1024 && port < 55_535 {
+            return port;
+        }
+    }
+}

@@ -253,3 +253,29 @@ async fn two_sharded_redis_servers_keep_the_contract() {
         assert!(keys > 0, "rooms are spread over both shards");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_keeps_the_contract() {
+    let cluster = danmaku_fanout::testing::TestCluster::start();
+    let config = RedisConfig {
+        urls: cluster.urls(),
+        cluster: true,
+        position_check: Duration::from_millis(200),
+        ..RedisConfig::default()
+    };
+    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
+        .await
+        .unwrap();
+    suite(&store).await;
+    // Rooms land in slots owned by every master.
+    for i in 0..30 {
+        store
+            .publish(&room(&format!("spread-{i}")), &comment(), "{}", None)
+            .await
+            .unwrap();
+    }
+    for node in 0..3 {
+        let keys: u64 = cluster.cli(node, &["DBSIZE"]).trim().parse().unwrap();
+        assert!(keys > 0, "master {node} holds rooms");
+    }
+}

@@ -123,6 +123,10 @@ pub struct Args {
     /// Without it the gateway keeps rooms in memory (single node).
     #[arg(long, env = "DANMAKU_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Seed URLs of a Redis Cluster, comma-separated (instead of --redis-url): rooms
+    /// spread by hash slot, events over sharded pub/sub.
+    #[arg(long, env = "DANMAKU_REDIS_CLUSTER")]
+    pub redis_cluster: Option<String>,
     /// Prefix of every Redis key [default: dm].
     #[arg(long, env = "DANMAKU_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -205,6 +209,7 @@ impl Args {
             room_ttl_s,
             max_rooms,
             redis_url,
+            redis_cluster,
             redis_prefix,
             snapshot_recent,
             drain_ms,
@@ -334,7 +339,16 @@ impl Args {
         if let Some(v) = self.max_rooms {
             c.memory.max_rooms = v.max(1);
         }
-        if let Some(url) = self.redis_url.filter(|u| !u.is_empty()) {
+        let redis = match (
+            self.redis_url.filter(|u| !u.is_empty()),
+            self.redis_cluster.filter(|u| !u.is_empty()),
+        ) {
+            (Some(_), Some(_)) => bail!("give either --redis-url or --redis-cluster, not both"),
+            (Some(urls), None) => Some((urls, false)),
+            (None, Some(seeds)) => Some((seeds, true)),
+            (None, None) => None,
+        };
+        if let Some((url, cluster)) = redis {
             let prefix = self.redis_prefix.unwrap_or_else(|| "dm".into());
             if prefix.is_empty()
                 || !prefix
@@ -350,6 +364,7 @@ impl Args {
                     .filter(|u| !u.is_empty())
                     .map(String::from)
                     .collect(),
+                cluster,
                 prefix,
                 history_len: c.memory.history_len,
                 idempotency_ttl: c.memory.idempotency_ttl,

@@ -1,5 +1,7 @@
-//! Three gateway processes on one real Redis: one gapless order per room across every
-//! gateway, resume on another gateway, exact likes and votes, and pub/sub loss healed.
+//! Three gateway processes on real Redis — one server, two client-side shards, and a
+//! 3-master Cluster: one gapless order per room across every gateway, resume on another
+//! gateway, exact likes, votes and online counts, pub/sub loss healed, and a restart
+//! turned into a reset.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -7,44 +9,140 @@ mod support;
 use std::sync::Arc;
 
 use danmaku_fanout::redis::{Publisher, RedisConfig};
-use danmaku_fanout::testing::TestRedis;
+use danmaku_fanout::testing::{TestCluster, TestRedis};
 use danmaku_protocol::{EventKind, RoomId};
 use serde_json::json;
 use support::{API_KEY, Gateway, Viewer};
 
-fn gateways(redis: &TestRedis) -> Vec<Arc<Gateway>> {
-    gateways_on(&redis.url())
+/// The Redis topologies every test runs on.
+enum Store {
+    /// One standalone server.
+    Single(TestRedis),
+    /// Two standalone servers, rooms sharded by the client.
+    Shards(TestRedis, TestRedis),
+    /// A 3-master Redis Cluster.
+    Cluster(TestCluster),
 }
 
-/// Three gateways on `urls` (one Redis, or several comma-separated shards).
-fn gateways_on(urls: &str) -> Vec<Arc<Gateway>> {
-    (1..=3)
-        .map(|i| {
-            Arc::new(Gateway::start(&[
-                "--redis-url",
-                urls,
-                "--gateway-id",
-                &format!("g{i}"),
-            ]))
-        })
-        .collect()
+impl Store {
+    fn single() -> Self {
+        Self::Single(TestRedis::start())
+    }
+
+    fn shards() -> Self {
+        Self::Shards(TestRedis::start(), TestRedis::start())
+    }
+
+    fn cluster() -> Self {
+        Self::Cluster(TestCluster::start())
+    }
+
+    fn config(&self) -> RedisConfig {
+        let (urls, cluster) = match self {
+            Self::Single(r) => (vec![r.url()], false),
+            Self::Shards(a, b) => (vec![a.url(), b.url()], false),
+            Self::Cluster(c) => (c.urls(), true),
+        };
+        RedisConfig {
+            urls,
+            cluster,
+            ..RedisConfig::default()
+        }
+    }
+
+    /// Three gateway processes on this store.
+    fn gateways(&self) -> Vec<Arc<Gateway>> {
+        let config = self.config();
+        let flag = if config.cluster {
+            "--redis-cluster"
+        } else {
+            "--redis-url"
+        };
+        let urls = config.urls.join(",");
+        (1..=3)
+            .map(|i| {
+                Arc::new(Gateway::start(&[
+                    flag,
+                    &urls,
+                    "--gateway-id",
+                    &format!("g{i}"),
+                ]))
+            })
+            .collect()
+    }
+
+    /// Gateways on a server the caller keeps (to stop and restart it).
+    fn gateways_on(redis: &TestRedis) -> Vec<Arc<Gateway>> {
+        (1..=3)
+            .map(|i| {
+                Arc::new(Gateway::start(&[
+                    "--redis-url",
+                    &redis.url(),
+                    "--gateway-id",
+                    &format!("g{i}"),
+                ]))
+            })
+            .collect()
+    }
+
+    /// Kills every pub/sub connection on every server; returns how many.
+    fn kill_pubsub(&self) -> u64 {
+        let kill = ["CLIENT", "KILL", "TYPE", "pubsub"];
+        let outputs = match self {
+            Self::Single(r) => vec![r.cli(&kill)],
+            Self::Shards(a, b) => vec![a.cli(&kill), b.cli(&kill)],
+            Self::Cluster(c) => (0..3).map(|n| c.cli(n, &kill)).collect(),
+        };
+        outputs
+            .iter()
+            .map(|o| o.trim().parse::<u64>().unwrap_or(0))
+            .sum()
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_from_four_publishers_reach_every_gateway_in_one_order() {
-    let redis = TestRedis::start();
-    four_publishers_one_order(&[redis.url()]).await;
+/// Runs `$scenario(store)` on each topology, as three tests.
+macro_rules! on_every_store {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn single_redis() {
+                $scenario(Store::single()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_sharded_redis() {
+                $scenario(Store::shards()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                $scenario(Store::cluster()).await;
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_holds_on_two_sharded_redis_servers() {
-    let (a, b) = (TestRedis::start(), TestRedis::start());
-    four_publishers_one_order(&[a.url(), b.url()]).await;
-}
+on_every_store!(
+    ten_thousand_events_from_four_publishers_in_one_order,
+    four_publishers_one_order
+);
+on_every_store!(
+    resume_on_another_gateway_without_loss,
+    resume_on_another_gateway
+);
+on_every_store!(likes_and_votes_exact_across_gateways, likes_and_votes_exact);
+on_every_store!(
+    killed_pubsub_loses_nothing,
+    killed_pubsub_loses_nothing_scenario
+);
+on_every_store!(online_counts_summed_across_gateways, online_counts_summed);
 
-async fn four_publishers_one_order(urls: &[String]) {
+async fn four_publishers_one_order(store: Store) {
     const EACH: u64 = 2_500;
-    let gws = gateways_on(&urls.join(","));
+    let gws = store.gateways();
+    let config = store.config();
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         for i in 0..4 {
@@ -63,10 +161,6 @@ async fn four_publishers_one_order(urls: &[String]) {
         }));
     }
     // The fourth publisher is a backend service using the publisher library.
-    let config = RedisConfig {
-        urls: urls.to_vec(),
-        ..RedisConfig::default()
-    };
     let library = Publisher::connect(config).await.unwrap();
     publishers.push(tokio::spawn(async move {
         let (room, kind) = (
@@ -111,10 +205,8 @@ async fn four_publishers_one_order(urls: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_viewer_leaves_one_gateway_and_resumes_on_another_without_loss() {
-    let redis = TestRedis::start();
-    let gws = gateways(&redis);
+async fn resume_on_another_gateway(store: Store) {
+    let gws = store.gateways();
     let mut a = Viewer::connect(&gws[0], "mover").await;
     let joined = a.join("r").await;
     let epoch = joined["epoch"].as_str().unwrap().to_owned();
@@ -144,10 +236,8 @@ async fn a_viewer_leaves_one_gateway_and_resumes_on_another_without_loss() {
     assert_eq!(b.next_event().await["seq"], 13);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn likes_and_votes_are_exact_across_gateways() {
-    let redis = TestRedis::start();
-    let gws = gateways(&redis);
+async fn likes_and_votes_exact(store: Store) {
+    let gws = store.gateways();
     let poll = json!({"question": "Colour?", "options": ["red", "blue"], "duration_s": 300});
     let (s, created) = gws[0]
         .http("POST", "/v1/rooms/r/polls", Some(API_KEY), Some(&poll))
@@ -199,11 +289,10 @@ async fn likes_and_votes_are_exact_across_gateways() {
     assert_eq!(info["likes"], 90);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
+async fn killed_pubsub_loses_nothing_scenario(store: Store) {
     const EVENTS: u64 = 3_000;
-    let redis = Arc::new(TestRedis::start());
-    let gws = gateways(&redis);
+    let store = Arc::new(store);
+    let gws = store.gateways();
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         let mut v = Viewer::connect(gw, &format!("v{g}")).await;
@@ -219,12 +308,11 @@ async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
         })
     };
     let killer = {
-        let redis = redis.clone();
+        let store = store.clone();
         tokio::task::spawn_blocking(move || {
             let mut killed = 0;
             for _ in 0..5 {
-                let out = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-                killed += out.trim().parse::<u64>().unwrap_or(0);
+                killed += store.kill_pubsub();
                 std::thread::sleep(std::time::Duration::from_millis(150));
             }
             killed
@@ -245,7 +333,7 @@ async fn killed_pubsub_connections_lose_nothing_and_disconnect_no_viewer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out() {
     let mut redis = TestRedis::start();
-    let gws = gateways(&redis);
+    let gws = Store::gateways_on(&redis);
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         let mut v = Viewer::connect(gw, &format!("v{g}")).await;
@@ -298,10 +386,8 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
     assert_eq!(ready, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_counts_are_summed_across_gateways() {
-    let redis = TestRedis::start();
-    let gws = gateways(&redis);
+async fn online_counts_summed(store: Store) {
+    let gws = store.gateways();
     let mut viewers = Vec::new();
     for (g, n) in [(0, 2), (1, 3), (2, 4)] {
         for i in 0..n {

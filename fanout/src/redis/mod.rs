@@ -193,8 +193,9 @@ impl Publisher {
             .map(|k| self.keys(room).idempotency(k))
             .unwrap_or_default();
         let ttl = self.config.idempotency_ttl.as_secs().max(1).to_string();
+        let keyed = if idem.is_empty() { "0" } else { "1" };
         published(
-            self.room_op(room, "event", &idem, &[kind.as_str(), data, &ttl])
+            self.room_op(room, "event", &idem, &[kind.as_str(), data, &ttl, keyed])
                 .await?,
         )
     }
@@ -212,8 +213,14 @@ impl Publisher {
         args: &[&str],
     ) -> Result<redis::Value, FanoutError> {
         let k = self.keys(room);
+        // Every key in the room's slot, even an unused idempotency key (Cluster checks).
+        let idem = if idem.is_empty() {
+            k.idempotency("")
+        } else {
+            idem.to_owned()
+        };
         let mut inv = self.room_script.prepare_invoke();
-        inv.key(&k.meta).key(&k.stream).key(idem).key(&k.polls);
+        inv.key(&k.meta).key(&k.stream).key(&idem).key(&k.polls);
         inv.arg(op)
             .arg(room.as_str())
             .arg(now_ms())

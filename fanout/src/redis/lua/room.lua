@@ -1,7 +1,8 @@
 -- Every write to a room, atomically: all keys share the room's hash tag, so on Redis
 -- Cluster the script runs on the room's shard. The only place that sequences events.
 --
--- KEYS[1] meta hash {epoch, seq, likes, polls}   KEYS[2] stream   KEYS[3] idempotency key or ""
+-- KEYS[1] meta hash {epoch, seq, likes, polls}   KEYS[2] stream
+-- KEYS[3] idempotency key (always in the room's slot; used only when ARGV[11] is "1")
 -- KEYS[4] key prefix of the room's polls ("<prefix>:poll:")
 -- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush
 -- ARGV[2] room   ARGV[3] now (ms)   ARGV[4] epoch to create if the room has none
@@ -48,14 +49,15 @@ local function save_poll(p)
 end
 
 if op == "event" then
-  -- ARGV[8] kind   ARGV[9] data JSON   ARGV[10] idempotency TTL (s)
-  if idem ~= "" then
+  -- ARGV[8] kind   ARGV[9] data JSON   ARGV[10] idempotency TTL (s)   ARGV[11] "1" with a key
+  local keyed = ARGV[11] == "1"
+  if keyed then
     local prev = redis.call("GET", idem)
     local e = redis.call("HGET", meta, "epoch")
     if prev and e then return {e, tonumber(prev), 1} end
   end
   local r = sequence(ARGV[8], ARGV[9])
-  if idem ~= "" then redis.call("SET", idem, r[2], "EX", ARGV[10]) end
+  if keyed then redis.call("SET", idem, r[2], "EX", ARGV[10]) end
   return r
 elseif op == "likes" then
   -- ARGV[8] delta
