@@ -409,3 +409,39 @@ async fn online_counts_summed(store: Store) {
         while v.next_of("presence").await["online"] != 5 {}
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_tail_reaches_every_gateway_within_five_seconds() {
+    let redis = TestRedis::start();
+    let gws = Store::gateways_on(&redis);
+    let mut viewers = Vec::new();
+    for (g, gw) in gws.iter().enumerate() {
+        let mut v = Viewer::connect(gw, &format!("t{g}")).await;
+        v.join("tail").await;
+        viewers.push(v);
+    }
+    gws[0].publish("tail", json!({"i": 1})).await;
+    for v in &mut viewers {
+        assert_eq!(v.next_event().await["seq"], 1);
+    }
+    // Sequence event 2 behind pub/sub's back, as if its message had been lost.
+    let epoch = redis.cli(&["HGET", "{dm:tail}:m", "epoch"]);
+    assert_eq!(
+        redis.cli(&["HINCRBY", "{dm:tail}:m", "seq", "1"]).trim(),
+        "2"
+    );
+    let frame = format!(
+        "{{\"type\":\"event\",\"room\":\"tail\",\"epoch\":\"{}\",\"seq\":2,\"kind\":\"comment\",\"ts\":1,\"data\":{{\"i\":2}}}}",
+        epoch.trim()
+    );
+    redis.cli(&["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
+    let lost_at = std::time::Instant::now();
+    for v in &mut viewers {
+        assert_eq!(v.next_event().await["data"]["i"], 2);
+    }
+    assert!(
+        lost_at.elapsed() < std::time::Duration::from_secs(5),
+        "found in {:?}",
+        lost_at.elapsed()
+    );
+}
