@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo build --release -q -p danmaku-gateway -p danmaku-loadtest
+cargo build --release -q -p danmaku-fanout --example publish_rate
 GW=target/release/danmaku-gateway
 LT=target/release/danmaku-loadtest
 SECRET=bench-secret-0123456789abcdef
@@ -19,6 +20,13 @@ KEY=bench-key
 OUT=bench-results
 mkdir -p "$OUT"
 PIDS=()
+
+start_redis() { # a throwaway redis-server for the Redis-backed scenarios
+  mkdir -p "$OUT/redis"
+  redis-server --port 18790 --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT/redis" > "$OUT/redis/log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 1 100); do redis-cli -p 18790 ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
 
 start_gateways() { # count, extra flags...
   local n=$1; shift
@@ -38,7 +46,7 @@ stop_gateways() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
-trap stop_gateways EXIT
+trap 'stop_gateways; [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null' EXIT
 
 run() { # name, gateways, loadtest args...
   local name=$1 n=$2; shift 2
@@ -64,5 +72,14 @@ run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3
 run scale-40k-3gw     3 connect --connections 40000 --procs 3 --hold-s 2 --source-addrs 127.0.0.2,127.0.0.3,127.0.0.4
+
+# Redis-backed (issue 4): the latency Redis adds, and 30,000 viewers over 3 gateways.
+if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
+  start_redis
+  GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
+  GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-30k-3gw-1000ps 3 fanout --viewers 30000 --rooms 1000 --rate 1000 --size 100 --duration-s 20 --procs 2
+  target/release/examples/publish_rate redis://127.0.0.1:18790 64 10 100 | tee "$OUT/redis-publish-rate.txt" || true
+  kill "$REDIS_PID" 2>/dev/null || true
+fi
 
 python3 scripts/bench_table.py "$OUT" BENCHMARKS.md

@@ -251,8 +251,12 @@ pub struct RedisFanout {
     hub: Arc<Hub>,
     /// One pub/sub connection per shard, in shard order.
     subscribers: Vec<Subscriber>,
-    /// Rooms joined through this gateway, whose poll tallies it flushes.
-    watched: dashmap::DashSet<RoomId>,
+    /// Rooms with votes taken here since the last flush (their tallies are due).
+    votes_pending: dashmap::DashSet<RoomId>,
+    /// Rooms seen with open polls, swept now and then to close polls past their end.
+    poll_rooms: dashmap::DashSet<RoomId>,
+    /// Counts ticks, for the slower sweep.
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 fn unavailable(e: &redis::RedisError) -> FanoutError {
@@ -285,7 +289,9 @@ impl RedisFanout {
             config,
             hub,
             subscribers,
-            watched: dashmap::DashSet::new(),
+            votes_pending: dashmap::DashSet::new(),
+            poll_rooms: dashmap::DashSet::new(),
+            ticks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -410,7 +416,6 @@ impl Rooms for RedisFanout {
         self.subscribers[shard_index(room, self.subscribers.len())]
             .watch(room)
             .await?;
-        self.watched.insert(room.clone());
         let k = self.keys(room);
         let (since_epoch, since_seq) =
             since.map_or((String::new(), 0), |s| (s.epoch.clone(), s.seq));
@@ -433,6 +438,9 @@ impl Rooms for RedisFanout {
         let events: Vec<Bytes> = a[4..].iter().filter_map(as_bytes).collect();
         let recovered = as_u64(&a[3]) == 1;
         let polls = self.open_polls(room).await?;
+        if !polls.is_empty() {
+            self.poll_rooms.insert(room.clone());
+        }
         Ok(RoomView {
             epoch: Arc::from(as_string(&a[0])),
             seq: as_u64(&a[1]),
@@ -540,6 +548,7 @@ impl Polls for RedisFanout {
             serde_json::json!({"question": poll.question, "options": options, "ends_at": ends_at})
                 .to_string();
         let a = items(self.room_op(room, "poll_open", "", &[&doc]).await?);
+        self.poll_rooms.insert(room.clone());
         let id = a.get(3).map(as_string).unwrap_or_default();
         let id = PollId::new(&id).map_err(|e| FanoutError::Unavailable(e.to_string()))?;
         Ok((id, published(redis::Value::Array(a))?))
@@ -565,6 +574,9 @@ impl Polls for RedisFanout {
                 &[poll.as_str(), user, &option.to_string()],
             )
             .await;
+        if r.is_ok() {
+            self.votes_pending.insert(room.clone());
+        }
         r.map(|_| ()).map_err(|e| match with_poll(e, poll) {
             FanoutError::BadOption(p, _) => FanoutError::BadOption(p, option),
             other => other,
@@ -572,15 +584,27 @@ impl Polls for RedisFanout {
     }
 
     async fn tick(&self) {
-        // Tallies of rooms joined here; the script's dirty flags make each update
-        // published once, whichever gateway flushes first.
-        let rooms: Vec<RoomId> = self.watched.iter().map(|r| r.clone()).collect();
+        // Tallies of rooms that took votes here since the last tick; the script's dirty
+        // flags publish each update once, whichever gateway flushes first. Every 20th
+        // tick, every room with open polls, so polls past their end get closed.
+        let sweep = self
+            .ticks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(20);
+        let mut rooms: Vec<RoomId> = self.votes_pending.iter().map(|r| r.clone()).collect();
+        for r in &rooms {
+            self.votes_pending.remove(r);
+        }
+        if sweep {
+            rooms.extend(self.poll_rooms.iter().map(|r| r.clone()));
+            self.poll_rooms.retain(|r| self.hub.contains(r));
+        }
+        rooms.sort();
+        rooms.dedup();
         for room in rooms {
             if let Err(e) = self.room_op(&room, "poll_flush", "", &[]).await {
                 tracing::warn!(%room, error = %e, "poll tallies not flushed");
-            }
-            if !self.hub.contains(&room) {
-                self.watched.remove(&room);
+                self.votes_pending.insert(room);
             }
         }
     }

@@ -46,6 +46,8 @@ struct RoomSub {
     epoch: String,
     last_seq: u64,
     idle_since: Option<Instant>,
+    /// The store's head when a position check last found this room behind.
+    behind: Option<u64>,
 }
 
 struct Task {
@@ -126,13 +128,13 @@ impl Task {
             }
             self.connected.store(true, Ordering::Relaxed);
             // Anything published while we were not subscribed is in the streams.
-            self.check_positions().await;
+            self.check_positions(true).await;
             let mut tick = tokio::time::interval(self.config.position_check);
             loop {
                 tokio::select! {
                     incoming = source.next() => match incoming {
                         Some(Incoming::Message(channel, payload)) => self.on_message(&channel, &payload).await,
-                        Some(Incoming::Resync) => self.check_positions().await,
+                        Some(Incoming::Resync) => self.check_positions(true).await,
                         None => break,
                     },
                     cmd = rx.recv() => match cmd {
@@ -143,7 +145,7 @@ impl Task {
                         None => return,
                     },
                     _ = tick.tick() => {
-                        self.check_positions().await;
+                        self.check_positions(false).await;
                         self.unwatch_idle(&mut source).await;
                     }
                 }
@@ -180,6 +182,7 @@ impl Task {
             epoch: epoch.unwrap_or_default(),
             last_seq: seq.unwrap_or(0),
             idle_since: None,
+            behind: None,
         };
         self.rooms.insert(channel, sub);
         Ok(())
@@ -281,41 +284,62 @@ impl Task {
 
     /// Compares every room's position with the store: fills lost tails, resets on a
     /// new epoch.
-    async fn check_positions(&mut self) {
+    /// With `force`, every room behind is filled at once (after a reconnect or a lost
+    /// push); otherwise only rooms found behind twice in a row.
+    async fn check_positions(&mut self, force: bool) {
+        // One pipelined round trip per 512 rooms: the task keeps delivering messages.
         let channels: Vec<String> = self.rooms.keys().cloned().collect();
-        for channel in channels {
-            let Some(sub) = self.rooms.get(&channel) else {
-                continue;
-            };
-            let meta = sub.keys.meta.clone();
+        for chunk in channels.chunks(512) {
+            let mut pipe = redis::pipe();
+            for channel in chunk {
+                if let Some(sub) = self.rooms.get(channel) {
+                    pipe.cmd("HMGET")
+                        .arg(&sub.keys.meta)
+                        .arg("epoch")
+                        .arg("seq");
+                }
+            }
             let mut conn = self.conn.clone();
-            let head: Result<(Option<String>, Option<u64>), _> = redis::cmd("HMGET")
-                .arg(&meta)
-                .arg("epoch")
-                .arg("seq")
-                .query_async(&mut conn)
-                .await;
-            let Ok((epoch, seq)) = head else {
+            let heads: Result<Vec<(Option<String>, Option<u64>)>, _> =
+                pipe.query_async(&mut conn).await;
+            let Ok(heads) = heads else {
                 self.healthy.store(false, Ordering::Relaxed);
                 return;
             };
             self.healthy.store(true, Ordering::Relaxed);
-            let (Some(epoch), Some(seq)) = (epoch, seq) else {
-                continue;
-            };
-            let Some(sub) = self.rooms.get_mut(&channel) else {
-                continue;
-            };
-            if !sub.epoch.is_empty() && sub.epoch != epoch {
-                sub.epoch = epoch;
-                sub.last_seq = seq;
-                self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
-            } else {
-                sub.epoch = epoch;
-                if seq > sub.last_seq {
-                    self.fill(&channel, seq).await;
+            for (channel, head) in chunk.iter().zip(heads) {
+                if let (Some(epoch), Some(seq)) = head {
+                    self.on_position(channel, epoch, seq, force).await;
                 }
             }
+        }
+    }
+
+    /// Compares one room's position with the store's.
+    async fn on_position(&mut self, channel: &str, epoch: String, seq: u64, force: bool) {
+        let Some(sub) = self.rooms.get_mut(channel) else {
+            return;
+        };
+        if !sub.epoch.is_empty() && sub.epoch != epoch {
+            sub.epoch = epoch;
+            sub.last_seq = seq;
+            sub.behind = None;
+            self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+            return;
+        }
+        sub.epoch = epoch;
+        if seq <= sub.last_seq {
+            sub.behind = None;
+            return;
+        }
+        // Behind: fill only if we were already behind the head seen at the previous
+        // check — an event published a moment ago is usually still on its way.
+        let was_behind = matches!(sub.behind, Some(previous) if sub.last_seq < previous);
+        if force || was_behind {
+            sub.behind = None;
+            self.fill(channel, seq).await;
+        } else {
+            sub.behind = Some(seq);
         }
     }
 }
