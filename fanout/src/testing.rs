@@ -127,58 +127,9 @@ impl TestCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes = ports
-            .iter()
-            .map(|port| {
-                let node_dir = dir.join(port.to_string());
-                std::fs::create_dir_all(&node_dir).expect("node dir");
-                Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                    ])
-                    .args([
-                        "--cluster-node-timeout",
-                        "5000",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .arg("--dir")
-                    .arg(&node_dir)
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("redis-server is needed: run scripts/test.sh, which installs it")
-            })
-            .collect();
+        let nodes = ports.iter().map(|&p| spawn_node(&dir, p)).collect();
         let me = Self { nodes, ports, dir };
-        for &port in &me.ports {
-            me.wait(port, |out| out.trim() == "PONG", &["PING"]);
-        }
-        let addrs: Vec<String> = me.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        for &port in &me.ports {
-            me.wait(
-                port,
-                |out| out.contains("cluster_state:ok"),
-                &["CLUSTER", "INFO"],
-            );
-        }
+        me.form();
         me
     }
 
@@ -193,6 +144,61 @@ impl TestCluster {
     /// Runs `redis-cli` against master `node` (0..3) with `args`.
     pub fn cli(&self, node: usize, args: &[&str]) -> String {
         cli_port(self.ports[node], args)
+    }
+
+    /// Runs `redis-cli -c` (following slot redirects) with `args`.
+    pub fn cli_any(&self, args: &[&str]) -> String {
+        let mut all = vec!["-c"];
+        all.extend_from_slice(args);
+        cli_port(self.ports[0], &all)
+    }
+
+    /// Stops every node (the data is gone: there is no persistence).
+    pub fn stop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+
+    /// Stops every node and starts a new, empty cluster on the same ports (a restart
+    /// without persistence).
+    pub fn restart(&mut self) {
+        self.stop();
+        let ports = self.ports.clone();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("temp dir");
+        self.nodes = ports.iter().map(|&p| spawn_node(&self.dir, p)).collect();
+        self.form();
+    }
+
+    fn form(&self) {
+        for &port in &self.ports {
+            self.wait(port, |out| out.trim() == "PONG", &["PING"]);
+        }
+        let addrs: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for &port in &self.ports {
+            self.wait(
+                port,
+                |out| out.contains("cluster_state:ok"),
+                &["CLUSTER", "INFO"],
+            );
+        }
     }
 
     fn wait(&self, port: u16, ok: impl Fn(&str) -> bool, args: &[&str]) {
@@ -212,6 +218,33 @@ impl Drop for TestCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn spawn_node(dir: &std::path::Path, port: u16) -> Child {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+        ])
+        .args([
+            "--cluster-node-timeout",
+            "5000",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&node_dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed: run scripts/test.sh, which installs it")
 }
 
 fn cli_port(port: u16, args: &[&str]) -> String {

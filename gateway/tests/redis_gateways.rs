@@ -71,18 +71,44 @@ impl Store {
             .collect()
     }
 
-    /// Gateways on a server the caller keeps (to stop and restart it).
-    fn gateways_on(redis: &TestRedis) -> Vec<Arc<Gateway>> {
-        (1..=3)
-            .map(|i| {
-                Arc::new(Gateway::start(&[
-                    "--redis-url",
-                    &redis.url(),
-                    "--gateway-id",
-                    &format!("g{i}"),
-                ]))
-            })
-            .collect()
+    /// Runs a command on the server that holds `key` (a room's key).
+    fn cli_room(&self, key: &str, args: &[&str]) -> String {
+        match self {
+            Self::Single(r) => r.cli(args),
+            Self::Shards(a, b) => {
+                let holder = if a.cli(&["EXISTS", key]).trim() == "1" {
+                    a
+                } else {
+                    b
+                };
+                holder.cli(args)
+            }
+            Self::Cluster(c) => c.cli_any(args),
+        }
+    }
+
+    /// Stops every server (their data is gone).
+    fn stop(&mut self) {
+        match self {
+            Self::Single(r) => r.stop(),
+            Self::Shards(a, b) => {
+                a.stop();
+                b.stop();
+            }
+            Self::Cluster(c) => c.stop(),
+        }
+    }
+
+    /// Starts every server again, empty.
+    fn start_again(&mut self) {
+        match self {
+            Self::Single(r) => r.restart(),
+            Self::Shards(a, b) => {
+                a.restart();
+                b.restart();
+            }
+            Self::Cluster(c) => c.restart(),
+        }
     }
 
     /// Kills every pub/sub connection on every server; returns how many.
@@ -138,6 +164,11 @@ on_every_store!(
     killed_pubsub_loses_nothing_scenario
 );
 on_every_store!(online_counts_summed_across_gateways, online_counts_summed);
+on_every_store!(
+    a_lost_tail_reaches_every_gateway_within_five_seconds,
+    lost_tail_within_five_seconds
+);
+on_every_store!(a_restart_is_a_reset_never_a_silent_gap, restart_is_a_reset);
 
 async fn four_publishers_one_order(store: Store) {
     const EACH: u64 = 2_500;
@@ -330,10 +361,8 @@ async fn killed_pubsub_loses_nothing_scenario(store: Store) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out() {
-    let mut redis = TestRedis::start();
-    let gws = Store::gateways_on(&redis);
+async fn restart_is_a_reset(mut store: Store) {
+    let gws = store.gateways();
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         let mut v = Viewer::connect(gw, &format!("v{g}")).await;
@@ -349,7 +378,7 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
         assert_eq!(v.next_event().await["seq"], 1);
     }
 
-    redis.stop();
+    store.stop();
     let body = json!({"kind": "comment", "data": {"during": true}});
     let (status, err) = gws[1]
         .http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
@@ -362,7 +391,7 @@ async fn a_redis_restart_is_a_reset_never_a_silent_gap_and_publishes_wait_it_out
     let (ready, _) = gws[1].http("GET", "/readyz", None, None).await;
     assert_eq!(ready, 503, "not ready while the store is down");
 
-    redis.restart();
+    store.start_again();
     // Publishing succeeds again once the connection is back (the client reconnects).
     let mut seq = None;
     for _ in 0..100 {
@@ -410,10 +439,8 @@ async fn online_counts_summed(store: Store) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_tail_reaches_every_gateway_within_five_seconds() {
-    let redis = TestRedis::start();
-    let gws = Store::gateways_on(&redis);
+async fn lost_tail_within_five_seconds(store: Store) {
+    let gws = store.gateways();
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         let mut v = Viewer::connect(gw, &format!("t{g}")).await;
@@ -425,16 +452,18 @@ async fn a_lost_tail_reaches_every_gateway_within_five_seconds() {
         assert_eq!(v.next_event().await["seq"], 1);
     }
     // Sequence event 2 behind pub/sub's back, as if its message had been lost.
-    let epoch = redis.cli(&["HGET", "{dm:tail}:m", "epoch"]);
+    let epoch = store.cli_room("{dm:tail}:m", &["HGET", "{dm:tail}:m", "epoch"]);
     assert_eq!(
-        redis.cli(&["HINCRBY", "{dm:tail}:m", "seq", "1"]).trim(),
+        store
+            .cli_room("{dm:tail}:m", &["HINCRBY", "{dm:tail}:m", "seq", "1"])
+            .trim(),
         "2"
     );
     let frame = format!(
         "{{\"type\":\"event\",\"room\":\"tail\",\"epoch\":\"{}\",\"seq\":2,\"kind\":\"comment\",\"ts\":1,\"data\":{{\"i\":2}}}}",
         epoch.trim()
     );
-    redis.cli(&["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
+    store.cli_room("{dm:tail}:m", &["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
     let lost_at = std::time::Instant::now();
     for v in &mut viewers {
         assert_eq!(v.next_event().await["data"]["i"], 2);

@@ -234,11 +234,11 @@ impl Publisher {
         let shard = self.shard(room);
         let mut conn = shard.conn.clone();
         let result = inv.invoke_async(&mut conn).await;
-        shard.healthy.store(
-            result.is_ok() || !is_io(result.as_ref().err()),
-            Ordering::Relaxed,
-        );
-        result.map_err(|e| script_error(&e))
+        let result = result.map_err(|e| script_error(&e));
+        // Unhealthy on anything but an answer (a poll error is an answer).
+        let reached = !matches!(result, Err(FanoutError::Unavailable(_)));
+        shard.healthy.store(reached, Ordering::Relaxed);
+        result
     }
 }
 
@@ -313,10 +313,6 @@ impl RedisFanout {
     ) -> Result<redis::Value, FanoutError> {
         self.publisher.room_op(room, op, idem, args).await
     }
-}
-
-fn is_io(e: Option<&redis::RedisError>) -> bool {
-    e.is_some_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
 }
 
 /// Maps the script's error replies to store errors.
