@@ -368,6 +368,9 @@ enum Source {
 /// caught up from their streams.
 const PUSH_BUFFER: usize = 16 * 1024;
 
+/// How long a (un)subscribe may take before the task gives up on it.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Source {
     async fn open(target: &Target) -> redis::RedisResult<Self> {
         match target {
@@ -397,7 +400,16 @@ impl Source {
         }
     }
 
+    /// Subscribes, giving up after [`SUBSCRIBE_TIMEOUT`] (the task must not hang on a
+    /// server that is down).
     async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+        let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"));
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.subscribe_now(channels))
+            .await
+            .map_err(|_| timed_out())?
+    }
+
+    async fn subscribe_now(&mut self, channels: &[String]) -> redis::RedisResult<()> {
         match self {
             Self::Single(sink, _) => sink.subscribe(channels).await,
             Self::Cluster { conn, .. } => {
@@ -412,10 +424,16 @@ impl Source {
     }
 
     async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
-        match self {
-            Self::Single(sink, _) => sink.unsubscribe(channel).await,
-            Self::Cluster { conn, .. } => conn.sunsubscribe(channel).await,
-        }
+        let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "unsubscribe timed out"));
+        let unsubscribe = async {
+            match self {
+                Self::Single(sink, _) => sink.unsubscribe(channel).await,
+                Self::Cluster { conn, .. } => conn.sunsubscribe(channel).await,
+            }
+        };
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, unsubscribe)
+            .await
+            .map_err(|_| timed_out())?
     }
 
     /// The next message; `None` when the connection is gone for good.
