@@ -27,7 +27,7 @@ cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 table = "\n".join([
     "<!-- bench:begin -->",
     f"Run by `scripts/bench.sh` on {time.strftime('%Y-%m-%d')}, {cpu} cores, {platform.system()} {platform.release()}; "
-    "gateway and load generator on the same machine, in-memory backend.",
+    "gateway and load generator on the same machine; in-memory backend, except the `redis-` scenarios (one local redis-server).",
     "",
     "| scenario | joined | ramp s | first render p99 ms | latency p50 ms | latency p99 ms | delivered | lost | dup/reord "
     "| deliveries/s | events/frame | on time | gateway CPU-s per M deliveries | RSS growth B/conn | generator µs/delivery | verdict |",
