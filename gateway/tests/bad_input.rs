@@ -71,7 +71,8 @@ async fn malformed_commands_get_errors_and_the_connection_stays() {
 
 #[tokio::test]
 async fn comment_rate_limit_answers_with_retry_after() {
-    let gw = Gateway::start(&["--comments-per-s", "5", "--comments-burst", "10"]);
+    // 1/s: the burst cannot refill while the 11 commands are in flight, however slow the machine.
+    let gw = Gateway::start(&["--comments-per-s", "1", "--comments-burst", "10"]);
     let mut v = Viewer::connect(&gw, "u1").await;
     v.join("r").await;
     let mut ids = Vec::new();
@@ -88,7 +89,7 @@ async fn comment_rate_limit_answers_with_retry_after() {
         } else {
             assert_eq!(r["code"], "rate_limited", "{r}");
             let wait = r["retry_after_ms"].as_u64().unwrap();
-            assert!((1..=200).contains(&wait), "one token per 200 ms: {wait}");
+            assert!((1..=1_000).contains(&wait), "one token per second: {wait}");
         }
     }
 }
