@@ -299,20 +299,6 @@ impl RedisFanout {
     fn conn(&self, room: &RoomId) -> Conn {
         self.publisher.shard(room).conn.clone()
     }
-
-    fn keys(&self, room: &RoomId) -> RoomKeys {
-        RoomKeys::new(&self.config.prefix, room)
-    }
-
-    async fn room_op(
-        &self,
-        room: &RoomId,
-        op: &str,
-        idem: &str,
-        args: &[&str],
-    ) -> Result<redis::Value, FanoutError> {
-        self.publisher.room_op(room, op, idem, args).await
-    }
 }
 
 /// Maps the script's error replies to store errors.
@@ -397,7 +383,8 @@ impl Rooms for RedisFanout {
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
         published(
-            self.room_op(room, "likes", "", &[&delta.to_string()])
+            self.publisher
+                .room_op(room, "likes", "", &[&delta.to_string()])
                 .await?,
         )
     }
@@ -412,7 +399,7 @@ impl Rooms for RedisFanout {
         self.subscribers[shard_index(room, self.subscribers.len())]
             .watch(room)
             .await?;
-        let k = self.keys(room);
+        let k = self.publisher.keys(room);
         let (since_epoch, since_seq) =
             since.map_or((String::new(), 0), |s| (s.epoch.clone(), s.seq));
         let mut conn = self.conn(room);
@@ -457,7 +444,7 @@ impl Rooms for RedisFanout {
         since: u64,
         limit: usize,
     ) -> Result<History, FanoutError> {
-        let k = self.keys(room);
+        let k = self.publisher.keys(room);
         let mut conn = self.conn(room);
         let v: redis::Value = self
             .history_script
@@ -490,7 +477,7 @@ impl Rooms for RedisFanout {
     }
 
     async fn info(&self, room: &RoomId) -> Result<RoomInfo, FanoutError> {
-        let k = self.keys(room);
+        let k = self.publisher.keys(room);
         let mut conn = self.conn(room);
         let (epoch, seq, likes): (Option<String>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(&k.meta)
@@ -513,14 +500,15 @@ impl RedisFanout {
         let local = self.hub.online(room).to_string();
         let ttl = self.config.online_ttl.as_millis().to_string();
         let a = items(
-            self.room_op(room, "online", "", &[&self.config.gateway_id, &local, &ttl])
+            self.publisher
+                .room_op(room, "online", "", &[&self.config.gateway_id, &local, &ttl])
                 .await?,
         );
         Ok(a.get(1).map_or(0, as_u64))
     }
 
     async fn open_polls(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError> {
-        Ok(items(self.room_op(room, "polls", "", &[]).await?)
+        Ok(items(self.publisher.room_op(room, "polls", "", &[]).await?)
             .iter()
             .filter_map(as_bytes)
             .collect())
@@ -543,7 +531,11 @@ impl Polls for RedisFanout {
         let doc =
             serde_json::json!({"question": poll.question, "options": options, "ends_at": ends_at})
                 .to_string();
-        let a = items(self.room_op(room, "poll_open", "", &[&doc]).await?);
+        let a = items(
+            self.publisher
+                .room_op(room, "poll_open", "", &[&doc])
+                .await?,
+        );
         self.poll_rooms.insert(room.clone());
         let id = a.get(3).map(as_string).unwrap_or_default();
         let id = PollId::new(&id).map_err(|e| FanoutError::Unavailable(e.to_string()))?;
@@ -551,7 +543,10 @@ impl Polls for RedisFanout {
     }
 
     async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError> {
-        let r = self.room_op(room, "poll_close", "", &[poll.as_str()]).await;
+        let r = self
+            .publisher
+            .room_op(room, "poll_close", "", &[poll.as_str()])
+            .await;
         published(r.map_err(|e| with_poll(e, poll))?)
     }
 
@@ -563,6 +558,7 @@ impl Polls for RedisFanout {
         option: u32,
     ) -> Result<(), FanoutError> {
         let r = self
+            .publisher
             .room_op(
                 room,
                 "vote",
@@ -598,7 +594,7 @@ impl Polls for RedisFanout {
         rooms.sort();
         rooms.dedup();
         for room in rooms {
-            if let Err(e) = self.room_op(&room, "poll_flush", "", &[]).await {
+            if let Err(e) = self.publisher.room_op(&room, "poll_flush", "", &[]).await {
                 tracing::warn!(%room, error = %e, "poll tallies not flushed");
                 self.votes_pending.insert(room);
             }

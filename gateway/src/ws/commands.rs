@@ -4,9 +4,7 @@ use std::time::Instant;
 
 use danmaku_fanout::FanoutError;
 use danmaku_protocol::server::Joined;
-use danmaku_protocol::{
-    Command, ErrorCode, EventKind, PollId, RoomId, ServerFrame, Since, Snapshot,
-};
+use danmaku_protocol::{Command, ErrorCode, EventKind, PollId, RoomId, ServerFrame, Since};
 
 use super::conn::{Conn, JoinedRoom};
 use crate::metrics::Metrics;
@@ -66,41 +64,33 @@ impl Conn {
         // is then both in the mailbox and covered by `seq`, and dropped as a duplicate.
         let key = hub.subscribe(&room, self.key, self.mailbox.clone());
         let recent = self.app.config.ws.snapshot_recent;
-        let view = match self.app.fanout.view(&room, since.as_ref(), recent).await {
+        let mut view = match self.app.fanout.view(&room, since.as_ref(), recent).await {
             Ok(v) => v,
             Err(e) => {
                 hub.unsubscribe(&room, self.key);
                 return self.fanout_error(id, &e);
             }
         };
-        let snapshot = Snapshot {
-            recent: view.recent,
-            likes: view.likes,
-            online: self
-                .app
-                .fanout
-                .online(&room)
-                .await
-                .unwrap_or_else(|_| hub.online(&room)),
-            polls: view.polls,
-        };
+        let replay = view.replay.take();
+        let (epoch, seq) = (view.epoch.clone(), view.seq);
+        let snapshot = super::conn::snapshot(&self.app, &room, view).await;
         let joined = Joined {
             id,
             room: &room,
-            epoch: &view.epoch,
-            seq: view.seq,
-            recovered: view.replay.is_some(),
+            epoch: &epoch,
+            seq,
+            recovered: replay.is_some(),
             snapshot: &snapshot,
         };
         self.out.push(joined.encode());
-        for event in view.replay.into_iter().flatten() {
+        for event in replay.into_iter().flatten() {
             self.out.push(event);
         }
         self.rooms.push(JoinedRoom {
             room,
             key,
-            epoch: view.epoch,
-            last_seq: view.seq,
+            epoch,
+            last_seq: seq,
         });
         self.app.metrics.join_latency.observe(started.elapsed());
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use danmaku_fanout::{
-    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, mailbox,
+    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, RoomView, mailbox,
 };
 use danmaku_protocol::server::encode_reset;
 use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
@@ -269,22 +269,12 @@ impl Conn {
             .view(&room, None, self.app.config.ws.snapshot_recent)
             .await
             .map_err(|_| Exit::Close(CloseCode::InternalError))?;
-        let snapshot = Snapshot {
-            recent: view.recent,
-            likes: view.likes,
-            online: self
-                .app
-                .fanout
-                .online(&room)
-                .await
-                .unwrap_or_else(|_| self.app.fanout.hub().online(&room)),
-            polls: view.polls,
-        };
-        self.out
-            .push(encode_reset(&room, &view.epoch, view.seq, &snapshot));
+        let (epoch, seq) = (view.epoch.clone(), view.seq);
+        let snapshot = snapshot(&self.app, &room, view).await;
+        self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         let r = &mut self.rooms[idx];
-        r.epoch = view.epoch;
-        r.last_seq = view.seq;
+        r.epoch = epoch;
+        r.last_seq = seq;
         Metrics::inc(&self.app.metrics.resets);
         Ok(())
     }
@@ -400,6 +390,20 @@ impl Conn {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+    }
+}
+
+/// A room's snapshot from its view, with the online count of every gateway.
+pub(super) async fn snapshot(app: &AppState, room: &RoomId, view: RoomView) -> Snapshot {
+    let online = match app.fanout.online(room).await {
+        Ok(n) => n,
+        Err(_) => app.fanout.hub().online(room),
+    };
+    Snapshot {
+        recent: view.recent,
+        likes: view.likes,
+        online,
+        polls: view.polls,
     }
 }
 
