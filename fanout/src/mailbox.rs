@@ -137,7 +137,7 @@ impl MailboxReceiver {
         let mut q = self.shared.queue.lock();
         let n = q.items.len().min(limit);
         buf.extend(q.items.drain(..n));
-        if q.items.is_empty() && q.items.capacity() > 64 {
+        if q.items.is_empty() && q.items.capacity() > 256 {
             // A burst is over: give its memory back.
             q.items = VecDeque::new();
         }
