@@ -67,7 +67,7 @@ run ramp-asap-10k     1 connect --connections 10000 --in-flight 2000
 run ramp-2000ps-5k    1 connect --connections 5000 --ramp-rate 2000
 run huge-room-latency 1 fanout --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20
 run huge-room-saturation 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
-GW_EXTRA="--write-linger-ms 100" run huge-room-saturation-linger100 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
+GW_EXTRA="--write-linger-ms 50" run huge-room-saturation-linger50 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3

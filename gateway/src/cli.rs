@@ -99,7 +99,7 @@ pub struct Args {
     #[arg(long, env = "DANMAKU_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
     /// Hot-room coalescing: a viewer written to less than this ago waits out the rest
-    /// before its next write of room events, in ms; 0 disables [default: 50].
+    /// before its next write of room events, in ms; 0 disables [default: 80].
     #[arg(long, env = "DANMAKU_WRITE_LINGER_MS")]
     pub write_linger_ms: Option<u64>,
     /// Online counts (`presence`) are announced at most this often per room, in ms

@@ -147,7 +147,7 @@ impl Default for WsConfig {
             outbound_queue: 1024,
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
-            write_linger: Duration::from_millis(50),
+            write_linger: Duration::from_millis(80),
             handshake_timeout: Duration::from_secs(5),
             max_conns_per_ip: 10_000,
             max_connections: 100_000,
