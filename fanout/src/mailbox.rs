@@ -101,9 +101,11 @@ impl Mailbox {
         }
         let was_empty = q.items.is_empty();
         q.items.push_back(delivery);
+        let half_full = q.items.len() == self.shared.capacity / 2;
         drop(q);
-        // One wake-up per batch: the receiver drains everything that is queued.
-        if was_empty {
+        // One wake-up per batch: the receiver drains everything that is queued. A second
+        // one at half capacity ends a write linger before the queue can overflow.
+        if was_empty || half_full {
             self.shared.ready.notify_one();
         }
         Delivered::Queued
@@ -142,6 +144,30 @@ impl MailboxReceiver {
             q.items = VecDeque::new();
         }
         n
+    }
+
+    /// Deliveries waiting.
+    pub fn len(&self) -> usize {
+        self.shared.queue.lock().items.len()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The queue's bound.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Waits for the next wake-up: the queue became non-empty or reached half its
+    /// capacity (or a wake-up is still pending from before).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn wake(&self) {
+        self.shared.ready.notified().await;
     }
 
     /// Takes the rooms that overflowed since the last call.

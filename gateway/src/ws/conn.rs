@@ -179,7 +179,16 @@ impl Conn {
         if linger.is_zero() || last.elapsed() >= linger {
             return;
         }
-        tokio::time::sleep_until((last + linger).into()).await;
+        // The linger ends early when the mailbox is half full: coalescing must never
+        // make a reading viewer overflow.
+        let deadline = tokio::time::Instant::from_std(last + linger);
+        let half = inbox.capacity() / 2;
+        while batch.len() + inbox.len() < half.max(1) {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = inbox.wake() => {}
+            }
+        }
         inbox.try_recv_many(batch, self.app.config.ws.outbound_queue);
     }
 
