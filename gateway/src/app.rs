@@ -191,25 +191,51 @@ async fn serve_connection(
 
 /// The periodic work: like windows, presence, poll tallies and room expiry.
 fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    // Presence runs on its own: with a store, counting thousands of rooms must not
+    // delay the likes window or the poll tallies.
+    let presence = tokio::spawn(every(
+        state.clone(),
+        state.config.presence_interval,
+        |s| async move {
+            announce_presence(&s).await;
+        },
+    ));
+    let likes = tokio::spawn(every(
+        state.clone(),
+        state.config.likes_window,
+        |s| async move {
+            s.likes.flush(&s.fanout).await;
+        },
+    ));
+    let polls = tokio::spawn(every(
+        state.clone(),
+        state.config.poll_interval,
+        |s| async move {
+            s.fanout.tick().await;
+        },
+    ));
     let state = state.clone();
     tokio::spawn(async move {
-        let mut likes = tokio::time::interval(state.config.likes_window);
-        let mut presence = tokio::time::interval(state.config.presence_interval);
-        let mut polls = tokio::time::interval(state.config.poll_interval);
-        for i in [&mut likes, &mut presence, &mut polls] {
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        }
-        loop {
-            tokio::select! {
-                _ = likes.tick() => state.likes.flush(&state.fanout).await,
-                _ = presence.tick() => announce_presence(&state).await,
-                _ = polls.tick() => state.fanout.tick().await,
-                () = state.shutdown.cancelled() => break,
-            }
-        }
+        let _ = tokio::join!(presence, likes, polls);
         // Finish what is in flight: likes already acknowledged to clients.
         state.likes.flush(&state.fanout).await;
     })
+}
+
+/// Runs `work` every `period` until shutdown (a late tick delays the next one).
+async fn every<F, Fut>(state: Arc<AppState>, period: Duration, work: F)
+where
+    F: Fn(Arc<AppState>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => work(state.clone()).await,
+            () = state.shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Announces each local room's online count (all gateways) when it changed.
