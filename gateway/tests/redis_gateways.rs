@@ -444,6 +444,10 @@ async fn lost_tail_within_five_seconds(store: Store) {
     let mut viewers = Vec::new();
     for (g, gw) in gws.iter().enumerate() {
         let mut v = Viewer::connect(gw, &format!("t{g}")).await;
+        // Several rooms (on a Cluster, in several slots) in every position check.
+        for other in ["other-a", "other-b", "other-c"] {
+            v.join(other).await;
+        }
         v.join("tail").await;
         viewers.push(v);
     }
@@ -473,4 +477,11 @@ async fn lost_tail_within_five_seconds(store: Store) {
         "found in {:?}",
         lost_at.elapsed()
     );
+    for gw in &gws {
+        let (ready, _) = gw.http("GET", "/readyz", None, None).await;
+        assert_eq!(
+            ready, 200,
+            "position checks of several rooms keep the gateway ready"
+        );
+    }
 }

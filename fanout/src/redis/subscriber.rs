@@ -287,21 +287,32 @@ impl Task {
     /// With `force`, every room behind is filled at once (after a reconnect or a lost
     /// push); otherwise only rooms found behind twice in a row.
     async fn check_positions(&mut self, force: bool) {
-        // One pipelined round trip per 512 rooms: the task keeps delivering messages.
+        // Concurrent reads over the multiplexed connection, 512 rooms at a time: about
+        // one round trip per chunk, so the task keeps delivering messages. (Not one
+        // pipeline: a Cluster pipeline must stay within one slot.)
         let channels: Vec<String> = self.rooms.keys().cloned().collect();
         for chunk in channels.chunks(512) {
-            let mut pipe = redis::pipe();
-            for channel in chunk {
-                if let Some(sub) = self.rooms.get(channel) {
-                    pipe.cmd("HMGET")
-                        .arg(&sub.keys.meta)
-                        .arg("epoch")
-                        .arg("seq");
-                }
-            }
-            let mut conn = self.conn.clone();
-            let heads: Result<Vec<(Option<String>, Option<u64>)>, _> =
-                pipe.query_async(&mut conn).await;
+            let reads = chunk
+                .iter()
+                .filter_map(|channel| self.rooms.get(channel))
+                .map(|sub| {
+                    let mut conn = self.conn.clone();
+                    let meta = sub.keys.meta.clone();
+                    async move {
+                        let head: redis::RedisResult<(Option<String>, Option<u64>)> =
+                            redis::cmd("HMGET")
+                                .arg(&meta)
+                                .arg("epoch")
+                                .arg("seq")
+                                .query_async(&mut conn)
+                                .await;
+                        head
+                    }
+                });
+            let heads: Result<Vec<_>, _> = futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .collect();
             let Ok(heads) = heads else {
                 self.healthy.store(false, Ordering::Relaxed);
                 return;
