@@ -411,3 +411,67 @@ pub fn random_hex(n: usize) -> String {
     out.truncate(n);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<(Config, DevMode)> {
+        let mut all = vec!["danmaku-gateway"];
+        all.extend_from_slice(args);
+        Args::try_parse_from(all)?.with_file()?.into_config()
+    }
+
+    #[test]
+    fn a_toml_file_fills_what_flags_do_not_set() {
+        let path = std::env::temp_dir().join(format!("danmaku-cli-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9001\"\nheartbeat_ms = 5000\nhistory_len = 77\napi_keys = [\"file-key\"]\njwt_secret = \"file-secret-0123456789\"\n",
+        )
+        .expect("write");
+        let file = path.to_str().expect("utf8");
+        let (c, dev) = parse(&["--config", file, "--heartbeat-ms", "7000"]).expect("config");
+        assert_eq!(c.listen.port(), 9001, "from the file");
+        assert_eq!(
+            c.ws.heartbeat,
+            Duration::from_millis(7000),
+            "the flag wins over the file"
+        );
+        assert_eq!(c.memory.history_len, 77);
+        assert_eq!(c.auth.api_keys, vec!["file-key".to_string()]);
+        assert!(
+            dev.jwt_secret.is_none() && dev.api_key.is_none(),
+            "not dev mode"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_a_reason() {
+        assert!(parse(&["--jwt-secret", "short"]).is_err());
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--gateway-id", "has space"]).is_err());
+        assert!(parse(&["--comments-per-s", "-1"]).is_err());
+        assert!(parse(&["--redis-url", "redis://a", "--redis-cluster", "redis://b"]).is_err());
+        let path =
+            std::env::temp_dir().join(format!("danmaku-cli-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "no_such_setting = 1\n").expect("write");
+        assert!(
+            parse(&["--config", path.to_str().expect("utf8")]).is_err(),
+            "unknown keys are refused"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn without_credentials_it_runs_in_dev_mode() {
+        let (c, dev) = parse(&[]).expect("config");
+        assert!(dev.jwt_secret.is_some() && dev.api_key.is_some());
+        assert!(c.auth.anonymous);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        let (c, _) = parse(&["--redis-url", "redis://a:1,redis://b:2"]).expect("config");
+        let redis = c.redis.expect("redis");
+        assert_eq!((redis.urls.len(), redis.cluster), (2, false));
+    }
+}
