@@ -81,7 +81,7 @@ async fn connections_per_ip_are_capped() {
     drop(a);
     // The slot frees when the gateway sees the first connection end.
     let mut status = 0;
-    for _ in 0..50 {
+    for _ in 0..250 {
         status = handshake_status(&url, None).await;
         if status == 101 {
             break;
