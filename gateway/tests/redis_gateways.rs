@@ -394,7 +394,7 @@ async fn restart_is_a_reset(mut store: Store) {
     store.start_again();
     // Publishing succeeds again once the connection is back (the client reconnects).
     let mut seq = None;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let (status, ok) = gws[1]
             .http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
             .await;
