@@ -1,0 +1,210 @@
+//! Writing into rooms: the publisher library, and the write half of the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use danmaku_protocol::{EventKind, RoomId};
+
+use super::conn::{Conn, Target};
+use super::keys::RoomKeys;
+use super::{RedisConfig, new_epoch, published, script_error, unavailable};
+use crate::{FanoutError, Published, now_ms};
+
+/// Publishes into rooms from any process: the publisher library for backend services
+/// (no gateway, no subscription), and the write half of [`RedisFanout`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), danmaku_fanout::FanoutError> {
+/// use danmaku_fanout::redis::{Publisher, RedisConfig};
+/// use danmaku_protocol::{EventKind, RoomId};
+///
+/// let config = RedisConfig { urls: vec!["redis://127.0.0.1:6379".into()], ..RedisConfig::default() };
+/// let publisher = Publisher::connect(config).await?;
+/// let room = RoomId::new("shop-42").expect("valid room id");
+/// let kind = EventKind::new("product.card").expect("valid kind");
+/// let p = publisher.publish(&room, &kind, r#"{"sku":"A-1","price":199}"#, Some("card-A-1")).await?;
+/// println!("sequenced as {} in epoch {}", p.seq, p.epoch);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Publisher {
+    config: RedisConfig,
+    pub(super) shards: Vec<Shard>,
+    room_script: redis::Script,
+}
+
+/// One Redis server (or the whole Cluster) of the store.
+#[derive(Clone)]
+pub(super) struct Shard {
+    pub(super) target: Target,
+    /// Commands and scripts (multiplexed, reconnects by itself).
+    pub(super) conn: Conn,
+    /// False after an I/O error, true again after a success (for `/readyz`).
+    pub(super) healthy: Arc<AtomicBool>,
+}
+
+pub(super) async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, FanoutError> {
+    if config.urls.is_empty() {
+        return Err(FanoutError::Unavailable("no Redis URL configured".into()));
+    }
+    let targets = if config.cluster {
+        vec![Target::Cluster(config.urls.clone())]
+    } else {
+        let clients: Result<Vec<_>, _> = config
+            .urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()))
+            .collect();
+        clients
+            .map_err(|e| unavailable(&e))?
+            .into_iter()
+            .map(Target::Single)
+            .collect()
+    };
+    let mut shards = Vec::with_capacity(targets.len());
+    for target in targets {
+        let conn = Conn::open(&target).await.map_err(|e| unavailable(&e))?;
+        shards.push(Shard {
+            target,
+            conn,
+            healthy: Arc::new(AtomicBool::new(true)),
+        });
+    }
+    Ok(shards)
+}
+
+/// The shard of `room` among `n`: FNV-1a of the id, then jump consistent hashing
+/// (adding a shard moves only about 1/n of the rooms).
+pub(super) fn shard_index(room: &RoomId, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut key = room
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let (mut b, mut j) = (0i64, 0i64);
+    while j < n as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    usize::try_from(b).unwrap_or(0)
+}
+
+impl Publisher {
+    /// Connects to Redis.
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Self, FanoutError> {
+        let shards = connect_shards(&config).await?;
+        Ok(Self::with(config, shards))
+    }
+
+    pub(super) fn with(config: RedisConfig, shards: Vec<Shard>) -> Self {
+        Self {
+            config,
+            shards,
+            room_script: redis::Script::new(include_str!("lua/room.lua")),
+        }
+    }
+
+    pub(super) fn shard(&self, room: &RoomId) -> &Shard {
+        &self.shards[shard_index(room, self.shards.len())]
+    }
+
+    /// Sequences one event into `room` (see [`Rooms::publish`]).
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub async fn publish(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        let idem = idempotency_key
+            .map(|k| self.keys(room).idempotency(k))
+            .unwrap_or_default();
+        let ttl = self.config.idempotency_ttl.as_secs().max(1).to_string();
+        let keyed = if idem.is_empty() { "0" } else { "1" };
+        published(
+            self.room_op(room, "event", &idem, &[kind.as_str(), data, &ttl, keyed])
+                .await?,
+        )
+    }
+
+    pub(super) fn keys(&self, room: &RoomId) -> RoomKeys {
+        RoomKeys::new(&self.config.prefix, room)
+    }
+
+    /// Runs one op of the room script.
+    pub(super) async fn room_op(
+        &self,
+        room: &RoomId,
+        op: &str,
+        idem: &str,
+        args: &[&str],
+    ) -> Result<redis::Value, FanoutError> {
+        let k = self.keys(room);
+        // Every key in the room's slot, even an unused idempotency key (Cluster checks).
+        let idem = if idem.is_empty() {
+            k.idempotency("")
+        } else {
+            idem.to_owned()
+        };
+        let mut inv = self.room_script.prepare_invoke();
+        inv.key(&k.meta).key(&k.stream).key(&idem).key(&k.polls);
+        inv.arg(op)
+            .arg(room.as_str())
+            .arg(now_ms())
+            .arg(new_epoch())
+            .arg(self.config.history_len)
+            .arg(&k.channel)
+            .arg(if self.config.cluster { "1" } else { "0" });
+        for a in args {
+            inv.arg(*a);
+        }
+        let shard = self.shard(room);
+        let mut conn = shard.conn.clone();
+        let result = inv.invoke_async(&mut conn).await;
+        let result = result.map_err(|e| script_error(&e));
+        // Unhealthy on anything but an answer (a poll error is an answer).
+        let reached = !matches!(result, Err(FanoutError::Unavailable(_)));
+        shard.healthy.store(reached, Ordering::Relaxed);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_spread_over_shards_and_move_little_when_one_is_added() {
+        let rooms: Vec<RoomId> = (0..3_000)
+            .map(|i| RoomId::new(&format!("room-{i}")).expect("room"))
+            .collect();
+        let count = |n: usize, s: usize| rooms.iter().filter(|r| shard_index(r, n) == s).count();
+        for s in 0..3 {
+            assert!(
+                (800..1_200).contains(&count(3, s)),
+                "shard {s}: {}",
+                count(3, s)
+            );
+        }
+        let moved = rooms
+            .iter()
+            .filter(|r| shard_index(r, 3) != shard_index(r, 4))
+            .count();
+        assert!(
+            (500..1_000).contains(&moved),
+            "about a quarter move: {moved}"
+        );
+        assert!(rooms.iter().all(|r| shard_index(r, 1) == 0));
+    }
+}
