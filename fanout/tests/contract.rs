@@ -230,6 +230,21 @@ async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
     assert_eq!(got, vec![RESET_SEQ], "never a silent gap");
 }
 
+/// Runs the suite on a Redis store, then publishes into `rooms` more rooms so they
+/// spread over every shard or master.
+async fn suite_then_spread(config: RedisConfig, rooms: usize) {
+    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
+        .await
+        .unwrap();
+    suite(&store).await;
+    for i in 0..rooms {
+        store
+            .publish(&room(&format!("spread-{i}")), &comment(), "{}", None)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sharded_redis_servers_keep_the_contract() {
     let (a, b) = (TestRedis::start(), TestRedis::start());
@@ -238,16 +253,7 @@ async fn two_sharded_redis_servers_keep_the_contract() {
         position_check: Duration::from_millis(200),
         ..RedisConfig::default()
     };
-    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
-        .await
-        .unwrap();
-    suite(&store).await;
-    for i in 0..20 {
-        store
-            .publish(&room(&format!("spread-{i}")), &comment(), "{}", None)
-            .await
-            .unwrap();
-    }
+    suite_then_spread(config, 20).await;
     for server in [&a, &b] {
         let keys: u64 = server.cli(&["DBSIZE"]).trim().parse().unwrap();
         assert!(keys > 0, "rooms are spread over both shards");
@@ -263,17 +269,8 @@ async fn a_redis_cluster_keeps_the_contract() {
         position_check: Duration::from_millis(200),
         ..RedisConfig::default()
     };
-    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
-        .await
-        .unwrap();
-    suite(&store).await;
     // Rooms land in slots owned by every master.
-    for i in 0..30 {
-        store
-            .publish(&room(&format!("spread-{i}")), &comment(), "{}", None)
-            .await
-            .unwrap();
-    }
+    suite_then_spread(config, 30).await;
     for node in 0..3 {
         let keys: u64 = cluster.cli(node, &["DBSIZE"]).trim().parse().unwrap();
         assert!(keys > 0, "master {node} holds rooms");

@@ -126,6 +126,17 @@ impl Store {
     }
 }
 
+/// One viewer joined to `room` on each gateway.
+async fn one_viewer_per_gateway(gws: &[Arc<Gateway>], room: &str) -> Vec<Viewer> {
+    let mut viewers = Vec::new();
+    for (g, gw) in gws.iter().enumerate() {
+        let mut v = Viewer::connect(gw, &format!("v{g}")).await;
+        v.join(room).await;
+        viewers.push(v);
+    }
+    viewers
+}
+
 /// Runs `$scenario(store)` on each topology, as three tests.
 macro_rules! on_every_store {
     ($name:ident, $scenario:ident) => {
@@ -324,12 +335,7 @@ async fn killed_pubsub_loses_nothing_scenario(store: Store) {
     const EVENTS: u64 = 3_000;
     let store = Arc::new(store);
     let gws = store.gateways();
-    let mut viewers = Vec::new();
-    for (g, gw) in gws.iter().enumerate() {
-        let mut v = Viewer::connect(gw, &format!("v{g}")).await;
-        v.join("r").await;
-        viewers.push(v);
-    }
+    let viewers = one_viewer_per_gateway(&gws, "r").await;
     let publisher = {
         let gw = gws[0].clone();
         tokio::spawn(async move {
@@ -363,12 +369,7 @@ async fn killed_pubsub_loses_nothing_scenario(store: Store) {
 
 async fn restart_is_a_reset(mut store: Store) {
     let gws = store.gateways();
-    let mut viewers = Vec::new();
-    for (g, gw) in gws.iter().enumerate() {
-        let mut v = Viewer::connect(gw, &format!("v{g}")).await;
-        v.join("r").await;
-        viewers.push(v);
-    }
+    let mut viewers = one_viewer_per_gateway(&gws, "r").await;
     let first_epoch = {
         gws[0].publish("r", json!({"before": true})).await;
         let ev = viewers[0].next_event().await;
