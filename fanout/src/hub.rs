@@ -1,9 +1,18 @@
 //! The local room hub: which connections of this process watch which room.
 //!
-//! This is the one shared map of the delivery path. A delivery looks the room up, takes
-//! its subscriber list lock for the duration of the loop (no await inside), and hands
-//! each mailbox a refcount of the same bytes.
+//! This is the one shared map of the delivery path. A room's subscribers are split
+//! into *lanes* of at most `lane_size` viewers. A delivery is queued on each lane, and
+//! each lane is drained by one task at a time, in order, on the runtime's workers: the
+//! publisher never waits for a big room's writes, a big room's writes run on every
+//! core, and each viewer still sees its room's events in order. A hub built with
+//! [`Hub::new`] delivers inline instead (one lane, no tasks), for tests and tools.
+//!
+//! # Backpressure
+//! A lane queues at most [`LANE_QUEUE`] deliveries. Past that, the lane's viewers are
+//! told their mailbox overflowed: they catch the room up from history, as with a full
+//! mailbox, and nothing is lost that history holds.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,40 +26,84 @@ use crate::mailbox::{Delivered, Delivery, Mailbox, RoomKey};
 /// Identifies a subscriber (a connection) in the hub.
 pub type ConnKey = u64;
 
+/// Deliveries a lane holds before its viewers are sent to history instead.
+pub const LANE_QUEUE: usize = 4096;
+
 struct Subscriber {
     conn: ConnKey,
     mailbox: Mailbox,
 }
 
+/// A slice of a room's subscribers, drained by at most one task at a time.
+struct Lane {
+    room: RoomKey,
+    subscribers: Mutex<Vec<Subscriber>>,
+    queue: Mutex<LaneQueue>,
+}
+
+#[derive(Default)]
+struct LaneQueue {
+    items: VecDeque<(u64, Bytes)>,
+    /// A task is draining this lane.
+    scheduled: bool,
+}
+
 /// One room's local subscribers.
 struct LocalRoom {
     key: RoomKey,
-    subscribers: Mutex<Vec<Subscriber>>,
+    lanes: Mutex<Lanes>,
     /// The online count last announced with `presence`.
     announced: AtomicU64,
+}
+
+#[derive(Default)]
+struct Lanes {
+    lanes: Vec<Arc<Lane>>,
+    viewers: usize,
 }
 
 /// Counters the hub keeps for metrics.
 #[derive(Debug, Default)]
 pub struct HubStats {
-    /// Frames queued into mailboxes.
+    /// Frames handed to connections (written or queued).
     pub delivered: AtomicU64,
-    /// Frames dropped because a mailbox was full.
+    /// Frames dropped because a mailbox or a lane was full.
     pub dropped: AtomicU64,
 }
 
 /// Local subscriptions of this process.
-#[derive(Default)]
 pub struct Hub {
     rooms: DashMap<RoomId, Arc<LocalRoom>>,
     next_key: AtomicU64,
-    stats: HubStats,
+    stats: Arc<HubStats>,
+    /// Viewers per lane; `None` delivers inline.
+    lane_size: Option<usize>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Hub {
-    /// Creates an empty hub.
+    /// A hub that delivers inline, in the caller.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            rooms: DashMap::new(),
+            next_key: AtomicU64::new(0),
+            stats: Arc::default(),
+            lane_size: None,
+        }
+    }
+
+    /// A hub that delivers on tokio tasks, one per lane of at most `lane_size`
+    /// viewers. Deliveries must then be made from within a tokio runtime.
+    pub fn with_lanes(lane_size: usize) -> Self {
+        Self {
+            lane_size: Some(lane_size.max(1)),
+            ..Self::new()
+        }
     }
 
     /// Adds `conn` as a subscriber of `room`; returns the room's key for its deliveries.
@@ -62,18 +115,36 @@ impl Hub {
                 .or_insert_with(|| {
                     Arc::new(LocalRoom {
                         key: self.next_key.fetch_add(1, Ordering::Relaxed) + 1,
-                        subscribers: Mutex::new(Vec::new()),
+                        lanes: Mutex::new(Lanes::default()),
                         announced: AtomicU64::new(u64::MAX),
                     })
                 })
                 .clone();
-            let mut subs = local.subscribers.lock();
+            let mut lanes = local.lanes.lock();
             // A room emptied and removed concurrently: retry with a fresh entry.
             let current = self.rooms.get(room).map(|r| Arc::ptr_eq(&r, &local));
             if current != Some(true) {
                 continue;
             }
-            subs.push(Subscriber { conn, mailbox });
+            let size = self.lane_size.unwrap_or(usize::MAX);
+            let lane = match lanes
+                .lanes
+                .iter()
+                .find(|l| l.subscribers.lock().len() < size)
+            {
+                Some(lane) => lane.clone(),
+                None => {
+                    let lane = Arc::new(Lane {
+                        room: local.key,
+                        subscribers: Mutex::new(Vec::new()),
+                        queue: Mutex::new(LaneQueue::default()),
+                    });
+                    lanes.lanes.push(lane.clone());
+                    lane
+                }
+            };
+            lane.subscribers.lock().push(Subscriber { conn, mailbox });
+            lanes.viewers += 1;
             return local.key;
         }
     }
@@ -83,12 +154,24 @@ impl Hub {
         let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
             return;
         };
-        let mut subs = local.subscribers.lock();
-        // Order does not matter: swap_remove keeps a mass disconnect linear per viewer.
-        if let Some(i) = subs.iter().position(|s| s.conn == conn) {
-            subs.swap_remove(i);
+        let mut lanes = local.lanes.lock();
+        let mut emptied = None;
+        for (i, lane) in lanes.lanes.iter().enumerate() {
+            let mut subs = lane.subscribers.lock();
+            // Order does not matter: swap_remove keeps a mass disconnect linear.
+            if let Some(j) = subs.iter().position(|s| s.conn == conn) {
+                subs.swap_remove(j);
+                emptied = Some((i, subs.is_empty()));
+                break;
+            }
         }
-        if subs.is_empty() {
+        if let Some((i, empty)) = emptied {
+            lanes.viewers -= 1;
+            if empty {
+                lanes.lanes.swap_remove(i);
+            }
+        }
+        if lanes.viewers == 0 {
             self.rooms.remove_if(room, |_, r| Arc::ptr_eq(r, &local));
         }
     }
@@ -98,31 +181,33 @@ impl Hub {
         let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
             return;
         };
-        let (mut queued, mut dropped) = (0, 0);
-        let mut subs = local.subscribers.lock();
-        subs.retain(|s| {
-            let d = Delivery {
-                room: local.key,
-                seq,
-                frame: frame.clone(),
-            };
-            match s.mailbox.deliver(d) {
-                Delivered::Queued => queued += 1,
-                Delivered::Dropped => dropped += 1,
-                Delivered::Closed => return false,
+        let lanes = local.lanes.lock();
+        for lane in &lanes.lanes {
+            if self.lane_size.is_none() {
+                lane.deliver(seq, frame, &self.stats);
+                continue;
             }
-            true
-        });
-        drop(subs);
-        self.stats.delivered.fetch_add(queued, Ordering::Relaxed);
-        self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+            let mut q = lane.queue.lock();
+            if q.items.len() >= LANE_QUEUE {
+                drop(q);
+                lane.overflow(seq, &self.stats);
+                continue;
+            }
+            q.items.push_back((seq, frame.clone()));
+            if !q.scheduled {
+                q.scheduled = true;
+                drop(q);
+                let (lane, stats) = (lane.clone(), self.stats.clone());
+                tokio::spawn(async move { lane.drain(&stats) });
+            }
+        }
     }
 
     /// Viewers of `room` on this process.
     pub fn online(&self, room: &RoomId) -> u64 {
-        // Never lock a subscriber list while holding a map guard (lock order: list → map).
+        // Never lock a room while holding a map guard (lock order: room → map).
         let local = self.rooms.get(room).map(|r| r.clone());
-        local.map_or(0, |r| r.subscribers.lock().len() as u64)
+        local.map_or(0, |r| r.lanes.lock().viewers as u64)
     }
 
     /// The rooms with local viewers.
@@ -153,6 +238,60 @@ impl Hub {
     }
 }
 
+impl Lane {
+    /// Delivers everything queued, in order, until the queue is empty.
+    fn drain(&self, stats: &HubStats) {
+        loop {
+            let next = {
+                let mut q = self.queue.lock();
+                match q.items.pop_front() {
+                    Some(item) => item,
+                    None => {
+                        q.scheduled = false;
+                        if q.items.capacity() > 64 {
+                            q.items = VecDeque::new();
+                        }
+                        return;
+                    }
+                }
+            };
+            self.deliver(next.0, &next.1, stats);
+        }
+    }
+
+    fn deliver(&self, seq: u64, frame: &Bytes, stats: &HubStats) {
+        let (mut queued, mut dropped) = (0, 0);
+        self.subscribers.lock().retain(|s| {
+            let d = Delivery {
+                room: self.room,
+                seq,
+                frame: frame.clone(),
+            };
+            match s.mailbox.deliver(d) {
+                Delivered::Queued => queued += 1,
+                Delivered::Dropped => dropped += 1,
+                Delivered::Closed => return false,
+            }
+            true
+        });
+        stats.delivered.fetch_add(queued, Ordering::Relaxed);
+        stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// The lane is full: its viewers catch up from history instead.
+    fn overflow(&self, seq: u64, stats: &HubStats) {
+        let subs = self.subscribers.lock();
+        if seq != 0 {
+            for s in subs.iter() {
+                s.mailbox.overflow(self.room);
+            }
+        }
+        stats
+            .dropped
+            .fetch_add(subs.len() as u64, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +319,53 @@ mod tests {
         assert_eq!(hub.online(&room), 1);
         hub.unsubscribe(&room, 2);
         assert_eq!(hub.room_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn lanes_deliver_every_event_in_order() {
+        let hub = Hub::with_lanes(2);
+        let room = RoomId::new("r").expect("room");
+        let mut inboxes = Vec::new();
+        for conn in 0..5 {
+            let (tx, rx) = mailbox(1_000);
+            hub.subscribe(&room, conn, tx);
+            inboxes.push(rx);
+        }
+        assert_eq!(hub.online(&room), 5);
+        for seq in 1..=100 {
+            hub.deliver(&room, seq, &Bytes::from_static(b"{}"));
+        }
+        for rx in &mut inboxes {
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                rx.recv_many(&mut got, 1_000).await;
+            }
+            let seqs: Vec<u64> = got.iter().map(|d| d.seq).collect();
+            assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+        }
+        for conn in 0..5 {
+            hub.unsubscribe(&room, conn);
+        }
+        assert_eq!(hub.room_count(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_lane_sends_its_viewers_to_history() {
+        let hub = Hub::with_lanes(64);
+        let room = RoomId::new("r").expect("room");
+        let (tx, mut rx) = mailbox(10 * LANE_QUEUE);
+        let key = hub.subscribe(&room, 1, tx);
+        // Nothing drains until this task yields: the lane fills up.
+        for seq in 1..=(LANE_QUEUE as u64 + 10) {
+            hub.deliver(&room, seq, &Bytes::from_static(b"{}"));
+        }
+        assert_eq!(rx.take_overflowed(), vec![key]);
+        let mut got = Vec::new();
+        while got.len() < LANE_QUEUE {
+            rx.recv_many(&mut got, 10 * LANE_QUEUE).await;
+        }
+        assert_eq!(got.len(), LANE_QUEUE, "the lane held its bound");
+        assert_eq!(hub.stats().dropped.load(Ordering::Relaxed), 10);
     }
 
     #[test]

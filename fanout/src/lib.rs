@@ -33,7 +33,7 @@ pub mod testing;
 mod time;
 
 pub use hub::{ConnKey, Hub};
-pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, mailbox};
+pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, Sink, mailbox, mailbox_with_sink};
 pub use time::now_ms;
 
 /// The seq of a delivery that means "this room's continuity restarts": the room's

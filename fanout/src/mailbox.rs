@@ -39,12 +39,33 @@ struct Queue {
     overflowed: Vec<RoomKey>,
 }
 
-#[derive(Debug)]
+/// Where a connection can take a delivery at once, bypassing its queue (the gateway
+/// writes a quiet room's event straight to the socket).
+pub trait Sink: Send + Sync {
+    /// Offered every delivery first, under the mailbox lock; `queue_empty` tells
+    /// whether deliveries are waiting. Returns true when it took the delivery (written,
+    /// or dropped as a duplicate); false queues it as usual.
+    fn offer(&self, delivery: &Delivery, queue_empty: bool) -> bool;
+
+    /// Deliveries of `room` were dropped: stop taking them until the owner caught up.
+    fn hold(&self, room: RoomKey);
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
     ready: Notify,
     receiver_gone: AtomicBool,
+    sink: Option<Arc<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("capacity", &self.capacity)
+            .field("sink", &self.sink.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The sending half, held by the hub for each subscription.
@@ -72,11 +93,21 @@ pub enum Delivered {
 
 /// Creates a mailbox holding at most `capacity` deliveries.
 pub fn mailbox(capacity: usize) -> (Mailbox, MailboxReceiver) {
+    build(capacity, None)
+}
+
+/// Creates a mailbox whose deliveries are offered to `sink` before they are queued.
+pub fn mailbox_with_sink(capacity: usize, sink: Arc<dyn Sink>) -> (Mailbox, MailboxReceiver) {
+    build(capacity, Some(sink))
+}
+
+fn build(capacity: usize, sink: Option<Arc<dyn Sink>>) -> (Mailbox, MailboxReceiver) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
         ready: Notify::new(),
         receiver_gone: AtomicBool::new(false),
+        sink,
     });
     (
         Mailbox {
@@ -93,6 +124,11 @@ impl Mailbox {
             return Delivered::Closed;
         }
         let mut q = self.shared.queue.lock();
+        if let Some(sink) = &self.shared.sink
+            && sink.offer(&delivery, q.items.is_empty())
+        {
+            return Delivered::Queued;
+        }
         if q.items.len() >= self.shared.capacity {
             if delivery.seq != 0 && !q.overflowed.contains(&delivery.room) {
                 q.overflowed.push(delivery.room);
@@ -111,6 +147,20 @@ impl Mailbox {
         Delivered::Queued
     }
 
+    /// Records that deliveries of `room` were dropped before reaching this mailbox
+    /// (a full lane): the owner catches the room up from history.
+    pub fn overflow(&self, room: RoomKey) {
+        let mut q = self.shared.queue.lock();
+        if let Some(sink) = &self.shared.sink {
+            sink.hold(room);
+        }
+        if !q.overflowed.contains(&room) {
+            q.overflowed.push(room);
+        }
+        drop(q);
+        self.shared.ready.notify_one();
+    }
+
     /// Whether the receiving half is gone.
     pub fn is_closed(&self) -> bool {
         self.shared.receiver_gone.load(Ordering::Relaxed)
@@ -118,15 +168,15 @@ impl Mailbox {
 }
 
 impl MailboxReceiver {
-    /// Waits for deliveries and moves up to `limit` of them into `buf`; returns how
-    /// many (at least one).
+    /// Waits for deliveries (or an overflowed room) and moves up to `limit` of them
+    /// into `buf`; returns how many.
     ///
     /// # Cancel safety
     /// Cancel safe: nothing is taken from the queue unless the call completes.
     pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
         loop {
             let n = self.try_recv_many(buf, limit);
-            if n > 0 {
+            if n > 0 || !self.shared.queue.lock().overflowed.is_empty() {
                 return n;
             }
             // A delivery between the check and this await leaves a permit: no lost wake-up.
@@ -170,6 +220,19 @@ impl MailboxReceiver {
         self.shared.ready.notified().await;
     }
 
+    /// Runs `f` if nothing is queued and no room overflowed, with deliveries held
+    /// off meanwhile; returns whether it ran. A [`Sink`] uses this to take over
+    /// rooms without an event slipping past in between.
+    pub fn when_idle(&self, f: impl FnOnce()) -> bool {
+        let q = self.shared.queue.lock();
+        if !q.items.is_empty() || !q.overflowed.is_empty() {
+            return false;
+        }
+        f();
+        drop(q);
+        true
+    }
+
     /// Takes the rooms that overflowed since the last call.
     pub fn take_overflowed(&self) -> Vec<RoomKey> {
         std::mem::take(&mut self.shared.queue.lock().overflowed)
@@ -208,5 +271,38 @@ mod tests {
         assert!(rx.take_overflowed().is_empty());
         drop(rx);
         assert_eq!(tx.deliver(d(1, 5)), Delivered::Closed);
+    }
+
+    /// Takes odd seqs while nothing is queued.
+    struct OddSink(Mutex<Vec<u64>>);
+
+    impl Sink for OddSink {
+        fn offer(&self, d: &Delivery, queue_empty: bool) -> bool {
+            if queue_empty && d.seq % 2 == 1 {
+                self.0.lock().push(d.seq);
+                return true;
+            }
+            false
+        }
+
+        fn hold(&self, _room: RoomKey) {}
+    }
+
+    #[tokio::test]
+    async fn a_sink_sees_deliveries_first() {
+        let sink = Arc::new(OddSink(Mutex::new(Vec::new())));
+        let (tx, mut rx) = mailbox_with_sink(8, sink.clone());
+        assert!(rx.when_idle(|| {}));
+        for seq in 1..=5 {
+            assert_eq!(tx.deliver(d(1, seq)), Delivered::Queued);
+        }
+        // 1 taken; 2 queued, so 3..5 are queued behind it whatever their parity.
+        assert_eq!(*sink.0.lock(), vec![1]);
+        assert!(!rx.when_idle(|| panic!("not idle")));
+        let mut buf = Vec::new();
+        rx.recv_many(&mut buf, 8).await;
+        let seqs: Vec<u64> = buf.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4, 5]);
+        assert!(rx.when_idle(|| {}));
     }
 }

@@ -50,6 +50,7 @@ impl Conn {
             // A second join of the same room re-syncs it.
             let old = self.rooms.swap_remove(i);
             self.app.fanout.hub().unsubscribe(&old.room, self.key);
+            self.outlet.untrack(old.key);
         }
         if self.rooms.len() >= self.app.config.limits.max_rooms {
             let msg = format!(
@@ -86,11 +87,13 @@ impl Conn {
         for event in replay.into_iter().flatten() {
             self.out.push(event);
         }
+        self.outlet.track(key, seq);
         self.rooms.push(JoinedRoom {
             room,
             key,
             epoch,
             last_seq: seq,
+            handed: false,
         });
         self.app.metrics.join_latency.observe(started.elapsed());
     }
@@ -106,6 +109,7 @@ impl Conn {
         };
         let r = self.rooms.swap_remove(i);
         self.app.fanout.hub().unsubscribe(&r.room, self.key);
+        self.outlet.untrack(r.key);
         self.out.push(
             ServerFrame::Left {
                 id,

@@ -9,15 +9,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use danmaku_fanout::{
-    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, RoomView, mailbox,
+    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, RoomView,
+    mailbox_with_sink,
 };
 use danmaku_protocol::server::encode_reset;
 use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
 use crate::app::AppState;
 use crate::auth::Identity;
@@ -38,7 +44,10 @@ pub(super) struct JoinedRoom {
     pub(super) key: RoomKey,
     pub(super) epoch: Arc<str>,
     /// INVARIANT: every event up to `last_seq` was written or replaced by a `reset`.
+    /// While `handed`, the outlet writes this room's events and holds its position.
     pub(super) last_seq: u64,
+    /// Handed over to direct writes (see [`super::io`]).
+    pub(super) handed: bool,
 }
 
 pub(super) struct Buckets {
@@ -51,7 +60,8 @@ pub(super) struct Conn {
     pub(super) app: Arc<AppState>,
     pub(super) key: u64,
     pub(super) identity: Identity,
-    socket: WebSocket,
+    socket: WebSocketStream<ConnIo>,
+    pub(super) outlet: Arc<Outlet>,
     pub(super) mailbox: Mailbox,
     pub(super) rooms: Vec<JoinedRoom>,
     pub(super) buckets: Buckets,
@@ -63,15 +73,28 @@ pub(super) struct Conn {
 }
 
 /// Runs one connection to its end.
-pub(super) async fn run(app: Arc<AppState>, socket: WebSocket, identity: Identity) {
+pub(super) async fn run(
+    app: Arc<AppState>,
+    stream: TcpStream,
+    read_ahead: Vec<u8>,
+    config: WebSocketConfig,
+    identity: Identity,
+) {
     let key = app.next_conn();
-    let (mailbox, inbox) = mailbox(app.config.ws.outbound_queue);
+    let outlet = Arc::new(Outlet::new(Arc::new(stream), app.config.ws.write_linger));
+    let io = ConnIo {
+        outlet: outlet.clone(),
+    };
+    let socket =
+        WebSocketStream::from_partially_read(io, read_ahead, Role::Server, Some(config)).await;
+    let (mailbox, inbox) = mailbox_with_sink(app.config.ws.outbound_queue, outlet.clone());
     let now = Instant::now();
     let rates = app.config.rates;
     let mut conn = Conn {
         key,
         identity,
         socket,
+        outlet,
         mailbox,
         rooms: Vec::new(),
         buckets: Buckets {
@@ -91,7 +114,9 @@ pub(super) async fn run(app: Arc<AppState>, socket: WebSocket, identity: Identit
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Metrics::inc(&conn.app.metrics.connections_total);
     let exit = conn.drive(inbox).await;
+    conn.outlet.seal();
     conn.finish(exit).await;
+    conn.count_direct_writes();
     for r in std::mem::take(&mut conn.rooms) {
         conn.app.fanout.hub().unsubscribe(&r.room, key);
     }
@@ -129,10 +154,14 @@ impl Conn {
             // Each branch is cancel safe: `recv` and `recv_many` take nothing unless
             // they complete, ticks and cancellation are level-triggered.
             let step = tokio::select! {
-                frame = self.socket.recv() => self.on_frame(frame).await,
+                frame = self.socket.next() => self.on_frame(frame).await,
                 _ = inbox.recv_many(&mut batch, max_batch) => {
                     self.linger(&mut inbox, &mut batch).await;
                     self.on_deliveries(&mut batch, &inbox).await
+                }
+                () = self.outlet.kicked() => {
+                    self.reclaim_rooms();
+                    self.flush().await
                 }
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
@@ -141,10 +170,44 @@ impl Conn {
             if let Err(exit) = step {
                 return exit;
             }
+            self.hand_over_rooms(&inbox);
         }
     }
 
-    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), Exit> {
+    /// Takes back the position of rooms the outlet gave up (a gap, a hot room, a
+    /// partial write); their events now come through the mailbox.
+    fn reclaim_rooms(&mut self) {
+        for r in self.rooms.iter_mut().filter(|r| r.handed) {
+            if let Some(seq) = self.outlet.reclaim(r.key) {
+                r.last_seq = seq;
+                r.handed = false;
+            }
+        }
+    }
+
+    /// Hands every room that is in sync to direct writes, when nothing is queued.
+    fn hand_over_rooms(&mut self, inbox: &MailboxReceiver) {
+        if self.rooms.iter().all(|r| r.handed) {
+            return;
+        }
+        let (rooms, outlet) = (&mut self.rooms, &self.outlet);
+        inbox.when_idle(|| {
+            for r in rooms.iter_mut().filter(|r| !r.handed) {
+                r.handed = outlet.hand_over(r.key, r.last_seq);
+            }
+        });
+    }
+
+    pub(super) fn count_direct_writes(&self) {
+        let n = self.outlet.take_direct_writes();
+        let m = &self.app.metrics;
+        m.frames_out
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        m.messages_out
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Result<(), Exit> {
         let message = match frame {
             None => return Err(Exit::Gone),
             Some(Ok(m)) => m,
@@ -163,7 +226,7 @@ impl Conn {
                 "binary frames are not supported; send JSON text",
                 None,
             ),
-            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             Message::Close(_) => return Err(Exit::Gone),
         }
         self.flush().await
@@ -176,7 +239,7 @@ impl Conn {
     async fn linger(&mut self, inbox: &mut MailboxReceiver, batch: &mut Vec<Delivery>) {
         let linger = self.app.config.ws.write_linger;
         let Some(last) = self.last_write else { return };
-        if linger.is_zero() || last.elapsed() >= linger {
+        if linger.is_zero() || last.elapsed() >= linger || !self.outlet.is_hot() {
             return;
         }
         // The linger ends early when the mailbox is half full: coalescing must never
@@ -197,6 +260,7 @@ impl Conn {
         batch: &mut Vec<Delivery>,
         inbox: &MailboxReceiver,
     ) -> Result<(), Exit> {
+        self.reclaim_rooms();
         for d in batch.drain(..) {
             let Some(idx) = self.rooms.iter().position(|r| r.key == d.room) else {
                 continue; // left the room since
@@ -204,6 +268,13 @@ impl Conn {
             if d.seq == 0 {
                 self.out.push(d.frame);
                 continue;
+            }
+            if self.rooms[idx].handed {
+                // Queued while the outlet owned the room: it gave it up since.
+                self.reclaim_rooms();
+                if self.rooms[idx].handed {
+                    continue; // still direct: the outlet writes this room in order
+                }
             }
             if d.seq == RESET_SEQ {
                 self.reset(idx).await?;
@@ -226,6 +297,7 @@ impl Conn {
             // Idle viewers hold no batch buffer; hot ones reallocate once per wake-up.
             *batch = Vec::new();
         }
+        self.reclaim_rooms();
         for key in inbox.take_overflowed() {
             if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
                 self.catch_up(idx, None).await?;
@@ -293,6 +365,7 @@ impl Conn {
         if self.last_seen.elapsed() > limit {
             return Err(Exit::Close(CloseCode::IdleTimeout));
         }
+        self.count_direct_writes();
         self.write(Message::Ping(Bytes::new())).await
     }
 
@@ -385,14 +458,14 @@ impl Conn {
             Metrics::inc(&self.app.metrics.slow_closes);
         }
         let frame = CloseFrame {
-            code: code.code(),
+            code: WsCloseCode::from(code.code()),
             reason: Utf8Bytes::from_static(code.reason()),
         };
         let close = async {
             if self.socket.send(Message::Close(Some(frame))).await.is_err() {
                 return;
             }
-            while let Some(Ok(m)) = self.socket.recv().await {
+            while let Some(Ok(m)) = self.socket.next().await {
                 if matches!(m, Message::Close(_)) {
                     break;
                 }
@@ -423,17 +496,11 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn classify_read_error(e: axum::Error) -> Exit {
-    use tokio_tungstenite::tungstenite::Error as WsError;
+fn classify_read_error(e: WsError) -> Exit {
     use tokio_tungstenite::tungstenite::error::CapacityError;
-    match e.into_inner().downcast::<WsError>() {
-        Ok(e) => match *e {
-            WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-                Exit::Close(CloseCode::TooBig)
-            }
-            WsError::Utf8(_) => Exit::Close(CloseCode::InvalidPayload),
-            _ => Exit::Gone,
-        },
-        Err(_) => Exit::Gone,
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Exit::Close(CloseCode::TooBig),
+        WsError::Utf8(_) => Exit::Close(CloseCode::InvalidPayload),
+        _ => Exit::Gone,
     }
 }

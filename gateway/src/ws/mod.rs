@@ -1,19 +1,27 @@
-//! The WebSocket side: the upgrade (auth, limits, buffer sizes) and the connection task.
+//! The WebSocket side: the upgrade (auth, limits, the handshake) and the connection task.
+//!
+//! The handshake is done here rather than by axum's `WebSocketUpgrade` so the
+//! connection keeps its `TcpStream`: the room hub writes quiet rooms' events to it
+//! directly (see [`io`]), while tungstenite reads client frames and writes replies.
 
 mod commands;
 mod conn;
+mod io;
 mod outbound;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use danmaku_protocol::{ErrorCode, SUBPROTOCOL};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
@@ -23,9 +31,6 @@ use crate::metrics::Metrics;
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated
 /// eagerly per connection) would dominate a viewer's memory; client frames are tiny.
 const READ_BUFFER: usize = 1024;
-/// Safety cap on tungstenite's write buffer; the real bound is the mailbox plus the
-/// write timeout.
-const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
@@ -36,11 +41,10 @@ pub(crate) struct WsQuery {
 pub(crate) async fn upgrade(
     State(app): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    match accept(&app, addr, &headers, query, ws) {
+    match accept(&app, addr, query, request) {
         Ok(response) => response,
         Err(e) => {
             Metrics::inc(&app.metrics.handshakes_refused);
@@ -52,9 +56,8 @@ pub(crate) async fn upgrade(
 fn accept(
     app: &Arc<AppState>,
     addr: SocketAddr,
-    headers: &HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     if app.shutdown.is_cancelled() {
         return Err(ApiError::new(
@@ -62,8 +65,9 @@ fn accept(
             "draining; connect to another gateway",
         ));
     }
-    let ws = ws.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let handshake = Handshake::check(request.method(), request.headers())?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let headers = request.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !app.auth.origin_ok(origin) {
         return Err(ApiError::new(ErrorCode::Forbidden, "origin not allowed"));
@@ -77,6 +81,10 @@ fn accept(
         .auth
         .viewer(token)
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "connection is not upgradable"))?;
     let permit = app.limiter.acquire(addr.ip()).map_err(|e| match e {
         LimitError::PerIp => ApiError::new(
             ErrorCode::RateLimited,
@@ -88,19 +96,137 @@ fn accept(
         ),
     })?;
     let frame_limit = app.config.limits.max_frame_bytes;
-    let ws = ws
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(frame_limit)
-        .max_frame_size(frame_limit)
-        .protocols([SUBPROTOCOL]);
+        .max_write_buffer_size(io::MAX_PENDING)
+        .max_message_size(Some(frame_limit))
+        .max_frame_size(Some(frame_limit));
     let app = app.clone();
     // The tracker token keeps shutdown waiting until this connection has drained.
     let tracked = app.tracker.token();
-    Ok(ws.on_upgrade(move |socket| async move {
+    tokio::spawn(async move {
         let _tracked = tracked;
         let _permit = permit;
-        conn::run(app, socket, identity).await;
-    }))
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        // Our own server hands hyper a `TokioIo<TcpStream>`; anything else is a bug.
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::error!("upgraded connection is not a TCP stream");
+            return;
+        };
+        // Bytes the client sent right behind its handshake. Copied out: `read_buf`
+        // is a view into hyper's 8 KiB connection buffer, which must not live on.
+        let read_ahead = parts.read_buf.to_vec();
+        drop(parts.read_buf);
+        conn::run(app, parts.io.into_inner(), read_ahead, config, identity).await;
+    });
+    Ok(handshake.response())
+}
+
+/// A valid WebSocket handshake request (RFC 6455 §4.2.1).
+struct Handshake {
+    accept: String,
+    subprotocol: bool,
+}
+
+impl Handshake {
+    fn check(method: &Method, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let bad = |m: &str| ApiError::new(ErrorCode::BadRequest, m);
+        if method != Method::GET {
+            return Err(bad("a WebSocket upgrade must be a GET"));
+        }
+        let has_token = |name: header::HeaderName, token: &str| {
+            headers.get_all(name).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            })
+        };
+        if !has_token(header::CONNECTION, "upgrade") {
+            return Err(bad("`Connection` header must contain `upgrade`"));
+        }
+        if !has_token(header::UPGRADE, "websocket") {
+            return Err(bad("`Upgrade` header must be `websocket`"));
+        }
+        if headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes() != b"13")
+        {
+            return Err(bad("`Sec-WebSocket-Version` header must be `13`"));
+        }
+        let key = headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or_else(|| bad("`Sec-WebSocket-Key` header is missing"))?;
+        Ok(Self {
+            accept: derive_accept_key(key.as_bytes()),
+            subprotocol: has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL),
+        })
+    }
+
+    fn response(self) -> Response {
+        let mut builder = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept);
+        if self.subprotocol {
+            builder = builder.header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+        }
+        builder
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-protocol", "chat, danmaku.v1"),
+    ];
+
+    #[test]
+    fn accepts_a_valid_handshake() {
+        let h = Handshake::check(&Method::GET, &headers(GOOD)).expect("valid");
+        // The example of RFC 6455 §1.3.
+        assert_eq!(h.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(h.subprotocol);
+        let without: Vec<_> = GOOD[..4].to_vec();
+        assert!(
+            !Handshake::check(&Method::GET, &headers(&without))
+                .expect("valid")
+                .subprotocol
+        );
+    }
+
+    #[test]
+    fn refuses_each_missing_part() {
+        assert!(Handshake::check(&Method::POST, &headers(GOOD)).is_err());
+        for (skip, (name, _)) in GOOD.iter().enumerate().take(4) {
+            let partial: Vec<_> = GOOD
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, p)| *p)
+                .collect();
+            assert!(
+                Handshake::check(&Method::GET, &headers(&partial)).is_err(),
+                "without {name}"
+            );
+        }
+    }
 }

@@ -1,0 +1,432 @@
+//! A viewer's socket, shared by its connection task and the room hub.
+//!
+//! Every byte written to a viewer goes through its [`Outlet`], under one lock and in
+//! whole WebSocket frames, so the connection task (replies, catch-up, batches) and the
+//! hub (direct writes of quiet rooms' events) never interleave inside a frame. What the
+//! kernel does not take at once waits in `pending`; the connection task flushes it when
+//! the socket is writable.
+//!
+//! # Direct writes
+//! An event of a room that is *in sync* (the connection task handed the room over
+//! with its `last_seq`, and nothing is queued) is written by the delivering task itself
+//! with one non-blocking `writev`: no task wake-up, no per-viewer framing. Anything
+//! else — a gap, a hot room that should be coalesced, a socket that is backed up, a
+//! partial write — hands the room back to the connection task, which has the whole
+//! machinery (history catch-up, `reset`, batching, the write timeout).
+//!
+//! # Backpressure
+//! `pending` holds at most [`MAX_PENDING`] bytes; a write beyond it fails the
+//! connection. Direct writes never add to a backlog: with anything pending they
+//! decline, and the event is queued in the (bounded) mailbox instead.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use danmaku_fanout::{Delivery, RoomKey, Sink};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Bytes waiting for the socket, at most. Frames the connection task writes are
+/// bounded by its batches; the write timeout closes a viewer that stops reading long
+/// before this.
+pub(super) const MAX_PENDING: usize = 1024 * 1024;
+
+/// A room is hot when this many of its events reached the viewer within one linger.
+const HOT_EVENTS: usize = 3;
+
+/// The write side of one viewer's socket.
+pub(crate) struct Outlet {
+    stream: Arc<TcpStream>,
+    state: Mutex<State>,
+    /// Woken when a direct write left bytes pending: the connection task flushes them.
+    kick: Notify,
+    /// Rooms whose recent event rate is above this get coalesced by the connection task.
+    linger: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<Bytes>,
+    pending_bytes: usize,
+    rooms: Vec<Slot>,
+    /// Arrival times of the last [`HOT_EVENTS`] sequenced events (a ring).
+    arrivals: [Option<Instant>; HOT_EVENTS],
+    next_arrival: usize,
+    /// Set when the connection is closing or the socket failed: nothing more is
+    /// written directly.
+    sealed: bool,
+    /// Events written directly, not yet counted in the metrics.
+    direct_writes: u64,
+}
+
+/// A joined room as the outlet sees it.
+struct Slot {
+    key: RoomKey,
+    /// The last event written for this room. While `direct`, the hub advances it.
+    last_seq: u64,
+    direct: bool,
+}
+
+impl Outlet {
+    pub(crate) fn new(stream: Arc<TcpStream>, linger: Duration) -> Self {
+        Self {
+            stream,
+            state: Mutex::new(State::default()),
+            kick: Notify::new(),
+            linger,
+        }
+    }
+
+    /// Writes whole frames now, or queues what the socket does not take.
+    pub(crate) fn write(&self, frames: &[u8]) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.pending.is_empty() {
+            let n = match self.stream.try_write(frames) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => {
+                    s.sealed = true;
+                    return Err(e);
+                }
+            };
+            if n < frames.len() {
+                s.push(Bytes::copy_from_slice(&frames[n..]));
+            }
+            return Ok(());
+        }
+        if s.pending_bytes + frames.len() > MAX_PENDING {
+            return Err(io::Error::other("outbound buffer full"));
+        }
+        s.push(Bytes::copy_from_slice(frames));
+        Ok(())
+    }
+
+    /// Writes what is pending; ready when nothing is.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut s = self.state.lock();
+                while !s.pending.is_empty() {
+                    let slices: Vec<IoSlice<'_>> =
+                        s.pending.iter().take(64).map(|b| IoSlice::new(b)).collect();
+                    match self.stream.try_write_vectored(&slices) {
+                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => s.consume(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            s.sealed = true;
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                }
+                if s.pending.is_empty() {
+                    if s.pending.capacity() > 8 {
+                        s.pending = VecDeque::new();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            ready!(self.stream.poll_write_ready(cx))?;
+        }
+    }
+
+    /// Waits until a direct write left bytes pending.
+    pub(crate) async fn kicked(&self) {
+        self.kick.notified().await;
+    }
+
+    /// Tracks a joined room, not yet handed over.
+    pub(crate) fn track(&self, key: RoomKey, last_seq: u64) {
+        let mut s = self.state.lock();
+        s.rooms.retain(|r| r.key != key);
+        s.rooms.push(Slot {
+            key,
+            last_seq,
+            direct: false,
+        });
+    }
+
+    /// Forgets a room the viewer left.
+    pub(crate) fn untrack(&self, key: RoomKey) {
+        self.state.lock().rooms.retain(|r| r.key != key);
+    }
+
+    /// Takes a room back from direct writes: its position, if the outlet gave it up
+    /// (None while direct writes still own it).
+    pub(crate) fn reclaim(&self, key: RoomKey) -> Option<u64> {
+        let s = self.state.lock();
+        s.rooms
+            .iter()
+            .find(|r| r.key == key && !r.direct)
+            .map(|r| r.last_seq)
+    }
+
+    /// Hands a room over to direct writes at `last_seq`; false when the socket is
+    /// backed up or closing. The caller holds the mailbox idle (nothing queued), so
+    /// no event of the room is in flight.
+    pub(crate) fn hand_over(&self, key: RoomKey, last_seq: u64) -> bool {
+        let mut s = self.state.lock();
+        if s.sealed || !s.pending.is_empty() {
+            return false;
+        }
+        let Some(slot) = s.rooms.iter_mut().find(|r| r.key == key) else {
+            return false;
+        };
+        slot.last_seq = last_seq;
+        slot.direct = true;
+        true
+    }
+
+    /// Stops direct writes for good (closing).
+    pub(crate) fn seal(&self) {
+        let mut s = self.state.lock();
+        s.sealed = true;
+        for r in &mut s.rooms {
+            r.direct = false;
+        }
+    }
+
+    /// Whether events reach this viewer faster than one per linger on average over
+    /// the last few: then they are worth coalescing.
+    pub(crate) fn is_hot(&self) -> bool {
+        let s = self.state.lock();
+        s.is_hot(self.linger, Instant::now())
+    }
+
+    /// Events written directly since the last call.
+    pub(crate) fn take_direct_writes(&self) -> u64 {
+        std::mem::take(&mut self.state.lock().direct_writes)
+    }
+}
+
+impl State {
+    fn push(&mut self, bytes: Bytes) {
+        self.pending_bytes += bytes.len();
+        self.pending.push_back(bytes);
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.pending_bytes -= n;
+        while n > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.pending.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    fn arrive(&mut self, now: Instant) {
+        let i = self.next_arrival;
+        self.arrivals[i] = Some(now);
+        self.next_arrival = (i + 1) % HOT_EVENTS;
+    }
+
+    fn is_hot(&self, linger: Duration, now: Instant) -> bool {
+        // The oldest of the ring is next to be overwritten.
+        match self.arrivals[self.next_arrival] {
+            Some(oldest) => !linger.is_zero() && now.duration_since(oldest) < linger,
+            None => false,
+        }
+    }
+
+    fn hold(&mut self, key: RoomKey) {
+        if let Some(slot) = self.rooms.iter_mut().find(|r| r.key == key) {
+            slot.direct = false;
+        }
+    }
+}
+
+impl Sink for Outlet {
+    fn offer(&self, d: &Delivery, queue_empty: bool) -> bool {
+        let mut s = self.state.lock();
+        if d.seq == 0 {
+            return false; // presence: the connection task's
+        }
+        let now = Instant::now();
+        s.arrive(now);
+        let Some(i) = s.rooms.iter().position(|r| r.key == d.room) else {
+            return false;
+        };
+        let slot = &s.rooms[i];
+        if !slot.direct {
+            return false;
+        }
+        if d.seq <= slot.last_seq {
+            return true; // already written (a duplicate from a resubscription)
+        }
+        if d.seq != slot.last_seq + 1
+            || !queue_empty
+            || s.sealed
+            || !s.pending.is_empty()
+            || s.is_hot(self.linger, now)
+        {
+            s.hold(d.room);
+            return false;
+        }
+        let header = text_header(d.frame.len());
+        let bufs = [IoSlice::new(header.bytes()), IoSlice::new(&d.frame)];
+        let total = header.len + d.frame.len();
+        match self.stream.try_write_vectored(&bufs) {
+            Ok(n) if n == total => {}
+            Ok(n) => {
+                // The frame is on its way; its rest must follow before anything else.
+                let mut rest = Vec::with_capacity(total - n);
+                rest.extend_from_slice(header.bytes());
+                rest.extend_from_slice(&d.frame);
+                s.push(Bytes::from(rest).slice(n..));
+                s.hold(d.room);
+                s.rooms[i].last_seq = d.seq;
+                s.direct_writes += 1;
+                drop(s);
+                self.kick.notify_one();
+                return true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                s.hold(d.room);
+                return false;
+            }
+            Err(_) => {
+                // The connection task sees the error on its next read or write.
+                s.sealed = true;
+                s.hold(d.room);
+                return false;
+            }
+        }
+        s.rooms[i].last_seq = d.seq;
+        s.direct_writes += 1;
+        true
+    }
+
+    fn hold(&self, room: RoomKey) {
+        self.state.lock().hold(room);
+    }
+}
+
+/// The header of an unmasked, final text frame of `len` bytes.
+struct Header {
+    buf: [u8; 10],
+    len: usize,
+}
+
+impl Header {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn text_header(len: usize) -> Header {
+    let mut buf = [0u8; 10];
+    buf[0] = 0x81;
+    let n = if len < 126 {
+        buf[1] = len as u8;
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    Header { buf, len: n }
+}
+
+/// What tungstenite reads from and writes to: the socket's read side, and the outlet.
+pub(super) struct ConnIo {
+    pub(super) outlet: Arc<Outlet>,
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let stream = &self.outlet.stream;
+        loop {
+            ready!(stream.poll_read_ready(cx))?;
+            match stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        // tungstenite hands over whole frames per call when every byte is taken.
+        Poll::Ready(self.outlet.write(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outlet.poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outlet.poll_drain(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_by_length() {
+        assert_eq!(text_header(5).bytes(), &[0x81, 5]);
+        assert_eq!(text_header(125).bytes(), &[0x81, 125]);
+        assert_eq!(text_header(126).bytes(), &[0x81, 126, 0, 126]);
+        assert_eq!(text_header(65_535).bytes(), &[0x81, 126, 0xff, 0xff]);
+        assert_eq!(
+            text_header(65_536).bytes(),
+            &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+    }
+
+    #[test]
+    fn heat_needs_several_events_within_a_linger() {
+        let linger = Duration::from_millis(80);
+        let t0 = Instant::now();
+        let mut s = State::default();
+        s.arrive(t0);
+        s.arrive(t0 + Duration::from_millis(10));
+        assert!(!s.is_hot(linger, t0 + Duration::from_millis(10)));
+        s.arrive(t0 + Duration::from_millis(20));
+        assert!(s.is_hot(linger, t0 + Duration::from_millis(20)));
+        assert!(!s.is_hot(linger, t0 + Duration::from_millis(90)));
+        assert!(!s.is_hot(Duration::ZERO, t0 + Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn consume_spans_chunks() {
+        let mut s = State::default();
+        s.push(Bytes::from_static(b"abc"));
+        s.push(Bytes::from_static(b"defg"));
+        s.consume(4);
+        assert_eq!(s.pending_bytes, 3);
+        assert_eq!(s.pending.front().map(|b| &b[..]), Some(&b"efg"[..]));
+    }
+}
