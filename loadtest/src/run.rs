@@ -319,6 +319,30 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     ))
 }
 
+/// The order in which rooms take turns publishing: every room once per cycle, but
+/// not by rank. Rooms are ranked by size (Zipf), and independent rooms do not
+/// publish their events in the same millisecond; a stride of about n/φ, coprime to
+/// n, spreads neighbouring ranks across the cycle.
+fn publish_order(n: usize) -> Vec<usize> {
+    if n < 3 {
+        return (0..n).collect();
+    }
+    let mut stride = ((n as f64) / 1.618_034).round() as usize;
+    while gcd(stride, n) != 1 {
+        stride += 1;
+    }
+    // Room r takes its turn at r·stride mod n.
+    let mut order = vec![0; n];
+    for r in 0..n {
+        order[r * stride % n] = r;
+    }
+    order
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 async fn publish(
     plan: &Plan,
     rate: f64,
@@ -333,11 +357,13 @@ async fn publish(
         ((rate / 50.0).ceil() as usize).clamp(2, 64)
     } as u64;
     let pad = "x".repeat(size.saturating_sub(32));
+    let order = Arc::new(publish_order(plan.rooms.len()));
     let t0 = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
     for j in 0..p {
         let http_base = plan.http[j as usize % plan.http.len()].clone();
         let rooms = plan.rooms.clone();
+        let order = order.clone();
         let key = plan.cli.common.api_key.clone();
         let pad = pad.clone();
         tasks.push(tokio::spawn(async move {
@@ -352,7 +378,7 @@ async fn publish(
                 tokio::time::sleep_until(at).await;
                 let late = Instant::now().saturating_duration_since(at);
                 let _ = lag.record((late.as_micros() as u64).max(1));
-                let room = &rooms[k as usize % rooms.len()];
+                let room = &rooms[order[k as usize % order.len()]];
                 let body = format!(
                     "{{\"kind\":\"lt\",\"data\":{{\"t\":{},\"pad\":\"{pad}\"}}}}",
                     crate::now_us()
@@ -451,5 +477,27 @@ async fn close_polls(plan: &Plan, polls: &[(String, String)]) {
         {
             eprintln!("closing poll {poll} of {room}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_order_is_a_spread_permutation() {
+        for n in [1, 2, 3, 10, 100, 1_000] {
+            let order = publish_order(n);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n = {n}");
+        }
+        // The 10 biggest of 1,000 rooms are at least 40 turns apart.
+        let order = publish_order(1_000);
+        let mut at: Vec<usize> = (0..10)
+            .map(|r| order.iter().position(|&x| x == r).unwrap_or(0))
+            .collect();
+        at.sort_unstable();
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= 40), "{at:?}");
     }
 }

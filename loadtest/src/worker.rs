@@ -412,7 +412,9 @@ impl Viewer {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
+            // Biased: frames first, and no random number per turn.
             let reconnect = tokio::select! {
+                biased;
                 frame = ws.next_frame() => match frame {
                     Ok(Frame::Text(t)) => {
                         self.on_frame(t);

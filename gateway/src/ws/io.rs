@@ -242,6 +242,14 @@ impl State {
         }
     }
 
+    /// Records a direct write of `seq` (0: unsequenced) for the room at `i`.
+    fn advance(&mut self, i: usize, seq: u64) {
+        if seq != 0 {
+            self.rooms[i].last_seq = seq;
+        }
+        self.direct_writes += 1;
+    }
+
     fn hold(&mut self, key: RoomKey) {
         if let Some(slot) = self.rooms.iter_mut().find(|r| r.key == key) {
             slot.direct = false;
@@ -252,22 +260,23 @@ impl State {
 impl Sink for Outlet {
     fn offer(&self, d: &Delivery, queue_empty: bool) -> bool {
         let mut s = self.state.lock();
-        if d.seq == 0 {
-            return false; // presence: the connection task's
-        }
         let now = Instant::now();
-        s.arrive(now);
         let Some(i) = s.rooms.iter().position(|r| r.key == d.room) else {
             return false;
         };
-        let slot = &s.rooms[i];
-        if !slot.direct {
+        let (direct, last_seq) = (s.rooms[i].direct, s.rooms[i].last_seq);
+        if !direct {
             return false;
         }
-        if d.seq <= slot.last_seq {
+        if d.seq == 0 {
+            // Presence is unsequenced: written now if nothing else is waiting.
+            return queue_empty && s.pending.is_empty() && self.write_now(&mut s, d, i);
+        }
+        if d.seq <= last_seq {
             return true; // already written (a duplicate from a resubscription)
         }
-        if d.seq != slot.last_seq + 1
+        s.arrive(now);
+        if d.seq != last_seq + 1
             || !queue_empty
             || s.sealed
             || !s.pending.is_empty()
@@ -276,6 +285,18 @@ impl Sink for Outlet {
             s.hold(d.room);
             return false;
         }
+        self.write_now(&mut s, d, i)
+    }
+
+    fn hold(&self, room: RoomKey) {
+        self.state.lock().hold(room);
+    }
+}
+
+impl Outlet {
+    /// Writes one delivery of the direct room at `i`; false (and the room held)
+    /// when the socket does not take it.
+    fn write_now(&self, s: &mut State, d: &Delivery, i: usize) -> bool {
         let header = text_header(d.frame.len());
         let bufs = [IoSlice::new(header.bytes()), IoSlice::new(&d.frame)];
         let total = header.len + d.frame.len();
@@ -283,14 +304,12 @@ impl Sink for Outlet {
             Ok(n) if n == total => {}
             Ok(n) => {
                 // The frame is on its way; its rest must follow before anything else.
-                let mut rest = Vec::with_capacity(total - n);
+                let mut rest = Vec::with_capacity(total);
                 rest.extend_from_slice(header.bytes());
                 rest.extend_from_slice(&d.frame);
                 s.push(Bytes::from(rest).slice(n..));
                 s.hold(d.room);
-                s.rooms[i].last_seq = d.seq;
-                s.direct_writes += 1;
-                drop(s);
+                s.advance(i, d.seq);
                 self.kick.notify_one();
                 return true;
             }
@@ -305,13 +324,8 @@ impl Sink for Outlet {
                 return false;
             }
         }
-        s.rooms[i].last_seq = d.seq;
-        s.direct_writes += 1;
+        s.advance(i, d.seq);
         true
-    }
-
-    fn hold(&self, room: RoomKey) {
-        self.state.lock().hold(room);
     }
 }
 
