@@ -4,7 +4,9 @@
 //! into *lanes* of at most `lane_size` viewers. A delivery is queued on each lane, and
 //! each lane is drained by one task at a time, in order, on the runtime's workers: the
 //! publisher never waits for a big room's writes, a big room's writes run on every
-//! core, and each viewer still sees its room's events in order. A hub built with
+//! core, and each viewer still sees its room's events in order. A room of one lane
+//! with nothing in flight is delivered inline (waking another worker for a few dozen
+//! writes costs more than the writes). A hub built with
 //! [`Hub::new`] delivers inline instead (one lane, no tasks), for tests and tools.
 //!
 //! # Backpressure
@@ -181,13 +183,22 @@ impl Hub {
         let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
             return;
         };
+        // Held for the whole loop: deliveries to one room never overtake each other.
         let lanes = local.lanes.lock();
+        let single = lanes.lanes.len() == 1;
         for lane in &lanes.lanes {
             if self.lane_size.is_none() {
                 lane.deliver(seq, frame, &self.stats);
                 continue;
             }
             let mut q = lane.queue.lock();
+            if single && !q.scheduled && q.items.is_empty() {
+                // A small room with nothing in flight: cheaper written here than
+                // handed to another worker.
+                drop(q);
+                lane.deliver(seq, frame, &self.stats);
+                continue;
+            }
             if q.items.len() >= LANE_QUEUE {
                 drop(q);
                 lane.overflow(seq, &self.stats);
