@@ -109,6 +109,9 @@ impl Drop for TestRedis {
 pub struct TestCluster {
     nodes: Vec<Child>,
     ports: Vec<u16>,
+    /// Cluster bus ports, chosen free too: the default (port + 10,000) may be taken
+    /// by any ephemeral connection on a busy test machine.
+    bus: Vec<u16>,
     dir: PathBuf,
 }
 
@@ -127,8 +130,18 @@ impl TestCluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes = ports.iter().map(|&p| spawn_node(&dir, p)).collect();
-        let me = Self { nodes, ports, dir };
+        let bus: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .zip(&bus)
+            .map(|(&p, &b)| spawn_node(&dir, p, b))
+            .collect();
+        let me = Self {
+            nodes,
+            ports,
+            bus,
+            dir,
+        };
         me.form();
         me
     }
@@ -168,7 +181,11 @@ impl TestCluster {
         let ports = self.ports.clone();
         let _ = std::fs::remove_dir_all(&self.dir);
         std::fs::create_dir_all(&self.dir).expect("temp dir");
-        self.nodes = ports.iter().map(|&p| spawn_node(&self.dir, p)).collect();
+        self.nodes = ports
+            .iter()
+            .zip(&self.bus)
+            .map(|(&p, &b)| spawn_node(&self.dir, p, b))
+            .collect();
         self.form();
     }
 
@@ -220,7 +237,7 @@ impl Drop for TestCluster {
     }
 }
 
-fn spawn_node(dir: &std::path::Path, port: u16) -> Child {
+fn spawn_node(dir: &std::path::Path, port: u16, bus: u16) -> Child {
     let node_dir = dir.join(port.to_string());
     std::fs::create_dir_all(&node_dir).expect("node dir");
     Command::new("redis-server")
@@ -231,6 +248,8 @@ fn spawn_node(dir: &std::path::Path, port: u16) -> Child {
             "127.0.0.1",
             "--cluster-enabled",
             "yes",
+            "--cluster-port",
+            &bus.to_string(),
         ])
         .args([
             "--cluster-node-timeout",
