@@ -17,8 +17,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use danmaku_protocol::RoomId;
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -30,6 +31,13 @@ pub type ConnKey = u64;
 
 /// Deliveries a lane holds before its viewers are sent to history instead.
 pub const LANE_QUEUE: usize = 4096;
+
+/// A room is hot when this many events came within one linger.
+const HOT_EVENTS: usize = 3;
+/// Most events in one hot-room frame.
+const BATCH_EVENTS: usize = 64;
+/// Largest hot-room frame, in bytes.
+const BATCH_BYTES: usize = 64 * 1024;
 
 struct Subscriber {
     conn: ConnKey,
@@ -45,9 +53,12 @@ struct Lane {
 
 #[derive(Default)]
 struct LaneQueue {
-    items: VecDeque<(u64, Bytes)>,
+    /// (first, seq, frame)
+    items: VecDeque<(u64, u64, Bytes)>,
     /// A task is draining this lane.
     scheduled: bool,
+    /// A hot room's events for this lane, waiting for the lane's next tick.
+    batch: Batch,
 }
 
 /// One room's local subscribers.
@@ -62,6 +73,75 @@ struct LocalRoom {
 struct Lanes {
     lanes: Vec<Arc<Lane>>,
     viewers: usize,
+    heat: Heat,
+}
+
+/// Arrival times of a room's last [`HOT_EVENTS`] events (a ring).
+#[derive(Default)]
+struct Heat {
+    arrivals: [Option<Instant>; HOT_EVENTS],
+    next: usize,
+}
+
+impl Heat {
+    fn arrive(&mut self, now: Instant) {
+        self.arrivals[self.next] = Some(now);
+        self.next = (self.next + 1) % HOT_EVENTS;
+    }
+
+    /// Whether the last [`HOT_EVENTS`] events all came within `linger`.
+    fn is_hot(&self, linger: Duration, now: Instant) -> bool {
+        self.arrivals[self.next].is_some_and(|oldest| now.duration_since(oldest) < linger)
+    }
+}
+
+/// A hot room's events waiting for a lane's next write. Each lane ticks on its
+/// own phase, so a big room's writes are spread over the linger, not bunched.
+#[derive(Default)]
+struct Batch {
+    first: u64,
+    last: u64,
+    count: usize,
+    /// The events, `\n`-separated.
+    frame: BytesMut,
+    /// A task will flush the batch at the next tick.
+    scheduled: bool,
+    last_flush: Option<Instant>,
+}
+
+impl Batch {
+    /// Whether `seq` (with `len` bytes) can join: next in sequence, and room left.
+    fn fits(&self, seq: u64, len: usize) -> bool {
+        self.count == 0
+            || (seq == self.last + 1
+                && self.count < BATCH_EVENTS
+                && self.frame.len() + 1 + len <= BATCH_BYTES)
+    }
+
+    fn add(&mut self, seq: u64, frame: &Bytes) {
+        if self.count == 0 {
+            self.first = seq;
+        } else {
+            self.frame.extend_from_slice(b"\n");
+        }
+        self.frame.extend_from_slice(frame);
+        self.last = seq;
+        self.count += 1;
+    }
+
+    /// Takes what was gathered as one delivery `(first, seq, frame)`.
+    fn take(&mut self, now: Instant) -> Option<(u64, u64, Bytes)> {
+        if self.count == 0 {
+            return None;
+        }
+        let frame = self.frame.split().freeze();
+        if self.frame.capacity() > BATCH_BYTES {
+            self.frame = BytesMut::new();
+        }
+        self.count = 0;
+        self.last_flush = Some(now);
+        Some((self.first, self.last, frame))
+    }
 }
 
 /// Counters the hub keeps for metrics.
@@ -80,6 +160,8 @@ pub struct Hub {
     stats: Arc<HubStats>,
     /// Viewers per lane; `None` delivers inline.
     lane_size: Option<usize>,
+    /// Hot rooms are written once per linger (zero: never batched).
+    linger: Duration,
 }
 
 impl Default for Hub {
@@ -96,14 +178,17 @@ impl Hub {
             next_key: AtomicU64::new(0),
             stats: Arc::default(),
             lane_size: None,
+            linger: Duration::ZERO,
         }
     }
 
     /// A hub that delivers on tokio tasks, one per lane of at most `lane_size`
-    /// viewers. Deliveries must then be made from within a tokio runtime.
-    pub fn with_lanes(lane_size: usize) -> Self {
+    /// viewers, and writes a hot room once per `linger` (zero: never batched).
+    /// Deliveries must then be made from within a tokio runtime.
+    pub fn with_lanes(lane_size: usize, linger: Duration) -> Self {
         Self {
             lane_size: Some(lane_size.max(1)),
+            linger,
             ..Self::new()
         }
     }
@@ -179,38 +264,67 @@ impl Hub {
     }
 
     /// Hands `frame` (sequenced `seq`, or 0 for presence) to every local subscriber.
+    ///
+    /// In a hot room (a hub with a linger, and 3 events within one linger) each lane
+    /// gathers the events and writes them once per linger as one frame of
+    /// `\n`-separated events: a viewer then costs one write per linger, however fast
+    /// the room goes.
     pub fn deliver(&self, room: &RoomId, seq: u64, frame: &Bytes) {
         let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
             return;
         };
-        // Held for the whole loop: deliveries to one room never overtake each other.
-        let lanes = local.lanes.lock();
-        let single = lanes.lanes.len() == 1;
-        for lane in &lanes.lanes {
-            if self.lane_size.is_none() {
-                lane.deliver(seq, frame, &self.stats);
-                continue;
+        // Held throughout: deliveries to one room never overtake each other.
+        let mut lanes = local.lanes.lock();
+        if self.lane_size.is_none() {
+            for lane in &lanes.lanes {
+                lane.deliver(seq, seq, frame, &self.stats);
             }
+            return;
+        }
+        let now = Instant::now();
+        let sequenced = seq != 0 && seq != crate::RESET_SEQ;
+        let batching = !self.linger.is_zero() && sequenced;
+        let hot = batching && {
+            lanes.heat.arrive(now);
+            lanes.heat.is_hot(self.linger, now)
+        };
+        let (n, single) = (lanes.lanes.len(), lanes.lanes.len() == 1);
+        for (i, lane) in lanes.lanes.iter().enumerate() {
             let mut q = lane.queue.lock();
-            if single && !q.scheduled && q.items.is_empty() {
-                // A small room with nothing in flight: cheaper written here than
-                // handed to another worker.
-                drop(q);
-                lane.deliver(seq, frame, &self.stats);
+            let gathering = q.batch.count > 0 || q.batch.scheduled;
+            if batching && (hot || gathering) {
+                if !q.batch.fits(seq, frame.len()) {
+                    // Out of sequence or full: what is gathered goes now.
+                    if let Some((first, last, f)) = q.batch.take(now) {
+                        q = lane.push(q, first, last, &f, &self.stats, false);
+                    }
+                }
+                q.batch.add(seq, frame);
+                if !q.batch.scheduled {
+                    q.batch.scheduled = true;
+                    let at = match q.batch.last_flush {
+                        Some(t) if now < t + 2 * self.linger => (t + self.linger).max(now),
+                        // Starting: lanes take staggered phases over the linger.
+                        _ => now + self.linger.mul_f64(i as f64 / n as f64),
+                    };
+                    let (local, lane, stats) = (local.clone(), lane.clone(), self.stats.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        // The room's lock first, as in `deliver`: nothing overtakes.
+                        let _room = local.lanes.lock();
+                        let mut q = lane.queue.lock();
+                        q.batch.scheduled = false;
+                        if let Some((first, last, f)) = q.batch.take(Instant::now()) {
+                            drop(lane.push(q, first, last, &f, &stats, single));
+                        }
+                    });
+                }
                 continue;
             }
-            if q.items.len() >= LANE_QUEUE {
-                drop(q);
-                lane.overflow(seq, &self.stats);
-                continue;
+            if let Some((first, last, f)) = q.batch.take(now) {
+                q = lane.push(q, first, last, &f, &self.stats, false);
             }
-            q.items.push_back((seq, frame.clone()));
-            if !q.scheduled {
-                q.scheduled = true;
-                drop(q);
-                let (lane, stats) = (lane.clone(), self.stats.clone());
-                tokio::spawn(async move { lane.drain(&stats) });
-            }
+            drop(lane.push(q, seq, seq, frame, &self.stats, single));
         }
     }
 
@@ -250,6 +364,39 @@ impl Hub {
 }
 
 impl Lane {
+    /// Queues one delivery (an event, or a batch `first..=seq`) on this lane, or
+    /// delivers it here when `inline` and nothing is in flight (the caller holds the
+    /// room's lock). Returns the queue lock, taken again.
+    fn push<'a>(
+        self: &'a Arc<Self>,
+        mut q: parking_lot::MutexGuard<'a, LaneQueue>,
+        first: u64,
+        seq: u64,
+        frame: &Bytes,
+        stats: &Arc<HubStats>,
+        inline: bool,
+    ) -> parking_lot::MutexGuard<'a, LaneQueue> {
+        if inline && !q.scheduled && q.items.is_empty() {
+            // A small room with nothing in flight: cheaper written here than handed
+            // to another worker.
+            drop(q);
+            self.deliver(first, seq, frame, stats);
+            return self.queue.lock();
+        }
+        if q.items.len() >= LANE_QUEUE {
+            drop(q);
+            self.overflow(seq, stats);
+            return self.queue.lock();
+        }
+        q.items.push_back((first, seq, frame.clone()));
+        if !q.scheduled {
+            q.scheduled = true;
+            let (lane, stats) = (self.clone(), stats.clone());
+            tokio::spawn(async move { lane.drain(&stats) });
+        }
+        q
+    }
+
     /// Delivers everything queued, in order, until the queue is empty.
     fn drain(&self, stats: &HubStats) {
         loop {
@@ -266,16 +413,17 @@ impl Lane {
                     }
                 }
             };
-            self.deliver(next.0, &next.1, stats);
+            self.deliver(next.0, next.1, &next.2, stats);
         }
     }
 
-    fn deliver(&self, seq: u64, frame: &Bytes, stats: &HubStats) {
+    fn deliver(&self, first: u64, seq: u64, frame: &Bytes, stats: &HubStats) {
         let (mut queued, mut dropped) = (0, 0);
         self.subscribers.lock().retain(|s| {
             let d = Delivery {
                 room: self.room,
                 seq,
+                first,
                 frame: frame.clone(),
             };
             match s.mailbox.deliver(d) {
@@ -334,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn lanes_deliver_every_event_in_order() {
-        let hub = Hub::with_lanes(2);
+        let hub = Hub::with_lanes(2, Duration::ZERO);
         let room = RoomId::new("r").expect("room");
         let mut inboxes = Vec::new();
         for conn in 0..5 {
@@ -360,10 +508,39 @@ mod tests {
         assert_eq!(hub.room_count(), 0);
     }
 
+    #[tokio::test]
+    async fn a_hot_room_is_written_in_batches() {
+        let hub = Hub::with_lanes(64, Duration::from_millis(30));
+        let room = RoomId::new("r").expect("room");
+        let (tx, mut rx) = mailbox(1_000);
+        hub.subscribe(&room, 1, tx);
+        for seq in 1..=10 {
+            hub.deliver(&room, seq, &Bytes::from(format!("e{seq}")));
+        }
+        hub.deliver(&room, 0, &Bytes::from_static(b"presence"));
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            rx.recv_many(&mut got, 1_000).await;
+        }
+        let shape: Vec<(u64, u64, &[u8])> =
+            got.iter().map(|d| (d.first, d.seq, &d.frame[..])).collect();
+        // Two events before the room is hot; then one frame for the rest, sent
+        // ahead of the unsequenced frame that followed them.
+        assert_eq!(
+            shape,
+            vec![
+                (1, 1, &b"e1"[..]),
+                (2, 2, &b"e2"[..]),
+                (3, 10, &b"e3\ne4\ne5\ne6\ne7\ne8\ne9\ne10"[..]),
+                (0, 0, &b"presence"[..]),
+            ]
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_full_lane_sends_its_viewers_to_history() {
         // Two lanes: a room of one lane with nothing in flight is delivered inline.
-        let hub = Hub::with_lanes(1);
+        let hub = Hub::with_lanes(1, Duration::ZERO);
         let room = RoomId::new("r").expect("room");
         let (tx, mut rx) = mailbox(10 * LANE_QUEUE);
         let key = hub.subscribe(&room, 1, tx);

@@ -25,8 +25,12 @@ pub type RoomKey = u64;
 pub struct Delivery {
     /// The hub key of the room the frame belongs to.
     pub room: RoomKey,
-    /// The event's seq, or 0 for unsequenced frames (presence).
+    /// The event's seq, or 0 for unsequenced frames (presence). For a batch, the
+    /// last seq it holds.
     pub seq: u64,
+    /// The first seq the frame holds: `seq` for one event; a hot room's batch holds
+    /// the events `first..=seq`, one per `\n`-separated line.
+    pub first: u64,
     /// The encoded frame.
     pub frame: Bytes,
 }
@@ -253,6 +257,7 @@ mod tests {
         Delivery {
             room,
             seq,
+            first: seq,
             frame: Bytes::from_static(b"{}"),
         }
     }

@@ -66,7 +66,7 @@ impl App {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let listener =
             listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
-        let hub = Arc::new(Hub::with_lanes(LANE_SIZE));
+        let hub = Arc::new(Hub::with_lanes(LANE_SIZE, config.ws.write_linger));
         let fanout: Arc<dyn Fanout> = match &config.redis {
             Some(redis) => Arc::new(
                 RedisFanout::connect(redis.clone(), hub)

@@ -86,8 +86,8 @@ pub struct WsConfig {
     pub max_batch: usize,
     /// A write that cannot complete in this time closes the connection with 4008.
     pub write_timeout: Duration,
-    /// A viewer written to less than this ago waits out the rest before the next
-    /// write of room events, so hot rooms batch (0 disables).
+    /// Hot rooms batch: once 3 events reached a viewer within this time, its next
+    /// events wait out the rest of it after the last write (0 disables).
     pub write_linger: Duration,
     /// Time allowed from TCP accept to the HTTP request head.
     pub handshake_timeout: Duration,

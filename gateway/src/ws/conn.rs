@@ -153,12 +153,15 @@ impl Conn {
         loop {
             // Each branch is cancel safe: `recv` and `recv_many` take nothing unless
             // they complete, ticks and cancellation are level-triggered.
+            // Biased: no random number per wake-up; deliveries before client frames
+            // is fine, a hot viewer's client frames wait at most one batch.
             let step = tokio::select! {
-                frame = self.socket.next() => self.on_frame(frame).await,
+                biased;
                 _ = inbox.recv_many(&mut batch, max_batch) => {
                     self.linger(&mut inbox, &mut batch).await;
                     self.on_deliveries(&mut batch, &inbox).await
                 }
+                frame = self.socket.next() => self.on_frame(frame).await,
                 () = self.outlet.kicked() => {
                     self.reclaim_rooms();
                     self.flush().await
@@ -284,14 +287,26 @@ impl Conn {
             if d.seq <= last {
                 continue;
             }
-            if d.seq > last + 1 {
-                self.catch_up(idx, Some(d.seq - 1)).await?;
-                if self.rooms[idx].last_seq + 1 != d.seq {
-                    continue; // a reset moved past this event
+            if d.first > last + 1 {
+                self.catch_up(idx, Some(d.first - 1)).await?;
+                if self.rooms[idx].last_seq + 1 < d.first {
+                    continue; // a reset moved past these events
+                }
+            }
+            let last = self.rooms[idx].last_seq;
+            if d.seq <= last {
+                continue;
+            }
+            if last + 1 == d.first {
+                self.out.push(d.frame);
+            } else {
+                // A batch partly written already: its lines are events first..=seq.
+                let skip = usize::try_from(last + 1 - d.first).unwrap_or(usize::MAX);
+                for line in split_lines(&d.frame).skip(skip) {
+                    self.out.push(line);
                 }
             }
             self.rooms[idx].last_seq = d.seq;
-            self.out.push(d.frame);
         }
         if batch.capacity() > 16 {
             // Idle viewers hold no batch buffer; hot ones reallocate once per wake-up.
@@ -489,6 +504,13 @@ pub(super) async fn snapshot(app: &AppState, room: &RoomId, view: RoomView) -> S
     }
 }
 
+/// The `\n`-separated lines of a batch frame, without copying.
+fn split_lines(frame: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    frame
+        .split(|&b| b == b'\n')
+        .map(move |line| frame.slice_ref(line))
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -502,5 +524,19 @@ fn classify_read_error(e: WsError) -> Exit {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Exit::Close(CloseCode::TooBig),
         WsError::Utf8(_) => Exit::Close(CloseCode::InvalidPayload),
         _ => Exit::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_lines_are_views_of_the_frame() {
+        let frame = Bytes::from_static(b"{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3}");
+        let lines: Vec<Bytes> = split_lines(&frame).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(&lines[2][..], b"{\"seq\":3}");
+        assert_eq!(lines[1].as_ptr(), frame[10..].as_ptr());
     }
 }

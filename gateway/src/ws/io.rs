@@ -15,9 +15,10 @@
 //! machinery (history catch-up, `reset`, batching, the write timeout).
 //!
 //! # Backpressure
-//! `pending` holds at most [`MAX_PENDING`] bytes; a write beyond it fails the
-//! connection. Direct writes never add to a backlog: with anything pending they
-//! decline, and the event is queued in the (bounded) mailbox instead.
+//! The connection task's writes wait while `pending` holds [`MAX_PENDING`] bytes or
+//! more (so it holds at most that plus one write), and its write timeout closes a
+//! viewer that stops reading. Direct writes never add to a backlog: with anything
+//! pending they decline, and the event is queued in the (bounded) mailbox instead.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -33,9 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-/// Bytes waiting for the socket, at most. Frames the connection task writes are
-/// bounded by its batches; the write timeout closes a viewer that stops reading long
-/// before this.
+/// Bytes waiting for the socket before the connection task's writes wait.
 pub(super) const MAX_PENDING: usize = 1024 * 1024;
 
 /// Frames up to this size (header included) are written from one stack buffer.
@@ -104,9 +103,6 @@ impl Outlet {
             }
             return Ok(());
         }
-        if s.pending_bytes + frames.len() > MAX_PENDING {
-            return Err(io::Error::other("outbound buffer full"));
-        }
         s.push(Bytes::copy_from_slice(frames));
         Ok(())
     }
@@ -138,6 +134,10 @@ impl Outlet {
             }
             ready!(self.stream.poll_write_ready(cx))?;
         }
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.state.lock().pending_bytes
     }
 
     /// Waits until a direct write left bytes pending.
@@ -264,6 +264,10 @@ impl Sink for Outlet {
     fn offer(&self, d: &Delivery, queue_empty: bool) -> bool {
         let mut s = self.state.lock();
         let now = Instant::now();
+        if d.seq != 0 {
+            // Every event counts towards the heat, whoever ends up writing it.
+            s.arrive(now);
+        }
         let Some(i) = s.rooms.iter().position(|r| r.key == d.room) else {
             return false;
         };
@@ -278,8 +282,7 @@ impl Sink for Outlet {
         if d.seq <= last_seq {
             return true; // already written (a duplicate from a resubscription)
         }
-        s.arrive(now);
-        if d.seq != last_seq + 1
+        if d.first != last_seq + 1
             || !queue_empty
             || s.sealed
             || !s.pending.is_empty()
@@ -401,10 +404,15 @@ impl AsyncRead for ConnIo {
 impl AsyncWrite for ConnIo {
     fn poll_write(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        // tungstenite hands over whole frames per call when every byte is taken.
+        // Backpressure: past the bound, nothing is taken until the socket drains
+        // (tungstenite keeps the frames; the write timeout ends a viewer that never
+        // reads). Otherwise every byte is taken, so each call is whole frames.
+        if self.outlet.pending_bytes() + buf.len() > MAX_PENDING {
+            ready!(self.outlet.poll_drain(cx))?;
+        }
         Poll::Ready(self.outlet.write(buf).map(|()| buf.len()))
     }
 
