@@ -32,8 +32,11 @@ pub type ConnKey = u64;
 /// Deliveries a lane holds before its viewers are sent to history instead.
 pub const LANE_QUEUE: usize = 4096;
 
-/// A room is hot when this many events came within one linger.
-const HOT_EVENTS: usize = 3;
+/// A room is hot when this many events came within [`HOT_LINGERS`] lingers: two
+/// events per linger on average, sustained, so a short burst of a quiet room (its
+/// publisher caught up after a stall) is still written event by event.
+const HOT_EVENTS: usize = 8;
+const HOT_LINGERS: u32 = 4;
 /// Most events in one hot-room frame.
 const BATCH_EVENTS: usize = 64;
 /// Largest hot-room frame, in bytes.
@@ -89,9 +92,10 @@ impl Heat {
         self.next = (self.next + 1) % HOT_EVENTS;
     }
 
-    /// Whether the last [`HOT_EVENTS`] events all came within `linger`.
+    /// Whether the last [`HOT_EVENTS`] events all came within [`HOT_LINGERS`] lingers.
     fn is_hot(&self, linger: Duration, now: Instant) -> bool {
-        self.arrivals[self.next].is_some_and(|oldest| now.duration_since(oldest) < linger)
+        self.arrivals[self.next]
+            .is_some_and(|oldest| now.duration_since(oldest) < linger * HOT_LINGERS)
     }
 }
 
@@ -107,6 +111,8 @@ struct Batch {
     /// A task will flush the batch at the next tick.
     scheduled: bool,
     last_flush: Option<Instant>,
+    /// Added once to the next tick: this lane's phase in the room.
+    shift: Duration,
 }
 
 impl Batch {
@@ -265,7 +271,7 @@ impl Hub {
 
     /// Hands `frame` (sequenced `seq`, or 0 for presence) to every local subscriber.
     ///
-    /// In a hot room (a hub with a linger, and 3 events within one linger) each lane
+    /// In a hot room (a hub with a linger, and 8 events within 4 lingers) each lane
     /// gathers the events and writes them once per linger as one frame of
     /// `\n`-separated events: a viewer then costs one write per linger, however fast
     /// the room goes.
@@ -303,9 +309,15 @@ impl Hub {
                 if !q.batch.scheduled {
                     q.batch.scheduled = true;
                     let at = match q.batch.last_flush {
-                        Some(t) if now < t + 2 * self.linger => (t + self.linger).max(now),
-                        // Starting: lanes take staggered phases over the linger.
-                        _ => now + self.linger.mul_f64(i as f64 / n as f64),
+                        Some(t) if now < t + self.linger => {
+                            t + self.linger + std::mem::take(&mut q.batch.shift)
+                        }
+                        // Starting: the first batch goes at once, and the lanes' next
+                        // ticks are staggered over the linger.
+                        _ => {
+                            q.batch.shift = self.linger.mul_f64(i as f64 / n as f64);
+                            now
+                        }
                     };
                     let (local, lane, stats) = (local.clone(), lane.clone(), self.stats.clone());
                     tokio::spawn(async move {
@@ -514,27 +526,62 @@ mod tests {
         let room = RoomId::new("r").expect("room");
         let (tx, mut rx) = mailbox(1_000);
         hub.subscribe(&room, 1, tx);
-        for seq in 1..=10 {
+        for seq in 1..=12 {
             hub.deliver(&room, seq, &Bytes::from(format!("e{seq}")));
         }
         hub.deliver(&room, 0, &Bytes::from_static(b"presence"));
         let mut got = Vec::new();
-        while got.len() < 4 {
+        while got.len() < 9 {
             rx.recv_many(&mut got, 1_000).await;
         }
         let shape: Vec<(u64, u64, &[u8])> =
             got.iter().map(|d| (d.first, d.seq, &d.frame[..])).collect();
-        // Two events before the room is hot; then one frame for the rest, sent
+        // Seven events before the room is hot; then one frame for the rest, sent
         // ahead of the unsequenced frame that followed them.
-        assert_eq!(
-            shape,
-            vec![
-                (1, 1, &b"e1"[..]),
-                (2, 2, &b"e2"[..]),
-                (3, 10, &b"e3\ne4\ne5\ne6\ne7\ne8\ne9\ne10"[..]),
-                (0, 0, &b"presence"[..]),
-            ]
-        );
+        let mut want: Vec<(u64, u64, &[u8])> = Vec::new();
+        let singles: Vec<String> = (1..=7).map(|i| format!("e{i}")).collect();
+        for (i, e) in singles.iter().enumerate() {
+            want.push((i as u64 + 1, i as u64 + 1, e.as_bytes()));
+        }
+        want.push((8, 12, &b"e8\ne9\ne10\ne11\ne12"[..]));
+        want.push((0, 0, &b"presence"[..]));
+        assert_eq!(shape, want);
+    }
+
+    #[tokio::test]
+    async fn hot_lanes_tick_in_order_across_batches() {
+        let hub = Hub::with_lanes(2, Duration::from_millis(15));
+        let room = RoomId::new("r").expect("room");
+        let mut inboxes = Vec::new();
+        for conn in 0..5 {
+            let (tx, rx) = mailbox(10_000);
+            hub.subscribe(&room, conn, tx);
+            inboxes.push(rx);
+        }
+        for seq in 1..=300u64 {
+            hub.deliver(&room, seq, &Bytes::from(seq.to_string()));
+            if seq % 10 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        for rx in &mut inboxes {
+            let (mut next, mut frames) = (1u64, 0);
+            while next <= 300 {
+                let mut got = Vec::new();
+                rx.recv_many(&mut got, 10_000).await;
+                for d in got {
+                    frames += 1;
+                    assert_eq!(d.first, next, "no gap, no overlap");
+                    let lines: Vec<&[u8]> = d.frame.split(|&b| b == b'\n').collect();
+                    assert_eq!(lines.len() as u64, d.seq - d.first + 1);
+                    for (k, line) in lines.iter().enumerate() {
+                        assert_eq!(*line, (d.first + k as u64).to_string().as_bytes());
+                    }
+                    next = d.seq + 1;
+                }
+            }
+            assert!(frames < 100, "{frames} frames for 300 events: not batched");
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -98,9 +98,9 @@ pub struct Args {
     /// A write blocked this long closes the connection with 4008, in ms [default: 10000].
     #[arg(long, env = "DANMAKU_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
-    /// Hot-room coalescing: once 3 events reached a viewer within this time, its next
-    /// events wait out the rest of it after the last write and go out together, in
-    /// ms; 0 disables [default: 80].
+    /// Hot-room coalescing: once 8 events of a room came within 4 times this, its
+    /// viewers get its events once per this time, in one frame, in ms; 0 disables
+    /// [default: 80].
     #[arg(long, env = "DANMAKU_WRITE_LINGER_MS")]
     pub write_linger_ms: Option<u64>,
     /// Online counts (`presence`) are announced at most this often per room, in ms

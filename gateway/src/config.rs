@@ -86,8 +86,8 @@ pub struct WsConfig {
     pub max_batch: usize,
     /// A write that cannot complete in this time closes the connection with 4008.
     pub write_timeout: Duration,
-    /// Hot rooms batch: once 3 events reached a viewer within this time, its next
-    /// events wait out the rest of it after the last write (0 disables).
+    /// Hot rooms batch: once 8 events of a room came within 4 times this, its viewers
+    /// get its events once per this time, in one frame (0 disables).
     pub write_linger: Duration,
     /// Time allowed from TCP accept to the HTTP request head.
     pub handshake_timeout: Duration,
