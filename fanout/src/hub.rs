@@ -492,16 +492,22 @@ mod tests {
         assert_eq!(hub.room_count(), 0);
     }
 
+    /// Subscribes connections `0..n` to `room`; returns their inboxes.
+    fn viewers(hub: &Hub, room: &RoomId, n: u64, capacity: usize) -> Vec<crate::MailboxReceiver> {
+        (0..n)
+            .map(|conn| {
+                let (tx, rx) = mailbox(capacity);
+                hub.subscribe(room, conn, tx);
+                rx
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn lanes_deliver_every_event_in_order() {
         let hub = Hub::with_lanes(2, Duration::ZERO);
         let room = RoomId::new("r").expect("room");
-        let mut inboxes = Vec::new();
-        for conn in 0..5 {
-            let (tx, rx) = mailbox(1_000);
-            hub.subscribe(&room, conn, tx);
-            inboxes.push(rx);
-        }
+        let mut inboxes = viewers(&hub, &room, 5, 1_000);
         assert_eq!(hub.online(&room), 5);
         for seq in 1..=100 {
             hub.deliver(&room, seq, &Bytes::from_static(b"{}"));
@@ -552,12 +558,7 @@ mod tests {
     async fn hot_lanes_tick_in_order_across_batches() {
         let hub = Hub::with_lanes(2, Duration::from_millis(15));
         let room = RoomId::new("r").expect("room");
-        let mut inboxes = Vec::new();
-        for conn in 0..5 {
-            let (tx, rx) = mailbox(10_000);
-            hub.subscribe(&room, conn, tx);
-            inboxes.push(rx);
-        }
+        let mut inboxes = viewers(&hub, &room, 5, 10_000);
         for seq in 1..=300u64 {
             hub.deliver(&room, seq, &Bytes::from(seq.to_string()));
             if seq % 10 == 0 {
