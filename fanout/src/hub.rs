@@ -32,6 +32,9 @@ pub type ConnKey = u64;
 /// Deliveries a lane holds before its viewers are sent to history instead.
 pub const LANE_QUEUE: usize = 4096;
 
+/// Deliveries a lane task makes before it yields to a fresh task.
+const DRAIN_TURN: usize = 32;
+
 /// A room is hot when this many events came within [`HOT_LINGERS`] lingers: two
 /// events per linger on average, sustained, so a short burst of a quiet room (its
 /// publisher caught up after a stall) is still written event by event.
@@ -410,8 +413,11 @@ impl Lane {
     }
 
     /// Delivers everything queued, in order, until the queue is empty.
-    fn drain(&self, stats: &HubStats) {
-        loop {
+    ///
+    /// After [`DRAIN_TURN`] deliveries it hands over to a fresh task, so a lane that is
+    /// fed steadily does not hold a worker.
+    fn drain(self: &Arc<Self>, stats: &Arc<HubStats>) {
+        for _ in 0..DRAIN_TURN {
             let next = {
                 let mut q = self.queue.lock();
                 match q.items.pop_front() {
@@ -427,11 +433,16 @@ impl Lane {
             };
             self.deliver(next.0, next.1, &next.2, stats);
         }
+        // Still `scheduled`: the next task goes on where this one stopped.
+        let (lane, stats) = (self.clone(), stats.clone());
+        tokio::spawn(async move { lane.drain(&stats) });
     }
 
     fn deliver(&self, first: u64, seq: u64, frame: &Bytes, stats: &HubStats) {
         let (mut queued, mut dropped) = (0, 0);
-        self.subscribers.lock().retain(|s| {
+        // A closed mailbox stays listed: its connection unsubscribes, which keeps the
+        // room's viewer count (and its removal when empty) in one place.
+        for s in self.subscribers.lock().iter() {
             let d = Delivery {
                 room: self.room,
                 seq,
@@ -441,10 +452,9 @@ impl Lane {
             match s.mailbox.deliver(d) {
                 Delivered::Queued => queued += 1,
                 Delivered::Dropped => dropped += 1,
-                Delivered::Closed => return false,
+                Delivered::Closed => {}
             }
-            true
-        });
+        }
         stats.delivered.fetch_add(queued, Ordering::Relaxed);
         stats.dropped.fetch_add(dropped, Ordering::Relaxed);
     }
@@ -552,6 +562,24 @@ mod tests {
         want.push((8, 12, &b"e8\ne9\ne10\ne11\ne12"[..]));
         want.push((0, 0, &b"presence"[..]));
         assert_eq!(shape, want);
+    }
+
+    #[tokio::test]
+    async fn a_closed_mailbox_still_leaves_through_unsubscribe() {
+        for hub in [Hub::new(), Hub::with_lanes(1, Duration::ZERO)] {
+            let room = RoomId::new("r").expect("room");
+            let mut inboxes = viewers(&hub, &room, 2, 8);
+            // A connection's inbox goes first; its unsubscribe comes later.
+            drop(inboxes.remove(0));
+            hub.deliver(&room, 1, &Bytes::from_static(b"{}"));
+            let mut got = Vec::new();
+            inboxes[0].recv_many(&mut got, 8).await;
+            assert_eq!(hub.online(&room), 2);
+            hub.unsubscribe(&room, 0);
+            assert_eq!(hub.online(&room), 1);
+            hub.unsubscribe(&room, 1);
+            assert_eq!(hub.room_count(), 0, "the room is forgotten once empty");
+        }
     }
 
     #[tokio::test]

@@ -153,10 +153,7 @@ impl Conn {
         loop {
             // Each branch is cancel safe: `recv` and `recv_many` take nothing unless
             // they complete, ticks and cancellation are level-triggered.
-            // Biased: no random number per wake-up; deliveries before client frames
-            // is fine, a hot viewer's client frames wait at most one batch.
             let step = tokio::select! {
-                biased;
                 _ = inbox.recv_many(&mut batch, max_batch) => {
                     self.linger(&mut inbox, &mut batch).await;
                     self.on_deliveries(&mut batch, &inbox).await
@@ -164,7 +161,7 @@ impl Conn {
                 frame = self.socket.next() => self.on_frame(frame).await,
                 () = self.outlet.kicked() => {
                     self.reclaim_rooms();
-                    self.flush().await
+                    self.drain_outlet().await
                 }
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
@@ -312,8 +309,10 @@ impl Conn {
             // Idle viewers hold no batch buffer; hot ones reallocate once per wake-up.
             *batch = Vec::new();
         }
+        // Taken first: an overflow holds its room, so the reclaim below sees it.
+        let overflowed = inbox.take_overflowed();
         self.reclaim_rooms();
-        for key in inbox.take_overflowed() {
+        for key in overflowed {
             if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
                 self.catch_up(idx, None).await?;
             }
@@ -324,6 +323,12 @@ impl Conn {
     /// Fills a room's gap from history, up to `upto` or the room's head; sends `reset`
     /// when history no longer covers the gap or the epoch changed.
     async fn catch_up(&mut self, idx: usize, upto: Option<u64>) -> Result<(), Exit> {
+        if self.rooms[idx].handed {
+            self.reclaim_rooms();
+            if self.rooms[idx].handed {
+                return Ok(()); // the outlet still owns the room: it writes in order
+            }
+        }
         loop {
             let r = &self.rooms[idx];
             let target = upto.unwrap_or(u64::MAX);
@@ -455,6 +460,16 @@ impl Conn {
         m.messages_out
             .fetch_add(messages as u64, std::sync::atomic::Ordering::Relaxed);
         result.map_err(|_| Exit::Close(CloseCode::SlowConsumer))?
+    }
+
+    /// Writes out what a partial direct write left pending, within the write timeout.
+    async fn drain_outlet(&mut self) -> Result<(), Exit> {
+        let timeout = self.app.config.ws.write_timeout;
+        match tokio::time::timeout(timeout, self.socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::Gone),
+            Err(_) => Err(Exit::Close(CloseCode::SlowConsumer)),
+        }
     }
 
     async fn write(&mut self, message: Message) -> Result<(), Exit> {

@@ -116,7 +116,10 @@ impl Outlet {
                     let slices: Vec<IoSlice<'_>> =
                         s.pending.iter().take(64).map(|b| IoSlice::new(b)).collect();
                     match self.stream.try_write_vectored(&slices) {
-                        Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Ok(0) => {
+                            s.sealed = true;
+                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                        }
                         Ok(n) => s.consume(n),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -277,7 +280,10 @@ impl Sink for Outlet {
         }
         if d.seq == 0 {
             // Presence is unsequenced: written now if nothing else is waiting.
-            return queue_empty && s.pending.is_empty() && self.write_now(&mut s, d, i);
+            return queue_empty
+                && !s.sealed
+                && s.pending.is_empty()
+                && self.write_now(&mut s, d, i);
         }
         if d.seq <= last_seq {
             return true; // already written (a duplicate from a resubscription)
