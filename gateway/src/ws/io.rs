@@ -461,6 +461,70 @@ mod tests {
         assert!(!s.is_hot(Duration::ZERO, t0 + Duration::from_millis(20)));
     }
 
+    #[tokio::test]
+    async fn a_partial_direct_write_is_finished_first() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        server.writable().await.expect("writable");
+        let outlet = Arc::new(Outlet::new(Arc::new(server), Duration::ZERO));
+        outlet.track(1, 0);
+        assert!(outlet.hand_over(1, 0));
+        // The viewer reads nothing: direct writes fill the socket until one is
+        // partial (its rest is pending) or not taken at all (the room is held).
+        let frame = Bytes::from(vec![b'x'; 16 * 1024]);
+        let mut written = 0u64;
+        loop {
+            let seq = written + 1;
+            let d = Delivery {
+                room: 1,
+                seq,
+                first: seq,
+                frame: frame.clone(),
+            };
+            if !outlet.offer(&d, true) {
+                break;
+            }
+            written = seq;
+            if outlet.pending_bytes() > 0 {
+                tokio::time::timeout(Duration::from_secs(5), outlet.kicked())
+                    .await
+                    .expect("a partial write kicks the connection task");
+                break;
+            }
+            assert!(written < 100_000, "the socket never filled");
+        }
+        assert_eq!(
+            outlet.reclaim(1),
+            Some(written),
+            "the room is held at its last write"
+        );
+        assert!(!outlet.hand_over(1, written) || outlet.pending_bytes() == 0);
+        // A reply written now must follow the pending rest, not cut into it.
+        outlet.write(b"\x81\x02ok").expect("write");
+        let expected = written * (4 + 16 * 1024) + 4;
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; expected as usize];
+            client.read_exact(&mut buf).await.expect("read");
+            buf
+        });
+        std::future::poll_fn(|cx| outlet.poll_drain(cx))
+            .await
+            .expect("drain");
+        let buf = reader.await.expect("reader");
+        // Frame by frame: every header where it belongs, the reply last.
+        let mut at = 0;
+        for _ in 0..written {
+            assert_eq!(&buf[at..at + 4], &[0x81, 126, 0x40, 0x00]);
+            at += 4 + 16 * 1024;
+        }
+        assert_eq!(&buf[at..], b"\x81\x02ok");
+    }
+
     #[test]
     fn consume_spans_chunks() {
         let mut s = State::default();
