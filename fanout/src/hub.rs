@@ -6,13 +6,19 @@
 //! publisher never waits for a big room's writes, a big room's writes run on every
 //! core, and each viewer still sees its room's events in order. A room of one lane
 //! with nothing in flight is delivered inline (waking another worker for a few dozen
-//! writes costs more than the writes). A hub built with
-//! [`Hub::new`] delivers inline instead (one lane, no tasks), for tests and tools.
+//! writes costs more than the writes). A hub built with [`Hub::new`] delivers inline
+//! instead (one lane, no tasks), for tests and tools.
+//!
+//! A *hot* room ([`HOT_EVENTS`] events within [`HOT_LINGERS`] lingers) is batched per
+//! lane: each lane gathers the room's events and hands them on once per linger as one
+//! frame (`Delivery::first..=seq`). Lanes tick on staggered phases, so a big room's
+//! writes spread over the linger instead of bunching at one instant.
 //!
 //! # Backpressure
 //! A lane queues at most [`LANE_QUEUE`] deliveries. Past that, the lane's viewers are
 //! told their mailbox overflowed: they catch the room up from history, as with a full
-//! mailbox, and nothing is lost that history holds.
+//! mailbox, and nothing is lost that history holds. A batch holds at most
+//! [`BATCH_EVENTS`] events or [`BATCH_BYTES`]; a full one is handed on at once.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
