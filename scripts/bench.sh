@@ -82,4 +82,11 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   kill "$REDIS_PID" 2>/dev/null || true
 fi
 
+# The kernel's own cost per loopback write and read, for reading the figures above
+# (see "The floor" in BENCHMARKS.md).
+if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"floor"; then
+  echo "== floor"
+  scripts/floor.sh | tee "$OUT/floor.txt" || true
+fi
+
 python3 scripts/bench_table.py "$OUT" BENCHMARKS.md

@@ -24,10 +24,19 @@ for f in sorted(out.glob("*.json")):
         f'| {j["loadgen"]["cpu_us_per_delivery"]:.2f} | {"PASS" if j["pass"] else "FAIL"} |'
     )
 cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+floor = out / "floor.txt"
+floor_line = (
+    "Kernel floor in the same run (`scripts/floor.sh`, 5,000 loopback connections): "
+    + "; ".join(l.strip() for l in floor.read_text().splitlines() if l.strip())
+    + "."
+    if floor.exists()
+    else ""
+)
 table = "\n".join([
     "<!-- bench:begin -->",
     f"Run by `scripts/bench.sh` on {time.strftime('%Y-%m-%d')}, {cpu} cores, {platform.system()} {platform.release()}; "
     "gateway and load generator on the same machine; in-memory backend, except the `redis-` scenarios (one local redis-server).",
+    *([ "", floor_line ] if floor_line else []),
     "",
     "| scenario | joined | ramp s | first render p99 ms | latency p50 ms | latency p99 ms | delivered | lost | dup/reord "
     "| deliveries/s | events/frame | on time | gateway CPU-s per M deliveries | RSS growth B/conn | generator µs/delivery | verdict |",
