@@ -65,7 +65,7 @@ run memory-10k        1 connect --connections 10000 --hold-s 2
 run memory-19k        1 connect --connections 19000 --procs 2 --hold-s 2
 run ramp-asap-10k     1 connect --connections 10000 --in-flight 2000 --threads 2
 run ramp-2000ps-5k    1 connect --connections 5000 --ramp-rate 2000
-run huge-room-latency 1 fanout --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20
+run huge-room-latency 1 fanout --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --threads 2
 run huge-room-saturation 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
 GW_EXTRA="--write-linger-ms 50" run huge-room-saturation-linger50 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
