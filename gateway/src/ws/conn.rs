@@ -232,9 +232,11 @@ impl Conn {
         self.flush().await
     }
 
-    /// Adaptive coalescing: when this viewer was written to less than `write_linger`
-    /// ago, its room is hot; wait out the rest of the linger and take everything that
-    /// arrived meanwhile, so a hot room costs one write per linger per viewer instead
+    /// Viewer-level coalescing, for events that reach this task (a hot *room* is
+    /// batched by the hub already): when 3 events reached this viewer within one
+    /// `write_linger` and it was written to less than that ago, wait out the rest of
+    /// the linger and take everything that arrived meanwhile — e.g. a viewer of
+    /// several busy rooms, none hot on its own — so it costs one write per linger instead
     /// of one per event. A quiet room is written at once.
     async fn linger(&mut self, inbox: &mut MailboxReceiver, batch: &mut Vec<Delivery>) {
         let linger = self.app.config.ws.write_linger;
