@@ -30,6 +30,7 @@ use danmaku_protocol::RoomId;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::heat::Heat;
 use crate::mailbox::{Delivered, Delivery, Mailbox, RoomKey};
 
 /// Identifies a subscriber (a connection) in the hub.
@@ -85,27 +86,7 @@ struct LocalRoom {
 struct Lanes {
     lanes: Vec<Arc<Lane>>,
     viewers: usize,
-    heat: Heat,
-}
-
-/// Arrival times of a room's last [`HOT_EVENTS`] events (a ring).
-#[derive(Default)]
-struct Heat {
-    arrivals: [Option<Instant>; HOT_EVENTS],
-    next: usize,
-}
-
-impl Heat {
-    fn arrive(&mut self, now: Instant) {
-        self.arrivals[self.next] = Some(now);
-        self.next = (self.next + 1) % HOT_EVENTS;
-    }
-
-    /// Whether the last [`HOT_EVENTS`] events all came within [`HOT_LINGERS`] lingers.
-    fn is_hot(&self, linger: Duration, now: Instant) -> bool {
-        self.arrivals[self.next]
-            .is_some_and(|oldest| now.duration_since(oldest) < linger * HOT_LINGERS)
-    }
+    heat: Heat<HOT_EVENTS>,
 }
 
 /// A hot room's events waiting for a lane's next write. Each lane ticks on its
@@ -301,7 +282,7 @@ impl Hub {
         let batching = !self.linger.is_zero() && sequenced;
         let hot = batching && {
             lanes.heat.arrive(now);
-            lanes.heat.is_hot(self.linger, now)
+            lanes.heat.within(self.linger * HOT_LINGERS, now)
         };
         let (n, single) = (lanes.lanes.len(), lanes.lanes.len() == 1);
         for (i, lane) in lanes.lanes.iter().enumerate() {

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 
+mod heat;
 pub mod hub;
 pub mod mailbox;
 pub mod memory;
@@ -32,6 +33,7 @@ pub mod redis;
 pub mod testing;
 mod time;
 
+pub use heat::Heat;
 pub use hub::{ConnKey, Hub};
 pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, Sink, mailbox, mailbox_with_sink};
 pub use time::now_ms;

@@ -185,6 +185,15 @@ impl Conn {
         }
     }
 
+    /// Whether this task owns room `idx` (its position is ours to move), taking it
+    /// back first if the outlet gave it up since it was handed over.
+    fn owns(&mut self, idx: usize) -> bool {
+        if self.rooms[idx].handed {
+            self.reclaim_rooms();
+        }
+        !self.rooms[idx].handed
+    }
+
     /// Hands every room that is in sync to direct writes, when nothing is queued.
     fn hand_over_rooms(&mut self, inbox: &MailboxReceiver) {
         if self.rooms.iter().all(|r| r.handed) {
@@ -271,12 +280,8 @@ impl Conn {
                 self.out.push(d.frame);
                 continue;
             }
-            if self.rooms[idx].handed {
-                // Queued while the outlet owned the room: it gave it up since.
-                self.reclaim_rooms();
-                if self.rooms[idx].handed {
-                    continue; // still direct: the outlet writes this room in order
-                }
+            if !self.owns(idx) {
+                continue; // still direct: the outlet writes this room in order
             }
             if d.seq == RESET_SEQ {
                 self.reset(idx).await?;
@@ -325,11 +330,8 @@ impl Conn {
     /// Fills a room's gap from history, up to `upto` or the room's head; sends `reset`
     /// when history no longer covers the gap or the epoch changed.
     async fn catch_up(&mut self, idx: usize, upto: Option<u64>) -> Result<(), Exit> {
-        if self.rooms[idx].handed {
-            self.reclaim_rooms();
-            if self.rooms[idx].handed {
-                return Ok(()); // the outlet still owns the room: it writes in order
-            }
+        if !self.owns(idx) {
+            return Ok(()); // the outlet still owns the room: it writes in order
         }
         loop {
             let r = &self.rooms[idx];
@@ -466,21 +468,11 @@ impl Conn {
 
     /// Writes out what a partial direct write left pending, within the write timeout.
     async fn drain_outlet(&mut self) -> Result<(), Exit> {
-        let timeout = self.app.config.ws.write_timeout;
-        match tokio::time::timeout(timeout, self.socket.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Exit::Gone),
-            Err(_) => Err(Exit::Close(CloseCode::SlowConsumer)),
-        }
+        within(self.app.config.ws.write_timeout, self.socket.flush()).await
     }
 
     async fn write(&mut self, message: Message) -> Result<(), Exit> {
-        let timeout = self.app.config.ws.write_timeout;
-        match tokio::time::timeout(timeout, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Exit::Gone),
-            Err(_) => Err(Exit::Close(CloseCode::SlowConsumer)),
-        }
+        within(self.app.config.ws.write_timeout, self.socket.send(message)).await
     }
 
     /// Sends the close frame (when we close) and waits briefly for the peer's.
@@ -518,6 +510,19 @@ pub(super) async fn snapshot(app: &AppState, room: &RoomId, view: RoomView) -> S
         likes: view.likes,
         online,
         polls: view.polls,
+    }
+}
+
+/// A write that must finish within `timeout`: a failed one means the peer is gone, a
+/// late one a slow consumer.
+async fn within(
+    timeout: Duration,
+    write: impl Future<Output = Result<(), WsError>>,
+) -> Result<(), Exit> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Exit::Gone),
+        Err(_) => Err(Exit::Close(CloseCode::SlowConsumer)),
     }
 }
 

@@ -28,7 +28,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use danmaku_fanout::{Delivery, RoomKey, Sink};
+use danmaku_fanout::{Delivery, Heat, RoomKey, Sink};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -58,9 +58,8 @@ struct State {
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     rooms: Vec<Slot>,
-    /// Arrival times of the last [`HOT_EVENTS`] sequenced events (a ring).
-    arrivals: [Option<Instant>; HOT_EVENTS],
-    next_arrival: usize,
+    /// Arrivals of the last [`HOT_EVENTS`] sequenced events.
+    heat: Heat<HOT_EVENTS>,
     /// Set when the connection is closing or the socket failed: nothing more is
     /// written directly.
     sealed: bool,
@@ -90,14 +89,7 @@ impl Outlet {
     pub(crate) fn write(&self, frames: &[u8]) -> io::Result<()> {
         let mut s = self.state.lock();
         if s.pending.is_empty() {
-            let n = match self.stream.try_write(frames) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => {
-                    s.sealed = true;
-                    return Err(e);
-                }
-            };
+            let n = s.attempt(self.stream.try_write(frames))?;
             if n < frames.len() {
                 s.push(Bytes::copy_from_slice(&frames[n..]));
             }
@@ -203,7 +195,7 @@ impl Outlet {
     /// the last few: then they are worth coalescing.
     pub(crate) fn is_hot(&self) -> bool {
         let s = self.state.lock();
-        s.is_hot(self.linger, Instant::now())
+        s.heat.within(self.linger, Instant::now())
     }
 
     /// Events written directly since the last call.
@@ -234,17 +226,16 @@ impl State {
         }
     }
 
-    fn arrive(&mut self, now: Instant) {
-        let i = self.next_arrival;
-        self.arrivals[i] = Some(now);
-        self.next_arrival = (i + 1) % HOT_EVENTS;
-    }
-
-    fn is_hot(&self, linger: Duration, now: Instant) -> bool {
-        // The oldest of the ring is next to be overwritten.
-        match self.arrivals[self.next_arrival] {
-            Some(oldest) => !linger.is_zero() && now.duration_since(oldest) < linger,
-            None => false,
+    /// The outcome of one non-blocking write: bytes taken, 0 when the socket is full;
+    /// any other error seals the outlet.
+    fn attempt(&mut self, written: io::Result<usize>) -> io::Result<usize> {
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => {
+                self.sealed = true;
+                Err(e)
+            }
+            ok => ok,
         }
     }
 
@@ -269,7 +260,7 @@ impl Sink for Outlet {
         let now = Instant::now();
         if d.seq != 0 {
             // Every event counts towards the heat, whoever ends up writing it.
-            s.arrive(now);
+            s.heat.arrive(now);
         }
         let Some(i) = s.rooms.iter().position(|r| r.key == d.room) else {
             return false;
@@ -292,7 +283,7 @@ impl Sink for Outlet {
             || !queue_empty
             || s.sealed
             || !s.pending.is_empty()
-            || s.is_hot(self.linger, now)
+            || s.heat.within(self.linger, now)
         {
             s.hold(d.room);
             return false;
@@ -322,29 +313,21 @@ impl Outlet {
             let bufs = [IoSlice::new(header.bytes()), IoSlice::new(&d.frame)];
             self.stream.try_write_vectored(&bufs)
         };
-        match written {
-            Ok(n) if n == total => {}
-            Ok(n) => {
-                // The frame is on its way; its rest must follow before anything else.
-                let mut rest = Vec::with_capacity(total);
-                rest.extend_from_slice(header.bytes());
-                rest.extend_from_slice(&d.frame);
-                s.push(Bytes::from(rest).slice(n..));
-                s.hold(d.room);
-                s.advance(i, d.seq);
-                self.kick.notify_one();
-                return true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                s.hold(d.room);
-                return false;
-            }
-            Err(_) => {
-                // The connection task sees the error on its next read or write.
-                s.sealed = true;
-                s.hold(d.room);
-                return false;
-            }
+        // An error seals the outlet; the connection task sees it on its next read or
+        // write. Nothing taken (or an error) hands the room back.
+        let n = s.attempt(written).unwrap_or(0);
+        if n == 0 {
+            s.hold(d.room);
+            return false;
+        }
+        if n < total {
+            // The frame is on its way; its rest must follow before anything else.
+            let mut rest = Vec::with_capacity(total);
+            rest.extend_from_slice(header.bytes());
+            rest.extend_from_slice(&d.frame);
+            s.push(Bytes::from(rest).slice(n..));
+            s.hold(d.room);
+            self.kick.notify_one();
         }
         s.advance(i, d.seq);
         true
@@ -445,20 +428,6 @@ mod tests {
             text_header(65_536).bytes(),
             &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
         );
-    }
-
-    #[test]
-    fn heat_needs_several_events_within_a_linger() {
-        let linger = Duration::from_millis(80);
-        let t0 = Instant::now();
-        let mut s = State::default();
-        s.arrive(t0);
-        s.arrive(t0 + Duration::from_millis(10));
-        assert!(!s.is_hot(linger, t0 + Duration::from_millis(10)));
-        s.arrive(t0 + Duration::from_millis(20));
-        assert!(s.is_hot(linger, t0 + Duration::from_millis(20)));
-        assert!(!s.is_hot(linger, t0 + Duration::from_millis(90)));
-        assert!(!s.is_hot(Duration::ZERO, t0 + Duration::from_millis(20)));
     }
 
     #[tokio::test]
