@@ -243,6 +243,10 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
             .map(|w| cpu_seconds(&w.0.to_string()).unwrap_or(0.0))
             .collect(),
     };
+    let self_cpu_at_go = match plan.scenario() {
+        Scenario::Connect { .. } => 0.0,
+        _ => cpu_seconds("self").unwrap_or(0.0),
+    };
     let go = Instant::now();
     workers.broadcast(ToWorker::Go).await;
     let publish = match (plan.scenario(), plan.scenario().load()) {
@@ -304,8 +308,9 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         .collect();
     if plan.cli.common.procs > 1 {
         // Worker processes reported their own CPU; add the coordinator's. (A single
-        // in-process worker already reported this whole process.)
-        merged.cpu_s += cpu_seconds("self").unwrap_or(0.0);
+        // in-process worker already reported this whole process.) Both count from the
+        // measured phase, as the gateways' CPU does.
+        merged.cpu_s += (cpu_seconds("self").unwrap_or(0.0) - self_cpu_at_go).max(0.0);
     }
     Ok(Summary::build(
         &plan,

@@ -97,6 +97,8 @@ struct Shared {
     failed: AtomicU64,
     delivered: AtomicU64,
     go_at_us: AtomicU64,
+    /// This process's CPU seconds (as f64 bits) when the measured phase began.
+    cpu_at_go: AtomicU64,
     settled: Notify,
     agg: Mutex<Agg>,
 }
@@ -160,6 +162,7 @@ pub async fn run(
         failed: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         go_at_us: AtomicU64::new(0),
+        cpu_at_go: AtomicU64::new(0),
         settled: Notify::new(),
         agg: Mutex::new(agg),
     });
@@ -196,6 +199,12 @@ pub async fn run(
         match msg {
             ToWorker::Go => {
                 shared.go_at_us.store(crate::now_us(), Ordering::Relaxed);
+                if !matches!(plan.scenario(), Scenario::Connect { .. }) {
+                    // Deliveries are counted from here, and so is their CPU: the
+                    // connections' set-up is the `connect` scenario's load, not theirs.
+                    let cpu = crate::stats::cpu_seconds("self").unwrap_or(0.0);
+                    shared.cpu_at_go.store(cpu.to_bits(), Ordering::Relaxed);
+                }
                 shared.phase.set(Phase::Go);
             }
             ToWorker::Stop(finals) => {
@@ -216,7 +225,8 @@ pub async fn run(
         r.first_render_us = to_buckets(&agg.first_render);
         r.latency_us = to_buckets(&agg.latency);
         r.latency_series = agg.series.iter().map(to_buckets).collect();
-        r.cpu_s = crate::stats::cpu_seconds("self").unwrap_or(0.0);
+        let at_go = f64::from_bits(shared.cpu_at_go.load(Ordering::Relaxed));
+        r.cpu_s = (crate::stats::cpu_seconds("self").unwrap_or(0.0) - at_go).max(0.0);
         r
     };
     let _ = tx.send(FromWorker::Report(Box::new(report))).await;
