@@ -3,6 +3,7 @@
 
 mod cli;
 mod http;
+mod passive;
 mod plan;
 mod report;
 mod run;

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::cli::Scenario;
+use crate::passive::{Handback, Readers};
 use crate::plan::Plan;
 use crate::stats::{Track, WorkerReport, add_buckets, histogram, to_buckets};
 use crate::viewer::{self, Pending, Seen, Ws};
@@ -51,7 +52,7 @@ pub struct Progress {
 }
 
 #[derive(Debug, Clone)]
-enum Phase {
+pub(crate) enum Phase {
     Wait,
     Go,
     Stop(Arc<BTreeMap<String, u64>>),
@@ -66,14 +67,19 @@ struct Agg {
 }
 
 /// The run's phase, broadcast to every viewer of the worker.
-struct PhaseCell {
+pub(crate) struct PhaseCell {
     generation: AtomicU64,
     phase: Mutex<Phase>,
     notify: Notify,
 }
 
 impl PhaseCell {
-    fn get(&self) -> Phase {
+    /// Changes whenever the phase does.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self) -> Phase {
         self.phase
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -90,7 +96,7 @@ impl PhaseCell {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     plan: Arc<Plan>,
     phase: Arc<PhaseCell>,
     established: AtomicU64,
@@ -173,6 +179,17 @@ pub async fn run(
     let gate = Arc::new(Semaphore::new((plan.cli.common.in_flight / procs).max(1)));
     let rate = plan.cli.common.ramp_rate / procs as f64;
     let start = Instant::now();
+    let readers = if passive(plan.scenario()) {
+        match Readers::start(plan.cli.common.threads, &shared.phase) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                eprintln!("no reader threads ({e}); viewers read as tasks");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut viewers = Vec::with_capacity(mine.len());
     for (k, &i) in mine.iter().enumerate() {
         if rate > 0.0 {
@@ -181,7 +198,12 @@ pub async fn run(
         let Ok(permit) = gate.clone().acquire_owned().await else {
             break;
         };
-        viewers.push(tokio::spawn(viewer_main(shared.clone(), i, permit)));
+        viewers.push(tokio::spawn(viewer_main(
+            shared.clone(),
+            readers.clone(),
+            i,
+            permit,
+        )));
     }
     let total = mine.len() as u64;
     while shared.established.load(Ordering::Acquire) + shared.failed.load(Ordering::Acquire) < total
@@ -213,6 +235,7 @@ pub async fn run(
             }
         }
     }
+    drop(readers);
     for v in viewers {
         let _ = v.await;
     }
@@ -302,7 +325,7 @@ impl Actions {
     }
 }
 
-struct Viewer {
+pub(crate) struct Viewer {
     shared: Arc<Shared>,
     index: usize,
     room: String,
@@ -313,7 +336,17 @@ struct Viewer {
     attempt: usize,
 }
 
-async fn viewer_main(shared: Arc<Shared>, i: usize, permit: tokio::sync::OwnedSemaphorePermit) {
+/// Whether the scenario's viewers only read (so reader threads can serve them).
+fn passive(scenario: &Scenario) -> bool {
+    matches!(scenario, Scenario::Connect { .. } | Scenario::Fanout(_))
+}
+
+async fn viewer_main(
+    shared: Arc<Shared>,
+    readers: Option<Arc<Readers>>,
+    i: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let plan = shared.plan.clone();
     let room = plan.rooms[plan.viewer_room[i]].clone();
     let t0 = std::time::Instant::now();
@@ -352,8 +385,26 @@ async fn viewer_main(shared: Arc<Shared>, i: usize, permit: tokio::sync::OwnedSe
     };
     v.absorb(&joined.rest);
     let mut actions = Actions::new(&plan.cli.scenario, i);
-    v.run(ws, &mut actions).await;
-    v.finish();
+    let Some(readers) = readers else {
+        v.run(ws, &mut actions).await;
+        v.finish();
+        return;
+    };
+    match readers.read(Box::new(v), ws).await {
+        Some(Handback::Done(mut v)) => v.finish(),
+        Some(Handback::Lost(mut v)) => {
+            let stopped = matches!(v.shared.phase.get(), Phase::Stop(_));
+            if !stopped || v.seen.reconnect_asked {
+                // Resumes with `since` and reads on as a task.
+                if let Some(ws) = v.reconnect().await {
+                    v.run(ws, &mut actions).await;
+                }
+            }
+            v.finish();
+        }
+        // Only if a reader thread panicked: its viewers went with it.
+        None => shared.fail("reader_gone".into()),
+    }
 }
 
 impl Viewer {
@@ -364,7 +415,7 @@ impl Viewer {
         }
     }
 
-    fn done(&self, finals: &BTreeMap<String, u64>) -> bool {
+    pub(crate) fn done(&self, finals: &BTreeMap<String, u64>) -> bool {
         finals
             .get(&self.room)
             .is_none_or(|&f| self.seen.track.next > f)
@@ -463,7 +514,8 @@ impl Viewer {
                 if stop.is_some() && !self.seen.reconnect_asked {
                     return;
                 }
-                match self.reconnect(ws).await {
+                drop(ws);
+                match self.reconnect().await {
                     Some(new) => ws = new,
                     None => return,
                 }
@@ -471,7 +523,7 @@ impl Viewer {
         }
     }
 
-    fn on_frame(&mut self, frame: &[u8]) {
+    pub(crate) fn on_frame(&mut self, frame: &[u8]) {
         self.seen.frames += 1;
         let before = self.seen.delivered;
         let now = crate::now_us();
@@ -544,8 +596,7 @@ impl Viewer {
     }
 
     /// Reconnects (to the next gateway) and resumes with `since`.
-    async fn reconnect(&mut self, old: Ws) -> Option<Ws> {
-        drop(old);
+    pub(crate) async fn reconnect(&mut self) -> Option<Ws> {
         self.attempt += 1;
         self.seen.reconnect_asked = false;
         let plan = self.shared.plan.clone();

@@ -16,10 +16,16 @@ const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// One connection.
 pub struct Client {
     stream: TcpStream,
+    frames: Frames,
+}
+
+/// A connection's read buffer and frame parser, apart from its socket: the same
+/// parsing serves a tokio task ([`Client`]) and the passive readers' epoll loops.
+pub struct Frames {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Control replies (pong, close) that could not be written at once.
+    /// Control replies (pong) not written yet.
     out: Vec<u8>,
     rng: u64,
 }
@@ -29,6 +35,15 @@ pub struct Client {
 pub enum Frame<'a> {
     /// A text frame's payload.
     Text(&'a [u8]),
+    /// A close frame with its code.
+    Close(Option<u16>),
+}
+
+/// A parsed frame, by position in the buffer (so parsing borrows nothing).
+#[derive(Debug, Clone, Copy)]
+pub enum Parsed {
+    /// A text frame's payload, `from..to` in the buffer.
+    Text(usize, usize),
     /// A close frame with its code.
     Close(Option<u16>),
 }
@@ -65,30 +80,27 @@ impl Client {
             .map_err(|_| "handshake_write".to_string())?;
         let mut c = Self {
             stream,
-            buf: vec![0; INITIAL],
-            start: 0,
-            end: 0,
-            out: Vec::new(),
-            rng,
+            frames: Frames::new(INITIAL, rng),
         };
+        let f = &mut c.frames;
         let head_end = loop {
-            if let Some(i) = c.buf[..c.end].windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(i) = f.buf[..f.end].windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            if c.end == c.buf.len() {
+            if f.end == f.buf.len() {
                 return Err("handshake_too_long".into());
             }
             let n = c
                 .stream
-                .read(&mut c.buf[c.end..])
+                .read(&mut f.buf[f.end..])
                 .await
                 .map_err(|_| "handshake_read".to_string())?;
             if n == 0 {
                 return Err("handshake_closed".into());
             }
-            c.end += n;
+            f.end += n;
         };
-        let status = std::str::from_utf8(&c.buf[..head_end.min(64)])
+        let status = std::str::from_utf8(&f.buf[..head_end.min(64)])
             .ok()
             .and_then(|h| h.split_whitespace().nth(1))
             .and_then(|s| s.parse::<u16>().ok())
@@ -96,7 +108,7 @@ impl Client {
         if status != 101 {
             return Err(format!("http_{status}"));
         }
-        c.start = head_end;
+        f.start = head_end;
         Ok(c)
     }
 
@@ -106,12 +118,152 @@ impl Client {
     /// On I/O errors.
     pub async fn send_text(&mut self, payload: &[u8]) -> io::Result<()> {
         let mut frame = Vec::with_capacity(payload.len() + 14);
-        self.encode(0x1, payload, &mut frame);
-        if !self.out.is_empty() {
-            let pending = std::mem::take(&mut self.out);
+        self.frames.encode(0x1, payload, &mut frame);
+        if !self.frames.out.is_empty() {
+            let pending = std::mem::take(&mut self.frames.out);
             self.stream.write_all(&pending).await?;
         }
         self.stream.write_all(&frame).await
+    }
+
+    /// The next text or close frame; answers pings on the way.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read are kept in the connection's buffer, and control
+    /// replies are written without waiting.
+    ///
+    /// # Errors
+    /// On I/O errors, EOF, or a frame this client does not speak.
+    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
+        loop {
+            let parsed = self.frames.parse()?;
+            self.flush_control();
+            if let Some(p) = parsed {
+                return Ok(self.frames.frame(p));
+            }
+            quickack_off(&socket2::SockRef::from(&self.stream));
+            let n = self.stream.read(self.frames.spare()?).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.frames.filled(n);
+        }
+    }
+
+    /// The socket and the buffer, for a passive reader to take over (the socket stays
+    /// non-blocking; bytes already read stay in the buffer).
+    ///
+    /// # Errors
+    /// When the socket cannot leave the runtime.
+    pub fn into_parts(self) -> io::Result<(std::net::TcpStream, Frames)> {
+        Ok((self.stream.into_std()?, self.frames))
+    }
+
+    fn flush_control(&mut self) {
+        let out = &mut self.frames.out;
+        while !out.is_empty() {
+            match self.stream.try_write(out) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.drain(..n);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a socket in delayed-ACK mode before a read: Linux otherwise ACKs every small
+/// push as soon as it is read, which costs a segment per event each way.
+pub fn quickack_off(socket: &socket2::SockRef<'_>) {
+    let _ = socket.set_tcp_quickack(false);
+}
+
+impl Frames {
+    fn new(capacity: usize, rng: u64) -> Self {
+        Self {
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            rng,
+        }
+    }
+
+    /// The next complete text or close frame in the buffer, if any. Pings on the way
+    /// are answered into [`Frames::control`]; other frames are skipped.
+    ///
+    /// # Errors
+    /// A frame this client does not speak.
+    pub fn parse(&mut self) -> io::Result<Option<Parsed>> {
+        while let Some((header, len, opcode, fin)) = self.parse_header()? {
+            if self.end - self.start < header + len {
+                return Ok(None);
+            }
+            let (from, to) = (self.start + header, self.start + header + len);
+            self.start = to;
+            if !fin {
+                return Err(err("fragmented frames are not supported"));
+            }
+            match opcode {
+                0x1 => return Ok(Some(Parsed::Text(from, to))),
+                0x8 => {
+                    let code = (len >= 2)
+                        .then(|| u16::from_be_bytes([self.buf[from], self.buf[from + 1]]));
+                    return Ok(Some(Parsed::Close(code)));
+                }
+                0x9 => {
+                    let payload = self.buf[from..to].to_vec();
+                    let mut pong = Vec::with_capacity(payload.len() + 14);
+                    self.encode(0xA, &payload, &mut pong);
+                    self.out.extend_from_slice(&pong);
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The frame `p` points at.
+    pub fn frame(&self, p: Parsed) -> Frame<'_> {
+        match p {
+            Parsed::Text(from, to) => Frame::Text(self.text(from, to)),
+            Parsed::Close(code) => Frame::Close(code),
+        }
+    }
+
+    /// The payload of a [`Parsed::Text`].
+    pub fn text(&self, from: usize, to: usize) -> &[u8] {
+        &self.buf[from..to]
+    }
+
+    /// Control replies waiting to be written; the caller drains what it wrote.
+    pub fn control(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Room to read into: the buffer is compacted, and grown for a frame larger than it.
+    ///
+    /// # Errors
+    /// A frame over [`MAX_FRAME`].
+    pub fn spare(&mut self) -> io::Result<&mut [u8]> {
+        if let Some((header, len, ..)) = self.parse_header()?
+            && header + len > self.buf.len()
+        {
+            if header + len > MAX_FRAME {
+                return Err(err("frame too large"));
+            }
+            self.compact();
+            self.buf.resize((header + len).next_power_of_two(), 0);
+        }
+        if self.end == self.buf.len() {
+            self.compact();
+        }
+        Ok(&mut self.buf[self.end..])
+    }
+
+    /// Accounts for `n` bytes read into [`Frames::spare`].
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
     }
 
     fn encode(&mut self, opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
@@ -129,63 +281,6 @@ impl Client {
         let mask = (next(&mut self.rng) as u32).to_be_bytes();
         out.extend_from_slice(&mask);
         out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    }
-
-    /// The next text or close frame; answers pings on the way.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: bytes read are kept in the connection's buffer, and control
-    /// replies are written without waiting.
-    ///
-    /// # Errors
-    /// On I/O errors, EOF, or a frame this client does not speak.
-    pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
-        loop {
-            if let Some((header, len, opcode, fin)) = self.parse_header()? {
-                if self.end - self.start >= header + len {
-                    let (from, to) = (self.start + header, self.start + header + len);
-                    self.start = to;
-                    if !fin {
-                        return Err(err("fragmented frames are not supported"));
-                    }
-                    match opcode {
-                        0x1 => return Ok(Frame::Text(&self.buf[from..to])),
-                        0x8 => {
-                            let code = (len >= 2)
-                                .then(|| u16::from_be_bytes([self.buf[from], self.buf[from + 1]]));
-                            return Ok(Frame::Close(code));
-                        }
-                        0x9 => {
-                            let payload = self.buf[from..to].to_vec();
-                            let mut pong = Vec::with_capacity(payload.len() + 14);
-                            self.encode(0xA, &payload, &mut pong);
-                            self.out.extend_from_slice(&pong);
-                            self.flush_control();
-                            continue;
-                        }
-                        _ => continue,
-                    }
-                }
-                if header + len > self.buf.len() {
-                    if header + len > MAX_FRAME {
-                        return Err(err("frame too large"));
-                    }
-                    self.compact();
-                    self.buf.resize((header + len).next_power_of_two(), 0);
-                }
-            }
-            if self.end == self.buf.len() {
-                self.compact();
-            }
-            // Keep the socket in delayed-ACK mode: Linux otherwise ACKs every small
-            // push as soon as it is read, which costs a segment per event each way.
-            let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(false);
-            let n = self.stream.read(&mut self.buf[self.end..]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.end += n;
-        }
     }
 
     /// (header length, payload length, opcode, fin) of the frame at `start`, if its
@@ -225,17 +320,6 @@ impl Client {
             self.buf.resize(grown, 0);
         }
     }
-
-    fn flush_control(&mut self) {
-        while !self.out.is_empty() {
-            match self.stream.try_write(&self.out) {
-                Ok(n) => {
-                    self.out.drain(..n);
-                }
-                Err(_) => break,
-            }
-        }
-    }
 }
 
 fn next(rng: &mut u64) -> u64 {
@@ -258,11 +342,7 @@ mod tests {
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let c = Client {
             stream: client.expect("connect"),
-            buf: vec![0; 16],
-            start: 0,
-            end: 0,
-            out: Vec::new(),
-            rng: 7,
+            frames: Frames::new(16, 7),
         };
         (c, server.expect("accept").0)
     }

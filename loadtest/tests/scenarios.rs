@@ -157,6 +157,33 @@ fn fanout_scenario_counts_every_delivery() {
 }
 
 #[test]
+fn passive_viewers_answer_heartbeats_and_stay_connected() {
+    // Fanout viewers are read by the reader threads' epoll loops; they must still answer
+    // the gateway's pings, or it closes them (4000) after 2.5 heartbeats and they resume.
+    let gw = gateway(&["--heartbeat-ms", "200"]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "100",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--duration-s",
+            "2",
+            "--threads",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["resume"]["reconnects"], 0, "no viewer was closed: {v}");
+    assert_eq!(v["events"]["delivered"], v["events"]["expected"]);
+    assert_eq!(v["events"]["delivered"], 100 * 20);
+}
+
+#[test]
 fn interact_scenario_checks_likes_and_votes() {
     let gw = gateway(&["--likes-per-s", "100", "--likes-burst", "100"]);
     let (code, v) = loadtest(
