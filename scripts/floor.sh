@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The kernel's floor per delivery on this machine: a C program writes one 110-byte
-# message to each of 5,000 loopback TCP connections, 10 times a second (the huge-room
-# scenario's shape), and a second process reads them with epoll. See
-# loadtest/floor/floor.c. Prints the sender's and the receiver's CPU per delivery.
+# The kernel's floor on this machine, in plain C (loadtest/floor/), for two shapes:
 #
-#   scripts/floor.sh [connections rounds bytes gap_ms]
+#  - per delivery (floor.c): one 110-byte message written to each of 5,000 loopback TCP
+#    connections, 10 times a second (the huge-room scenario's shape), and read by a
+#    second process with epoll. Prints the sender's and the receiver's CPU per delivery.
+#  - per connection (ramp_floor.c): 10,000 connections opened with 2,000 in flight, each
+#    exchanging the upgrade, `hello`, `join` and `joined` (the ramp scenario's shape).
+#    Prints each side's CPU per connection and the time to first render.
+#
+#   scripts/floor.sh [connections rounds bytes gap_ms]   # the delivery floor's shape
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-out=target/floor
 mkdir -p target
-cc -O2 -o "$out" loadtest/floor/floor.c
-"$out" "${1:-5000}" "${2:-40}" "${3:-110}" "${4:-100}"
+cc -O2 -o target/floor loadtest/floor/floor.c
+cc -O2 -o target/ramp_floor loadtest/floor/ramp_floor.c
+echo "per delivery:"
+target/floor "${1:-5000}" "${2:-40}" "${3:-110}" "${4:-100}"
+echo "per connection (10,000, 2,000 in flight):"
+target/ramp_floor 10000 2000
