@@ -15,7 +15,5 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p target
 cc -O2 -o target/floor loadtest/floor/floor.c
 cc -O2 -o target/ramp_floor loadtest/floor/ramp_floor.c
-echo "per delivery:"
 target/floor "${1:-5000}" "${2:-40}" "${3:-110}" "${4:-100}"
-echo "per connection (10,000, 2,000 in flight):"
 target/ramp_floor 10000 2000

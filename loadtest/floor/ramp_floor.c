@@ -127,7 +127,7 @@ static int client(struct sockaddr_in *a, int total, int in_flight) {
   double wall = now_ms() - w0;
   qsort(lat, done, sizeof(double), cmp);
   printf("client: %.1f us CPU per connection\n", (cpu_s() - c0) * 1e6 / total);
-  printf("%d joined in %.2f s; first render p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", done,
+  printf("ramp: %d joined in %.2f s; first render p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", done,
          wall / 1e3, lat[done / 2], lat[done * 99 / 100], lat[done - 1]);
   return done == total ? 0 : 1;
 }
