@@ -7,6 +7,9 @@
 #  - per connection (ramp_floor.c): 10,000 connections opened with 2,000 in flight, each
 #    exchanging the upgrade, `hello`, `join` and `joined` (the ramp scenario's shape).
 #    Prints each side's CPU per connection and the time to first render.
+#  - Zipf latency (zipf_floor.c): 10,000 connections in 1,000 Zipf-sized rooms, 1,000
+#    events/s for 20 s, written by 2 threads and read by one epoll thread (the Zipf
+#    scenario's shape). Prints the latency percentiles over every delivery.
 #
 #   scripts/floor.sh [connections rounds bytes gap_ms]   # the delivery floor's shape
 set -euo pipefail
@@ -15,5 +18,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p target
 cc -O2 -o target/floor loadtest/floor/floor.c
 cc -O2 -o target/ramp_floor loadtest/floor/ramp_floor.c
+cc -O2 -pthread -o target/zipf_floor loadtest/floor/zipf_floor.c -lm
 target/floor "${1:-5000}" "${2:-40}" "${3:-110}" "${4:-100}"
 target/ramp_floor 10000 2000
+target/zipf_floor 10000 1000 1000 20
