@@ -1,5 +1,5 @@
-//! Passive viewers (they only read: the `fanout` and `connect` scenarios) are read by a
-//! few threads, each with one epoll loop over its share of the sockets, instead of a
+//! Passive viewers (they only read events: the `fanout` scenario) are read by a few
+//! threads, each with one epoll loop over its share of the sockets, instead of a
 //! tokio task per viewer. A delivery then costs the kernel's read and the parse: no
 //! task wake-up, no run queue, no waker per socket.
 //!

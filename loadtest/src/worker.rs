@@ -336,9 +336,11 @@ pub(crate) struct Viewer {
     attempt: usize,
 }
 
-/// Whether the scenario's viewers only read (so reader threads can serve them).
+/// Whether the scenario's viewers only read events (so reader threads serve them).
+/// `connect` viewers read nothing after `joined`: handing them over would only add
+/// work to the ramp being measured.
 fn passive(scenario: &Scenario) -> bool {
-    matches!(scenario, Scenario::Connect { .. } | Scenario::Fanout(_))
+    matches!(scenario, Scenario::Fanout(_))
 }
 
 async fn viewer_main(
