@@ -4,6 +4,8 @@
 #  - per delivery (floor.c): one 110-byte message written to each of 5,000 loopback TCP
 #    connections, 10 times a second (the huge-room scenario's shape), and read by a
 #    second process with epoll. Prints the sender's and the receiver's CPU per delivery.
+#    Then the many-rooms shape: the same 5,000 connections as 100 rooms of 50, one room
+#    every 2 ms.
 #  - per connection (ramp_floor.c): 10,000 connections opened with 2,000 in flight, each
 #    exchanging the upgrade, `hello`, `join` and `joined` (the ramp scenario's shape).
 #    Prints each side's CPU per connection and the time to first render.
@@ -20,5 +22,6 @@ cc -O2 -o target/floor loadtest/floor/floor.c
 cc -O2 -o target/ramp_floor loadtest/floor/ramp_floor.c
 cc -O2 -pthread -o target/zipf_floor loadtest/floor/zipf_floor.c -lm
 target/floor "${1:-5000}" "${2:-40}" "${3:-110}" "${4:-100}"
+target/floor 5000 5000 110 2 50
 target/ramp_floor 10000 2000
 target/zipf_floor 10000 1000 1000 20
