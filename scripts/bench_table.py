@@ -27,7 +27,7 @@ cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 floor = out / "floor.txt"
 floor_line = (
     "Kernel floor in the same run (`scripts/floor.sh`: plain C, 5,000 connections for a delivery, all or 50 a round; "
-    "10,000 opened with 2,000 in flight for a connection; the Zipf scenario's shape for its latency): "
+    "10,000 opened with 2,000 in flight for a connection; the huge room's and the Zipf scenario's shapes for latency): "
     + "; ".join(l.strip() for l in floor.read_text().splitlines() if l.strip())
     + "."
     if floor.exists()

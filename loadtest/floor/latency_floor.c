@@ -1,6 +1,6 @@
-// The kernel's floor for the Zipf scenario's latency on loopback: N viewers over R
-// rooms of Zipf sizes (s = 1, sized as the load test sizes them), RATE events per
-// second, rooms taking their turns in the load test's golden-ratio order.
+// The kernel's floor for end-to-end latency on loopback: N viewers over R rooms of Zipf
+// sizes (s = 1, sized as the load test sizes them; one room of N when R is 1), RATE
+// events per second, rooms taking their turns in the load test's golden-ratio order.
 //
 // A sender process with 2 threads (as the gateway has 2 workers on 2 cores) writes
 // each event to its room's connections, one write() each, each thread half of them.
@@ -9,7 +9,9 @@
 // prints the latency percentiles over every delivery. No HTTP, no JSON, no framing:
 // the p99 here is what the kernel and the scheduler alone allow on this machine.
 //
-//   cc -O2 -pthread -o zipf_floor zipf_floor.c && ./zipf_floor 10000 1000 1000 20
+//   cc -O2 -pthread -o latency_floor latency_floor.c -lm
+//   ./latency_floor 5000 1 10 20          # the huge room
+//   ./latency_floor 10000 1000 1000 20    # the Zipf scenario
 #define _GNU_SOURCE
 #include <math.h>
 #include <netinet/in.h>
@@ -135,10 +137,10 @@ int main(int argc, char **argv) {
       }
     }
     qsort(lat, got, sizeof(long), cmp);
-    printf("zipf: %ld deliveries, latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms "
-           "(biggest room %d viewers)\n",
-           got, lat[got / 2] / 1e3, lat[got * 9 / 10] / 1e3, lat[got * 99 / 100] / 1e3,
-           lat[got - 1] / 1e3, room_size[0]);
+    printf("latency (%d viewers, %d rooms, the biggest %d, %d events/s): p50 %.2f ms, "
+           "p90 %.2f ms, p99 %.2f ms, max %.2f ms over %ld deliveries\n",
+           n, rooms, room_size[0], rate, lat[got / 2] / 1e3, lat[got * 9 / 10] / 1e3,
+           lat[got * 99 / 100] / 1e3, lat[got - 1] / 1e3, got);
     return got == deliveries ? 0 : 1;
   }
   server = malloc(n * sizeof(int));
