@@ -79,5 +79,27 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A stream's audience arriving and leaving: 10,000 viewers join one room of the
+/// gateway's hub (lanes of 64), then all leave, in an order unrelated to the joins.
+fn join_and_leave(c: &mut Criterion) {
+    let room = RoomId::new("shop-42").expect("room");
+    let hub = Hub::with_lanes(64, Duration::ZERO);
+    c.bench_function("hub_join_and_leave_10k", |b| {
+        b.iter(|| {
+            let boxes: Vec<_> = (0..RECEIVERS)
+                .map(|i| {
+                    let (tx, rx) = mailbox(QUEUE);
+                    hub.subscribe(&room, i as u64, tx);
+                    rx
+                })
+                .collect();
+            for i in 0..RECEIVERS {
+                hub.unsubscribe(&room, (i * 7_919 % RECEIVERS) as u64);
+            }
+            black_box(boxes.len())
+        })
+    });
+}
+
+criterion_group!(benches, bench, join_and_leave);
 criterion_main!(benches);
