@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use danmaku_fanout::{Delivery, Heat, RoomKey, Sink};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -378,9 +378,18 @@ impl AsyncRead for ConnIo {
         let stream = &self.outlet.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
+            let room = buf.remaining();
             match stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
+                    if n > 0 && n < room {
+                        // A short read emptied the socket: forget its readiness now
+                        // rather than learn it from a read that fails (as tokio's own
+                        // streams do). Data arriving meanwhile is a new edge.
+                        let _ = stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -430,15 +439,41 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_partial_direct_write_is_finished_first() {
-        use tokio::io::AsyncReadExt;
+    /// A connected loopback pair: (the viewer's end, the gateway's end).
+    async fn pair() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_short_read_still_wakes_for_the_next_bytes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = pair().await;
+        let mut io = ConnIo {
+            outlet: Arc::new(Outlet::new(Arc::new(server), Duration::ZERO)),
+        };
+        let mut buf = [0u8; 64];
+        for round in 0..50u8 {
+            // Each read is short (the socket is emptied and its readiness dropped
+            // without a failing read); the next bytes must still wake it.
+            client.write_all(&[round; 3]).await.expect("write");
+            let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                .await
+                .expect("woken for the next bytes")
+                .expect("read");
+            assert_eq!(&buf[..n], &[round; 3]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partial_direct_write_is_finished_first() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = pair().await;
         server.writable().await.expect("writable");
         let outlet = Arc::new(Outlet::new(Arc::new(server), Duration::ZERO));
         outlet.track(1, 0);
