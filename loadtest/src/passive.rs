@@ -1,14 +1,18 @@
-//! Passive viewers (they only read events: the `fanout` scenario) are read by a few
-//! threads, each with one epoll loop over its share of the sockets, instead of a
-//! tokio task per viewer. A delivery then costs the kernel's read and the parse: no
-//! task wake-up, no run queue, no waker per socket.
+//! Passive viewers (they only read: the `connect` and `fanout` scenarios) are opened and
+//! read by a few threads, each one epoll loop over its share of the sockets, instead of
+//! a tokio task per viewer. Opening a viewer (connect, upgrade, `join`) is then a few
+//! steps of a state machine, taken in the order the kernel reports them, and a delivery
+//! costs the kernel's read and a parse: no task wake-up, no run queue.
 //!
-//! A viewer is handed over once it has joined, and handed back when the run no longer
-//! needs it ([`Handback::Done`]) or when its connection ends early
-//! ([`Handback::Lost`]: its task reconnects with `since` and reads on as a task).
+//! Each thread opens at most its share of `--in-flight` viewers at a time; the rest wait
+//! in order. A viewer comes back to its task when the run no longer needs it
+//! ([`Handback::Done`]), when its connection ends early ([`Handback::Lost`]: the task
+//! resumes with `since` and reads on as a task), or when it could not be opened
+//! ([`Handback::Failed`], counted by cause).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -18,12 +22,12 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::oneshot;
 
-use crate::viewer::Ws;
-use crate::worker::{Phase, PhaseCell, Viewer};
+use crate::viewer::{Dial, STEP_TIMEOUT, io_cause, join_command, scan_joined, target};
+use crate::worker::{Phase, Shared, Viewer};
 use crate::wsclient::{Frames, Parsed, quickack_off};
 
-/// How long a reader sleeps in `epoll_wait` at most: the longest a newly handed-over
-/// viewer or a phase change waits to be noticed.
+/// How long a reader sleeps in `epoll_wait` at most: the longest a newly queued viewer
+/// or a phase change waits to be noticed.
 const TICK: Duration = Duration::from_millis(10);
 
 /// After the stop, how long a viewer may still wait for its room's final seq.
@@ -33,37 +37,39 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub enum Handback {
     /// The run has stopped and the viewer has what it waited for (or the grace ran out).
     Done(Box<Viewer>),
-    /// The connection closed or failed; the socket is gone.
+    /// The connection closed or failed after the join; the socket is gone.
     Lost(Box<Viewer>),
+    /// The viewer could not be opened (already counted as a failed connection).
+    Failed,
 }
 
-struct Adopted {
-    viewer: Box<Viewer>,
-    stream: std::net::TcpStream,
-    frames: Frames,
+struct Open {
+    index: usize,
     back: oneshot::Sender<Handback>,
 }
 
 /// The reader threads of one worker.
 pub struct Readers {
-    lanes: Vec<mpsc::Sender<Adopted>>,
+    lanes: Vec<mpsc::Sender<Open>>,
     next: AtomicUsize,
 }
 
 impl Readers {
-    /// Starts `threads` reader threads that follow the run's `phase`.
+    /// Starts `threads` reader threads for the viewers of `shared`'s run, opening at
+    /// most `in_flight` viewers at a time between them.
     ///
     /// # Errors
     /// When a thread or its epoll instance cannot be created.
-    pub fn start(threads: usize, phase: &Arc<PhaseCell>) -> io::Result<Self> {
+    pub fn start(threads: usize, in_flight: usize, shared: &Arc<Shared>) -> io::Result<Self> {
+        let threads = threads.max(1);
+        let cap = (in_flight / threads).max(1);
         let mut lanes = Vec::with_capacity(threads);
-        for i in 0..threads.max(1) {
+        for i in 0..threads {
             let (tx, rx) = mpsc::channel();
-            let poll = Poll::new()?;
-            let phase = phase.clone();
+            let reader = Reader::new(Poll::new()?, shared.clone(), cap);
             std::thread::Builder::new()
                 .name(format!("reader-{i}"))
-                .spawn(move || Reader::new(poll, phase).serve(&rx))?;
+                .spawn(move || reader.serve(&rx))?;
             lanes.push(tx);
         }
         Ok(Self {
@@ -72,26 +78,17 @@ impl Readers {
         })
     }
 
-    /// Hands `viewer` and its connection to a reader; resolves when it comes back.
-    /// `None` if the reader is gone (the viewer went with it).
-    pub async fn read(&self, viewer: Box<Viewer>, ws: Ws) -> Option<Handback> {
-        let (stream, frames) = match ws.into_parts() {
-            Ok(parts) => parts,
-            Err(_) => return Some(Handback::Lost(viewer)),
-        };
+    /// Opens viewer `index` on a reader thread and reads it there; resolves when it
+    /// comes back. `None` if the reader is gone (the viewer went with it).
+    pub async fn open(&self, index: usize) -> Option<Handback> {
         let (back, answer) = oneshot::channel();
         let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        let adopted = Adopted {
-            viewer,
-            stream,
-            frames,
-            back,
-        };
-        self.lanes[lane].send(adopted).ok()?;
+        self.lanes[lane].send(Open { index, back }).ok()?;
         answer.await.ok()
     }
 }
 
+/// A joined viewer being read.
 struct Entry {
     viewer: Box<Viewer>,
     stream: TcpStream,
@@ -159,113 +156,412 @@ impl Entry {
     }
 }
 
-struct Reader {
-    poll: Poll,
-    phase: Arc<PhaseCell>,
-    slots: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    live: usize,
+/// Where a viewer being opened is.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// The TCP connect is in progress.
+    Connecting,
+    /// The upgrade request is out; waiting for the 101.
+    Upgrading,
+    /// `join` is out; waiting for `joined`.
+    Joining,
 }
 
-impl Reader {
-    fn new(poll: Poll, phase: Arc<PhaseCell>) -> Self {
-        Self {
-            poll,
-            phase,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+/// A viewer being opened: connect, upgrade, `join`, as the kernel reports progress.
+struct Opener {
+    index: usize,
+    room: String,
+    stream: TcpStream,
+    frames: Frames,
+    request: String,
+    stage: Stage,
+    started: std::time::Instant,
+    connected: Duration,
+    deadline: Instant,
+    back: oneshot::Sender<Handback>,
+}
+
+enum Progress {
+    Pending,
+    Joined(crate::viewer::Joined),
+    Failed(String),
+}
+
+impl Opener {
+    /// Starts the TCP connect of viewer `index`.
+    fn start(shared: &Shared, o: Open) -> Result<Self, (String, oneshot::Sender<Handback>)> {
+        let plan = &shared.plan;
+        let dial = plan.dial(o.index, 0);
+        let started = std::time::Instant::now();
+        let prepared = target(&dial.url).and_then(|(host, path)| {
+            let (request, frames) = Frames::upgrade(host, path, dial.seed);
+            let stream = connect(&dial)?;
+            Ok((request, frames, stream))
+        });
+        match prepared {
+            Ok((request, frames, stream)) => Ok(Self {
+                index: o.index,
+                room: plan.rooms[plan.viewer_room[o.index]].clone(),
+                stream,
+                frames,
+                request,
+                stage: Stage::Connecting,
+                started,
+                connected: Duration::ZERO,
+                deadline: Instant::now() + STEP_TIMEOUT,
+                back: o.back,
+            }),
+            Err(cause) => Err((cause, o.back)),
         }
     }
 
-    fn serve(mut self, rx: &mpsc::Receiver<Adopted>) {
-        let mut events = Events::with_capacity(1024);
-        let mut generation = 0;
-        let mut stop: Option<(Arc<BTreeMap<String, u64>>, Instant)> = None;
+    /// Takes every step the socket allows now.
+    fn advance(&mut self) -> Progress {
         loop {
-            loop {
-                match rx.try_recv() {
-                    Ok(a) => self.adopt(a, stop.as_ref().map(|s| &*s.0)),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        if self.live == 0 {
-                            return;
+            match self.stage {
+                Stage::Connecting => {
+                    if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+                        return Progress::Failed(io_cause("connect", &e));
+                    }
+                    match self.stream.peer_addr() {
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                            return Progress::Pending;
                         }
-                        break;
+                        Err(e) => return Progress::Failed(io_cause("connect", &e)),
+                        Ok(_) => {}
+                    }
+                    let _ = self.stream.set_nodelay(true);
+                    // A few hundred bytes into an empty socket: taken whole.
+                    match (&self.stream).write(self.request.as_bytes()) {
+                        Ok(n) if n == self.request.len() => {}
+                        _ => return Progress::Failed("handshake_write".into()),
+                    }
+                    self.next_stage(Stage::Upgrading);
+                }
+                Stage::Upgrading => {
+                    match self.frames.take_head() {
+                        Err(cause) => return Progress::Failed(cause),
+                        Ok(true) => {
+                            self.connected = self.started.elapsed();
+                            let join = self
+                                .frames
+                                .text_frame(join_command(&self.room, None).as_bytes());
+                            match (&self.stream).write(&join) {
+                                Ok(n) if n == join.len() => {}
+                                _ => return Progress::Failed("send_error".into()),
+                            }
+                            self.next_stage(Stage::Joining);
+                            continue;
+                        }
+                        Ok(false) => {}
+                    }
+                    let room = match self.frames.head_room() {
+                        Ok(room) => room,
+                        Err(cause) => return Progress::Failed(cause),
+                    };
+                    match read_some(&self.stream, room, "handshake_closed", "handshake_read") {
+                        Ok(Some(n)) => self.frames.filled(n),
+                        Ok(None) => return Progress::Pending,
+                        Err(cause) => return Progress::Failed(cause),
+                    }
+                }
+                Stage::Joining => {
+                    loop {
+                        match self.frames.parse() {
+                            Ok(Some(Parsed::Text(from, to))) => {
+                                match scan_joined(self.frames.text(from, to)) {
+                                    Some(Ok(joined)) => return Progress::Joined(joined),
+                                    Some(Err(cause)) => return Progress::Failed(cause),
+                                    None => {}
+                                }
+                            }
+                            Ok(Some(Parsed::Close(_))) => {
+                                return Progress::Failed("closed_before_joined".into());
+                            }
+                            Err(_) => return Progress::Failed("ws_error".into()),
+                            Ok(None) => break,
+                        }
+                    }
+                    let spare = match self.frames.spare() {
+                        Ok(s) => s,
+                        Err(_) => return Progress::Failed("ws_error".into()),
+                    };
+                    match read_some(&self.stream, spare, "ws_error", "ws_error") {
+                        Ok(Some(n)) => self.frames.filled(n),
+                        Ok(None) => return Progress::Pending,
+                        Err(cause) => return Progress::Failed(cause),
                     }
                 }
             }
-            let g = self.phase.generation();
+        }
+    }
+
+    fn next_stage(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.deadline = Instant::now() + STEP_TIMEOUT;
+    }
+
+    /// The cause to count when the current step took too long.
+    fn timeout_cause(&self) -> &'static str {
+        match self.stage {
+            Stage::Connecting => "connect_timeout",
+            Stage::Upgrading => "handshake_timeout",
+            Stage::Joining => "join_timeout",
+        }
+    }
+}
+
+/// One non-blocking read into `buf` while opening: the bytes read (0 after an
+/// interruption), `None` when there is nothing yet, or the cause to count: `closed` at
+/// end of stream, `failed` on an error.
+fn read_some(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    closed: &str,
+    failed: &str,
+) -> Result<Option<usize>, String> {
+    match (&*stream).read(buf) {
+        Ok(0) => Err(closed.into()),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
+        Err(_) => Err(failed.into()),
+    }
+}
+
+/// A non-blocking TCP connect to the dial's gateway, from its source address if any.
+fn connect(d: &Dial) -> Result<TcpStream, String> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(d.addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(|e| io_cause("socket", &e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| io_cause("socket", &e))?;
+    if let Some(src) = d.source {
+        socket
+            .bind(&SocketAddr::new(src, 0).into())
+            .map_err(|e| io_cause("bind", &e))?;
+    }
+    match socket.connect(&d.addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(io_cause("connect", &e)),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+enum Slot {
+    Opening(Box<Opener>),
+    Reading(Entry),
+}
+
+struct Reader {
+    poll: Poll,
+    shared: Arc<Shared>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Viewers opening now, and the most at a time.
+    opening: usize,
+    cap: usize,
+    waiting: VecDeque<Open>,
+}
+
+impl Reader {
+    fn new(poll: Poll, shared: Arc<Shared>, cap: usize) -> Self {
+        Self {
+            poll,
+            shared,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            opening: 0,
+            cap,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    fn serve(mut self, rx: &mpsc::Receiver<Open>) {
+        let mut events = Events::with_capacity(1024);
+        let mut generation = 0;
+        let mut stop: Option<(Arc<BTreeMap<String, u64>>, Instant)> = None;
+        let mut open = true;
+        let mut next_check = Instant::now();
+        loop {
+            while open {
+                match rx.try_recv() {
+                    Ok(o) => self.waiting.push_back(o),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if !open && self.live == 0 && self.waiting.is_empty() {
+                return;
+            }
+            self.start_waiting();
+            let g = self.shared.phase.generation();
             if g != generation {
                 generation = g;
-                if let Phase::Stop(finals) = self.phase.get() {
+                if let Phase::Stop(finals) = self.shared.phase.get() {
                     self.finish_where(|e| e.viewer.done(&finals));
                     stop = Some((finals, Instant::now() + STOP_GRACE));
                 }
             }
-            if stop.as_ref().is_some_and(|s| Instant::now() >= s.1) {
+            let now = Instant::now();
+            if stop.as_ref().is_some_and(|s| now >= s.1) {
                 self.finish_where(|_| true);
+            }
+            if self.opening > 0 && now >= next_check {
+                next_check = now + Duration::from_millis(100);
+                self.expire(now);
             }
             if let Err(e) = self.poll.poll(&mut events, Some(TICK))
                 && e.kind() != io::ErrorKind::Interrupted
             {
-                // The epoll instance failed: give every viewer back to reconnect.
+                // The epoll instance failed: give every viewer back.
                 self.lose_all();
                 return;
             }
             let finals = stop.as_ref().map(|s| &*s.0);
             for ev in &events {
-                let i = ev.token().0;
-                let Some(entry) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-                    continue;
-                };
-                match entry.pump(finals) {
-                    Step::Reading => {}
-                    Step::Done => self.release(i, Handback::Done),
-                    Step::Lost => self.release(i, Handback::Lost),
+                self.on_event(ev.token().0, finals);
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, finals: Option<&BTreeMap<String, u64>>) {
+        match self.slots.get_mut(i).and_then(Option::as_mut) {
+            Some(Slot::Reading(entry)) => match entry.pump(finals) {
+                Step::Reading => {}
+                Step::Done => self.release(i, Handback::Done),
+                Step::Lost => self.release(i, Handback::Lost),
+            },
+            Some(Slot::Opening(opener)) => match opener.advance() {
+                Progress::Pending => {}
+                Progress::Failed(cause) => self.fail(i, cause),
+                Progress::Joined(joined) => self.joined(i, &joined, finals),
+            },
+            None => {}
+        }
+    }
+
+    /// Starts waiting viewers while fewer than `cap` are opening.
+    fn start_waiting(&mut self) {
+        while self.opening < self.cap {
+            let Some(o) = self.waiting.pop_front() else {
+                return;
+            };
+            match Opener::start(&self.shared, o) {
+                Ok(mut opener) => {
+                    let i = self.free.pop().unwrap_or(self.slots.len());
+                    let registered = self.poll.registry().register(
+                        &mut opener.stream,
+                        Token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                    if i == self.slots.len() {
+                        self.slots.push(None);
+                    }
+                    self.slots[i] = Some(Slot::Opening(Box::new(opener)));
+                    self.live += 1;
+                    self.opening += 1;
+                    if let Err(e) = registered {
+                        self.fail(i, io_cause("register", &e));
+                    }
+                }
+                Err((cause, back)) => {
+                    self.shared.fail(cause);
+                    let _ = back.send(Handback::Failed);
                 }
             }
         }
     }
 
-    fn adopt(&mut self, a: Adopted, finals: Option<&BTreeMap<String, u64>>) {
-        let mut entry = Entry {
-            viewer: a.viewer,
-            stream: TcpStream::from_std(a.stream),
-            frames: a.frames,
-            back: a.back,
+    /// Viewer at `i` joined: counted, then read.
+    fn joined(
+        &mut self,
+        i: usize,
+        joined: &crate::viewer::Joined,
+        finals: Option<&BTreeMap<String, u64>>,
+    ) {
+        let Some(Slot::Opening(o)) = self.slots.get_mut(i).and_then(Option::take) else {
+            return;
         };
-        let i = self.free.pop().unwrap_or(self.slots.len());
-        // Frames read with `joined` are accounted before the socket is watched.
+        self.opening -= 1;
+        self.shared.opened(o.connected, o.started.elapsed());
+        let Opener {
+            index,
+            room,
+            mut stream,
+            frames,
+            back,
+            ..
+        } = *o;
+        let viewer = Box::new(Viewer::joined(self.shared.clone(), index, room, joined));
+        let _ = self
+            .poll
+            .registry()
+            .reregister(&mut stream, Token(i), Interest::READABLE);
+        let mut entry = Entry {
+            viewer,
+            stream,
+            frames,
+            back,
+        };
         let step = entry.consume(finals);
-        let registered =
-            self.poll
-                .registry()
-                .register(&mut entry.stream, Token(i), Interest::READABLE);
-        if i == self.slots.len() {
-            self.slots.push(None);
+        self.slots[i] = Some(Slot::Reading(entry));
+        match step {
+            Step::Reading => {}
+            Step::Done => self.release(i, Handback::Done),
+            Step::Lost => self.release(i, Handback::Lost),
         }
-        self.slots[i] = Some(entry);
-        self.live += 1;
-        match (step, registered) {
-            (Step::Lost, _) | (_, Err(_)) => self.release(i, Handback::Lost),
-            (Step::Done, _) => self.release(i, Handback::Done),
-            (Step::Reading, Ok(())) => {}
+    }
+
+    /// Viewer at `i` could not be opened: counted by `cause`.
+    fn fail(&mut self, i: usize, cause: String) {
+        if let Some(Slot::Opening(mut o)) = self.slots.get_mut(i).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut o.stream);
+            self.free.push(i);
+            self.live -= 1;
+            self.opening -= 1;
+            self.shared.fail(cause);
+            let _ = o.back.send(Handback::Failed);
+        }
+    }
+
+    /// Fails the viewers whose current opening step ran out of time.
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.slots.len() {
+            if let Some(Slot::Opening(o)) = &self.slots[i]
+                && now >= o.deadline
+            {
+                let cause = o.timeout_cause().to_string();
+                self.fail(i, cause);
+            }
         }
     }
 
     fn release(&mut self, i: usize, how: fn(Box<Viewer>) -> Handback) {
-        if let Some(mut e) = self.slots.get_mut(i).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut e.stream);
-            self.free.push(i);
-            self.live -= 1;
-            let _ = e.back.send(how(e.viewer));
+        match self.slots.get_mut(i).and_then(Option::take) {
+            Some(Slot::Reading(mut e)) => {
+                let _ = self.poll.registry().deregister(&mut e.stream);
+                self.free.push(i);
+                self.live -= 1;
+                let _ = e.back.send(how(e.viewer));
+            }
+            Some(opening @ Slot::Opening(_)) => self.slots[i] = Some(opening),
+            None => {}
         }
     }
 
     fn finish_where(&mut self, pred: impl Fn(&Entry) -> bool) {
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(&pred) {
+            if let Some(Slot::Reading(e)) = &self.slots[i]
+                && pred(e)
+            {
                 self.release(i, Handback::Done);
             }
         }
@@ -273,7 +569,15 @@ impl Reader {
 
     fn lose_all(&mut self) {
         for i in 0..self.slots.len() {
-            self.release(i, Handback::Lost);
+            match &self.slots[i] {
+                Some(Slot::Reading(_)) => self.release(i, Handback::Lost),
+                Some(Slot::Opening(_)) => self.fail(i, "reader_failed".into()),
+                None => {}
+            }
+        }
+        for o in self.waiting.drain(..) {
+            self.shared.fail("reader_failed".into());
+            let _ = o.back.send(Handback::Failed);
         }
     }
 }

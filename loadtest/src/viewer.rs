@@ -17,7 +17,7 @@ use crate::wsclient::{Client, Frame};
 pub type Ws = Client;
 
 /// How long connecting or joining may take before it counts as failed.
-const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -54,20 +54,28 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let rest = d
-        .url
-        .strip_prefix("ws://")
-        .ok_or_else(|| "bad_url".to_string())?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
+    let (host, path) = target(&d.url)?;
     match tokio::time::timeout(STEP_TIMEOUT, Client::handshake(stream, host, path, d.seed)).await {
         Err(_) => Err("handshake_timeout".into()),
         Ok(r) => r,
     }
 }
 
-fn io_cause(step: &str, e: &std::io::Error) -> String {
+/// A failed step's cause, as a short label (`connect_connectionrefused`).
+pub fn io_cause(step: &str, e: &std::io::Error) -> String {
     format!("{step}_{:?}", e.kind()).to_lowercase()
+}
+
+/// The host and the path (with its query) of a `ws://` URL.
+///
+/// # Errors
+/// `bad_url` for any other scheme.
+pub fn target(url: &str) -> Result<(&str, &str), String> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| "bad_url".to_string())?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    Ok((host, if path.is_empty() { "/" } else { path }))
 }
 
 /// The `joined` reply.
@@ -90,13 +98,7 @@ pub struct Joined {
 /// # Errors
 /// The failure's cause, as a short label.
 pub async fn join(ws: &mut Ws, room: &str, since: Option<(&str, u64)>) -> Result<Joined, String> {
-    let cmd = match since {
-        Some((epoch, seq)) => {
-            serde_json::json!({"type":"join","id":1,"room":room,"since":{"epoch":epoch,"seq":seq}})
-        }
-        None => serde_json::json!({"type":"join","id":1,"room":room}),
-    };
-    ws.send_text(cmd.to_string().as_bytes())
+    ws.send_text(join_command(room, since).as_bytes())
         .await
         .map_err(|_| "send_error".to_string())?;
     let wait = async {
@@ -106,25 +108,46 @@ pub async fn join(ws: &mut Ws, room: &str, since: Option<(&str, u64)>) -> Result
                 Ok(Frame::Close(_)) => return Err("closed_before_joined".to_string()),
                 Err(_) => return Err("ws_error".to_string()),
             };
-            let mut lines = text.split(|&b| b == b'\n');
-            for line in lines.by_ref() {
-                if line.starts_with(b"{\"type\":\"joined\"") {
-                    let mut j = parse_joined(line)?;
-                    j.rest = lines.map(<[u8]>::to_vec).collect();
-                    return Ok(j);
-                }
-                if line.starts_with(b"{\"type\":\"error\"") {
-                    return Err(format!(
-                        "join_{}",
-                        str_after(line, b"\"code\":\"").unwrap_or("error")
-                    ));
-                }
+            if let Some(reply) = scan_joined(text) {
+                return reply;
             }
         }
     };
     tokio::time::timeout(STEP_TIMEOUT, wait)
         .await
         .map_err(|_| "join_timeout".to_string())?
+}
+
+/// The `join` command (id 1) for `room`, resuming after `since` when given.
+pub fn join_command(room: &str, since: Option<(&str, u64)>) -> String {
+    match since {
+        Some((epoch, seq)) => {
+            serde_json::json!({"type":"join","id":1,"room":room,"since":{"epoch":epoch,"seq":seq}})
+        }
+        None => serde_json::json!({"type":"join","id":1,"room":room}),
+    }
+    .to_string()
+}
+
+/// The answer to `join` in one server frame, if it has one: `joined` (with the lines
+/// after it), or the error's cause.
+pub fn scan_joined(text: &[u8]) -> Option<Result<Joined, String>> {
+    let mut lines = text.split(|&b| b == b'\n');
+    for line in lines.by_ref() {
+        if line.starts_with(b"{\"type\":\"joined\"") {
+            return Some(parse_joined(line).map(|mut j| {
+                j.rest = lines.map(<[u8]>::to_vec).collect();
+                j
+            }));
+        }
+        if line.starts_with(b"{\"type\":\"error\"") {
+            return Some(Err(format!(
+                "join_{}",
+                str_after(line, b"\"code\":\"").unwrap_or("error")
+            )));
+        }
+    }
+    None
 }
 
 fn parse_joined(line: &[u8]) -> Result<Joined, String> {

@@ -15,7 +15,7 @@ use crate::cli::Scenario;
 use crate::passive::{Handback, Readers};
 use crate::plan::Plan;
 use crate::stats::{Track, WorkerReport, add_buckets, histogram, to_buckets};
-use crate::viewer::{self, Pending, Seen, Ws};
+use crate::viewer::{self, Joined, Pending, Seen, Ws};
 use crate::wsclient::Frame;
 
 /// Coordinator → worker.
@@ -97,8 +97,8 @@ impl PhaseCell {
 }
 
 pub(crate) struct Shared {
-    plan: Arc<Plan>,
-    phase: Arc<PhaseCell>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) phase: Arc<PhaseCell>,
     established: AtomicU64,
     failed: AtomicU64,
     delivered: AtomicU64,
@@ -116,7 +116,20 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn fail(&self, cause: String) {
+    /// Records a viewer that joined: its connect time and its time to first render.
+    pub(crate) fn opened(&self, connected: Duration, rendered: Duration) {
+        {
+            let mut agg = self.agg();
+            let _ = agg.connect.record((connected.as_micros() as u64).max(1));
+            let _ = agg
+                .first_render
+                .record((rendered.as_micros() as u64).max(1));
+        }
+        self.established.fetch_add(1, Ordering::Release);
+        self.settled.notify_one();
+    }
+
+    pub(crate) fn fail(&self, cause: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         *self.agg().report.failures.entry(cause).or_default() += 1;
         self.settled.notify_one();
@@ -180,10 +193,11 @@ pub async fn run(
     let rate = plan.cli.common.ramp_rate / procs as f64;
     let start = Instant::now();
     let readers = if passive(plan.scenario()) {
-        match Readers::start(plan.cli.common.threads, &shared.phase) {
+        let in_flight = (plan.cli.common.in_flight / procs).max(1);
+        match Readers::start(plan.cli.common.threads, in_flight, &shared) {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
-                eprintln!("no reader threads ({e}); viewers read as tasks");
+                eprintln!("no reader threads ({e}); viewers run as tasks");
                 None
             }
         }
@@ -195,15 +209,16 @@ pub async fn run(
         if rate > 0.0 {
             tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate)).await;
         }
+        if let Some(readers) = &readers {
+            // The readers hold the in-flight bound themselves.
+            let (readers, shared) = (readers.clone(), shared.clone());
+            viewers.push(tokio::spawn(passive_viewer(readers, shared, i)));
+            continue;
+        }
         let Ok(permit) = gate.clone().acquire_owned().await else {
             break;
         };
-        viewers.push(tokio::spawn(viewer_main(
-            shared.clone(),
-            readers.clone(),
-            i,
-            permit,
-        )));
+        viewers.push(tokio::spawn(viewer_main(shared.clone(), i, permit)));
     }
     let total = mine.len() as u64;
     while shared.established.load(Ordering::Acquire) + shared.failed.load(Ordering::Acquire) < total
@@ -336,19 +351,33 @@ pub(crate) struct Viewer {
     attempt: usize,
 }
 
-/// Whether the scenario's viewers only read events (so reader threads serve them).
-/// `connect` viewers read nothing after `joined`: handing them over would only add
-/// work to the ramp being measured.
+/// Whether the scenario's viewers only read (so reader threads open and read them).
 fn passive(scenario: &Scenario) -> bool {
-    matches!(scenario, Scenario::Fanout(_))
+    matches!(scenario, Scenario::Connect { .. } | Scenario::Fanout(_))
 }
 
-async fn viewer_main(
-    shared: Arc<Shared>,
-    readers: Option<Arc<Readers>>,
-    i: usize,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+/// A viewer opened and read by a reader thread; back here when its connection ended
+/// early, to resume with `since` and read on as a task.
+async fn passive_viewer(readers: Arc<Readers>, shared: Arc<Shared>, i: usize) {
+    match readers.open(i).await {
+        Some(Handback::Done(mut v)) => v.finish(),
+        Some(Handback::Lost(mut v)) => {
+            let stopped = matches!(v.shared.phase.get(), Phase::Stop(_));
+            if (!stopped || v.seen.reconnect_asked)
+                && let Some(ws) = v.reconnect().await
+            {
+                let mut actions = Actions::new(&shared.plan.cli.scenario, i);
+                v.run(ws, &mut actions).await;
+            }
+            v.finish();
+        }
+        Some(Handback::Failed) => {}
+        // Only if a reader thread panicked: its viewers went with it.
+        None => shared.fail("reader_gone".into()),
+    }
+}
+
+async fn viewer_main(shared: Arc<Shared>, i: usize, permit: tokio::sync::OwnedSemaphorePermit) {
     let plan = shared.plan.clone();
     let room = plan.rooms[plan.viewer_room[i]].clone();
     let t0 = std::time::Instant::now();
@@ -361,55 +390,34 @@ async fn viewer_main(
         Ok(j) => j,
         Err(cause) => return shared.fail(cause),
     };
-    let rendered = t0.elapsed();
     drop(permit);
-    {
-        let mut agg = shared.agg();
-        let _ = agg.connect.record((connected.as_micros() as u64).max(1));
-        let _ = agg
-            .first_render
-            .record((rendered.as_micros() as u64).max(1));
-    }
-    shared.established.fetch_add(1, Ordering::Release);
-    shared.settled.notify_one();
-    let mut v = Viewer {
-        shared: shared.clone(),
-        index: i,
-        room,
-        epoch: joined.epoch.clone(),
-        seen: Seen {
-            track: Track::start(joined.seq),
-            ..Seen::default()
-        },
-        poll: joined.poll.clone(),
-        next_id: 2,
-        attempt: 0,
-    };
-    v.absorb(&joined.rest);
+    shared.opened(connected, t0.elapsed());
+    let mut v = Viewer::joined(shared.clone(), i, room, &joined);
     let mut actions = Actions::new(&plan.cli.scenario, i);
-    let Some(readers) = readers else {
-        v.run(ws, &mut actions).await;
-        v.finish();
-        return;
-    };
-    match readers.read(Box::new(v), ws).await {
-        Some(Handback::Done(mut v)) => v.finish(),
-        Some(Handback::Lost(mut v)) => {
-            let stopped = matches!(v.shared.phase.get(), Phase::Stop(_));
-            if !stopped || v.seen.reconnect_asked {
-                // Resumes with `since` and reads on as a task.
-                if let Some(ws) = v.reconnect().await {
-                    v.run(ws, &mut actions).await;
-                }
-            }
-            v.finish();
-        }
-        // Only if a reader thread panicked: its viewers went with it.
-        None => shared.fail("reader_gone".into()),
-    }
+    v.run(ws, &mut actions).await;
+    v.finish();
 }
 
 impl Viewer {
+    /// Viewer `index`, just joined to `room`: it counts seqs from the `joined` reply's.
+    pub(crate) fn joined(shared: Arc<Shared>, index: usize, room: String, j: &Joined) -> Self {
+        let mut v = Self {
+            shared,
+            index,
+            room,
+            epoch: j.epoch.clone(),
+            seen: Seen {
+                track: Track::start(j.seq),
+                ..Seen::default()
+            },
+            poll: j.poll.clone(),
+            next_id: 2,
+            attempt: 0,
+        };
+        v.absorb(&j.rest);
+        v
+    }
+
     fn absorb(&mut self, lines: &[Vec<u8>]) {
         let now = crate::now_us();
         for l in lines {

@@ -63,53 +63,24 @@ impl Client {
         path_and_query: &str,
         seed: u64,
     ) -> Result<Self, String> {
-        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let key: String = (0..22)
-            .map(|_| {
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-                    [(next(&mut rng) % 64) as usize] as char
-            })
-            .collect();
-        let req = format!(
-            "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: danmaku.v1\r\n\r\n"
-        );
+        let (req, mut frames) = Frames::upgrade(host, path_and_query, seed);
         stream
             .write_all(req.as_bytes())
             .await
             .map_err(|_| "handshake_write".to_string())?;
-        let mut c = Self {
-            stream,
-            frames: Frames::new(INITIAL, rng),
-        };
-        let f = &mut c.frames;
-        let head_end = loop {
-            if let Some(i) = f.buf[..f.end].windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
+        loop {
+            if frames.take_head()? {
+                return Ok(Self { stream, frames });
             }
-            if f.end == f.buf.len() {
-                return Err("handshake_too_long".into());
-            }
-            let n = c
-                .stream
-                .read(&mut f.buf[f.end..])
+            let n = stream
+                .read(frames.head_room()?)
                 .await
                 .map_err(|_| "handshake_read".to_string())?;
             if n == 0 {
                 return Err("handshake_closed".into());
             }
-            f.end += n;
-        };
-        let status = std::str::from_utf8(&f.buf[..head_end.min(64)])
-            .ok()
-            .and_then(|h| h.split_whitespace().nth(1))
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(0);
-        if status != 101 {
-            return Err(format!("http_{status}"));
+            frames.filled(n);
         }
-        f.start = head_end;
-        Ok(c)
     }
 
     /// Sends one masked text frame.
@@ -117,8 +88,7 @@ impl Client {
     /// # Errors
     /// On I/O errors.
     pub async fn send_text(&mut self, payload: &[u8]) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(payload.len() + 14);
-        self.frames.encode(0x1, payload, &mut frame);
+        let frame = self.frames.text_frame(payload);
         if !self.frames.out.is_empty() {
             let pending = std::mem::take(&mut self.frames.out);
             self.stream.write_all(&pending).await?;
@@ -150,15 +120,6 @@ impl Client {
         }
     }
 
-    /// The socket and the buffer, for a passive reader to take over (the socket stays
-    /// non-blocking; bytes already read stay in the buffer).
-    ///
-    /// # Errors
-    /// When the socket cannot leave the runtime.
-    pub fn into_parts(self) -> io::Result<(std::net::TcpStream, Frames)> {
-        Ok((self.stream.into_std()?, self.frames))
-    }
-
     fn flush_control(&mut self) {
         let out = &mut self.frames.out;
         while !out.is_empty() {
@@ -179,6 +140,65 @@ pub fn quickack_off(socket: &socket2::SockRef<'_>) {
 }
 
 impl Frames {
+    /// The upgrade request for `path_and_query` on `host`, and the buffer to read its
+    /// answer into (its masks seeded from `seed`).
+    pub fn upgrade(host: &str, path_and_query: &str, seed: u64) -> (String, Self) {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let key: String = (0..22)
+            .map(|_| {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(next(&mut rng) % 64) as usize] as char
+            })
+            .collect();
+        let req = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: danmaku.v1\r\n\r\n"
+        );
+        (req, Self::new(INITIAL, rng))
+    }
+
+    /// Whether the upgrade's answer is in: true once a complete `101` head was taken
+    /// (what follows it stays buffered), false while it is incomplete.
+    ///
+    /// # Errors
+    /// `http_<status>` for any other answer.
+    pub fn take_head(&mut self) -> Result<bool, String> {
+        let Some(i) = self.buf[..self.end]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+        else {
+            return Ok(false);
+        };
+        let status = std::str::from_utf8(&self.buf[..(i + 4).min(64)])
+            .ok()
+            .and_then(|h| h.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        if status != 101 {
+            return Err(format!("http_{status}"));
+        }
+        self.start = i + 4;
+        Ok(true)
+    }
+
+    /// Room to read the upgrade's answer into.
+    ///
+    /// # Errors
+    /// `handshake_too_long` when the buffer is full without a complete head.
+    pub fn head_room(&mut self) -> Result<&mut [u8], String> {
+        if self.end == self.buf.len() {
+            return Err("handshake_too_long".into());
+        }
+        Ok(&mut self.buf[self.end..])
+    }
+
+    /// One masked text frame carrying `payload`.
+    pub fn text_frame(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        self.encode(0x1, payload, &mut frame);
+        frame
+    }
+
     fn new(capacity: usize, rng: u64) -> Self {
         Self {
             buf: vec![0; capacity],

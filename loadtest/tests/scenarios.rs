@@ -119,6 +119,17 @@ fn connect_scenario_opens_and_joins_every_connection() {
 }
 
 #[test]
+fn refused_connections_are_counted_by_cause() {
+    // The gateway takes 40 connections; the other 60 get its 503 at the upgrade.
+    let gw = gateway(&["--max-connections", "40"]);
+    let (code, v) = loadtest(&gw, &["connect", "--connections", "100", "--hold-s", "0.5"]);
+    assert_eq!(code, 1, "failed connections fail the run: {v}");
+    assert_eq!(v["connections"]["established"], 40, "{v}");
+    assert_eq!(v["connections"]["failed"], 60, "{v}");
+    assert_eq!(v["connections"]["failures"]["http_503"], 60, "{v}");
+}
+
+#[test]
 fn fanout_scenario_counts_every_delivery() {
     let gw = gateway(&[]);
     let (code, v) = loadtest(
