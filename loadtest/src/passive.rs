@@ -26,8 +26,8 @@ use crate::viewer::{Dial, STEP_TIMEOUT, io_cause, join_command, scan_joined, tar
 use crate::worker::{Phase, Shared, Viewer};
 use crate::wsclient::{Frames, Parsed, quickack_off};
 
-/// How long a reader sleeps in `epoll_wait` at most: the longest a newly queued viewer
-/// or a phase change waits to be noticed.
+/// How long a reader sleeps in `epoll_wait` at most: the longest a phase change waits
+/// to be noticed.
 const TICK: Duration = Duration::from_millis(10);
 
 /// After the stop, how long a viewer may still wait for its room's final seq.
@@ -50,9 +50,18 @@ struct Open {
 
 /// The reader threads of one worker.
 pub struct Readers {
-    lanes: Vec<mpsc::Sender<Open>>,
+    lanes: Vec<Lane>,
     next: AtomicUsize,
 }
+
+/// The way to one reader thread: its queue, and the waker of its `epoll_wait`.
+struct Lane {
+    queue: mpsc::Sender<Open>,
+    waker: mio::Waker,
+}
+
+/// The token of a reader's waker (never a slot's).
+const WAKE: Token = Token(usize::MAX);
 
 impl Readers {
     /// Starts `threads` reader threads for the viewers of `shared`'s run, opening at
@@ -65,12 +74,14 @@ impl Readers {
         let cap = (in_flight / threads).max(1);
         let mut lanes = Vec::with_capacity(threads);
         for i in 0..threads {
-            let (tx, rx) = mpsc::channel();
-            let reader = Reader::new(Poll::new()?, shared.clone(), cap);
+            let (queue, rx) = mpsc::channel();
+            let poll = Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKE)?;
+            let reader = Reader::new(poll, shared.clone(), cap);
             std::thread::Builder::new()
                 .name(format!("reader-{i}"))
                 .spawn(move || reader.serve(&rx))?;
-            lanes.push(tx);
+            lanes.push(Lane { queue, waker });
         }
         Ok(Self {
             lanes,
@@ -82,8 +93,10 @@ impl Readers {
     /// comes back. `None` if the reader is gone (the viewer went with it).
     pub async fn open(&self, index: usize) -> Option<Handback> {
         let (back, answer) = oneshot::channel();
-        let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        self.lanes[lane].send(Open { index, back }).ok()?;
+        let lane = &self.lanes[self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
+        lane.queue.send(Open { index, back }).ok()?;
+        // Started now, not at the reader's next tick: a paced ramp opens on schedule.
+        let _ = lane.waker.wake();
         answer.await.ok()
     }
 }
@@ -427,7 +440,9 @@ impl Reader {
             }
             let finals = stop.as_ref().map(|s| &*s.0);
             for ev in &events {
-                self.on_event(ev.token().0, finals);
+                if ev.token() != WAKE {
+                    self.on_event(ev.token().0, finals);
+                }
             }
         }
     }
