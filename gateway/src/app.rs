@@ -174,6 +174,10 @@ async fn serve_connection(
     addr: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
+    // A viewer's upgrade is answered without hyper when it arrived whole.
+    let Some(stream) = crate::ws::fast_upgrade(&state, stream, addr).await else {
+        return;
+    };
     let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
         req

@@ -77,11 +77,15 @@ pub(super) async fn run(
     app: Arc<AppState>,
     stream: TcpStream,
     read_ahead: Vec<u8>,
+    preface: Option<Bytes>,
     config: WebSocketConfig,
     identity: Identity,
 ) {
     let key = app.next_conn();
     let outlet = Arc::new(Outlet::new(Arc::new(stream), app.config.ws.write_linger));
+    if let Some(bytes) = preface {
+        outlet.preface(bytes);
+    }
     let io = ConnIo {
         outlet: outlet.clone(),
     };

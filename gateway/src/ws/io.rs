@@ -85,6 +85,12 @@ impl Outlet {
         }
     }
 
+    /// Queues bytes to go out ahead of the first frame, in the same write: the 101
+    /// response of a handshake answered without hyper.
+    pub(crate) fn preface(&self, bytes: Bytes) {
+        self.state.lock().push(bytes);
+    }
+
     /// Writes whole frames now, or queues what the socket does not take.
     pub(crate) fn write(&self, frames: &[u8]) -> io::Result<()> {
         let mut s = self.state.lock();

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use danmaku_protocol::{ErrorCode, SUBPROTOCOL};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -24,8 +25,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::app::AppState;
+use crate::auth::Identity;
 use crate::http::error::ApiError;
-use crate::limits::LimitError;
+use crate::limits::{ConnPermit, LimitError};
 use crate::metrics::Metrics;
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated
@@ -59,15 +61,83 @@ fn accept(
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
+    let admitted = admit(app, addr, request.method(), request.headers(), query)?;
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "connection is not upgradable"))?;
+    let response = admitted.handshake.response();
+    let app = app.clone();
+    // The tracker token keeps shutdown waiting until this connection has drained.
+    let tracked = app.tracker.token();
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        // Our own server hands hyper a `TokioIo<TcpStream>`; anything else is a bug.
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::error!("upgraded connection is not a TCP stream");
+            return;
+        };
+        // Bytes the client sent right behind its handshake. Copied out: `read_buf`
+        // is a view into hyper's 8 KiB connection buffer, which must not live on.
+        let read_ahead = parts.read_buf.to_vec();
+        drop(parts.read_buf);
+        admitted
+            .run(app, parts.io.into_inner(), read_ahead, None)
+            .await;
+    });
+    Ok(response)
+}
+
+/// A viewer let in: its handshake, who it is, and its place under the connection caps.
+struct Admitted {
+    handshake: Handshake,
+    identity: Identity,
+    permit: ConnPermit,
+}
+
+impl Admitted {
+    /// Runs the connection; `preface` (the 101 response, when hyper did not send it)
+    /// goes out in one write with `hello`.
+    async fn run(
+        self,
+        app: Arc<AppState>,
+        stream: TcpStream,
+        read_ahead: Vec<u8>,
+        preface: Option<Bytes>,
+    ) {
+        let _permit = self.permit;
+        let frame_limit = app.config.limits.max_frame_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_write_buffer_size(io::MAX_PENDING)
+            .max_message_size(Some(frame_limit))
+            .max_frame_size(Some(frame_limit));
+        conn::run(app, stream, read_ahead, preface, config, self.identity).await;
+    }
+}
+
+/// The checks every upgrade passes, in order: not draining, a valid handshake, a
+/// well-formed query, an allowed origin, a valid token (or anonymous viewers allowed),
+/// and room under the connection caps.
+fn admit(
+    app: &Arc<AppState>,
+    addr: SocketAddr,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Admitted, ApiError> {
     if app.shutdown.is_cancelled() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
             "draining; connect to another gateway",
         ));
     }
-    let handshake = Handshake::check(request.method(), request.headers())?;
+    let handshake = Handshake::check(method, headers)?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    let headers = request.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !app.auth.origin_ok(origin) {
         return Err(ApiError::new(ErrorCode::Forbidden, "origin not allowed"));
@@ -81,10 +151,6 @@ fn accept(
         .auth
         .viewer(token)
         .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
-    let on_upgrade = request
-        .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>()
-        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "connection is not upgradable"))?;
     let permit = app.limiter.acquire(addr.ip()).map_err(|e| match e {
         LimitError::PerIp => ApiError::new(
             ErrorCode::RateLimited,
@@ -95,34 +161,106 @@ fn accept(
             "gateway is full; connect to another gateway",
         ),
     })?;
-    let frame_limit = app.config.limits.max_frame_bytes;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(io::MAX_PENDING)
-        .max_message_size(Some(frame_limit))
-        .max_frame_size(Some(frame_limit));
+    Ok(Admitted {
+        handshake,
+        identity,
+        permit,
+    })
+}
+
+/// Most bytes of a handshake request answered without hyper.
+const FAST_HEAD: usize = 4096;
+/// Most header lines in such a request.
+const FAST_HEADERS: usize = 32;
+
+/// Answers a WebSocket upgrade that arrived whole, without hyper: the request is read
+/// in place, the 101 goes out in one write with `hello`, and whatever the client sent
+/// behind its request stays in the socket for the connection. A viewer's open then
+/// costs one write and one parse less.
+///
+/// Returns the stream untouched, for hyper to serve, when it is anything else: another
+/// route, a request not complete in the socket yet, or one a check refuses (hyper's
+/// `/ws` route then answers with the usual JSON error). `None`: served, or closed
+/// (nothing arrived within the handshake timeout).
+pub(crate) async fn fast_upgrade(
+    app: &Arc<AppState>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<TcpStream> {
+    let mut head = vec![0u8; FAST_HEAD];
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout(app.config.ws.handshake_timeout, stream.peek(&mut head)) => peeked,
+        () = app.shutdown.cancelled() => return Some(stream),
+    };
+    let n = match peeked {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return None,
+    };
+    let Some(request) = FastRequest::parse(&head[..n]) else {
+        return Some(stream);
+    };
+    let Ok(admitted) = admit(app, addr, &Method::GET, &request.headers, request.query) else {
+        return Some(stream);
+    };
+    // Take the request off the socket; what follows it is the connection's.
+    let mut taken = 0;
+    while taken < request.len {
+        match stream.try_read(&mut head[taken..request.len]) {
+            Ok(0) => return None,
+            Ok(k) => taken += k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stream.readable().await.is_err() {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    drop(head);
+    let preface = admitted.handshake.response_head();
     let app = app.clone();
-    // The tracker token keeps shutdown waiting until this connection has drained.
-    let tracked = app.tracker.token();
-    tokio::spawn(async move {
-        let _tracked = tracked;
-        let _permit = permit;
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
+    let _tracked = app.tracker.token();
+    admitted.run(app, stream, Vec::new(), Some(preface)).await;
+    None
+}
+
+/// A `GET /ws` request head parsed in place.
+struct FastRequest {
+    /// Bytes of the head, blank line included.
+    len: usize,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+}
+
+impl FastRequest {
+    /// The request, if `bytes` start with a complete HTTP/1.1 `GET /ws` head.
+    fn parse(bytes: &[u8]) -> Option<Self> {
+        let mut lines = [httparse::EMPTY_HEADER; FAST_HEADERS];
+        let mut req = httparse::Request::new(&mut lines);
+        let httparse::Status::Complete(len) = req.parse(bytes).ok()? else {
+            return None;
         };
-        // Our own server hands hyper a `TokioIo<TcpStream>`; anything else is a bug.
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            tracing::error!("upgraded connection is not a TCP stream");
-            return;
-        };
-        // Bytes the client sent right behind its handshake. Copied out: `read_buf`
-        // is a view into hyper's 8 KiB connection buffer, which must not live on.
-        let read_ahead = parts.read_buf.to_vec();
-        drop(parts.read_buf);
-        conn::run(app, parts.io.into_inner(), read_ahead, config, identity).await;
-    });
-    Ok(handshake.response())
+        if req.method != Some("GET") || req.version != Some(1) {
+            return None;
+        }
+        let target = req.path?;
+        if target.split_once('?').map_or(target, |(path, _)| path) != "/ws" {
+            return None;
+        }
+        let uri: Uri = target.parse().ok()?;
+        let mut headers = HeaderMap::with_capacity(req.headers.len());
+        for h in req.headers.iter() {
+            headers.append(
+                HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                HeaderValue::from_bytes(h.value).ok()?,
+            );
+        }
+        Some(Self {
+            len,
+            headers,
+            query: Query::try_from_uri(&uri),
+        })
+    }
 }
 
 /// A valid WebSocket handshake request (RFC 6455 §4.2.1).
@@ -164,12 +302,27 @@ impl Handshake {
         })
     }
 
-    fn response(self) -> Response {
+    /// The 101 response's head, as bytes to write (the fast path).
+    fn response_head(&self) -> Bytes {
+        let mut head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {}\r\n",
+            self.accept
+        );
+        if self.subprotocol {
+            head.push_str("sec-websocket-protocol: ");
+            head.push_str(SUBPROTOCOL);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        Bytes::from(head)
+    }
+
+    fn response(&self) -> Response {
         let mut builder = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept);
+            .header(header::SEC_WEBSOCKET_ACCEPT, &self.accept);
         if self.subprotocol {
             builder = builder.header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
         }
