@@ -219,8 +219,13 @@ pub(crate) async fn fast_upgrade(
     drop(head);
     let preface = admitted.handshake.response_head();
     let app = app.clone();
-    let _tracked = app.tracker.token();
-    admitted.run(app, stream, Vec::new(), Some(preface)).await;
+    // A task of its own (as after hyper's upgrade): the HTTP task ends here, and the
+    // connection's state is not carried inside every HTTP connection's future.
+    let tracked = app.tracker.token();
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        admitted.run(app, stream, Vec::new(), Some(preface)).await;
+    });
     None
 }
 
