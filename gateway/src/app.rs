@@ -174,10 +174,21 @@ async fn serve_connection(
     addr: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
+    let accepted = tokio::time::Instant::now();
     // A viewer's upgrade is answered without hyper when it arrived whole.
     let Some(stream) = crate::ws::fast_upgrade(&state, stream, addr).await else {
         return;
     };
+    // Hyper gets what is left of the handshake timeout, not a fresh one: a client that
+    // waited before its first byte does not get the timeout twice.
+    let head_timeout = state
+        .config
+        .ws
+        .handshake_timeout
+        .saturating_sub(accepted.elapsed());
+    if head_timeout.is_zero() {
+        return;
+    }
     let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
         req
@@ -185,7 +196,7 @@ async fn serve_connection(
     let service = hyper_util::service::TowerToHyperService::new(service);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.ws.handshake_timeout)
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -414,7 +414,6 @@ impl Reader {
             if !open && self.live == 0 && self.waiting.is_empty() {
                 return;
             }
-            self.start_waiting();
             let g = self.shared.phase.generation();
             if g != generation {
                 generation = g;
@@ -423,9 +422,16 @@ impl Reader {
                     stop = Some((finals, Instant::now() + STOP_GRACE));
                 }
             }
+            if stop.is_none() {
+                self.start_waiting();
+            } else {
+                // The run is over: nothing more is opened.
+                self.refuse_waiting("stopped");
+            }
             let now = Instant::now();
             if stop.as_ref().is_some_and(|s| now >= s.1) {
                 self.finish_where(|_| true);
+                self.fail_where(|_| true, "stopped");
             }
             if self.opening > 0 && now >= next_check {
                 next_check = now + Duration::from_millis(100);
@@ -559,6 +565,25 @@ impl Reader {
         }
     }
 
+    /// Fails the viewers being opened that `pred` picks, counted under `cause`.
+    fn fail_where(&mut self, pred: impl Fn(&Opener) -> bool, cause: &str) {
+        for i in 0..self.slots.len() {
+            if let Some(Slot::Opening(o)) = &self.slots[i]
+                && pred(o)
+            {
+                self.fail(i, cause.into());
+            }
+        }
+    }
+
+    /// Fails the viewers still waiting to be opened, counted under `cause`.
+    fn refuse_waiting(&mut self, cause: &str) {
+        for o in self.waiting.drain(..) {
+            self.shared.fail(cause.into());
+            let _ = o.back.send(Handback::Failed);
+        }
+    }
+
     fn release(&mut self, i: usize, how: fn(Box<Viewer>) -> Handback) {
         match self.slots.get_mut(i).and_then(Option::take) {
             Some(Slot::Reading(mut e)) => {
@@ -584,15 +609,11 @@ impl Reader {
 
     fn lose_all(&mut self) {
         for i in 0..self.slots.len() {
-            match &self.slots[i] {
-                Some(Slot::Reading(_)) => self.release(i, Handback::Lost),
-                Some(Slot::Opening(_)) => self.fail(i, "reader_failed".into()),
-                None => {}
+            if let Some(Slot::Reading(_)) = &self.slots[i] {
+                self.release(i, Handback::Lost);
             }
         }
-        for o in self.waiting.drain(..) {
-            self.shared.fail("reader_failed".into());
-            let _ = o.back.send(Handback::Failed);
-        }
+        self.fail_where(|_| true, "reader_failed");
+        self.refuse_waiting("reader_failed");
     }
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use danmaku_fanout::{Delivery, Heat, RoomKey, Sink};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -384,18 +384,9 @@ impl AsyncRead for ConnIo {
         let stream = &self.outlet.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
-            let room = buf.remaining();
             match stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
-                    if n > 0 && n < room {
-                        // A short read emptied the socket: forget its readiness now
-                        // rather than learn it from a read that fails (as tokio's own
-                        // streams do). Data arriving meanwhile is a new edge.
-                        let _ = stream.try_io(Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
-                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -465,8 +456,7 @@ mod tests {
         };
         let mut buf = [0u8; 64];
         for round in 0..50u8 {
-            // Each read is short (the socket is emptied and its readiness dropped
-            // without a failing read); the next bytes must still wake it.
+            // Each read empties the socket; the next bytes must still wake it.
             client.write_all(&[round; 3]).await.expect("write");
             let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
                 .await
