@@ -24,11 +24,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 
-static double cpu_s(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
+#include "floor.h"
 
 int main(int argc, char **argv) {
   if (argc < 5) {
@@ -40,15 +36,9 @@ int main(int argc, char **argv) {
   int group = argc > 5 ? atoi(argv[5]) : n;
   if (group < 1 || group > n) group = n;
   int one = 1;
-  int ls = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(0x7f000001);
-  socklen_t al = sizeof a;
-  if (bind(ls, (void *)&a, sizeof a) || listen(ls, 65535) || getsockname(ls, (void *)&a, &al)) {
-    perror("listen");
-    return 1;
-  }
+  struct sockaddr_in a;
+  int ls = listen_loopback(SOCK_STREAM, 65535, &a);
+  if (ls < 0) return 1;
   int *client = malloc(n * sizeof(int)), *server = malloc(n * sizeof(int));
   for (int i = 0; i < n; i++) {
     client[i] = socket(AF_INET, SOCK_STREAM, 0);

@@ -30,16 +30,7 @@
 
 enum { MSG = 110 };
 
-static long now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1000000L + t.tv_nsec / 1000;
-}
-
-static int cmp(const void *a, const void *b) {
-  long x = *(const long *)a, y = *(const long *)b;
-  return (x > y) - (x < y);
-}
+#include "floor.h"
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
@@ -94,15 +85,10 @@ int main(int argc, char **argv) {
   while (rooms > 2 && gcd(stride, rooms) != 1) stride++;
   for (int r = 0; r < rooms; r++) order[rooms > 2 ? (long)r * stride % rooms : r] = r;
 
-  int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(0x7f000001);
-  socklen_t al = sizeof a;
-  if (bind(ls, (void *)&a, sizeof a) || listen(ls, 65535) || getsockname(ls, (void *)&a, &al)) {
-    perror("listen");
-    return 1;
-  }
+  int one = 1;
+  struct sockaddr_in a;
+  int ls = listen_loopback(SOCK_STREAM, 65535, &a);
+  if (ls < 0) return 1;
   long deliveries = 0;
   for (long k = 0; k < (long)rate * seconds; k++) deliveries += room_size[order[k % rooms]];
   // Each side holds one end of every connection (one process may hold 20,000 files).
@@ -136,7 +122,7 @@ int main(int argc, char **argv) {
         }
       }
     }
-    qsort(lat, got, sizeof(long), cmp);
+    qsort(lat, got, sizeof(long), cmp_long);
     printf("latency (%d viewers, %d rooms, the biggest %d, %d events/s): p50 %.2f ms, "
            "p90 %.2f ms, p99 %.2f ms, max %.2f ms over %ld deliveries\n",
            n, rooms, room_size[0], rate, lat[got / 2] / 1e3, lat[got * 9 / 10] / 1e3,

@@ -27,22 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double cpu_s(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "floor.h"
 
 // Sizes of what our gateway and load test exchange.
 enum { REQUEST = 260, UPGRADE_AND_HELLO = 230, JOIN = 45, JOINED = 330 };
@@ -125,7 +110,7 @@ static int client(struct sockaddr_in *a, int total, int in_flight) {
     }
   }
   double wall = now_ms() - w0;
-  qsort(lat, done, sizeof(double), cmp);
+  qsort(lat, done, sizeof(double), cmp_double);
   printf("client: %.1f us CPU per connection\n", (cpu_s() - c0) * 1e6 / total);
   printf("ramp: %d joined in %.2f s; first render p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", done,
          wall / 1e3, lat[done / 2], lat[done * 99 / 100], lat[done - 1]);
@@ -138,16 +123,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   int total = atoi(argv[1]), in_flight = atoi(argv[2]);
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(0x7f000001);
-  socklen_t al = sizeof a;
-  if (bind(ls, (void *)&a, sizeof a) || listen(ls, 16384) || getsockname(ls, (void *)&a, &al)) {
-    perror("listen");
-    return 1;
-  }
+  struct sockaddr_in a;
+  int ls = listen_loopback(SOCK_STREAM | SOCK_NONBLOCK, 16384, &a);
+  if (ls < 0) return 1;
   pid_t pid = fork();
   if (pid == 0) {
     server(ls, total);

@@ -431,11 +431,12 @@ impl Reader {
             let now = Instant::now();
             if stop.as_ref().is_some_and(|s| now >= s.1) {
                 self.finish_where(|_| true);
-                self.fail_where(|_| true, "stopped");
+                self.fail_where(|_| Some("stopped".into()));
             }
             if self.opening > 0 && now >= next_check {
                 next_check = now + Duration::from_millis(100);
-                self.expire(now);
+                // Fails the viewers whose current opening step ran out of time.
+                self.fail_where(|o| (now >= o.deadline).then(|| o.timeout_cause().into()));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(TICK))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -553,25 +554,13 @@ impl Reader {
         }
     }
 
-    /// Fails the viewers whose current opening step ran out of time.
-    fn expire(&mut self, now: Instant) {
+    /// Fails each viewer being opened for which `cause` gives one.
+    fn fail_where(&mut self, cause: impl Fn(&Opener) -> Option<String>) {
         for i in 0..self.slots.len() {
             if let Some(Slot::Opening(o)) = &self.slots[i]
-                && now >= o.deadline
+                && let Some(cause) = cause(o)
             {
-                let cause = o.timeout_cause().to_string();
                 self.fail(i, cause);
-            }
-        }
-    }
-
-    /// Fails the viewers being opened that `pred` picks, counted under `cause`.
-    fn fail_where(&mut self, pred: impl Fn(&Opener) -> bool, cause: &str) {
-        for i in 0..self.slots.len() {
-            if let Some(Slot::Opening(o)) = &self.slots[i]
-                && pred(o)
-            {
-                self.fail(i, cause.into());
             }
         }
     }
@@ -584,16 +573,16 @@ impl Reader {
         }
     }
 
+    /// Hands the viewer read at `i` back to its task.
     fn release(&mut self, i: usize, how: fn(Box<Viewer>) -> Handback) {
-        match self.slots.get_mut(i).and_then(Option::take) {
-            Some(Slot::Reading(mut e)) => {
-                let _ = self.poll.registry().deregister(&mut e.stream);
-                self.free.push(i);
-                self.live -= 1;
-                let _ = e.back.send(how(e.viewer));
-            }
-            Some(opening @ Slot::Opening(_)) => self.slots[i] = Some(opening),
-            None => {}
+        if !matches!(self.slots.get(i), Some(Some(Slot::Reading(_)))) {
+            return;
+        }
+        if let Some(Slot::Reading(mut e)) = self.slots[i].take() {
+            let _ = self.poll.registry().deregister(&mut e.stream);
+            self.free.push(i);
+            self.live -= 1;
+            let _ = e.back.send(how(e.viewer));
         }
     }
 
@@ -613,7 +602,7 @@ impl Reader {
                 self.release(i, Handback::Lost);
             }
         }
-        self.fail_where(|_| true, "reader_failed");
+        self.fail_where(|_| Some("reader_failed".into()));
         self.refuse_waiting("reader_failed");
     }
 }

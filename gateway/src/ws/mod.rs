@@ -307,31 +307,40 @@ impl Handshake {
         })
     }
 
+    /// The 101 response's headers, for both ways of sending it.
+    fn headers(&self) -> impl Iterator<Item = (header::HeaderName, &str)> {
+        [
+            (header::CONNECTION, "upgrade"),
+            (header::UPGRADE, "websocket"),
+            (header::SEC_WEBSOCKET_ACCEPT, self.accept.as_str()),
+        ]
+        .into_iter()
+        .chain(
+            self.subprotocol
+                .then_some((header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL)),
+        )
+    }
+
     /// The 101 response's head, as bytes to write (the fast path).
     fn response_head(&self) -> Bytes {
-        let mut head = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {}\r\n",
-            self.accept
-        );
-        if self.subprotocol {
-            head.push_str("sec-websocket-protocol: ");
-            head.push_str(SUBPROTOCOL);
+        let mut head = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in self.headers() {
+            head.push_str(name.as_str());
+            head.push_str(": ");
+            head.push_str(value);
             head.push_str("\r\n");
         }
         head.push_str("\r\n");
         Bytes::from(head)
     }
 
+    /// The 101 response, for hyper to send.
     fn response(&self) -> Response {
-        let mut builder = Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::CONNECTION, "upgrade")
-            .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, &self.accept);
-        if self.subprotocol {
-            builder = builder.header(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
-        }
-        builder
+        self.headers()
+            .fold(
+                Response::builder().status(StatusCode::SWITCHING_PROTOCOLS),
+                |builder, (name, value)| builder.header(name, value),
+            )
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
