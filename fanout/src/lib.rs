@@ -1,8 +1,8 @@
 //! Room sequencing, history, snapshots, likes, polls, and local delivery.
 //!
 //! The [`Fanout`] trait is the seam between the gateway and the store that sequences
-//! events: the embedded [`memory::MemoryFanout`] (single node, the default) and, later,
-//! Redis. Whatever the store, events reach this process's viewers through the [`Hub`],
+//! events: the embedded [`memory::MemoryFanout`] (single node, the default) and
+//! [`redis::RedisFanout`] (rooms shared by many gateways). Whatever the store, events reach this process's viewers through the [`Hub`],
 //! which hands each connection's [`Mailbox`] a refcount of the bytes encoded once.
 //!
 //! # Delivery semantics
@@ -12,6 +12,8 @@
 //! event in order or is told with `reset` where continuity restarts.
 //!
 //! # Layout
+//! - [`position`]: a position in a room's sequence and the one decision about each
+//!   delivery (write, duplicate, gap, reset).
 //! - [`mailbox`]: the bounded per-connection inbox.
 //! - [`hub`]: local subscriptions; the one shared map of the delivery path.
 //! - [`memory`]: the embedded single-node store.
@@ -28,6 +30,7 @@ mod heat;
 pub mod hub;
 pub mod mailbox;
 pub mod memory;
+pub mod position;
 pub mod redis;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -138,9 +141,14 @@ pub enum FanoutError {
     /// The store holds as many rooms as it may.
     #[error("too many rooms ({0})")]
     TooManyRooms(usize),
-    /// The store is unreachable.
+    /// The store is unreachable (the text is the store client's own message).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered something this version cannot read: a reply of the wrong
+    /// shape, or a stored event that is not a record. A bug or a version mix, never
+    /// retried as if the store were down.
+    #[error("unexpected answer from the store: {0}")]
+    BadReply(&'static str),
 }
 
 /// Sequencing and reading rooms.
@@ -256,6 +264,7 @@ impl FanoutError {
             Self::PollClosed(_) => ErrorCode::PollClosed,
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::BadReply(_) => ErrorCode::Internal,
         }
     }
 }

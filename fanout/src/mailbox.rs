@@ -3,8 +3,11 @@
 //! # Backpressure
 //! A mailbox holds at most `capacity` deliveries. Delivery never blocks and never
 //! allocates per viewer: a full mailbox drops the delivery and records the room as
-//! *overflowed*. The owner drains the queue, then sees the overflow and catches the
-//! room up from its history (or sends `reset` when history no longer covers the gap),
+//! *overflowed*; an overflowed room takes no more deliveries until the owner took the
+//! mark, so what is queued is always a gapless prefix (a dropped `reset` can never be
+//! overtaken by the events after it). The owner drains the queue, then sees the
+//! overflow and catches the room up from its history (or sends `reset` when history
+//! no longer covers the gap or the epoch changed),
 //! so a slow reader costs bounded memory and loses nothing that history holds.
 //! Unsequenced frames (presence) are simply dropped when full: the next one carries
 //! the latest value.
@@ -128,6 +131,11 @@ impl Mailbox {
             return Delivered::Closed;
         }
         let mut q = self.shared.queue.lock();
+        if delivery.seq != 0 && q.overflowed.contains(&delivery.room) {
+            // The room lost a delivery: it takes none until the owner took the mark and
+            // caught up, so nothing queued can overtake what was lost (a reset above all).
+            return Delivered::Dropped;
+        }
         if let Some(sink) = &self.shared.sink
             && sink.offer(&delivery, q.items.is_empty())
         {
@@ -163,11 +171,6 @@ impl Mailbox {
         }
         drop(q);
         self.shared.ready.notify_one();
-    }
-
-    /// Whether the receiving half is gone.
-    pub fn is_closed(&self) -> bool {
-        self.shared.receiver_gone.load(Ordering::Relaxed)
     }
 }
 
@@ -237,9 +240,24 @@ impl MailboxReceiver {
         true
     }
 
-    /// Takes the rooms that overflowed since the last call.
+    /// Takes the rooms that overflowed since the last call and whose queued deliveries
+    /// were all taken: those were made before the drop, so the owner's catch-up must
+    /// come after them. A room still queued keeps its mark for a later call.
     pub fn take_overflowed(&self) -> Vec<RoomKey> {
-        std::mem::take(&mut self.shared.queue.lock().overflowed)
+        let mut q = self.shared.queue.lock();
+        if q.overflowed.is_empty() {
+            return Vec::new();
+        }
+        let Queue { items, overflowed } = &mut *q;
+        let mut ready = Vec::new();
+        overflowed.retain(|room| {
+            let queued = items.iter().any(|d| d.room == *room);
+            if !queued {
+                ready.push(*room);
+            }
+            queued
+        });
+        ready
     }
 }
 
@@ -276,6 +294,35 @@ mod tests {
         assert!(rx.take_overflowed().is_empty());
         drop(rx);
         assert_eq!(tx.deliver(d(1, 5)), Delivered::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_overflowed_room_takes_nothing_until_its_mark_is_taken() {
+        let (tx, mut rx) = mailbox(2);
+        tx.deliver(d(2, 1));
+        tx.deliver(d(1, 1));
+        // Room 1 loses a delivery (think: a reset); room 2 keeps going.
+        assert_eq!(tx.deliver(d(1, 2)), Delivered::Dropped);
+        let mut buf = Vec::new();
+        rx.recv_many(&mut buf, 1).await;
+        assert_eq!(
+            rx.take_overflowed(),
+            Vec::<RoomKey>::new(),
+            "room 1 is queued"
+        );
+        assert_eq!(
+            tx.deliver(d(1, 3)),
+            Delivered::Dropped,
+            "nothing may overtake"
+        );
+        assert_eq!(tx.deliver(d(2, 2)), Delivered::Queued);
+        rx.recv_many(&mut buf, 10).await;
+        assert_eq!(rx.take_overflowed(), vec![1]);
+        assert_eq!(
+            tx.deliver(d(1, 4)),
+            Delivered::Queued,
+            "caught up: open again"
+        );
     }
 
     /// Takes odd seqs while nothing is queued.

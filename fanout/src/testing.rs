@@ -1,5 +1,7 @@
 //! Test support: a real `redis-server` on a private unix socket, stopped on drop.
 
+pub use crate::redis::record::data_record;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,7 +9,7 @@ use danmaku_fanout::memory::{MemoryConfig, MemoryFanout};
 use danmaku_fanout::redis::{RedisConfig, RedisFanout};
 use danmaku_fanout::testing::TestRedis;
 use danmaku_fanout::{
-    Fanout, FanoutError, Hub, MailboxReceiver, NewPoll, RESET_SEQ, Rooms, mailbox,
+    Fanout, FanoutError, Hub, MailboxReceiver, NewPoll, RESET_SEQ, Rooms, mailbox, now_ms,
 };
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 
@@ -212,11 +212,8 @@ async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
     let quiet = redis.cli(&["HINCRBY", "{dm:tail}:m", "seq", "1"]);
     assert_eq!(quiet.trim(), "2");
     let epoch = redis.cli(&["HGET", "{dm:tail}:m", "epoch"]);
-    let frame = format!(
-        "{{\"type\":\"event\",\"room\":\"tail\",\"epoch\":\"{}\",\"seq\":2,\"kind\":\"comment\",\"ts\":1,\"data\":{{}}}}",
-        epoch.trim()
-    );
-    redis.cli(&["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
+    let record = danmaku_fanout::testing::data_record(2, epoch.trim(), now_ms(), "comment", "{}");
+    redis.cli(&["XADD", "{dm:tail}:s", "2-0", "r", &record]);
     assert_eq!(
         next_seqs(&mut rx, 1).await,
         vec![2],

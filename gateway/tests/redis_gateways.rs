@@ -464,11 +464,14 @@ async fn lost_tail_within_five_seconds(store: Store) {
             .trim(),
         "2"
     );
-    let frame = format!(
-        "{{\"type\":\"event\",\"room\":\"tail\",\"epoch\":\"{}\",\"seq\":2,\"kind\":\"comment\",\"ts\":1,\"data\":{{\"i\":2}}}}",
-        epoch.trim()
+    let record = danmaku_fanout::testing::data_record(
+        2,
+        epoch.trim(),
+        danmaku_fanout::now_ms(),
+        "comment",
+        r#"{"i":2}"#,
     );
-    store.cli_room("{dm:tail}:m", &["XADD", "{dm:tail}:s", "2-0", "f", &frame]);
+    store.cli_room("{dm:tail}:m", &["XADD", "{dm:tail}:s", "2-0", "r", &record]);
     let lost_at = std::time::Instant::now();
     for v in &mut viewers {
         assert_eq!(v.next_event().await["data"]["i"], 2);

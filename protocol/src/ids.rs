@@ -118,6 +118,21 @@ impl EventKind {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `likes`: a room's like total changed.
+    pub fn likes() -> Self {
+        Self(Arc::from("likes"))
+    }
+
+    /// `poll`: a poll opened, its tallies changed, or it closed.
+    pub fn poll() -> Self {
+        Self(Arc::from("poll"))
+    }
+
+    /// `comment`: a viewer's (or a backend's) comment.
+    pub fn comment() -> Self {
+        Self(Arc::from("comment"))
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +163,8 @@ mod tests {
         assert_eq!(EventKind::new("Comment"), Err(IdError::Kind));
         assert_eq!(EventKind::new("1x"), Err(IdError::Kind));
         assert_eq!(EventKind::new(""), Err(IdError::Kind));
+        for built_in in [EventKind::likes(), EventKind::poll(), EventKind::comment()] {
+            assert_eq!(EventKind::new(built_in.as_str()), Ok(built_in));
+        }
     }
 }

@@ -16,12 +16,14 @@
 //! - [`limits`]: the configurable bounds (text length, like counts, rooms per connection).
 //! - [`client`]: decoding and validating client commands.
 //! - [`server`]: encoding server frames (`hello`, `joined`, `event`, …).
+//! - [`data`]: the payloads of the gateway's own event kinds (likes, polls).
 //! - [`error`]: protocol error codes and decode errors.
 //! - [`close`]: WebSocket close codes the gateway uses.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod close;
+pub mod data;
 pub mod error;
 pub mod ids;
 pub mod limits;

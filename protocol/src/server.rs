@@ -20,8 +20,10 @@ pub struct EventFrame {
 }
 
 impl EventFrame {
-    /// Encodes an event. `data` must be one valid JSON value (the caller parsed or built
-    /// it); room, epoch and kind are validated identifiers and need no escaping.
+    /// Encodes an event: the one place an event frame is made, for every store.
+    /// `data` must be one valid JSON value (the caller parsed or built it); room, epoch
+    /// and kind are validated identifiers and need no escaping. Line breaks between
+    /// the value's tokens become spaces, so the frame is one line.
     pub fn encode(
         room: &RoomId,
         epoch: &str,
@@ -42,7 +44,15 @@ impl EventFrame {
         out.extend_from_slice(b"\",\"ts\":");
         push_u64(&mut out, ts_ms);
         out.extend_from_slice(b",\"data\":");
+        let start = out.len();
         out.extend_from_slice(data.as_bytes());
+        // `\n` separates messages in a frame; in valid JSON a line break can only be
+        // whitespace between tokens, so it becomes a space.
+        for b in &mut out[start..] {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
         out.push(b'}');
         Self {
             seq,
@@ -266,6 +276,15 @@ mod tests {
 
     fn parse(b: &[u8]) -> Value {
         serde_json::from_slice(b).expect("valid json")
+    }
+
+    #[test]
+    fn an_event_is_one_line_whatever_its_data() {
+        let room = RoomId::new("r").expect("room");
+        let kind = EventKind::new("card").expect("kind");
+        let f = EventFrame::encode(&room, "e", 1, &kind, 2, "{\n  \"a\": \"x\\ny\"\r\n}");
+        assert!(!f.bytes.contains(&b'\n') && !f.bytes.contains(&b'\r'));
+        assert_eq!(parse(&f.bytes)["data"]["a"], "x\ny");
     }
 
     #[test]

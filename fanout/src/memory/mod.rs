@@ -158,10 +158,10 @@ impl Rooms for MemoryFanout {
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
-        let kind = EventKind::new("likes").map_err(|e| FanoutError::Unavailable(e.to_string()))?;
+        let kind = EventKind::likes();
         self.with_room(room, |state| {
             state.likes = state.likes.saturating_add(delta);
-            let data = format!("{{\"total\":{},\"delta\":{delta}}}", state.likes);
+            let data = danmaku_protocol::data::likes_data(state.likes, delta);
             self.publish_locked(room, state, &kind, &data)
         })
     }
@@ -204,7 +204,7 @@ impl Polls for MemoryFanout {
         room: &RoomId,
         poll: NewPoll,
     ) -> Result<(PollId, Published), FanoutError> {
-        let kind = poll_kind()?;
+        let kind = EventKind::poll();
         self.with_room(room, |state| {
             let (id, data) = state.open_poll(poll, now_ms());
             (id, self.publish_locked(room, state, &kind, &data))
@@ -212,7 +212,7 @@ impl Polls for MemoryFanout {
     }
 
     async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError> {
-        let kind = poll_kind()?;
+        let kind = EventKind::poll();
         self.with_room(room, |state| {
             let data = state.close_poll(poll)?;
             Ok(self.publish_locked(room, state, &kind, &data))
@@ -230,7 +230,7 @@ impl Polls for MemoryFanout {
     }
 
     async fn tick(&self) {
-        let Ok(kind) = poll_kind() else { return };
+        let kind = EventKind::poll();
         let now = now_ms();
         let rooms: Vec<(RoomId, Arc<Mutex<RoomState>>)> = self
             .rooms
@@ -258,10 +258,6 @@ impl Fanout for MemoryFanout {
     fn ready(&self) -> bool {
         true
     }
-}
-
-fn poll_kind() -> Result<EventKind, FanoutError> {
-    EventKind::new("poll").map_err(|e| FanoutError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]

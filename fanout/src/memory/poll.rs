@@ -4,13 +4,14 @@ use std::collections::HashSet;
 
 use bytes::Bytes;
 use danmaku_protocol::PollId;
+use danmaku_protocol::data::{PollDoc, PollSpec};
 
 use crate::FanoutError;
 
 pub(crate) struct Poll {
     pub(crate) id: PollId,
-    question: String,
-    options: Vec<(String, u64)>,
+    spec: PollSpec,
+    votes: Vec<u64>,
     pub(crate) ends_at_ms: u64,
     pub(crate) open: bool,
     /// One vote per user. Bounded by the users of the room during the poll's life.
@@ -23,8 +24,8 @@ impl Poll {
     pub(crate) fn new(id: PollId, question: String, options: Vec<String>, ends_at_ms: u64) -> Self {
         Self {
             id,
-            question,
-            options: options.into_iter().map(|o| (o, 0)).collect(),
+            votes: vec![0; options.len()],
+            spec: PollSpec { question, options },
             ends_at_ms,
             open: true,
             voters: HashSet::new(),
@@ -38,30 +39,25 @@ impl Poll {
         }
         let slot = usize::try_from(option)
             .ok()
-            .and_then(|i| self.options.get_mut(i))
+            .and_then(|i| self.votes.get_mut(i))
             .ok_or_else(|| FanoutError::BadOption(self.id.clone(), option))?;
         if !self.voters.insert(Box::from(user)) {
             return Err(FanoutError::AlreadyVoted(self.id.clone()));
         }
-        slot.1 += 1;
+        *slot += 1;
         self.dirty = true;
         Ok(())
     }
 
     /// The poll's state as the `data` of a `poll` event.
     pub(crate) fn encode(&self) -> Bytes {
-        let options: Vec<serde_json::Value> = self
-            .options
-            .iter()
-            .map(|(text, votes)| serde_json::json!({"text": text, "votes": votes}))
-            .collect();
-        let v = serde_json::json!({
-            "poll": self.id.as_str(),
-            "state": if self.open { "open" } else { "closed" },
-            "question": self.question,
-            "options": options,
-            "ends_at": self.ends_at_ms,
-        });
-        Bytes::from(v.to_string())
+        let doc = PollDoc {
+            poll: self.id.as_str(),
+            open: self.open,
+            spec: &self.spec,
+            votes: &self.votes,
+            ends_at: self.ends_at_ms,
+        };
+        Bytes::from(doc.encode())
     }
 }

@@ -1,4 +1,4 @@
-//! Key names. Every key of a room shares the hash tag `{<prefix>:<room>}`, so one Lua
+//! Key names, in one place. Every key of a room shares the hash tag `{<prefix>:<room>}`, so one Lua
 //! script can touch them all on one Redis Cluster shard.
 
 use danmaku_protocol::RoomId;
@@ -8,11 +8,13 @@ use danmaku_protocol::RoomId;
 pub(crate) struct RoomKeys {
     /// Hash: epoch, seq, likes, polls (poll id counter).
     pub(crate) meta: String,
-    /// Stream of encoded events, id `<seq>-0`, bounded length.
+    /// Stream of event records, id `<seq>-0`, bounded by length and age.
     pub(crate) stream: String,
     /// Prefix of poll documents, voter sets and the open/dirty poll sets.
     pub(crate) polls: String,
-    /// Pub/sub channel carrying `<seq>:<epoch>:<frame>`.
+    /// Hash of each gateway's online count, `<count>:<expires ms>`.
+    pub(crate) online: String,
+    /// Pub/sub channel carrying each event's record (see `record.rs`).
     pub(crate) channel: String,
     tag: String,
 }
@@ -24,6 +26,7 @@ impl RoomKeys {
             meta: format!("{tag}:m"),
             stream: format!("{tag}:s"),
             polls: format!("{tag}:p:"),
+            online: format!("{tag}:on"),
             channel: format!("{tag}:c"),
             tag,
         }
@@ -47,6 +50,7 @@ mod tests {
             &k.stream,
             &k.polls,
             &k.channel,
+            &k.online,
             &k.idempotency("x"),
         ] {
             assert!(key.starts_with("{dm:shop-42}:"), "{key}");

@@ -1,10 +1,19 @@
 //! The Redis store: rooms shared by every gateway.
 //!
 //! Every write to a room is one Lua script (`lua/room.lua`) that, atomically, creates
-//! the room's epoch if missing, increments its seq, appends the encoded event to the
-//! room's bounded stream, honours an idempotency key, and publishes
-//! `<seq>:<epoch>:<frame>` on the room's channel. Reads (`view`, `history`) are scripts
-//! too, so a join sees one consistent position.
+//! the room's epoch if missing, increments its seq, appends the event's record to the
+//! room's stream (bounded by length and age), honours an idempotency key, publishes
+//! the record on the room's channel, and refreshes the TTL of every key of the room.
+//! Reads (`view`, `history`) are scripts too, so a join sees one consistent position.
+//! The script makes no JSON: a record carries Rust-made text and counters, and Rust
+//! encodes the event frame from it ([`record`]); script replies are read in one place
+//! ([`reply`]).
+//!
+//! # Expiry
+//! Every key of a room expires `room_ttl` after the room's last activity (a publish,
+//! a vote, a join, a gateway reporting viewers), so Redis holds only live rooms. A
+//! room that expired comes back with a new epoch, as in the memory store; its viewers
+//! get `recovered:false` (or a `reset`) with the new epoch.
 //!
 //! Each gateway subscribes to a room while it has local viewers ([`subscriber`]); the
 //! subscriber keeps the room's `last_seq`, fills gaps from the stream, and announces
@@ -13,6 +22,8 @@
 mod conn;
 mod keys;
 mod publisher;
+pub(crate) mod record;
+mod reply;
 mod subscriber;
 
 use std::sync::Arc;
@@ -21,6 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use danmaku_protocol::data::PollSpec;
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 
 use crate::{
@@ -28,7 +40,8 @@ use crate::{
 };
 use conn::Conn;
 pub use publisher::Publisher;
-use publisher::{connect_shards, shard_index};
+use publisher::{connect_shards, millis, shard_index};
+use reply::{RoomOp, unavailable};
 use subscriber::Subscriber;
 
 /// Settings of the Redis store.
@@ -45,6 +58,11 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Events kept per room stream (approximately; trimmed with `MAXLEN ~`).
     pub history_len: usize,
+    /// Events older than this are no longer history (a resume from before them gets
+    /// `recovered:false`); they are trimmed from the stream as new events come.
+    pub history_age: Duration,
+    /// Every key of a room expires this long after the room's last activity.
+    pub room_ttl: Duration,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl: Duration,
     /// A room without local viewers is unsubscribed after this long.
@@ -65,6 +83,8 @@ impl Default for RedisConfig {
             cluster: false,
             prefix: "dm".into(),
             history_len: 1_000,
+            history_age: Duration::from_secs(600),
+            room_ttl: Duration::from_secs(3_600),
             idempotency_ttl: Duration::from_secs(600),
             unsubscribe_grace: Duration::from_secs(5),
             position_check: Duration::from_secs(1),
@@ -89,10 +109,6 @@ pub struct RedisFanout {
     poll_rooms: dashmap::DashSet<RoomId>,
     /// Counts ticks, for the slower sweep.
     ticks: std::sync::atomic::AtomicU64,
-}
-
-fn unavailable(e: &redis::RedisError) -> FanoutError {
-    FanoutError::Unavailable(e.to_string())
 }
 
 impl RedisFanout {
@@ -133,70 +149,9 @@ impl RedisFanout {
     }
 }
 
-/// Maps the script's error replies to store errors.
-fn script_error(e: &redis::RedisError) -> FanoutError {
-    let text = e.to_string();
-    let poll = || PollId::new("p-0").unwrap_or_else(|_| unreachable!("valid id"));
-    if text.contains("unknown_poll") {
-        FanoutError::UnknownPoll(poll())
-    } else if text.contains("poll_closed") {
-        FanoutError::PollClosed(poll())
-    } else if text.contains("already_voted") {
-        FanoutError::AlreadyVoted(poll())
-    } else if text.contains("bad_option") {
-        FanoutError::BadOption(poll(), 0)
-    } else {
-        unavailable(e)
-    }
-}
-
 /// A random epoch: 16 hex digits.
 fn new_epoch() -> String {
     crate::memory::new_epoch().to_string()
-}
-
-fn as_bytes(v: &redis::Value) -> Option<Bytes> {
-    match v {
-        redis::Value::BulkString(b) => Some(Bytes::copy_from_slice(b)),
-        redis::Value::SimpleString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
-        _ => None,
-    }
-}
-
-fn as_u64(v: &redis::Value) -> u64 {
-    match v {
-        redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),
-        redis::Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn as_string(v: &redis::Value) -> String {
-    as_bytes(v)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn items(v: redis::Value) -> Vec<redis::Value> {
-    match v {
-        redis::Value::Array(a) => a,
-        _ => Vec::new(),
-    }
-}
-
-fn published(v: redis::Value) -> Result<Published, FanoutError> {
-    let a = items(v);
-    if a.len() < 3 {
-        return Err(FanoutError::Unavailable("unexpected script reply".into()));
-    }
-    Ok(Published {
-        epoch: Arc::from(as_string(&a[0])),
-        seq: as_u64(&a[1]),
-        duplicate: as_u64(&a[2]) == 1,
-    })
 }
 
 #[async_trait]
@@ -214,9 +169,9 @@ impl Rooms for RedisFanout {
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
-        published(
+        reply::published(
             self.publisher
-                .room_op(room, "likes", "", &[&delta.to_string()])
+                .room_op(room, &RoomOp::Likes { delta })
                 .await?,
         )
     }
@@ -239,34 +194,34 @@ impl Rooms for RedisFanout {
             .view_script
             .key(&k.meta)
             .key(&k.stream)
+            .key(&k.polls)
             .arg(new_epoch())
             .arg(recent)
             .arg(since_epoch)
             .arg(since_seq)
+            .arg(now_ms())
+            .arg(millis(self.config.history_age))
+            .arg(millis(self.config.room_ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let a = items(v);
-        if a.len() < 4 {
-            return Err(FanoutError::Unavailable("unexpected view reply".into()));
-        }
-        let events: Vec<Bytes> = a[4..].iter().filter_map(as_bytes).collect();
-        let recovered = as_u64(&a[3]) == 1;
+        let view = reply::view(room, v)?;
         let polls = self.open_polls(room).await?;
         if !polls.is_empty() {
             self.poll_rooms.insert(room.clone());
         }
+        let (recent, replay) = if view.recovered {
+            (Vec::new(), Some(view.events))
+        } else {
+            (view.events, None)
+        };
         Ok(RoomView {
-            epoch: Arc::from(as_string(&a[0])),
-            seq: as_u64(&a[1]),
-            likes: as_u64(&a[2]),
-            recent: if recovered {
-                Vec::new()
-            } else {
-                events.clone()
-            },
+            epoch: view.epoch,
+            seq: view.seq,
+            likes: view.likes,
+            recent,
             polls,
-            replay: recovered.then_some(events),
+            replay,
         })
     }
 
@@ -284,24 +239,12 @@ impl Rooms for RedisFanout {
             .key(&k.stream)
             .arg(since)
             .arg(limit.max(1))
+            .arg(now_ms())
+            .arg(millis(self.config.history_age))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
-        let a = items(v);
-        if a.len() < 3 {
-            return Err(FanoutError::Unavailable("unexpected history reply".into()));
-        }
-        let epoch: Arc<str> = Arc::from(as_string(&a[0]));
-        let head = as_u64(&a[1]);
-        match as_u64(&a[2]) {
-            1 => Err(FanoutError::Gone { since, epoch }),
-            2 => Err(FanoutError::Ahead { since, head }),
-            _ => Ok(History {
-                epoch,
-                head,
-                events: a[3..].iter().filter_map(as_bytes).collect(),
-            }),
-        }
+        reply::history(room, since, v)
     }
 
     async fn online(&self, room: &RoomId) -> Result<u64, FanoutError> {
@@ -329,21 +272,16 @@ impl Rooms for RedisFanout {
 
 impl RedisFanout {
     async fn online_total(&self, room: &RoomId) -> Result<u64, FanoutError> {
-        let local = self.hub.online(room).to_string();
-        let ttl = self.config.online_ttl.as_millis().to_string();
-        let a = items(
-            self.publisher
-                .room_op(room, "online", "", &[&self.config.gateway_id, &local, &ttl])
-                .await?,
-        );
-        Ok(a.get(1).map_or(0, as_u64))
+        let op = RoomOp::Online {
+            gateway: &self.config.gateway_id,
+            count: self.hub.online(room),
+            ttl_ms: millis(self.config.online_ttl),
+        };
+        reply::count(self.publisher.room_op(room, &op).await?)
     }
 
     async fn open_polls(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError> {
-        Ok(items(self.publisher.room_op(room, "polls", "", &[]).await?)
-            .iter()
-            .filter_map(as_bytes)
-            .collect())
+        reply::polls(self.publisher.room_op(room, &RoomOp::Polls).await?)
     }
 }
 
@@ -355,31 +293,22 @@ impl Polls for RedisFanout {
         poll: NewPoll,
     ) -> Result<(PollId, Published), FanoutError> {
         let ends_at = now_ms().saturating_add(poll.duration_s.saturating_mul(1_000));
-        let options: Vec<serde_json::Value> = poll
-            .options
-            .iter()
-            .map(|t| serde_json::json!({"text": t, "votes": 0}))
-            .collect();
-        let doc =
-            serde_json::json!({"question": poll.question, "options": options, "ends_at": ends_at})
-                .to_string();
-        let a = items(
-            self.publisher
-                .room_op(room, "poll_open", "", &[&doc])
-                .await?,
-        );
+        let spec = PollSpec {
+            question: poll.question,
+            options: poll.options,
+        };
+        let op = RoomOp::PollOpen {
+            spec: &spec,
+            ends_at,
+        };
+        let opened = reply::poll_opened(self.publisher.room_op(room, &op).await?)?;
         self.poll_rooms.insert(room.clone());
-        let id = a.get(3).map(as_string).unwrap_or_default();
-        let id = PollId::new(&id).map_err(|e| FanoutError::Unavailable(e.to_string()))?;
-        Ok((id, published(redis::Value::Array(a))?))
+        Ok(opened)
     }
 
     async fn close_poll(&self, room: &RoomId, poll: &PollId) -> Result<Published, FanoutError> {
-        let r = self
-            .publisher
-            .room_op(room, "poll_close", "", &[poll.as_str()])
-            .await;
-        published(r.map_err(|e| with_poll(e, poll))?)
+        let op = RoomOp::PollClose { poll };
+        reply::published(self.publisher.room_op(room, &op).await?)
     }
 
     async fn vote(
@@ -389,22 +318,10 @@ impl Polls for RedisFanout {
         user: &str,
         option: u32,
     ) -> Result<(), FanoutError> {
-        let r = self
-            .publisher
-            .room_op(
-                room,
-                "vote",
-                "",
-                &[poll.as_str(), user, &option.to_string()],
-            )
-            .await;
-        if r.is_ok() {
-            self.votes_pending.insert(room.clone());
-        }
-        r.map(|_| ()).map_err(|e| match with_poll(e, poll) {
-            FanoutError::BadOption(p, _) => FanoutError::BadOption(p, option),
-            other => other,
-        })
+        let op = RoomOp::Vote { poll, user, option };
+        self.publisher.room_op(room, &op).await?;
+        self.votes_pending.insert(room.clone());
+        Ok(())
     }
 
     async fn tick(&self) {
@@ -426,21 +343,11 @@ impl Polls for RedisFanout {
         rooms.sort();
         rooms.dedup();
         for room in rooms {
-            if let Err(e) = self.publisher.room_op(&room, "poll_flush", "", &[]).await {
+            if let Err(e) = self.publisher.room_op(&room, &RoomOp::PollFlush).await {
                 tracing::warn!(%room, error = %e, "poll tallies not flushed");
                 self.votes_pending.insert(room);
             }
         }
-    }
-}
-
-fn with_poll(e: FanoutError, poll: &PollId) -> FanoutError {
-    match e {
-        FanoutError::UnknownPoll(_) => FanoutError::UnknownPoll(poll.clone()),
-        FanoutError::PollClosed(_) => FanoutError::PollClosed(poll.clone()),
-        FanoutError::AlreadyVoted(_) => FanoutError::AlreadyVoted(poll.clone()),
-        FanoutError::BadOption(_, o) => FanoutError::BadOption(poll.clone(), o),
-        other => other,
     }
 }
 

@@ -7,7 +7,8 @@ use danmaku_protocol::{EventKind, RoomId};
 
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
-use super::{RedisConfig, new_epoch, published, script_error, unavailable};
+use super::reply::{self, RoomOp, unavailable};
+use super::{RedisConfig, new_epoch};
 use crate::{FanoutError, Published, now_ms};
 
 /// Publishes into rooms from any process: the publisher library for backend services
@@ -116,7 +117,7 @@ impl Publisher {
         &self.shards[shard_index(room, self.shards.len())]
     }
 
-    /// Sequences one event into `room` (see [`Rooms::publish`]).
+    /// Sequences one event into `room` (see [`crate::Rooms::publish`]).
     ///
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
@@ -127,15 +128,12 @@ impl Publisher {
         data: &str,
         idempotency_key: Option<&str>,
     ) -> Result<Published, FanoutError> {
-        let idem = idempotency_key
-            .map(|k| self.keys(room).idempotency(k))
-            .unwrap_or_default();
-        let ttl = self.config.idempotency_ttl.as_secs().max(1).to_string();
-        let keyed = if idem.is_empty() { "0" } else { "1" };
-        published(
-            self.room_op(room, "event", &idem, &[kind.as_str(), data, &ttl, keyed])
-                .await?,
-        )
+        let op = RoomOp::Event {
+            kind,
+            data,
+            idempotency: idempotency_key,
+        };
+        reply::published(self.room_op(room, &op).await?)
     }
 
     pub(super) fn keys(&self, room: &RoomId) -> RoomKeys {
@@ -146,38 +144,49 @@ impl Publisher {
     pub(super) async fn room_op(
         &self,
         room: &RoomId,
-        op: &str,
-        idem: &str,
-        args: &[&str],
+        op: &RoomOp<'_>,
     ) -> Result<redis::Value, FanoutError> {
         let k = self.keys(room);
         // Every key in the room's slot, even an unused idempotency key (Cluster checks).
-        let idem = if idem.is_empty() {
-            k.idempotency("")
-        } else {
-            idem.to_owned()
+        let idem = match op {
+            RoomOp::Event {
+                idempotency: Some(key),
+                ..
+            } => k.idempotency(key),
+            _ => k.idempotency(""),
         };
+        let c = &self.config;
         let mut inv = self.room_script.prepare_invoke();
-        inv.key(&k.meta).key(&k.stream).key(&idem).key(&k.polls);
-        inv.arg(op)
-            .arg(room.as_str())
+        inv.key(&k.meta)
+            .key(&k.stream)
+            .key(&idem)
+            .key(&k.polls)
+            .key(&k.online);
+        inv.arg(op.name())
             .arg(now_ms())
             .arg(new_epoch())
-            .arg(self.config.history_len)
+            .arg(c.history_len)
+            .arg(millis(c.history_age))
+            .arg(millis(c.room_ttl))
             .arg(&k.channel)
-            .arg(if self.config.cluster { "1" } else { "0" });
-        for a in args {
-            inv.arg(*a);
+            .arg(if c.cluster { "1" } else { "0" });
+        for a in op.args(c.idempotency_ttl.as_secs().max(1)) {
+            inv.arg(a);
         }
         let shard = self.shard(room);
         let mut conn = shard.conn.clone();
         let result = inv.invoke_async(&mut conn).await;
-        let result = result.map_err(|e| script_error(&e));
-        // Unhealthy on anything but an answer (a poll error is an answer).
+        let result = result.map_err(|e| op.error(&e));
+        // Unhealthy on anything but an answer (a refused vote is an answer).
         let reached = !matches!(result, Err(FanoutError::Unavailable(_)));
         shard.healthy.store(reached, Ordering::Relaxed);
         result
     }
+}
+
+/// A duration in whole milliseconds, at least 1 (Redis refuses a zero expiry).
+pub(super) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]

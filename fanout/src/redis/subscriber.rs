@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::RedisConfig;
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
+use super::record::Record;
 use crate::{FanoutError, Hub, RESET_SEQ};
 
 type Ack = oneshot::Sender<Result<(), FanoutError>>;
@@ -109,23 +110,31 @@ impl Subscriber {
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<(RoomId, Ack)>) {
+        let mut backoff = Backoff::default();
         loop {
-            let mut source = match Source::open(&self.target).await {
-                Ok(p) => p,
+            let opened = match Source::open(&self.target).await {
+                Ok(mut source) => {
+                    let channels: Vec<String> = self.rooms.keys().cloned().collect();
+                    match channels.is_empty() {
+                        true => Ok(source),
+                        false => source.subscribe(&channels).await.map(|()| source),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let mut source = match opened {
+                Ok(source) => source,
                 Err(e) => {
                     self.connected.store(false, Ordering::Relaxed);
                     // Refuse watches while down, without waiting for the retry.
                     while let Ok((_, ack)) = rx.try_recv() {
                         let _ = ack.send(Err(FanoutError::Unavailable(e.to_string())));
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             };
-            let channels: Vec<String> = self.rooms.keys().cloned().collect();
-            if !channels.is_empty() && source.subscribe(&channels).await.is_err() {
-                continue;
-            }
+            backoff = Backoff::default();
             self.connected.store(true, Ordering::Relaxed);
             // Anything published while we were not subscribed is in the streams.
             self.check_positions(true).await;
@@ -206,14 +215,20 @@ impl Task {
         }
     }
 
-    /// Handles `<seq>:<epoch>:<frame>` published on `channel`.
+    /// Handles an event's record published on `channel`.
     async fn on_message(&mut self, channel: &str, payload: &[u8]) {
-        let Some((seq, epoch, frame)) = parse(payload) else {
-            return;
-        };
         let Some(sub) = self.rooms.get_mut(channel) else {
             return;
         };
+        let record = match Record::parse(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not ours to deliver; the position check fills the seq from the stream.
+                tracing::warn!(room = %sub.room, error = %e, "unreadable pub/sub message");
+                return;
+            }
+        };
+        let (seq, epoch) = (record.seq, record.epoch);
         if sub.epoch.is_empty() {
             sub.epoch = epoch.to_owned();
         } else if sub.epoch != epoch {
@@ -232,9 +247,13 @@ impl Task {
         if let Some(sub) = self.rooms.get_mut(channel)
             && seq == sub.last_seq + 1
         {
-            sub.last_seq = seq;
-            self.hub
-                .deliver(&sub.room, seq, &Bytes::copy_from_slice(frame));
+            match record.encode(&sub.room) {
+                Ok(frame) => {
+                    sub.last_seq = seq;
+                    self.hub.deliver(&sub.room, seq, &frame);
+                }
+                Err(e) => tracing::warn!(room = %sub.room, error = %e, "unreadable event record"),
+            }
         }
     }
 
@@ -266,12 +285,14 @@ impl Task {
             if seq != sub.last_seq + 1 {
                 break;
             }
-            let Some(redis::Value::BulkString(frame)) = entry.map.get("f") else {
+            let Some(redis::Value::BulkString(record)) = entry.map.get("r") else {
                 break;
             };
+            let Ok(frame) = Record::parse(record).and_then(|r| r.encode(&sub.room)) else {
+                break; // unreadable: a reset below, never a silent gap
+            };
             sub.last_seq = seq;
-            self.hub
-                .deliver(&sub.room, seq, &Bytes::copy_from_slice(frame));
+            self.hub.deliver(&sub.room, seq, &frame);
         }
         if sub.last_seq < upto {
             // Trimmed away: tell viewers where continuity restarts.
@@ -352,6 +373,21 @@ impl Task {
         } else {
             sub.behind = Some(seq);
         }
+    }
+}
+
+/// Delays between attempts to (re)open the pub/sub connection: 100 ms, doubling up
+/// to 5 s, so a Redis that is down is not hammered by every gateway at once.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = Duration::from_millis(100) * 2u32.saturating_pow(self.attempts.min(6));
+        self.attempts = self.attempts.saturating_add(1);
+        delay.min(Duration::from_secs(5))
     }
 }
 
@@ -487,25 +523,12 @@ impl Source {
     }
 }
 
-/// Splits `<seq>:<epoch>:<frame>`.
-fn parse(payload: &[u8]) -> Option<(u64, &str, &[u8])> {
-    let first = payload.iter().position(|&b| b == b':')?;
-    let seq = std::str::from_utf8(&payload[..first]).ok()?.parse().ok()?;
-    let rest = &payload[first + 1..];
-    let second = rest.iter().position(|&b| b == b':')?;
-    let epoch = std::str::from_utf8(&rest[..second]).ok()?;
-    Some((seq, epoch, &rest[second + 1..]))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn parses_messages() {
-        assert_eq!(
-            super::parse(b"12:ab:{\"x\":1}"),
-            Some((12, "ab", &b"{\"x\":1}"[..]))
-        );
-        assert_eq!(super::parse(b"x:ab:{}"), None);
-        assert_eq!(super::parse(b"12"), None);
+    fn retries_back_off_up_to_five_seconds() {
+        let mut b = super::Backoff::default();
+        let delays: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 }

@@ -1,9 +1,12 @@
 -- Events after a seq, if the stream still holds all of them.
 -- KEYS[1] meta   KEYS[2] stream   ARGV[1] since   ARGV[2] limit
--- Returns {epoch or false, head, status, events...}; status 0 ok, 1 gone, 2 ahead.
+-- ARGV[3] now (ms)   ARGV[4] history age (ms)
+-- Returns {epoch or "", head, status, records...}; status 0 ok, 1 gone, 2 ahead.
+-- A record older than the history age is gone, as if trimmed.
 local epoch = redis.call("HGET", KEYS[1], "epoch")
 local head = tonumber(redis.call("HGET", KEYS[1], "seq") or "0")
 local since = tonumber(ARGV[1])
+local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[4])
 local out = {epoch or "", head, 0}
 if not epoch then
   if since == 0 then return out end
@@ -13,7 +16,8 @@ end
 if since > head then out[3] = 2 return out end
 if since == head then return out end
 local events = redis.call("XRANGE", KEYS[2], (since + 1) .. "-0", "+", "COUNT", tonumber(ARGV[2]))
-if #events == 0 or events[1][1] ~= (since + 1) .. "-0" then
+local ts = #events > 0 and tonumber(string.match(events[1][2][2], "^%d+:[^:]*:(%d+):"))
+if #events == 0 or events[1][1] ~= (since + 1) .. "-0" or not ts or ts < cutoff then
   out[3] = 1
   return out
 end

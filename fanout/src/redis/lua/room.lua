@@ -1,143 +1,200 @@
 -- Every write to a room, atomically: all keys share the room's hash tag, so on Redis
 -- Cluster the script runs on the room's shard. The only place that sequences events.
 --
--- KEYS[1] meta hash {epoch, seq, likes, polls}   KEYS[2] stream
--- KEYS[3] idempotency key (always in the room's slot; used only when ARGV[11] is "1")
--- KEYS[4] key prefix of the room's polls ("<prefix>:poll:")
--- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush
--- ARGV[2] room   ARGV[3] now (ms)   ARGV[4] epoch to create if the room has none
--- ARGV[5] stream max length   ARGV[6] channel   ARGV[7] "1" for SPUBLISH (Cluster)
--- ARGV[8..] per op (below).
--- Sequencing ops return {epoch, seq, duplicate}; errors are returned as {err = "..."}.
-local meta, stream, idem, polls = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local op, room, now = ARGV[1], ARGV[2], ARGV[3]
+-- No JSON is made here: an event is stored and published as a *record* that Rust
+-- encodes (fanout/src/redis/record.rs), `<seq>:<epoch>:<ts>:<kind>:<shape>:<body>`:
+--   shape d  body = the event's data, JSON made by Rust
+--   shape l  body = <total>:<delta>                     (likes)
+--   shape p  body = <id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON made by Rust> (poll)
+--
+-- Keys (see fanout/src/redis/keys.rs):
+-- KEYS[1] meta hash {epoch, seq, likes, polls}   KEYS[2] stream of records, id <seq>-0
+-- KEYS[3] idempotency key (always in the room's slot; used by `event` with a key)
+-- KEYS[4] prefix of the room's poll keys: <p>open, <p>dirty (sets of ids), <p><id>
+--         (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
+-- KEYS[5] online hash {gateway: "<count>:<expires ms>"}
+-- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush | online | polls
+-- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
+-- ARGV[4] stream max length   ARGV[5] history age (ms)   ARGV[6] room TTL (ms)
+-- ARGV[7] channel   ARGV[8] "1" for SPUBLISH (Cluster)
+-- ARGV[9..] per op (below).
+--
+-- Every key of the room expires after the room TTL, refreshed by every op (publishes,
+-- votes, joins, online reports); an expired room comes back with a new epoch.
+-- Sequencing ops return {epoch, seq, duplicate}; errors are {err = "DM_<WHAT>"}.
+local meta, stream, idem, polls, online = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local op, now = ARGV[1], ARGV[2]
+local max_len, age, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local function refresh()
+  redis.call("PEXPIRE", meta, ttl)
+  redis.call("PEXPIRE", stream, ttl)
+  redis.call("PEXPIRE", polls .. "open", ttl)
+  redis.call("PEXPIRE", polls .. "dirty", ttl)
+end
 
 local function room_epoch()
   local epoch = redis.call("HGET", meta, "epoch")
   if not epoch then
-    -- A new (or lost) room: history of an older epoch must not mix with this one.
-    epoch = ARGV[4]
-    redis.call("DEL", stream)
+    -- A new (or lost, or expired) room: nothing of an older epoch may mix with this one.
+    epoch = ARGV[3]
+    redis.call("DEL", stream, polls .. "open", polls .. "dirty")
     redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0)
   end
   return epoch
 end
 
-local function sequence(kind, data)
+-- Drops records older than the history age from the head of the stream (a few per
+-- call: each record is dropped once, so the cost is spread over the publishes).
+local function trim_by_age()
+  local cutoff = tonumber(now) - age
+  local head = redis.call("XRANGE", stream, "-", "+", "COUNT", 8)
+  for _, e in ipairs(head) do
+    local ts = tonumber(string.match(e[2][2], "^%d+:[^:]*:(%d+):"))
+    if ts and ts >= cutoff then return end
+    redis.call("XDEL", stream, e[1])
+  end
+end
+
+local function sequence(kind, shape, body)
   local epoch = room_epoch()
   local seq = redis.call("HINCRBY", meta, "seq", 1)
-  local frame = '{"type":"event","room":"' .. room .. '","epoch":"' .. epoch .. '","seq":' .. seq ..
-    ',"kind":"' .. kind .. '","ts":' .. now .. ',"data":' .. data .. '}'
-  redis.call("XADD", stream, "MAXLEN", "~", ARGV[5], seq .. "-0", "f", frame)
-  local message = seq .. ":" .. epoch .. ":" .. frame
-  if ARGV[7] == "1" then
-    redis.call("SPUBLISH", ARGV[6], message)
+  local record = seq .. ":" .. epoch .. ":" .. now .. ":" .. kind .. ":" .. shape .. ":" .. body
+  redis.call("XADD", stream, "MAXLEN", "~", max_len, seq .. "-0", "r", record)
+  trim_by_age()
+  if ARGV[8] == "1" then
+    redis.call("SPUBLISH", ARGV[7], record)
   else
-    redis.call("PUBLISH", ARGV[6], message)
+    redis.call("PUBLISH", ARGV[7], record)
   end
   return {epoch, seq, 0}
 end
 
-local function load_poll(id)
-  local doc = redis.call("GET", polls .. id)
-  if not doc then return nil end
-  return cjson.decode(doc)
+-- A poll's keys live as long as the room, and at least until the poll ends.
+local function expire_poll(id, ends)
+  local life = ttl + math.max(0, tonumber(ends) - tonumber(now))
+  redis.call("PEXPIRE", polls .. id, life)
+  redis.call("PEXPIRE", polls .. "voters:" .. id, life)
 end
 
-local function save_poll(p)
-  redis.call("SET", polls .. p.poll, cjson.encode(p))
-end
-
-if op == "event" then
-  -- ARGV[8] kind   ARGV[9] data JSON   ARGV[10] idempotency TTL (s)   ARGV[11] "1" with a key
-  local keyed = ARGV[11] == "1"
-  if keyed then
-    local prev = redis.call("GET", idem)
-    local e = redis.call("HGET", meta, "epoch")
-    if prev and e then return {e, tonumber(prev), 1} end
+-- The poll's state as a record body (shape p), or nil when there is no such poll.
+local function poll_body(id)
+  local key = polls .. id
+  local p = redis.call("HMGET", key, "open", "ends", "n", "spec")
+  if not p[1] then return nil end
+  local votes = {}
+  for i = 0, tonumber(p[3]) - 1 do
+    votes[#votes + 1] = redis.call("HGET", key, "v" .. i) or "0"
   end
-  local r = sequence(ARGV[8], ARGV[9])
-  if keyed then redis.call("SET", idem, r[2], "EX", ARGV[10]) end
-  return r
+  return id .. ":" .. p[1] .. ":" .. p[2] .. ":" .. table.concat(votes, ",") .. ":" .. p[4]
+end
+
+local function close_poll(id)
+  redis.call("HSET", polls .. id, "open", 0)
+  redis.call("SREM", polls .. "open", id)
+  redis.call("SREM", polls .. "dirty", id)
+end
+
+local result
+if op == "event" then
+  -- ARGV[9] kind   ARGV[10] data JSON   ARGV[11] idempotency TTL (s)   ARGV[12] "1" with a key
+  local keyed = ARGV[12] == "1"
+  local prev = keyed and redis.call("GET", idem)
+  local e = redis.call("HGET", meta, "epoch")
+  if prev and e then
+    result = {e, tonumber(prev), 1}
+  else
+    result = sequence(ARGV[9], "d", ARGV[10])
+    if keyed then redis.call("SET", idem, result[2], "EX", ARGV[11]) end
+  end
 elseif op == "likes" then
-  -- ARGV[8] delta
+  -- ARGV[9] delta
   room_epoch()
-  local total = redis.call("HINCRBY", meta, "likes", ARGV[8])
-  return sequence("likes", '{"total":' .. total .. ',"delta":' .. ARGV[8] .. '}')
+  local total = redis.call("HINCRBY", meta, "likes", ARGV[9])
+  result = sequence("likes", "l", total .. ":" .. ARGV[9])
 elseif op == "poll_open" then
-  -- ARGV[8] poll document without id (JSON: question, options[{text,votes}], ends_at)
+  -- ARGV[9] spec JSON   ARGV[10] option count   ARGV[11] ends_at (ms)
   room_epoch()
-  local p = cjson.decode(ARGV[8])
-  p.poll = "p-" .. redis.call("HINCRBY", meta, "polls", 1)
-  p.state = "open"
-  save_poll(p)
-  redis.call("SADD", polls .. "open", p.poll)
-  local r = sequence("poll", cjson.encode(p))
-  table.insert(r, p.poll)
-  return r
+  local id = "p-" .. redis.call("HINCRBY", meta, "polls", 1)
+  -- An id of an expired epoch may still have keys: start clean.
+  redis.call("DEL", polls .. id, polls .. "voters:" .. id)
+  redis.call("HSET", polls .. id, "spec", ARGV[9], "n", ARGV[10], "ends", ARGV[11], "open", 1)
+  redis.call("SADD", polls .. "open", id)
+  expire_poll(id, ARGV[11])
+  result = sequence("poll", "p", poll_body(id))
+  table.insert(result, id)
 elseif op == "poll_close" then
-  -- ARGV[8] poll id
-  local p = load_poll(ARGV[8])
-  if not p then return {err = "unknown_poll"} end
-  if p.state ~= "open" then return {err = "poll_closed"} end
-  p.state = "closed"
-  save_poll(p)
-  redis.call("SREM", polls .. "open", p.poll)
-  redis.call("SREM", polls .. "dirty", p.poll)
-  return sequence("poll", cjson.encode(p))
+  -- ARGV[9] poll id
+  local id = ARGV[9]
+  local state = redis.call("HMGET", polls .. id, "open", "ends")
+  if not state[1] then return {err = "DM_UNKNOWN_POLL"} end
+  if state[1] ~= "1" then return {err = "DM_POLL_CLOSED"} end
+  close_poll(id)
+  expire_poll(id, state[2])
+  result = sequence("poll", "p", poll_body(id))
 elseif op == "vote" then
-  -- ARGV[8] poll id   ARGV[9] user   ARGV[10] option (0-based)
-  local p = load_poll(ARGV[8])
-  if not p then return {err = "unknown_poll"} end
-  if p.state ~= "open" or tonumber(p.ends_at) <= tonumber(now) then return {err = "poll_closed"} end
-  local option = tonumber(ARGV[10]) + 1
-  if option > #p.options then return {err = "bad_option"} end
-  if redis.call("SADD", polls .. "voters:" .. p.poll, ARGV[9]) == 0 then return {err = "already_voted"} end
-  p.options[option].votes = p.options[option].votes + 1
-  save_poll(p)
-  redis.call("SADD", polls .. "dirty", p.poll)
-  return {"", 0, 0}
+  -- ARGV[9] poll id   ARGV[10] user   ARGV[11] option (0-based)
+  local id = ARGV[9]
+  local p = redis.call("HMGET", polls .. id, "open", "ends", "n")
+  if not p[1] then return {err = "DM_UNKNOWN_POLL"} end
+  if p[1] ~= "1" or tonumber(p[2]) <= tonumber(now) then return {err = "DM_POLL_CLOSED"} end
+  local option = tonumber(ARGV[11])
+  if option >= tonumber(p[3]) then return {err = "DM_BAD_OPTION"} end
+  if redis.call("SADD", polls .. "voters:" .. id, ARGV[10]) == 0 then
+    return {err = "DM_ALREADY_VOTED"}
+  end
+  redis.call("HINCRBY", polls .. id, "v" .. option, 1)
+  redis.call("SADD", polls .. "dirty", id)
+  expire_poll(id, p[2])
+  result = {"", 0, 0}
 elseif op == "poll_flush" then
   -- Publishes changed tallies (coalesced) and closes polls past their end.
   local published = 0
   for _, id in ipairs(redis.call("SMEMBERS", polls .. "open")) do
-    local p = load_poll(id)
     local dirty = redis.call("SREM", polls .. "dirty", id) == 1
-    if p and tonumber(p.ends_at) <= tonumber(now) then
-      p.state = "closed"
-      save_poll(p)
-      redis.call("SREM", polls .. "open", id)
-      dirty = true
-    end
-    if p and dirty then
-      sequence("poll", cjson.encode(p))
-      published = published + 1
+    local ends = redis.call("HGET", polls .. id, "ends")
+    if not ends then
+      redis.call("SREM", polls .. "open", id) -- its keys expired
+    else
+      if tonumber(ends) <= tonumber(now) then
+        close_poll(id)
+        dirty = true
+      end
+      if dirty then
+        sequence("poll", "p", poll_body(id))
+        published = published + 1
+      end
     end
   end
-  return {"", published, 0}
+  result = {"", published, 0}
 elseif op == "online" then
-  -- ARGV[8] gateway id   ARGV[9] its local count   ARGV[10] TTL (ms)
+  -- ARGV[9] gateway id   ARGV[10] its local count   ARGV[11] TTL of the count (ms)
   -- Each gateway's count carries its own expiry; the total skips (and drops) stale ones.
-  local key = string.sub(meta, 1, -2) .. "on"
   local t = tonumber(now)
-  redis.call("HSET", key, ARGV[8], ARGV[9] .. ":" .. (t + tonumber(ARGV[10])))
-  redis.call("PEXPIRE", key, ARGV[10])
-  local total, all = 0, redis.call("HGETALL", key)
+  redis.call("HSET", online, ARGV[9], ARGV[10] .. ":" .. (t + tonumber(ARGV[11])))
+  redis.call("PEXPIRE", online, ARGV[11])
+  local total, all = 0, redis.call("HGETALL", online)
   for i = 1, #all, 2 do
     local count, expires = string.match(all[i + 1], "(%d+):(%d+)")
     if count and tonumber(expires) > t then
       total = total + tonumber(count)
     else
-      redis.call("HDEL", key, all[i])
+      redis.call("HDEL", online, all[i])
     end
   end
+  -- Viewers keep their room: a room somebody watches does not expire.
+  if total > 0 then refresh() end
   return {"", total, 0}
 elseif op == "polls" then
+  -- The open polls, as record bodies (shape p).
   local out = {}
   for _, id in ipairs(redis.call("SMEMBERS", polls .. "open")) do
-    local doc = redis.call("GET", polls .. id)
-    if doc then table.insert(out, doc) end
+    local body = poll_body(id)
+    if body then table.insert(out, body) end
   end
   return out
+else
+  return {err = "DM_UNKNOWN_OP " .. op}
 end
-return {err = "unknown op " .. op}
+refresh()
+return result

@@ -1,0 +1,215 @@
+//! An event as the Redis script stores and publishes it, and its one encoding.
+//!
+//! The script (`lua/room.lua`) makes no JSON: it stores and publishes a *record*,
+//! `<seq>:<epoch>:<ts>:<kind>:<shape>:<body>`, whose free text (event data, a poll's
+//! question and options) was made by Rust. A gateway turns the record into the event
+//! frame with [`danmaku_protocol::EventFrame::encode`] — once per message on the
+//! subscriber, shared by every local viewer — so both stores send the same bytes.
+//!
+//! Shapes: `d` (body: the data), `l` (likes, `<total>:<delta>`), `p` (a poll's
+//! state, `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`).
+
+use bytes::Bytes;
+use danmaku_protocol::data::{PollDoc, PollSpec, likes_data};
+use danmaku_protocol::{EventFrame, EventKind, RoomId};
+
+use crate::FanoutError;
+
+/// One stored event, borrowed from the bytes it was read from.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    pub(crate) seq: u64,
+    pub(crate) epoch: &'a str,
+    ts: u64,
+    kind: &'a str,
+    body: Body<'a>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Body<'a> {
+    Data(&'a str),
+    Likes { total: u64, delta: u64 },
+    Poll(PollState<'a>),
+}
+
+/// A poll as the script reports it (a record body of shape `p`, or an open poll).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PollState<'a> {
+    id: &'a str,
+    open: bool,
+    ends_at: u64,
+    votes: Vec<u64>,
+    spec: &'a str,
+}
+
+const BAD: FanoutError = FanoutError::BadReply("malformed event record");
+
+impl<'a> Record<'a> {
+    /// Reads a record.
+    ///
+    /// # Errors
+    /// [`FanoutError::BadReply`] when the bytes are not a record.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, FanoutError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| BAD)?;
+        let mut fields = text.splitn(6, ':');
+        let mut next = || fields.next().ok_or(BAD);
+        let seq = next()?.parse().map_err(|_| BAD)?;
+        let epoch = next()?;
+        let ts = next()?.parse().map_err(|_| BAD)?;
+        let kind = next()?;
+        let shape = next()?;
+        let body = next()?;
+        let body = match shape {
+            "d" => Body::Data(body),
+            "l" => {
+                let (total, delta) = body.split_once(':').ok_or(BAD)?;
+                Body::Likes {
+                    total: total.parse().map_err(|_| BAD)?,
+                    delta: delta.parse().map_err(|_| BAD)?,
+                }
+            }
+            "p" => Body::Poll(PollState::parse(body)?),
+            _ => return Err(BAD),
+        };
+        Ok(Self {
+            seq,
+            epoch,
+            ts,
+            kind,
+            body,
+        })
+    }
+
+    /// The event frame viewers receive.
+    ///
+    /// # Errors
+    /// [`FanoutError::BadReply`] when the record's kind or poll spec is invalid.
+    pub(crate) fn encode(&self, room: &RoomId) -> Result<Bytes, FanoutError> {
+        let kind = EventKind::new(self.kind).map_err(|_| BAD)?;
+        let owned;
+        let data = match &self.body {
+            Body::Data(d) => *d,
+            Body::Likes { total, delta } => {
+                owned = likes_data(*total, *delta);
+                &owned
+            }
+            Body::Poll(p) => {
+                owned = p.encode()?;
+                &owned
+            }
+        };
+        Ok(EventFrame::encode(room, self.epoch, self.seq, &kind, self.ts, data).bytes)
+    }
+}
+
+impl<'a> PollState<'a> {
+    /// Reads `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`.
+    ///
+    /// # Errors
+    /// [`FanoutError::BadReply`] when the text is not a poll state.
+    pub(crate) fn parse(text: &'a str) -> Result<Self, FanoutError> {
+        let mut f = text.splitn(5, ':');
+        let mut next = || f.next().ok_or(BAD);
+        let id = next()?;
+        let open = next()? == "1";
+        let ends_at = next()?.parse().map_err(|_| BAD)?;
+        let votes = next()?;
+        let votes = if votes.is_empty() {
+            Vec::new()
+        } else {
+            votes
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| BAD)?
+        };
+        Ok(Self {
+            id,
+            open,
+            ends_at,
+            votes,
+            spec: next()?,
+        })
+    }
+
+    /// The poll document (`data` of a `poll` event, entry of a snapshot's `polls`).
+    ///
+    /// # Errors
+    /// [`FanoutError::BadReply`] when the stored spec is not a poll spec.
+    pub(crate) fn encode(&self) -> Result<String, FanoutError> {
+        let spec: PollSpec = serde_json::from_str(self.spec).map_err(|_| BAD)?;
+        Ok(PollDoc {
+            poll: self.id,
+            open: self.open,
+            spec: &spec,
+            votes: &self.votes,
+            ends_at: self.ends_at,
+        }
+        .encode())
+    }
+}
+
+/// A record as the test suites write one behind the store's back.
+#[cfg(any(test, feature = "test-util"))]
+pub fn data_record(seq: u64, epoch: &str, ts: u64, kind: &str, data: &str) -> String {
+    format!("{seq}:{epoch}:{ts}:{kind}:d:{data}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> RoomId {
+        RoomId::new("shop-42").expect("room")
+    }
+
+    #[test]
+    fn a_data_record_encodes_as_the_memory_store_would() {
+        let data = r#"{"user":"u-1","text":"a:b:c"}"#;
+        let record = data_record(7, "e1", 123, "comment", data);
+        let r = Record::parse(record.as_bytes()).expect("record");
+        assert_eq!((r.seq, r.epoch), (7, "e1"));
+        let want = EventFrame::encode(&room(), "e1", 7, &EventKind::comment(), 123, data);
+        assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+    }
+
+    #[test]
+    fn likes_and_polls_use_the_protocol_payloads() {
+        let r = Record::parse(b"3:e:9:likes:l:12:5").expect("likes");
+        let want = EventFrame::encode(&room(), "e", 3, &EventKind::likes(), 9, &likes_data(12, 5));
+        assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+
+        let spec = PollSpec {
+            question: "Which: this?".into(),
+            options: vec!["a".into(), "b".into()],
+        };
+        let record = format!("4:e:9:poll:p:p-1:1:500:2,0:{}", spec.to_json());
+        let r = Record::parse(record.as_bytes()).expect("poll");
+        let doc = PollDoc {
+            poll: "p-1",
+            open: true,
+            spec: &spec,
+            votes: &[2, 0],
+            ends_at: 500,
+        };
+        let want = EventFrame::encode(&room(), "e", 4, &EventKind::poll(), 9, &doc.encode());
+        assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+    }
+
+    #[test]
+    fn what_is_not_a_record_is_refused() {
+        for bad in [
+            &b""[..],
+            b"x:e:1:comment:d:{}",
+            b"1:e:1:comment:z:{}",
+            b"1:e:1:comment",
+            b"1:e:1:likes:l:12",
+            b"1:e:1:poll:p:p-1:1:5:x:{}",
+            b"\xff",
+        ] {
+            assert_eq!(Record::parse(bad), Err(BAD), "{bad:?}");
+        }
+        let bad_kind = Record::parse(b"1:e:1:Bad Kind:d:{}").expect("parses");
+        assert_eq!(bad_kind.encode(&room()), Err(BAD));
+    }
+}

@@ -1,0 +1,258 @@
+//! The room script's operations, typed, and the reading of every script reply.
+//!
+//! Nothing else in the Redis store looks inside a `redis::Value`: a reply of the wrong
+//! shape is [`FanoutError::BadReply`], the script's own refusals (`DM_UNKNOWN_POLL`, …)
+//! are the matching store errors, and only a failure to reach Redis is
+//! [`FanoutError::Unavailable`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use danmaku_protocol::data::PollSpec;
+use danmaku_protocol::{EventKind, PollId, RoomId};
+use redis::Value;
+
+use super::record::{PollState, Record};
+use crate::{FanoutError, History, Published};
+
+/// One operation of `lua/room.lua`, with its arguments.
+pub(crate) enum RoomOp<'a> {
+    /// Sequences an event (once per idempotency key).
+    Event {
+        kind: &'a EventKind,
+        data: &'a str,
+        idempotency: Option<&'a str>,
+    },
+    /// Adds likes and sequences the new total.
+    Likes { delta: u64 },
+    /// Opens a poll.
+    PollOpen { spec: &'a PollSpec, ends_at: u64 },
+    /// Closes a poll.
+    PollClose { poll: &'a PollId },
+    /// Records a vote.
+    Vote {
+        poll: &'a PollId,
+        user: &'a str,
+        option: u32,
+    },
+    /// Publishes changed tallies and closes polls past their end.
+    PollFlush,
+    /// Reports this gateway's viewers of the room; answers the total.
+    Online {
+        gateway: &'a str,
+        count: u64,
+        ttl_ms: u64,
+    },
+    /// The open polls.
+    Polls,
+}
+
+impl RoomOp<'_> {
+    /// The op's name in the script.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Event { .. } => "event",
+            Self::Likes { .. } => "likes",
+            Self::PollOpen { .. } => "poll_open",
+            Self::PollClose { .. } => "poll_close",
+            Self::Vote { .. } => "vote",
+            Self::PollFlush => "poll_flush",
+            Self::Online { .. } => "online",
+            Self::Polls => "polls",
+        }
+    }
+
+    /// The op's own arguments (`ARGV[9..]`), after the common ones.
+    pub(crate) fn args(&self, idempotency_ttl_s: u64) -> Vec<String> {
+        match self {
+            Self::Event {
+                kind,
+                data,
+                idempotency,
+            } => vec![
+                kind.as_str().to_owned(),
+                (*data).to_owned(),
+                idempotency_ttl_s.to_string(),
+                if idempotency.is_some() { "1" } else { "0" }.to_owned(),
+            ],
+            Self::Likes { delta } => vec![delta.to_string()],
+            Self::PollOpen { spec, ends_at } => vec![
+                spec.to_json(),
+                spec.options.len().to_string(),
+                ends_at.to_string(),
+            ],
+            Self::PollClose { poll } => vec![poll.as_str().to_owned()],
+            Self::Vote { poll, user, option } => vec![
+                poll.as_str().to_owned(),
+                (*user).to_owned(),
+                option.to_string(),
+            ],
+            Self::PollFlush | Self::Polls => Vec::new(),
+            Self::Online {
+                gateway,
+                count,
+                ttl_ms,
+            } => vec![(*gateway).to_owned(), count.to_string(), ttl_ms.to_string()],
+        }
+    }
+
+    /// What a script error means for this op.
+    pub(crate) fn error(&self, e: &redis::RedisError) -> FanoutError {
+        let poll = match self {
+            Self::PollClose { poll } | Self::Vote { poll, .. } => Some((*poll).clone()),
+            _ => None,
+        };
+        let refused = (e.kind() == redis::ErrorKind::Extension)
+            .then(|| e.code())
+            .flatten();
+        match (refused, poll) {
+            (Some("DM_UNKNOWN_POLL"), Some(p)) => FanoutError::UnknownPoll(p),
+            (Some("DM_POLL_CLOSED"), Some(p)) => FanoutError::PollClosed(p),
+            (Some("DM_ALREADY_VOTED"), Some(p)) => FanoutError::AlreadyVoted(p),
+            (Some("DM_BAD_OPTION"), Some(p)) => {
+                let option = match self {
+                    Self::Vote { option, .. } => *option,
+                    _ => 0,
+                };
+                FanoutError::BadOption(p, option)
+            }
+            (Some(_), _) => FanoutError::BadReply("the room script refused the operation"),
+            (None, _) => unavailable(e),
+        }
+    }
+}
+
+/// Redis could not be reached (or failed to answer).
+pub(crate) fn unavailable(e: &redis::RedisError) -> FanoutError {
+    FanoutError::Unavailable(e.to_string())
+}
+
+fn items(v: Value) -> Result<Vec<Value>, FanoutError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(FanoutError::BadReply("expected an array")),
+    }
+}
+
+fn bytes(v: &Value) -> Result<&[u8], FanoutError> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        _ => Err(FanoutError::BadReply("expected a string")),
+    }
+}
+
+fn text(v: &Value) -> Result<&str, FanoutError> {
+    std::str::from_utf8(bytes(v)?).map_err(|_| FanoutError::BadReply("expected UTF-8 text"))
+}
+
+fn number(v: &Value) -> Result<u64, FanoutError> {
+    let bad = || FanoutError::BadReply("expected a count");
+    match v {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| bad()),
+        _ => text(v)?.parse().map_err(|_| bad()),
+    }
+}
+
+fn field(a: &[Value], i: usize) -> Result<&Value, FanoutError> {
+    a.get(i).ok_or(FanoutError::BadReply("reply too short"))
+}
+
+/// `{epoch, seq, duplicate}` of a sequencing op.
+pub(crate) fn published(v: Value) -> Result<Published, FanoutError> {
+    let a = items(v)?;
+    Ok(Published {
+        epoch: Arc::from(text(field(&a, 0)?)?),
+        seq: number(field(&a, 1)?)?,
+        duplicate: number(field(&a, 2)?)? == 1,
+    })
+}
+
+/// `{epoch, seq, duplicate, poll id}` of `poll_open`.
+pub(crate) fn poll_opened(v: Value) -> Result<(PollId, Published), FanoutError> {
+    let a = items(v)?;
+    let id = PollId::new(text(field(&a, 3)?)?)
+        .map_err(|_| FanoutError::BadReply("the script made an invalid poll id"))?;
+    Ok((id, published(Value::Array(a))?))
+}
+
+/// The count of `{_, count, _}` (online, poll_flush).
+pub(crate) fn count(v: Value) -> Result<u64, FanoutError> {
+    number(field(&items(v)?, 1)?)
+}
+
+/// Encoded open polls from the `polls` op.
+pub(crate) fn polls(v: Value) -> Result<Vec<Bytes>, FanoutError> {
+    items(v)?
+        .iter()
+        .map(|p| Ok(Bytes::from(PollState::parse(text(p)?)?.encode()?)))
+        .collect()
+}
+
+/// Encodes the records in `a` as event frames.
+fn events(room: &RoomId, a: &[Value]) -> Result<Vec<Bytes>, FanoutError> {
+    a.iter()
+        .map(|r| Record::parse(bytes(r)?)?.encode(room))
+        .collect()
+}
+
+/// A join's view: `{epoch, seq, likes, recovered, records…}`.
+pub(crate) struct View {
+    pub(crate) epoch: Arc<str>,
+    pub(crate) seq: u64,
+    pub(crate) likes: u64,
+    pub(crate) recovered: bool,
+    pub(crate) events: Vec<Bytes>,
+}
+
+pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
+    let a = items(v)?;
+    Ok(View {
+        epoch: Arc::from(text(field(&a, 0)?)?),
+        seq: number(field(&a, 1)?)?,
+        likes: number(field(&a, 2)?)?,
+        recovered: number(field(&a, 3)?)? == 1,
+        events: events(room, a.get(4..).unwrap_or_default())?,
+    })
+}
+
+/// `{epoch, head, status, records…}` of the history script.
+pub(crate) fn history(room: &RoomId, since: u64, v: Value) -> Result<History, FanoutError> {
+    let a = items(v)?;
+    let epoch: Arc<str> = Arc::from(text(field(&a, 0)?)?);
+    let head = number(field(&a, 1)?)?;
+    match number(field(&a, 2)?)? {
+        0 => Ok(History {
+            epoch,
+            head,
+            events: events(room, a.get(3..).unwrap_or_default())?,
+        }),
+        1 => Err(FanoutError::Gone { since, epoch }),
+        2 => Err(FanoutError::Ahead { since, head }),
+        _ => Err(FanoutError::BadReply("unknown history status")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t: &str) -> Value {
+        Value::BulkString(t.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn replies_of_the_wrong_shape_are_bad_replies_not_outages() {
+        assert!(matches!(
+            published(Value::Int(1)),
+            Err(FanoutError::BadReply(_))
+        ));
+        assert!(matches!(
+            published(Value::Array(vec![s("e"), Value::Int(1)])),
+            Err(FanoutError::BadReply(_))
+        ));
+        let p =
+            published(Value::Array(vec![s("e"), Value::Int(4), Value::Int(1)])).expect("published");
+        assert_eq!((&*p.epoch, p.seq, p.duplicate), ("e", 4, true));
+    }
+}

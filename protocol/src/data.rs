@@ -1,0 +1,111 @@
+//! The `data` of the event kinds the gateway makes itself: `likes` and `poll`.
+//!
+//! Defined once, here: the memory store and the Redis store both encode these payloads
+//! with these functions (the Redis script keeps only counters and Rust-made text), so
+//! the two stores send byte-identical events.
+
+use serde::{Deserialize, Serialize};
+
+/// The `data` of a `likes` event: `{"total":…,"delta":…}`.
+pub fn likes_data(total: u64, delta: u64) -> String {
+    format!("{{\"total\":{total},\"delta\":{delta}}}")
+}
+
+/// What a poll asks: fixed when it opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollSpec {
+    /// The question.
+    pub question: String,
+    /// The option texts, in order.
+    pub options: Vec<String>,
+}
+
+impl PollSpec {
+    /// The spec as JSON (what the Redis store keeps next to the tallies).
+    pub fn to_json(&self) -> String {
+        // INVARIANT: a struct of strings always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A poll's state at one moment: the `data` of a `poll` event and an entry of a
+/// snapshot's `polls`.
+#[derive(Debug, Clone, Copy)]
+pub struct PollDoc<'a> {
+    /// The poll's id.
+    pub poll: &'a str,
+    /// Whether votes are still taken.
+    pub open: bool,
+    /// The question and options.
+    pub spec: &'a PollSpec,
+    /// Votes per option, in the spec's order (missing counts are 0).
+    pub votes: &'a [u64],
+    /// When the poll closes, Unix milliseconds.
+    pub ends_at: u64,
+}
+
+#[derive(Serialize)]
+struct PollOption<'a> {
+    text: &'a str,
+    votes: u64,
+}
+
+#[derive(Serialize)]
+struct PollOut<'a> {
+    poll: &'a str,
+    state: &'static str,
+    question: &'a str,
+    options: Vec<PollOption<'a>>,
+    ends_at: u64,
+}
+
+impl PollDoc<'_> {
+    /// `{"poll":…,"state":"open"|"closed","question":…,"options":[{"text","votes"}],"ends_at":…}`.
+    pub fn encode(&self) -> String {
+        let out = PollOut {
+            poll: self.poll,
+            state: if self.open { "open" } else { "closed" },
+            question: &self.spec.question,
+            options: self
+                .spec
+                .options
+                .iter()
+                .enumerate()
+                .map(|(i, text)| PollOption {
+                    text,
+                    votes: self.votes.get(i).copied().unwrap_or(0),
+                })
+                .collect(),
+            ends_at: self.ends_at,
+        };
+        // INVARIANT: strings and integers always serialize.
+        serde_json::to_string(&out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn likes_and_polls_encode_in_the_documented_shape() {
+        assert_eq!(likes_data(12, 5), r#"{"total":12,"delta":5}"#);
+        let spec = PollSpec {
+            question: "Which \"one\"?".into(),
+            options: vec!["红".into(), "blue".into()],
+        };
+        let doc = PollDoc {
+            poll: "p-1",
+            open: true,
+            spec: &spec,
+            votes: &[3],
+            ends_at: 99,
+        };
+        assert_eq!(
+            doc.encode(),
+            r#"{"poll":"p-1","state":"open","question":"Which \"one\"?","options":[{"text":"红","votes":3},{"text":"blue","votes":0}],"ends_at":99}"#
+        );
+        let back: PollSpec = serde_json::from_str(&spec.to_json()).expect("round trip");
+        assert_eq!(back, spec);
+    }
+}
