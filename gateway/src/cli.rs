@@ -368,6 +368,8 @@ impl Args {
                 cluster,
                 prefix,
                 history_len: c.memory.history_len,
+                history_age: c.memory.history_age,
+                room_ttl: c.memory.room_ttl,
                 idempotency_ttl: c.memory.idempotency_ttl,
                 gateway_id: c.gateway_id.clone(),
                 online_ttl: c.presence_interval * 5,
