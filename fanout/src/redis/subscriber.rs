@@ -2,7 +2,7 @@
 //!
 //! # Delivery semantics
 //! Pub/sub is at most once: messages are lost while the connection is down and can be
-//! lost under pressure. The task keeps each room's `last_seq` and epoch and delivers to
+//! lost under pressure. The task keeps each room's [`Cursor`] and delivers to
 //! the hub strictly in order: a message after a gap is preceded by the missing events
 //! read from the room's stream; a resubscribe and a periodic position check (every
 //! `position_check`) catch up rooms whose tail was lost; an epoch change, or a gap the
@@ -30,6 +30,7 @@ use super::RedisConfig;
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
 use super::record::Record;
+use crate::position::{Behind, Cursor, Step};
 use crate::{FanoutError, Hub, RESET_SEQ};
 
 type Ack = oneshot::Sender<Result<(), FanoutError>>;
@@ -43,9 +44,8 @@ pub(crate) struct Subscriber {
 struct RoomSub {
     room: RoomId,
     keys: RoomKeys,
-    /// Empty until the room has an epoch.
-    epoch: String,
-    last_seq: u64,
+    /// This gateway's position in the room (epoch empty until the room has one).
+    cursor: Cursor,
     idle_since: Option<Instant>,
     /// The store's head when a position check last found this room behind.
     behind: Option<u64>,
@@ -188,8 +188,7 @@ impl Task {
         let sub = RoomSub {
             room,
             keys,
-            epoch: epoch.unwrap_or_default(),
-            last_seq: seq.unwrap_or(0),
+            cursor: Cursor::new(Arc::from(epoch.unwrap_or_default()), seq.unwrap_or(0)),
             idle_since: None,
             behind: None,
         };
@@ -228,42 +227,44 @@ impl Task {
                 return;
             }
         };
-        let (seq, epoch) = (record.seq, record.epoch);
-        if sub.epoch.is_empty() {
-            sub.epoch = epoch.to_owned();
-        } else if sub.epoch != epoch {
-            // The room's history was lost (store restart, expiry): continuity restarts.
-            sub.epoch = epoch.to_owned();
-            sub.last_seq = seq;
-            self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
-            return;
-        }
-        if seq <= sub.last_seq {
-            return;
-        }
-        if seq > sub.last_seq + 1 && !self.fill(channel, seq - 1).await {
-            return;
-        }
-        if let Some(sub) = self.rooms.get_mut(channel)
-            && seq == sub.last_seq + 1
-        {
-            match record.encode(&sub.room) {
-                Ok(frame) => {
-                    sub.last_seq = seq;
-                    self.hub.deliver(&sub.room, seq, &frame);
-                }
-                Err(e) => tracing::warn!(room = %sub.room, error = %e, "unreadable event record"),
+        let seq = record.seq;
+        match sub.cursor.step_in(record.epoch, seq) {
+            Step::Duplicate => return,
+            Step::Reset => {
+                // The room's history was lost (store restart, expiry): continuity restarts.
+                sub.cursor.reset(Arc::from(record.epoch), seq);
+                self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+                return;
             }
+            Step::Gap { to, .. } => {
+                if !self.fill(channel, to).await {
+                    return;
+                }
+            }
+            Step::Write { .. } => {}
+        }
+        let Some(sub) = self.rooms.get_mut(channel) else {
+            return;
+        };
+        if sub.cursor.step(seq, seq) != (Step::Write { skip: 0 }) {
+            return;
+        }
+        match record.encode(&sub.room) {
+            Ok(frame) => {
+                sub.cursor.wrote(seq);
+                self.hub.deliver(&sub.room, seq, &frame);
+            }
+            Err(e) => tracing::warn!(room = %sub.room, error = %e, "unreadable event record"),
         }
     }
 
-    /// Delivers a room's events after `last_seq` up to `upto` from its stream. Returns
+    /// Delivers a room's events after its cursor up to `upto` from its stream. Returns
     /// false (after delivering a reset) when the stream no longer holds them.
     async fn fill(&mut self, channel: &str, upto: u64) -> bool {
         let Some(sub) = self.rooms.get(channel) else {
             return false;
         };
-        let (stream, from) = (sub.keys.stream.clone(), sub.last_seq + 1);
+        let (stream, from) = (sub.keys.stream.clone(), sub.cursor.last() + 1);
         let mut conn = self.conn.clone();
         let reply: Result<StreamRangeReply, _> = conn
             .xrange(&stream, format!("{from}-0"), format!("{upto}-0"))
@@ -282,7 +283,7 @@ impl Task {
                 .next()
                 .and_then(|s| s.parse::<u64>().ok())
                 .unwrap_or(0);
-            if seq != sub.last_seq + 1 {
+            if sub.cursor.step(seq, seq) != (Step::Write { skip: 0 }) {
                 break;
             }
             let Some(redis::Value::BulkString(record)) = entry.map.get("r") else {
@@ -291,12 +292,13 @@ impl Task {
             let Ok(frame) = Record::parse(record).and_then(|r| r.encode(&sub.room)) else {
                 break; // unreadable: a reset below, never a silent gap
             };
-            sub.last_seq = seq;
+            sub.cursor.wrote(seq);
             self.hub.deliver(&sub.room, seq, &frame);
         }
-        if sub.last_seq < upto {
+        if let Behind::By(_) = sub.cursor.behind(&sub.cursor.epoch().clone(), upto) {
             // Trimmed away: tell viewers where continuity restarts.
-            sub.last_seq = upto;
+            let epoch = sub.cursor.epoch().clone();
+            sub.cursor.reset(epoch, upto);
             self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
             return false;
         }
@@ -352,21 +354,25 @@ impl Task {
         let Some(sub) = self.rooms.get_mut(channel) else {
             return;
         };
-        if !sub.epoch.is_empty() && sub.epoch != epoch {
-            sub.epoch = epoch;
-            sub.last_seq = seq;
-            sub.behind = None;
-            self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
-            return;
-        }
-        sub.epoch = epoch;
-        if seq <= sub.last_seq {
-            sub.behind = None;
-            return;
-        }
+        let missing = match sub.cursor.behind(&epoch, seq) {
+            Behind::NewEpoch => {
+                sub.cursor.reset(Arc::from(epoch), seq);
+                sub.behind = None;
+                self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+                return;
+            }
+            Behind::No => {
+                sub.cursor.know_epoch(&epoch);
+                sub.behind = None;
+                return;
+            }
+            Behind::By(n) => n,
+        };
+        sub.cursor.know_epoch(&epoch);
         // Behind: fill only if we were already behind the head seen at the previous
         // check — an event published a moment ago is usually still on its way.
-        let was_behind = matches!(sub.behind, Some(previous) if sub.last_seq < previous);
+        let last = seq - missing;
+        let was_behind = matches!(sub.behind, Some(previous) if last < previous);
         if force || was_behind {
             sub.behind = None;
             self.fill(channel, seq).await;

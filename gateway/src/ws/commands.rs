@@ -8,6 +8,7 @@ use danmaku_protocol::{Command, ErrorCode, EventKind, PollId, RoomId, ServerFram
 
 use super::conn::{Conn, JoinedRoom};
 use crate::metrics::Metrics;
+use danmaku_fanout::position::Cursor;
 
 impl Conn {
     /// Handles one JSON object of a client frame; queues its reply.
@@ -87,14 +88,8 @@ impl Conn {
         for event in replay.into_iter().flatten() {
             self.out.push(event);
         }
-        self.outlet.track(key, seq);
-        self.rooms.push(JoinedRoom {
-            room,
-            key,
-            epoch,
-            last_seq: seq,
-            handed: false,
-        });
+        self.outlet.track(key, Cursor::new(epoch, seq));
+        self.rooms.push(JoinedRoom { room, key });
         self.app.metrics.join_latency.observe(started.elapsed());
     }
 

@@ -2,17 +2,18 @@
 //!
 //! The loop waits on four things: a client frame, deliveries from the mailbox, the
 //! heartbeat, and drain. Each is handled by one method; everything that became ready is
-//! written with one flush. Deliveries are checked against each room's `last_seq`: a
-//! duplicate is dropped, a gap is filled from history before going on, and a gap that
-//! history no longer covers becomes a `reset`.
+//! written with one flush. Each delivery is stepped on the room's [`Cursor`] (kept in
+//! the outlet, shared with direct writes): a duplicate is dropped, a gap is filled from
+//! history before going on, and a gap that history no longer covers, or a new epoch,
+//! becomes a `reset`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use danmaku_fanout::position::{Behind, Cursor, Step};
 use danmaku_fanout::{
-    Delivery, FanoutError, Mailbox, MailboxReceiver, RESET_SEQ, RoomKey, RoomView,
-    mailbox_with_sink,
+    Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, RoomView, mailbox_with_sink,
 };
 use danmaku_protocol::server::encode_reset;
 use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
@@ -38,16 +39,11 @@ pub(super) enum Exit {
     Close(CloseCode),
 }
 
-/// A room this connection has joined.
+/// A room this connection has joined. Its position is the [`Cursor`] the outlet
+/// keeps under `key`.
 pub(super) struct JoinedRoom {
     pub(super) room: RoomId,
     pub(super) key: RoomKey,
-    pub(super) epoch: Arc<str>,
-    /// INVARIANT: every event up to `last_seq` was written or replaced by a `reset`.
-    /// While `handed`, the outlet writes this room's events and holds its position.
-    pub(super) last_seq: u64,
-    /// Handed over to direct writes (see [`super::io`]).
-    pub(super) handed: bool,
 }
 
 pub(super) struct Buckets {
@@ -163,10 +159,7 @@ impl Conn {
                     self.on_deliveries(&mut batch, &inbox).await
                 }
                 frame = self.socket.next() => self.on_frame(frame).await,
-                () = self.outlet.kicked() => {
-                    self.reclaim_rooms();
-                    self.drain_outlet().await
-                }
+                () = self.outlet.kicked() => self.drain_outlet().await,
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
                 () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
@@ -178,37 +171,13 @@ impl Conn {
         }
     }
 
-    /// Takes back the position of rooms the outlet gave up (a gap, a hot room, a
-    /// partial write); their events now come through the mailbox.
-    fn reclaim_rooms(&mut self) {
-        for r in self.rooms.iter_mut().filter(|r| r.handed) {
-            if let Some(seq) = self.outlet.reclaim(r.key) {
-                r.last_seq = seq;
-                r.handed = false;
-            }
-        }
-    }
-
-    /// Whether this task owns room `idx` (its position is ours to move), taking it
-    /// back first if the outlet gave it up since it was handed over.
-    fn owns(&mut self, idx: usize) -> bool {
-        if self.rooms[idx].handed {
-            self.reclaim_rooms();
-        }
-        !self.rooms[idx].handed
-    }
-
-    /// Hands every room that is in sync to direct writes, when nothing is queued.
-    fn hand_over_rooms(&mut self, inbox: &MailboxReceiver) {
-        if self.rooms.iter().all(|r| r.handed) {
+    /// Hands every room to direct writes when nothing is queued.
+    fn hand_over_rooms(&self, inbox: &MailboxReceiver) {
+        if self.outlet.all_direct() {
             return;
         }
-        let (rooms, outlet) = (&mut self.rooms, &self.outlet);
-        inbox.when_idle(|| {
-            for r in rooms.iter_mut().filter(|r| !r.handed) {
-                r.handed = outlet.hand_over(r.key, r.last_seq);
-            }
-        });
+        let outlet = &self.outlet;
+        inbox.when_idle(|| outlet.hand_over());
     }
 
     pub(super) fn count_direct_writes(&self) {
@@ -275,7 +244,6 @@ impl Conn {
         batch: &mut Vec<Delivery>,
         inbox: &MailboxReceiver,
     ) -> Result<(), Exit> {
-        self.reclaim_rooms();
         for d in batch.drain(..) {
             let Some(idx) = self.rooms.iter().position(|r| r.key == d.room) else {
                 continue; // left the room since
@@ -284,46 +252,13 @@ impl Conn {
                 self.out.push(d.frame);
                 continue;
             }
-            if !self.owns(idx) {
-                continue; // still direct: the outlet writes this room in order
-            }
-            if d.seq == RESET_SEQ {
-                self.reset(idx).await?;
-                continue;
-            }
-            let last = self.rooms[idx].last_seq;
-            if d.seq <= last {
-                continue;
-            }
-            if d.first > last + 1 {
-                self.catch_up(idx, Some(d.first - 1)).await?;
-                if self.rooms[idx].last_seq + 1 < d.first {
-                    continue; // a reset moved past these events
-                }
-            }
-            let last = self.rooms[idx].last_seq;
-            if d.seq <= last {
-                continue;
-            }
-            if last + 1 == d.first {
-                self.out.push(d.frame);
-            } else {
-                // A batch partly written already: its lines are events first..=seq.
-                let skip = usize::try_from(last + 1 - d.first).unwrap_or(usize::MAX);
-                for line in split_lines(&d.frame).skip(skip) {
-                    self.out.push(line);
-                }
-            }
-            self.rooms[idx].last_seq = d.seq;
+            self.deliver(idx, &d).await?;
         }
         if batch.capacity() > 16 {
             // Idle viewers hold no batch buffer; hot ones reallocate once per wake-up.
             *batch = Vec::new();
         }
-        // Taken first: an overflow holds its room, so the reclaim below sees it.
-        let overflowed = inbox.take_overflowed();
-        self.reclaim_rooms();
-        for key in overflowed {
+        for key in inbox.take_overflowed() {
             if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
                 self.catch_up(idx, None).await?;
             }
@@ -331,38 +266,74 @@ impl Conn {
         self.flush().await
     }
 
+    /// Steps one delivery of room `idx` on its cursor and does what it says.
+    async fn deliver(&mut self, idx: usize, d: &Delivery) -> Result<(), Exit> {
+        let key = self.rooms[idx].key;
+        // A direct room is written by the outlet, in order; nothing of it is queued.
+        let step = |c: &mut Cursor| (!c.is_direct()).then(|| c.step(d.first, d.seq));
+        let Some(mut step) = self.outlet.cursor(key, step).flatten() else {
+            return Ok(());
+        };
+        if let Step::Gap { to, .. } = step {
+            self.catch_up(idx, Some(to)).await?;
+            step = self
+                .outlet
+                .cursor(key, |c| c.step(d.first, d.seq))
+                .unwrap_or(Step::Duplicate);
+        }
+        match step {
+            Step::Write { skip: 0 } => self.out.push(d.frame.clone()),
+            Step::Write { skip } => {
+                // A batch partly written already: its lines are events first..=seq.
+                for line in split_lines(&d.frame).skip(skip) {
+                    self.out.push(line);
+                }
+            }
+            Step::Duplicate => return Ok(()),
+            // Reset, or a gap history could not fill: continuity restarts, told.
+            Step::Reset | Step::Gap { .. } => return self.reset(idx).await,
+        }
+        self.outlet.cursor(key, |c| c.wrote(d.seq));
+        Ok(())
+    }
+
     /// Fills a room's gap from history, up to `upto` or the room's head; sends `reset`
     /// when history no longer covers the gap or the epoch changed.
     async fn catch_up(&mut self, idx: usize, upto: Option<u64>) -> Result<(), Exit> {
-        if !self.owns(idx) {
-            return Ok(()); // the outlet still owns the room: it writes in order
-        }
+        let (room, key) = (self.rooms[idx].room.clone(), self.rooms[idx].key);
         loop {
-            let r = &self.rooms[idx];
             let target = upto.unwrap_or(u64::MAX);
-            if r.last_seq >= target {
+            let missing = |c: &mut Cursor| {
+                // The outlet still owns a direct room: it writes in order.
+                (!c.is_direct()).then(|| (c.last(), c.behind(&c.epoch().clone(), target)))
+            };
+            let Some((last, Behind::By(n))) = self.outlet.cursor(key, missing).flatten() else {
                 return Ok(());
-            }
-            let limit = usize::try_from(target - r.last_seq)
-                .unwrap_or(usize::MAX)
-                .min(1_000);
-            let history = self.app.fanout.history(&r.room, r.last_seq, limit).await;
-            let r = &mut self.rooms[idx];
-            match history {
-                Ok(h) if *h.epoch == *r.epoch => {
-                    if h.events.is_empty() {
+            };
+            let limit = usize::try_from(n).unwrap_or(usize::MAX).min(1_000);
+            match self.app.fanout.history(&room, last, limit).await {
+                Ok(h) => {
+                    let filled = h.events.len();
+                    let same_epoch = self
+                        .outlet
+                        .cursor(key, |c| c.behind(&h.epoch, h.head) != Behind::NewEpoch)
+                        .unwrap_or(false);
+                    if !same_epoch {
+                        return self.reset(idx).await;
+                    }
+                    if filled == 0 {
                         return Ok(());
                     }
-                    r.last_seq += h.events.len() as u64;
                     for ev in h.events {
                         self.out.push(ev);
                     }
+                    self.outlet.cursor(key, |c| c.filled(filled));
                 }
-                Ok(_) | Err(FanoutError::Gone { .. } | FanoutError::Ahead { .. }) => {
+                Err(FanoutError::Gone { .. } | FanoutError::Ahead { .. }) => {
                     return self.reset(idx).await;
                 }
                 Err(e) => {
-                    tracing::warn!(room = %r.room, error = %e, "catch-up failed");
+                    tracing::warn!(%room, error = %e, "catch-up failed");
                     return Err(Exit::Close(CloseCode::InternalError));
                 }
             }
@@ -371,7 +342,7 @@ impl Conn {
 
     /// Tells the viewer that continuity of a room restarts now, with a fresh snapshot.
     async fn reset(&mut self, idx: usize) -> Result<(), Exit> {
-        let room = self.rooms[idx].room.clone();
+        let (room, key) = (self.rooms[idx].room.clone(), self.rooms[idx].key);
         let view = self
             .app
             .fanout
@@ -381,9 +352,7 @@ impl Conn {
         let (epoch, seq) = (view.epoch.clone(), view.seq);
         let snapshot = snapshot(&self.app, &room, view).await;
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
-        let r = &mut self.rooms[idx];
-        r.epoch = epoch;
-        r.last_seq = seq;
+        self.outlet.cursor(key, |c| c.reset(epoch, seq));
         Metrics::inc(&self.app.metrics.resets);
         Ok(())
     }

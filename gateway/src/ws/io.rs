@@ -7,12 +7,14 @@
 //! the socket is writable.
 //!
 //! # Direct writes
-//! An event of a room that is *in sync* (the connection task handed the room over
-//! with its `last_seq`, and nothing is queued) is written by the delivering task itself
-//! with one non-blocking `writev`: no task wake-up, no per-viewer framing. Anything
-//! else — a gap, a hot room that should be coalesced, a socket that is backed up, a
-//! partial write — hands the room back to the connection task, which has the whole
-//! machinery (history catch-up, `reset`, batching, the write timeout).
+//! The outlet holds each joined room's [`Cursor`], the one record of the viewer's
+//! position, used by both writers. An event of a room that is *direct* (the connection
+//! task handed it over when nothing was queued) and that the cursor says to write at
+//! once is written by the delivering task itself with one non-blocking `writev`: no
+//! task wake-up, no per-viewer framing. Anything else — a gap, a hot room that should
+//! be coalesced, a socket that is backed up, a partial write — clears `direct`, and
+//! the connection task, which has the whole machinery (history catch-up, `reset`,
+//! batching, the write timeout), steps the same cursor from there.
 //!
 //! # Backpressure
 //! The connection task's writes wait while `pending` holds [`MAX_PENDING`] bytes or
@@ -28,6 +30,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
+use danmaku_fanout::position::{Cursor, Step};
 use danmaku_fanout::{Delivery, Heat, RoomKey, Sink};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -70,9 +73,9 @@ struct State {
 /// A joined room as the outlet sees it.
 struct Slot {
     key: RoomKey,
-    /// The last event written for this room. While `direct`, the hub advances it.
-    last_seq: u64,
-    direct: bool,
+    /// The viewer's position in the room. While it is direct, only the hub moves it;
+    /// otherwise only the connection task.
+    cursor: Cursor,
 }
 
 impl Outlet {
@@ -146,15 +149,11 @@ impl Outlet {
         self.kick.notified().await;
     }
 
-    /// Tracks a joined room, not yet handed over.
-    pub(crate) fn track(&self, key: RoomKey, last_seq: u64) {
+    /// Tracks a joined room at `cursor`, not yet handed over.
+    pub(crate) fn track(&self, key: RoomKey, cursor: Cursor) {
         let mut s = self.state.lock();
         s.rooms.retain(|r| r.key != key);
-        s.rooms.push(Slot {
-            key,
-            last_seq,
-            direct: false,
-        });
+        s.rooms.push(Slot { key, cursor });
     }
 
     /// Forgets a room the viewer left.
@@ -162,30 +161,32 @@ impl Outlet {
         self.state.lock().rooms.retain(|r| r.key != key);
     }
 
-    /// Takes a room back from direct writes: its position, if the outlet gave it up
-    /// (None while direct writes still own it).
-    pub(crate) fn reclaim(&self, key: RoomKey) -> Option<u64> {
-        let s = self.state.lock();
+    /// Runs `f` on a room's cursor, under the outlet's lock; None when the room is not
+    /// tracked. The connection task moves a cursor only while it is not direct.
+    pub(crate) fn cursor<T>(&self, key: RoomKey, f: impl FnOnce(&mut Cursor) -> T) -> Option<T> {
+        let mut s = self.state.lock();
         s.rooms
-            .iter()
-            .find(|r| r.key == key && !r.direct)
-            .map(|r| r.last_seq)
+            .iter_mut()
+            .find(|r| r.key == key)
+            .map(|r| f(&mut r.cursor))
     }
 
-    /// Hands a room over to direct writes at `last_seq`; false when the socket is
-    /// backed up or closing. The caller holds the mailbox idle (nothing queued), so
-    /// no event of the room is in flight.
-    pub(crate) fn hand_over(&self, key: RoomKey, last_seq: u64) -> bool {
+    /// Hands every room over to direct writes, unless the socket is backed up or
+    /// closing. The caller holds the mailbox idle (nothing queued), so no event of a
+    /// room is in flight.
+    pub(crate) fn hand_over(&self) {
         let mut s = self.state.lock();
         if s.sealed || !s.pending.is_empty() {
-            return false;
+            return;
         }
-        let Some(slot) = s.rooms.iter_mut().find(|r| r.key == key) else {
-            return false;
-        };
-        slot.last_seq = last_seq;
-        slot.direct = true;
-        true
+        for r in &mut s.rooms {
+            r.cursor.set_direct(true);
+        }
+    }
+
+    /// Whether every joined room is written directly.
+    pub(crate) fn all_direct(&self) -> bool {
+        self.state.lock().rooms.iter().all(|r| r.cursor.is_direct())
     }
 
     /// Stops direct writes for good (closing).
@@ -193,7 +194,7 @@ impl Outlet {
         let mut s = self.state.lock();
         s.sealed = true;
         for r in &mut s.rooms {
-            r.direct = false;
+            r.cursor.set_direct(false);
         }
     }
 
@@ -248,14 +249,14 @@ impl State {
     /// Records a direct write of `seq` (0: unsequenced) for the room at `i`.
     fn advance(&mut self, i: usize, seq: u64) {
         if seq != 0 {
-            self.rooms[i].last_seq = seq;
+            self.rooms[i].cursor.wrote(seq);
         }
         self.direct_writes += 1;
     }
 
     fn hold(&mut self, key: RoomKey) {
         if let Some(slot) = self.rooms.iter_mut().find(|r| r.key == key) {
-            slot.direct = false;
+            slot.cursor.set_direct(false);
         }
     }
 }
@@ -271,8 +272,7 @@ impl Sink for Outlet {
         let Some(i) = s.rooms.iter().position(|r| r.key == d.room) else {
             return false;
         };
-        let (direct, last_seq) = (s.rooms[i].direct, s.rooms[i].last_seq);
-        if !direct {
+        if !s.rooms[i].cursor.is_direct() {
             return false;
         }
         if d.seq == 0 {
@@ -282,17 +282,19 @@ impl Sink for Outlet {
                 && s.pending.is_empty()
                 && self.write_now(&mut s, d, i);
         }
-        if d.seq <= last_seq {
-            return true; // already written (a duplicate from a resubscription)
-        }
-        if d.first != last_seq + 1
-            || !queue_empty
-            || s.sealed
-            || !s.pending.is_empty()
-            || s.heat.within(self.linger, now)
-        {
-            s.hold(d.room);
-            return false;
+        match s.rooms[i].cursor.step(d.first, d.seq) {
+            Step::Duplicate => return true, // already written (a resubscription's copy)
+            Step::Write { skip: 0 }
+                if queue_empty
+                    && !s.sealed
+                    && s.pending.is_empty()
+                    && !s.heat.within(self.linger, now) => {}
+            // A gap, a partly written batch, a reset, a hot room, a backed-up socket:
+            // the connection task takes it from here.
+            _ => {
+                s.hold(d.room);
+                return false;
+            }
         }
         self.write_now(&mut s, d, i)
     }
@@ -472,8 +474,9 @@ mod tests {
         let (mut client, server) = pair().await;
         server.writable().await.expect("writable");
         let outlet = Arc::new(Outlet::new(Arc::new(server), Duration::ZERO));
-        outlet.track(1, 0);
-        assert!(outlet.hand_over(1, 0));
+        outlet.track(1, Cursor::new(Arc::from("e"), 0));
+        outlet.hand_over();
+        assert_eq!(outlet.cursor(1, |c| c.is_direct()), Some(true));
         // The viewer reads nothing: direct writes fill the socket until one is
         // partial (its rest is pending) or not taken at all (the room is held).
         let frame = Bytes::from(vec![b'x'; 16 * 1024]);
@@ -499,11 +502,16 @@ mod tests {
             assert!(written < 100_000, "the socket never filled");
         }
         assert_eq!(
-            outlet.reclaim(1),
-            Some(written),
+            outlet.cursor(1, |c| (c.is_direct(), c.last())),
+            Some((false, written)),
             "the room is held at its last write"
         );
-        assert!(!outlet.hand_over(1, written) || outlet.pending_bytes() == 0);
+        outlet.hand_over();
+        assert_eq!(
+            outlet.cursor(1, |c| c.is_direct()),
+            Some(false),
+            "not handed over while bytes are pending"
+        );
         // A reply written now must follow the pending rest, not cut into it.
         outlet.write(b"\x81\x02ok").expect("write");
         let expected = written * (4 + 16 * 1024) + 4;
