@@ -1,11 +1,15 @@
-//! One behavioural suite, run against the memory store and the Redis store, so the
-//! two cannot drift.
+//! One behavioural suite, run against the memory store and the Redis store (one
+//! server, two shards, a Cluster), each delivering into the hub as the gateway builds
+//! it (lanes, hot-room batching), so the stores cannot drift: ordering, idempotency,
+//! resume, polls and likes, a viewer that overflows and catches up by its cursor,
+//! history by age, and room expiry.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use danmaku_fanout::memory::{MemoryConfig, MemoryFanout};
+use danmaku_fanout::position::{Cursor, Step};
 use danmaku_fanout::redis::{RedisConfig, RedisFanout};
 use danmaku_fanout::testing::TestRedis;
 use danmaku_fanout::{
@@ -34,7 +38,13 @@ async fn next_seqs(rx: &mut MailboxReceiver, n: usize) -> Vec<u64> {
         tokio::time::timeout(Duration::from_secs(10), rx.recv_many(&mut buf, 1000))
             .await
             .expect("deliveries in time");
-        out.extend(buf.iter().filter(|d| d.seq != 0).map(|d| d.seq));
+        // A hot room's batch carries the events first..=seq.
+        for d in buf.iter().filter(|d| d.seq != 0) {
+            match d.seq {
+                RESET_SEQ => out.push(RESET_SEQ),
+                seq => out.extend(d.first..=seq),
+            }
+        }
     }
     out
 }
@@ -168,16 +178,134 @@ async fn polls_and_likes(store: &dyn Fanout) {
     assert_eq!(store.info(&r).await.unwrap().likes, 12);
 }
 
+/// The hub as the gateway builds it: lanes of 64 viewers, hot rooms batched.
+fn lanes() -> Arc<Hub> {
+    Arc::new(Hub::with_lanes(64, Duration::from_millis(80)))
+}
+
+/// A viewer with a tiny mailbox follows the room with a [`Cursor`], as a connection
+/// does: overflows are caught up from history, batches are split, and what it passes
+/// on is every seq once, in order.
+async fn overflow_caught_up_by_cursor(store: &dyn Fanout) {
+    let r = room("tiny");
+    let (tx, mut rx) = mailbox(4);
+    store.hub().subscribe(&r, 2, tx);
+    let view = store.view(&r, None, 0).await.unwrap();
+    let mut cursor = Cursor::new(view.epoch.clone(), view.seq);
+    for i in 1..=300u64 {
+        store
+            .publish(&r, &comment(), &format!("{{\"i\":{i}}}"), None)
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    while cursor.last() < 300 {
+        buf.clear();
+        let woke =
+            tokio::time::timeout(Duration::from_millis(500), rx.recv_many(&mut buf, 64)).await;
+        for d in buf.iter().filter(|d| d.seq != 0) {
+            match cursor.step(d.first, d.seq) {
+                Step::Write { skip } => {
+                    got.extend(d.frame.split(|&b| b == b'\n').skip(skip).map(seq_of));
+                    cursor.wrote(d.seq);
+                }
+                Step::Duplicate => {}
+                Step::Gap { .. } => {
+                    // The mailbox refuses the room once it dropped one: a gap here
+                    // would be a lost delivery.
+                    panic!("a gap without an overflow at {}", d.first);
+                }
+                Step::Reset => panic!("no reset in one epoch"),
+            }
+        }
+        if woke.is_err() || !rx.take_overflowed().is_empty() {
+            let h = store.history(&r, cursor.last(), 1_000).await.unwrap();
+            assert_eq!(&h.epoch, cursor.epoch());
+            got.extend(h.events.iter().map(|e| seq_of(e)));
+            cursor.filled(h.events.len());
+        }
+    }
+    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+}
+
+/// The clock-driven bounds: events leave history after its age, and a room nobody
+/// touches for its TTL comes back with a new epoch. Needs a store built with
+/// [`SHORT_AGE`] and [`SHORT_TTL`].
+async fn ageing_and_expiry(store: &dyn Fanout) {
+    let r = room("expiring");
+    for _ in 0..3 {
+        store.publish(&r, &comment(), "{}", None).await.unwrap();
+    }
+    let before = store.info(&r).await.unwrap();
+    assert_eq!(store.history(&r, 0, 10).await.unwrap().events.len(), 3);
+    // Time passes; no event marks it.
+    tokio::time::sleep(SHORT_AGE + Duration::from_millis(100)).await;
+    assert!(
+        matches!(
+            store.history(&r, 0, 10).await,
+            Err(FanoutError::Gone { .. })
+        ),
+        "aged out of history"
+    );
+    tokio::time::sleep(SHORT_TTL + Duration::from_millis(300)).await;
+    store.tick().await;
+    let since = Since {
+        epoch: before.epoch.to_string(),
+        seq: 3,
+    };
+    let view = store.view(&r, Some(&since), 10).await.unwrap();
+    assert!(view.replay.is_none(), "recovered:false");
+    assert_ne!(view.epoch, before.epoch, "a new epoch");
+    assert_eq!(view.seq, 0);
+}
+
+const SHORT_AGE: Duration = Duration::from_millis(300);
+const SHORT_TTL: Duration = Duration::from_millis(1_000);
+
 async fn suite(store: &dyn Fanout) {
     ordering(store).await;
     idempotency(store).await;
     resume(store).await;
     polls_and_likes(store).await;
+    overflow_caught_up_by_cursor(store).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_ages_and_expires_rooms() {
+    let config = MemoryConfig {
+        history_age: SHORT_AGE,
+        room_ttl: SHORT_TTL,
+        ..MemoryConfig::default()
+    };
+    ageing_and_expiry(&MemoryFanout::new(config, lanes())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stores_age_and_expire_rooms() {
+    let (a, b) = (TestRedis::start(), TestRedis::start());
+    let cluster = danmaku_fanout::testing::TestCluster::start();
+    for (urls, is_cluster) in [
+        (vec![a.url()], false),
+        (vec![a.url(), b.url()], false),
+        (cluster.urls(), true),
+    ] {
+        let config = RedisConfig {
+            urls,
+            cluster: is_cluster,
+            prefix: format!("age{}", u8::from(is_cluster)),
+            history_age: SHORT_AGE,
+            room_ttl: SHORT_TTL,
+            ..RedisConfig::default()
+        };
+        let store = RedisFanout::connect(config, lanes()).await.unwrap();
+        ageing_and_expiry(&store).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_keeps_the_contract() {
-    let store = MemoryFanout::new(MemoryConfig::default(), Arc::new(Hub::new()));
+    let store = MemoryFanout::new(MemoryConfig::default(), lanes());
     suite(&store).await;
 }
 
@@ -192,7 +320,7 @@ fn redis_config(redis: &TestRedis) -> RedisConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_keeps_the_contract() {
     let redis = TestRedis::start();
-    let store = RedisFanout::connect(redis_config(&redis), Arc::new(Hub::new()))
+    let store = RedisFanout::connect(redis_config(&redis), lanes())
         .await
         .unwrap();
     suite(&store).await;
@@ -201,7 +329,7 @@ async fn redis_store_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
     let redis = TestRedis::start();
-    let store = RedisFanout::connect(redis_config(&redis), Arc::new(Hub::new()))
+    let store = RedisFanout::connect(redis_config(&redis), lanes())
         .await
         .unwrap();
     let r = room("tail");
@@ -230,9 +358,7 @@ async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
 /// Runs the suite on a Redis store, then publishes into `rooms` more rooms so they
 /// spread over every shard or master.
 async fn suite_then_spread(config: RedisConfig, rooms: usize) {
-    let store = RedisFanout::connect(config, Arc::new(Hub::new()))
-        .await
-        .unwrap();
+    let store = RedisFanout::connect(config, lanes()).await.unwrap();
     suite(&store).await;
     for i in 0..rooms {
         store

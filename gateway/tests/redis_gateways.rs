@@ -52,6 +52,11 @@ impl Store {
 
     /// Three gateway processes on this store.
     fn gateways(&self) -> Vec<Arc<Gateway>> {
+        self.gateways_with(&[])
+    }
+
+    /// Three gateway processes on this store, with `extra` flags.
+    fn gateways_with(&self, extra: &[&str]) -> Vec<Arc<Gateway>> {
         let config = self.config();
         let flag = if config.cluster {
             "--redis-cluster"
@@ -61,12 +66,10 @@ impl Store {
         let urls = config.urls.join(",");
         (1..=3)
             .map(|i| {
-                Arc::new(Gateway::start(&[
-                    flag,
-                    &urls,
-                    "--gateway-id",
-                    &format!("g{i}"),
-                ]))
+                let id = format!("g{i}");
+                let mut args = vec![flag, &urls, "--gateway-id", &id];
+                args.extend_from_slice(extra);
+                Arc::new(Gateway::start(&args))
             })
             .collect()
     }
@@ -180,6 +183,10 @@ on_every_store!(
     lost_tail_within_five_seconds
 );
 on_every_store!(a_restart_is_a_reset_never_a_silent_gap, restart_is_a_reset);
+on_every_store!(
+    an_expired_room_comes_back_with_a_new_epoch,
+    expired_room_comes_back
+);
 
 async fn four_publishers_one_order(store: Store) {
     const EACH: u64 = 2_500;
@@ -488,4 +495,44 @@ async fn lost_tail_within_five_seconds(store: Store) {
             "position checks of several rooms keep the gateway ready"
         );
     }
+}
+
+/// A room nobody watches expires after `--room-ttl-s`; a viewer resuming it on another
+/// gateway is told `recovered:false` with the new epoch, and sees its events from 1.
+async fn expired_room_comes_back(store: Store) {
+    let gws = store.gateways_with(&["--room-ttl-s", "1"]);
+    let mut a = Viewer::connect(&gws[0], "early").await;
+    let joined = a.join("brief").await;
+    let epoch = joined["epoch"].as_str().unwrap().to_owned();
+    for i in 1..=3 {
+        gws[1].publish("brief", json!({"i": i})).await;
+    }
+    for i in 1..=3 {
+        assert_eq!(a.next_event().await["seq"], i);
+    }
+    drop(a);
+    // Nobody watches: every key of the room goes after its TTL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store
+        .cli_room("{dm:brief}:m", &["EXISTS", "{dm:brief}:m"])
+        .trim()
+        != "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "the room expires");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut b = Viewer::connect(&gws[2], "late").await;
+    let id = b
+        .send(json!({"type": "join", "room": "brief", "since": {"epoch": epoch, "seq": 3}}))
+        .await;
+    let j = b.reply(id).await;
+    assert_eq!(j["recovered"].as_bool(), Some(false), "{j}");
+    assert_ne!(j["epoch"].as_str(), Some(epoch.as_str()), "a new epoch");
+    assert_eq!(j["seq"].as_u64(), Some(0));
+    gws[0].publish("brief", json!({"i": 1})).await;
+    let ev = b.next_event().await;
+    assert_eq!(
+        (ev["seq"].as_u64(), ev["epoch"].as_str()),
+        (Some(1), j["epoch"].as_str())
+    );
 }
