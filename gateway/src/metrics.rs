@@ -76,7 +76,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Commands refused with any other error.
     pub command_errors: AtomicU64,
-    /// Time from upgrade to `joined` sent.
+    /// Time from a `join` command to its `joined` reply queued for the socket: the
+    /// store's view of the room and the snapshot (not the network, not the upgrade).
     pub join_latency: Histogram,
     /// Time to sequence one publish.
     pub publish_latency: Histogram,
@@ -184,8 +185,11 @@ impl Metrics {
             "# HELP danmaku_rooms Rooms with local viewers\n# TYPE danmaku_rooms gauge\ndanmaku_rooms {}",
             g.rooms
         );
-        self.join_latency
-            .render(&mut out, "danmaku_join_seconds", "Upgrade to joined");
+        self.join_latency.render(
+            &mut out,
+            "danmaku_join_seconds",
+            "Join command to joined reply queued",
+        );
         self.publish_latency.render(
             &mut out,
             "danmaku_publish_seconds",
