@@ -7,17 +7,26 @@
 #
 # Results: bench-results/<scenario>.json (and .html); the table between the markers
 # in BENCHMARKS.md is rewritten from them.
+#
+# To compare two builds in one sitting, give each its own binaries and output:
+#   DANMAKU_BENCH_GW=old/danmaku-gateway DANMAKU_BENCH_OUT=bench-before \
+#   DANMAKU_BENCH_NO_TABLE=1 scripts/bench.sh
+# (DANMAKU_BENCH_LT and DANMAKU_BENCH_PR likewise pick the load-test and the
+# publish-rate binaries; keep one load test for both runs.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo build --release -q -p danmaku-gateway -p danmaku-loadtest
-cargo build --release -q -p danmaku-fanout --example publish_rate
-GW=target/release/danmaku-gateway
-LT=target/release/danmaku-loadtest
+if [ -z "${DANMAKU_BENCH_GW:-}" ] || [ -z "${DANMAKU_BENCH_LT:-}" ]; then
+  cargo build --release -q -p danmaku-gateway -p danmaku-loadtest
+fi
+[ -n "${DANMAKU_BENCH_PR:-}" ] || cargo build --release -q -p danmaku-fanout --example publish_rate
+PR=${DANMAKU_BENCH_PR:-target/release/examples/publish_rate}
+GW=${DANMAKU_BENCH_GW:-target/release/danmaku-gateway}
+LT=${DANMAKU_BENCH_LT:-target/release/danmaku-loadtest}
 SECRET=bench-secret-0123456789abcdef
 KEY=bench-key
-OUT=bench-results
+OUT=${DANMAKU_BENCH_OUT:-bench-results}
 mkdir -p "$OUT"
 PIDS=()
 
@@ -78,7 +87,7 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   start_redis
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-30k-3gw-1000ps 3 fanout --viewers 30000 --rooms 1000 --rate 1000 --size 100 --duration-s 20 --procs 2
-  target/release/examples/publish_rate redis://127.0.0.1:18790 64 10 100 | tee "$OUT/redis-publish-rate.txt" || true
+  "$PR" redis://127.0.0.1:18790 64 10 100 | tee "$OUT/redis-publish-rate.txt" || true
   kill "$REDIS_PID" 2>/dev/null || true
 fi
 
@@ -89,4 +98,4 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"floor"; then
   scripts/floor.sh | tee "$OUT/floor.txt" || true
 fi
 
-python3 scripts/bench_table.py "$OUT" BENCHMARKS.md
+[ -n "${DANMAKU_BENCH_NO_TABLE:-}" ] || python3 scripts/bench_table.py "$OUT" BENCHMARKS.md

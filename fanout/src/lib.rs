@@ -7,9 +7,11 @@
 //!
 //! # Delivery semantics
 //! Every sequenced event of a room gets the next seq (no gaps) and is delivered to the
-//! hub in seq order. A mailbox that is full drops the delivery and marks the room
-//! overflowed; the connection catches up from [`Rooms::history`], so a viewer sees every
-//! event in order or is told with `reset` where continuity restarts.
+//! hub in seq order. Whoever follows a room keeps a [`position::Cursor`], which decides
+//! every delivery (write, duplicate, gap, reset). A mailbox that is full drops the
+//! delivery and marks the room overflowed, and takes nothing more of it until its owner
+//! took the mark; the connection then catches up from [`Rooms::history`], so a viewer
+//! sees every event in order or is told with `reset` where continuity restarts.
 //!
 //! # Layout
 //! - [`position`]: a position in a room's sequence and the one decision about each

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,34 +23,7 @@ use crate::config::Config;
 use crate::likes::LikeAggregator;
 use crate::limits::ConnLimiter;
 use crate::metrics::Metrics;
-
-/// What every request handler and connection task shares.
-pub struct AppState {
-    /// The configuration.
-    pub config: Config,
-    /// Credential checks.
-    pub auth: Auth,
-    /// The store and its hub.
-    pub fanout: Arc<dyn Fanout>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Likes pending publication.
-    pub likes: LikeAggregator,
-    /// Connection limits.
-    pub limiter: Arc<ConnLimiter>,
-    /// Cancelled when the gateway starts draining.
-    pub shutdown: CancellationToken,
-    /// Tracks connection tasks so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    next_conn: AtomicU64,
-}
-
-impl AppState {
-    /// A new connection key.
-    pub fn next_conn(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
+use crate::state::AppState;
 
 /// A bound, ready-to-run gateway.
 pub struct App {
@@ -109,7 +82,7 @@ impl App {
     pub async fn run(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
         let state = self.state;
         let background = spawn_background(&state);
-        let router = crate::http::router(state.clone());
+        let router = router(state.clone());
         let http_conns = TaskTracker::new();
         tokio::pin!(signal);
         loop {
@@ -144,6 +117,14 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The public port's routes, assembled in one place: the HTTP API, health and
+/// metrics, and the WebSocket upgrade.
+fn router(state: Arc<AppState>) -> axum::Router {
+    crate::http::routes(&state)
+        .route("/ws", axum::routing::get(crate::ws::upgrade))
+        .with_state(state)
 }
 
 /// Viewers per hub lane: a room's events are written to each lane by its own task, so
@@ -298,7 +279,7 @@ mod tests {
         let addr = app.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (server, peer) = app.listener.accept().await.expect("accept");
-        let router = crate::http::router(app.state.clone());
+        let router = router(app.state.clone());
         let served = serve_connection(app.state.clone(), router, server, peer);
         let size = std::mem::size_of_val(&served);
         assert!(size <= 2048, "serve_connection's future is {size} bytes");

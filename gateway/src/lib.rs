@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`cli`]: flags, environment and TOML file → [`config::Config`].
-//! - [`app`]: wiring, the accept loop, drain.
+//! - [`app`]: wiring (the router is assembled here), the accept loop, drain.
+//! - [`state`]: the state every handler and connection task shares.
 //! - [`http`]: the backend API, health, metrics.
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
@@ -16,4 +17,5 @@ pub mod http;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
+pub mod state;
 mod ws;

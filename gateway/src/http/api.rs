@@ -16,8 +16,8 @@ use serde_json::value::RawValue;
 
 use super::ApiKey;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// Kinds the gateway sequences itself; a backend cannot forge them.
 const RESERVED_KINDS: [&str; 2] = ["likes", "poll"];

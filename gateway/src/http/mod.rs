@@ -1,5 +1,5 @@
-//! The HTTP side of the public port: the backend API, health, metrics, and the
-//! WebSocket upgrade route.
+//! The HTTP side of the public port: the backend API, health and metrics (the
+//! WebSocket route is added next to them in `app.rs`).
 
 mod api;
 pub mod error;
@@ -13,14 +13,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::app::AppState;
 use crate::metrics::Gauges;
+use crate::state::AppState;
 use error::ApiError;
 
-/// Builds the router.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The HTTP routes (state still to be given).
+pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
-        .route("/ws", get(crate::ws::upgrade))
         .route("/v1/rooms/{room}/events", post(api::publish))
         .route("/v1/rooms/{room}/polls", post(api::create_poll))
         .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
@@ -31,7 +30,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state)
 }
 
 /// Proof that the request carries a configured API key.

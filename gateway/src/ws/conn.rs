@@ -26,10 +26,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// How a connection ends.
 pub(super) enum Exit {

@@ -24,11 +24,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::http::error::ApiError;
 use crate::limits::{ConnPermit, LimitError};
 use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated
 /// eagerly per connection) would dominate a viewer's memory; client frames are tiny.

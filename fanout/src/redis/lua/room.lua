@@ -20,17 +20,18 @@
 -- ARGV[9..] per op (below).
 --
 -- Every key of the room expires after the room TTL, refreshed by every op (publishes,
--- votes, joins, online reports); an expired room comes back with a new epoch.
+-- votes, joins, online reports; a poll's keys also live until the poll ended); an
+-- expired room comes back with a new epoch.
 -- Sequencing ops return {epoch, seq, duplicate}; errors are {err = "DM_<WHAT>"}.
 local meta, stream, idem, polls, online = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, now = ARGV[1], ARGV[2]
 local max_len, age, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 
+-- The room's own keys live `ttl` past its last activity. The poll sets are kept by
+-- the poll ops (`expire_poll`): a publish costs two PEXPIREs, not four.
 local function refresh()
   redis.call("PEXPIRE", meta, ttl)
   redis.call("PEXPIRE", stream, ttl)
-  redis.call("PEXPIRE", polls .. "open", ttl)
-  redis.call("PEXPIRE", polls .. "dirty", ttl)
 end
 
 local function room_epoch()
@@ -44,14 +45,18 @@ local function room_epoch()
   return epoch
 end
 
--- Drops records older than the history age from the head of the stream (a few per
--- call: each record is dropped once, so the cost is spread over the publishes).
-local function trim_by_age()
+local function record_ts(record)
+  return tonumber(string.match(record, "^%d+:[^:]*:(%d+):"))
+end
+
+-- Every 16th event drops up to 32 records older than the history age from the head
+-- of the stream: each record is dropped once and the cost is spread over the
+-- publishes. (Reads skip aged records anyway; this bounds the memory they hold.)
+local function trim_by_age(seq)
+  if seq % 16 ~= 0 then return end
   local cutoff = tonumber(now) - age
-  local head = redis.call("XRANGE", stream, "-", "+", "COUNT", 8)
-  for _, e in ipairs(head) do
-    local ts = tonumber(string.match(e[2][2], "^%d+:[^:]*:(%d+):"))
-    if ts and ts >= cutoff then return end
+  for _, e in ipairs(redis.call("XRANGE", stream, "-", "+", "COUNT", 32)) do
+    if (record_ts(e[2][2]) or 0) >= cutoff then return end
     redis.call("XDEL", stream, e[1])
   end
 end
@@ -61,7 +66,7 @@ local function sequence(kind, shape, body)
   local seq = redis.call("HINCRBY", meta, "seq", 1)
   local record = seq .. ":" .. epoch .. ":" .. now .. ":" .. kind .. ":" .. shape .. ":" .. body
   redis.call("XADD", stream, "MAXLEN", "~", max_len, seq .. "-0", "r", record)
-  trim_by_age()
+  trim_by_age(seq)
   if ARGV[8] == "1" then
     redis.call("SPUBLISH", ARGV[7], record)
   else
@@ -70,11 +75,17 @@ local function sequence(kind, shape, body)
   return {epoch, seq, 0}
 end
 
--- A poll's keys live as long as the room, and at least until the poll ends.
+-- A poll's keys, and the room's poll sets, live `ttl` past the poll's end at least.
 local function expire_poll(id, ends)
   local life = ttl + math.max(0, tonumber(ends) - tonumber(now))
   redis.call("PEXPIRE", polls .. id, life)
   redis.call("PEXPIRE", polls .. "voters:" .. id, life)
+  for _, set in ipairs({polls .. "open", polls .. "dirty"}) do
+    -- NX for a set just made, GT so a later poll never shortens an earlier one's life.
+    if redis.call("PEXPIRE", set, life, "NX") == 0 then
+      redis.call("PEXPIRE", set, life, "GT")
+    end
+  end
 end
 
 -- The poll's state as a record body (shape p), or nil when there is no such poll.
@@ -100,8 +111,8 @@ if op == "event" then
   -- ARGV[9] kind   ARGV[10] data JSON   ARGV[11] idempotency TTL (s)   ARGV[12] "1" with a key
   local keyed = ARGV[12] == "1"
   local prev = keyed and redis.call("GET", idem)
-  local e = redis.call("HGET", meta, "epoch")
-  if prev and e then
+  local e = prev and redis.call("HGET", meta, "epoch")
+  if e then
     result = {e, tonumber(prev), 1}
   else
     result = sequence(ARGV[9], "d", ARGV[10])
