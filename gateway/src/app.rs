@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,7 +22,7 @@ use crate::config::Config;
 use crate::likes::LikeAggregator;
 use crate::limits::ConnLimiter;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, ConnContext};
 
 /// A bound, ready-to-run gateway.
 pub struct App {
@@ -48,15 +47,27 @@ impl App {
             ),
             None => Arc::new(MemoryFanout::new(config.memory.clone(), hub)),
         };
+        let (metrics, likes) = (
+            Arc::new(Metrics::default()),
+            Arc::new(LikeAggregator::default()),
+        );
+        let shutdown = CancellationToken::new();
+        let conn = ConnContext::new(
+            &config,
+            fanout.clone(),
+            metrics.clone(),
+            likes.clone(),
+            shutdown.clone(),
+        );
         let state = AppState {
             auth: Auth::new(&config.auth)?,
             fanout,
-            metrics: Metrics::default(),
-            likes: LikeAggregator::default(),
+            metrics,
+            likes,
             limiter: ConnLimiter::new(config.ws.max_conns_per_ip, config.ws.max_connections),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
-            next_conn: AtomicU64::new(0),
+            conn: Arc::new(conn),
             config,
         };
         Ok(Self {

@@ -8,8 +8,10 @@ use danmaku_fanout::Fanout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use danmaku_protocol::Limits;
+
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Rates, WsConfig};
 use crate::likes::LikeAggregator;
 use crate::limits::ConnLimiter;
 use crate::metrics::Metrics;
@@ -23,19 +25,72 @@ pub struct AppState {
     /// The store and its hub.
     pub fanout: Arc<dyn Fanout>,
     /// Metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Likes pending publication.
-    pub likes: LikeAggregator,
+    pub likes: Arc<LikeAggregator>,
     /// Connection limits.
     pub limiter: Arc<ConnLimiter>,
     /// Cancelled when the gateway starts draining.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
-    pub(crate) next_conn: AtomicU64,
+    /// What each connection task is given.
+    pub conn: Arc<ConnContext>,
 }
 
-impl AppState {
+/// What a connection task is given: its own settings and the handles it uses, not
+/// the whole state.
+pub struct ConnContext {
+    /// The settings of viewer connections.
+    pub settings: ConnSettings,
+    /// The store and its hub.
+    pub fanout: Arc<dyn Fanout>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Likes pending publication.
+    pub likes: Arc<LikeAggregator>,
+    /// Cancelled when the gateway starts draining.
+    pub shutdown: CancellationToken,
+    next_conn: AtomicU64,
+}
+
+/// The settings a connection task reads.
+#[derive(Debug, Clone)]
+pub struct ConnSettings {
+    /// This gateway's id (in `hello` and connection ids).
+    pub gateway_id: String,
+    /// Connection handling.
+    pub ws: WsConfig,
+    /// What clients may send.
+    pub limits: Limits,
+    /// Per-connection command rates.
+    pub rates: Rates,
+}
+
+impl ConnContext {
+    /// The context of connections of a gateway configured by `config`.
+    pub fn new(
+        config: &Config,
+        fanout: Arc<dyn Fanout>,
+        metrics: Arc<Metrics>,
+        likes: Arc<LikeAggregator>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            settings: ConnSettings {
+                gateway_id: config.gateway_id.clone(),
+                ws: config.ws.clone(),
+                limits: config.limits.clone(),
+                rates: config.rates,
+            },
+            fanout,
+            metrics,
+            likes,
+            shutdown,
+            next_conn: AtomicU64::new(0),
+        }
+    }
+
     /// A new connection key.
     pub fn next_conn(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed) + 1

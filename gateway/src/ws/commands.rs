@@ -13,7 +13,7 @@ use danmaku_fanout::position::Cursor;
 impl Conn {
     /// Handles one JSON object of a client frame; queues its reply.
     pub(super) async fn on_command(&mut self, line: &str) {
-        let command = match danmaku_protocol::decode_command(line, &self.app.config.limits) {
+        let command = match danmaku_protocol::decode_command(line, &self.ctx.settings.limits) {
             Ok(c) => c,
             Err(e) => return self.error(e.id, e.code, &e.message, None),
         };
@@ -50,23 +50,23 @@ impl Conn {
         if let Some(i) = self.room_index(&room) {
             // A second join of the same room re-syncs it.
             let old = self.rooms.swap_remove(i);
-            self.app.fanout.hub().unsubscribe(&old.room, self.key);
+            self.ctx.fanout.hub().unsubscribe(&old.room, self.key);
             self.outlet.untrack(old.key);
         }
-        if self.rooms.len() >= self.app.config.limits.max_rooms {
+        if self.rooms.len() >= self.ctx.settings.limits.max_rooms {
             let msg = format!(
                 "at most {} rooms per connection",
-                self.app.config.limits.max_rooms
+                self.ctx.settings.limits.max_rooms
             );
             return self.error(Some(id), ErrorCode::TooManyRooms, &msg, None);
         }
         let started = Instant::now();
-        let hub = self.app.fanout.hub().clone();
+        let hub = self.ctx.fanout.hub().clone();
         // Subscribe before reading the room's position: an event sequenced in between
         // is then both in the mailbox and covered by `seq`, and dropped as a duplicate.
         let key = hub.subscribe(&room, self.key, self.mailbox.clone());
-        let recent = self.app.config.ws.snapshot_recent;
-        let mut view = match self.app.fanout.view(&room, since.as_ref(), recent).await {
+        let recent = self.ctx.settings.ws.snapshot_recent;
+        let mut view = match self.ctx.fanout.view(&room, since.as_ref(), recent).await {
             Ok(v) => v,
             Err(e) => {
                 hub.unsubscribe(&room, self.key);
@@ -75,7 +75,7 @@ impl Conn {
         };
         let replay = view.replay.take();
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = super::conn::snapshot(&self.app, &room, view).await;
+        let snapshot = super::conn::snapshot(&self.ctx, &room, view).await;
         let joined = Joined {
             id,
             room: &room,
@@ -90,7 +90,7 @@ impl Conn {
         }
         self.outlet.track(key, Cursor::new(epoch, seq));
         self.rooms.push(JoinedRoom { room, key });
-        self.app.metrics.join_latency.observe(started.elapsed());
+        self.ctx.metrics.join_latency.observe(started.elapsed());
     }
 
     fn leave(&mut self, id: u64, room: &RoomId) {
@@ -103,7 +103,7 @@ impl Conn {
             );
         };
         let r = self.rooms.swap_remove(i);
-        self.app.fanout.hub().unsubscribe(&r.room, self.key);
+        self.ctx.fanout.hub().unsubscribe(&r.room, self.key);
         self.outlet.untrack(r.key);
         self.out.push(
             ServerFrame::Left {
@@ -119,7 +119,7 @@ impl Conn {
             return;
         }
         if let Err(wait) = self.buckets.comments.take(Instant::now()) {
-            let msg = format!("{} comments/s", self.app.config.rates.comments.per_s);
+            let msg = format!("{} comments/s", self.ctx.settings.rates.comments.per_s);
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
         }
         let data = serde_json::json!({"user": &*self.identity.user, "name": &*self.identity.name, "text": text});
@@ -128,14 +128,14 @@ impl Conn {
         };
         let started = Instant::now();
         match self
-            .app
+            .ctx
             .fanout
             .publish(room, &kind, &data.to_string(), None)
             .await
         {
             Ok(p) => {
-                self.app.metrics.publish_latency.observe(started.elapsed());
-                Metrics::inc(&self.app.metrics.events_in);
+                self.ctx.metrics.publish_latency.observe(started.elapsed());
+                Metrics::inc(&self.ctx.metrics.events_in);
                 self.out.push(
                     ServerFrame::Ack {
                         id,
@@ -153,11 +153,11 @@ impl Conn {
             return;
         }
         if let Err(wait) = self.buckets.likes.take(Instant::now()) {
-            let msg = format!("{} likes/s", self.app.config.rates.likes.per_s);
+            let msg = format!("{} likes/s", self.ctx.settings.rates.likes.per_s);
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
         }
-        self.app.likes.add(room, u64::from(count));
-        self.app
+        self.ctx.likes.add(room, u64::from(count));
+        self.ctx
             .metrics
             .likes_in
             .fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
@@ -169,17 +169,17 @@ impl Conn {
             return;
         }
         if let Err(wait) = self.buckets.votes.take(Instant::now()) {
-            let msg = format!("{} votes/s", self.app.config.rates.votes.per_s);
+            let msg = format!("{} votes/s", self.ctx.settings.rates.votes.per_s);
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
         }
         match self
-            .app
+            .ctx
             .fanout
             .vote(room, poll, &self.identity.user, option)
             .await
         {
             Ok(()) => {
-                Metrics::inc(&self.app.metrics.votes_in);
+                Metrics::inc(&self.ctx.metrics.votes_in);
                 self.out.push(ServerFrame::Ack { id, seq: None }.encode());
             }
             Err(e) => self.fanout_error(id, &e),

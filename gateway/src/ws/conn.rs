@@ -29,7 +29,7 @@ use super::outbound::Outbound;
 use crate::auth::Identity;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::ConnContext;
 
 /// How a connection ends.
 pub(super) enum Exit {
@@ -53,7 +53,7 @@ pub(super) struct Buckets {
 }
 
 pub(super) struct Conn {
-    pub(super) app: Arc<AppState>,
+    pub(super) ctx: Arc<ConnContext>,
     pub(super) key: u64,
     pub(super) identity: Identity,
     socket: WebSocketStream<ConnIo>,
@@ -70,15 +70,15 @@ pub(super) struct Conn {
 
 /// Runs one connection to its end.
 pub(super) async fn run(
-    app: Arc<AppState>,
+    ctx: Arc<ConnContext>,
     stream: TcpStream,
     read_ahead: Vec<u8>,
     preface: Option<Bytes>,
     config: WebSocketConfig,
     identity: Identity,
 ) {
-    let key = app.next_conn();
-    let outlet = Arc::new(Outlet::new(Arc::new(stream), app.config.ws.write_linger));
+    let key = ctx.next_conn();
+    let outlet = Arc::new(Outlet::new(Arc::new(stream), ctx.settings.ws.write_linger));
     if let Some(bytes) = preface {
         outlet.preface(bytes);
     }
@@ -87,9 +87,9 @@ pub(super) async fn run(
     };
     let socket =
         WebSocketStream::from_partially_read(io, read_ahead, Role::Server, Some(config)).await;
-    let (mailbox, inbox) = mailbox_with_sink(app.config.ws.outbound_queue, outlet.clone());
+    let (mailbox, inbox) = mailbox_with_sink(ctx.settings.ws.outbound_queue, outlet.clone());
     let now = Instant::now();
-    let rates = app.config.rates;
+    let rates = ctx.settings.rates;
     let mut conn = Conn {
         key,
         identity,
@@ -106,21 +106,21 @@ pub(super) async fn run(
         frames: Vec::new(),
         last_seen: now,
         last_write: None,
-        app,
+        ctx,
     };
-    conn.app
+    conn.ctx
         .metrics
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Metrics::inc(&conn.app.metrics.connections_total);
+    Metrics::inc(&conn.ctx.metrics.connections_total);
     let exit = conn.drive(inbox).await;
     conn.outlet.seal();
     conn.finish(exit).await;
     conn.count_direct_writes();
     for r in std::mem::take(&mut conn.rooms) {
-        conn.app.fanout.hub().unsubscribe(&r.room, key);
+        conn.ctx.fanout.hub().unsubscribe(&r.room, key);
     }
-    conn.app
+    conn.ctx
         .metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -129,9 +129,9 @@ pub(super) async fn run(
 impl Conn {
     async fn drive(&mut self, mut inbox: MailboxReceiver) -> Exit {
         let hello = ServerFrame::Hello {
-            conn: &format!("{}-{:06}", self.app.config.gateway_id, self.key),
-            gateway: &self.app.config.gateway_id,
-            heartbeat_ms: u64::try_from(self.app.config.ws.heartbeat.as_millis())
+            conn: &format!("{}-{:06}", self.ctx.settings.gateway_id, self.key),
+            gateway: &self.ctx.settings.gateway_id,
+            heartbeat_ms: u64::try_from(self.ctx.settings.ws.heartbeat.as_millis())
                 .unwrap_or(u64::MAX),
             server_time: danmaku_fanout::now_ms(),
         }
@@ -140,14 +140,14 @@ impl Conn {
         if let Err(exit) = self.flush().await {
             return exit;
         }
-        let heartbeat = self.app.config.ws.heartbeat;
+        let heartbeat = self.ctx.settings.ws.heartbeat;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         // Created once: polling a fresh `cancelled()` per loop turn would take the
         // token's shared waiter lock on every delivery of every connection.
-        let shutdown = self.app.shutdown.clone();
+        let shutdown = self.ctx.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
-        let max_batch = self.app.config.ws.max_batch;
+        let max_batch = self.ctx.settings.ws.max_batch;
         let mut batch: Vec<Delivery> = Vec::new();
         let mut drain_at: Option<tokio::time::Instant> = None;
         loop {
@@ -182,7 +182,7 @@ impl Conn {
 
     pub(super) fn count_direct_writes(&self) {
         let n = self.outlet.take_direct_writes();
-        let m = &self.app.metrics;
+        let m = &self.ctx.metrics;
         m.frames_out
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         m.messages_out
@@ -221,7 +221,7 @@ impl Conn {
     /// several busy rooms, none hot on its own — so it costs one write per linger instead
     /// of one per event. A quiet room is written at once.
     async fn linger(&mut self, inbox: &mut MailboxReceiver, batch: &mut Vec<Delivery>) {
-        let linger = self.app.config.ws.write_linger;
+        let linger = self.ctx.settings.ws.write_linger;
         let Some(last) = self.last_write else { return };
         if linger.is_zero() || last.elapsed() >= linger || !self.outlet.is_hot() {
             return;
@@ -236,7 +236,7 @@ impl Conn {
                 () = inbox.wake() => {}
             }
         }
-        inbox.try_recv_many(batch, self.app.config.ws.outbound_queue);
+        inbox.try_recv_many(batch, self.ctx.settings.ws.outbound_queue);
     }
 
     async fn on_deliveries(
@@ -311,7 +311,7 @@ impl Conn {
                 return Ok(());
             };
             let limit = usize::try_from(n).unwrap_or(usize::MAX).min(1_000);
-            match self.app.fanout.history(&room, last, limit).await {
+            match self.ctx.fanout.history(&room, last, limit).await {
                 Ok(h) => {
                     let filled = h.events.len();
                     let same_epoch = self
@@ -344,21 +344,21 @@ impl Conn {
     async fn reset(&mut self, idx: usize) -> Result<(), Exit> {
         let (room, key) = (self.rooms[idx].room.clone(), self.rooms[idx].key);
         let view = self
-            .app
+            .ctx
             .fanout
-            .view(&room, None, self.app.config.ws.snapshot_recent)
+            .view(&room, None, self.ctx.settings.ws.snapshot_recent)
             .await
             .map_err(|_| Exit::Close(CloseCode::InternalError))?;
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = snapshot(&self.app, &room, view).await;
+        let snapshot = snapshot(&self.ctx, &room, view).await;
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
-        Metrics::inc(&self.app.metrics.resets);
+        Metrics::inc(&self.ctx.metrics.resets);
         Ok(())
     }
 
     async fn on_heartbeat(&mut self) -> Result<(), Exit> {
-        let limit = self.app.config.ws.heartbeat.mul_f64(2.5);
+        let limit = self.ctx.settings.ws.heartbeat.mul_f64(2.5);
         if self.last_seen.elapsed() > limit {
             return Err(Exit::Close(CloseCode::IdleTimeout));
         }
@@ -367,7 +367,7 @@ impl Conn {
     }
 
     async fn on_drain(&mut self, drain_at: &mut Option<tokio::time::Instant>) -> Result<(), Exit> {
-        let after = self.app.config.ws.drain_after;
+        let after = self.ctx.settings.ws.drain_after;
         let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
         self.out.push(
             ServerFrame::Reconnect {
@@ -389,9 +389,9 @@ impl Conn {
         retry_after_ms: Option<u64>,
     ) {
         let metric = if code == ErrorCode::RateLimited {
-            &self.app.metrics.rate_limited
+            &self.ctx.metrics.rate_limited
         } else {
-            &self.app.metrics.command_errors
+            &self.ctx.metrics.command_errors
         };
         Metrics::inc(metric);
         self.out.push(
@@ -410,10 +410,10 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let max_batch = self.app.config.ws.max_batch;
+        let max_batch = self.ctx.settings.ws.max_batch;
         let messages = self.out.take_frames(max_batch, &mut self.frames);
         let frames = self.frames.len();
-        let timeout = self.app.config.ws.write_timeout;
+        let timeout = self.ctx.settings.ws.write_timeout;
         let socket = &mut self.socket;
         let pending = &mut self.frames;
         let write = async {
@@ -431,7 +431,7 @@ impl Conn {
         let result = tokio::time::timeout(timeout, write).await;
         self.last_write = Some(Instant::now());
         self.frames = Vec::new();
-        let m = &self.app.metrics;
+        let m = &self.ctx.metrics;
         m.frames_out
             .fetch_add(frames as u64, std::sync::atomic::Ordering::Relaxed);
         m.messages_out
@@ -441,18 +441,22 @@ impl Conn {
 
     /// Writes out what a partial direct write left pending, within the write timeout.
     async fn drain_outlet(&mut self) -> Result<(), Exit> {
-        within(self.app.config.ws.write_timeout, self.socket.flush()).await
+        within(self.ctx.settings.ws.write_timeout, self.socket.flush()).await
     }
 
     async fn write(&mut self, message: Message) -> Result<(), Exit> {
-        within(self.app.config.ws.write_timeout, self.socket.send(message)).await
+        within(
+            self.ctx.settings.ws.write_timeout,
+            self.socket.send(message),
+        )
+        .await
     }
 
     /// Sends the close frame (when we close) and waits briefly for the peer's.
     async fn finish(&mut self, exit: Exit) {
         let Exit::Close(code) = exit else { return };
         if code == CloseCode::SlowConsumer {
-            Metrics::inc(&self.app.metrics.slow_closes);
+            Metrics::inc(&self.ctx.metrics.slow_closes);
         }
         let frame = CloseFrame {
             code: WsCloseCode::from(code.code()),
@@ -473,10 +477,10 @@ impl Conn {
 }
 
 /// A room's snapshot from its view, with the online count of every gateway.
-pub(super) async fn snapshot(app: &AppState, room: &RoomId, view: RoomView) -> Snapshot {
-    let online = match app.fanout.online(room).await {
+pub(super) async fn snapshot(ctx: &ConnContext, room: &RoomId, view: RoomView) -> Snapshot {
+    let online = match ctx.fanout.online(room).await {
         Ok(n) => n,
-        Err(_) => app.fanout.hub().online(room),
+        Err(_) => ctx.fanout.hub().online(room),
     };
     Snapshot {
         recent: view.recent,

@@ -116,7 +116,15 @@ impl Admitted {
             .max_write_buffer_size(io::MAX_PENDING)
             .max_message_size(Some(frame_limit))
             .max_frame_size(Some(frame_limit));
-        conn::run(app, stream, read_ahead, preface, config, self.identity).await;
+        conn::run(
+            app.conn.clone(),
+            stream,
+            read_ahead,
+            preface,
+            config,
+            self.identity,
+        )
+        .await;
     }
 }
 
