@@ -1,15 +1,14 @@
 //! `danmaku-gateway`: flags → config → telemetry → bind → serve until SIGTERM/Ctrl-C.
 
 use anyhow::Context;
-use clap::Parser;
 use danmaku_gateway::app::App;
 use danmaku_gateway::auth::{Claims, sign_hs256};
-use danmaku_gateway::cli::{Args, DevMode};
+use danmaku_gateway::cli::{Args, DEFAULT_LOG, DevMode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse().with_file()?;
-    let filter = args.log.clone().unwrap_or_else(|| "info".into());
+    let args = Args::load()?;
+    let filter = args.log.clone().unwrap_or_else(|| DEFAULT_LOG.into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("--log")?)
         .with_writer(std::io::stderr)
