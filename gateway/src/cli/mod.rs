@@ -5,6 +5,7 @@
 //! Every setting is declared once, in `settings.rs`; `--help` and the README's
 //! configuration table are made from that list ([`settings_table`]).
 
+mod banner;
 mod docs;
 mod settings;
 #[cfg(test)]
