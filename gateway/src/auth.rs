@@ -62,18 +62,92 @@ pub struct Claims {
     pub rooms: Option<Vec<String>>,
 }
 
-/// Why a handshake or API call was refused.
+/// Why a viewer's handshake was refused. The messages are for people: they reach the
+/// client in the 401's body.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No token and anonymous access is off.
     #[error("missing token")]
     Missing,
-    /// The token is malformed, wrongly signed, expired or uses another algorithm.
-    #[error("invalid token: {0}")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
+    /// A token, but no key to verify it with (a gateway built without one).
+    #[error("tokens are not accepted: no JWT key is configured")]
+    NoKey,
+    /// Not three base64url parts, or a header or claims that are not JSON.
+    #[error("token malformed")]
+    Malformed,
+    /// The header or the claims are JSON but not what a token holds (`exp` not a
+    /// number, an unknown `alg`, …).
+    #[error("token malformed: {0}")]
+    Fields(String),
+    /// A required claim (`sub`, `exp`) is missing.
+    #[error("token lacks the `{0}` claim")]
+    MissingClaim(String),
+    /// The signature does not match the key.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// Signed with another algorithm than the one configured.
+    #[error("token is not signed with {0:?}, the algorithm this gateway accepts")]
+    WrongAlgorithm(Algorithm),
+    /// `exp` is past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
+    /// An `aud`, `iss` or `sub` the gateway does not accept.
+    #[error("token's {0} claim is not accepted")]
+    Rejected(&'static str),
     /// The `role` claim is not one we know.
     #[error("unknown role `{0}`")]
     Role(String),
+    /// Anything else the JWT library refused.
+    #[error("token refused: {0}")]
+    Other(jsonwebtoken::errors::Error),
+}
+
+impl AuthError {
+    fn from_jwt(e: jsonwebtoken::errors::Error, algorithm: Algorithm) -> Self {
+        use jsonwebtoken::errors::ErrorKind as K;
+        match e.kind() {
+            K::InvalidToken | K::Base64(_) | K::Utf8(_) => Self::Malformed,
+            K::Json(e) => Self::Fields(e.to_string()),
+            K::InvalidClaimFormat(claim) => Self::Fields(format!("`{claim}` has the wrong type")),
+            K::MissingRequiredClaim(claim) => Self::MissingClaim(claim.clone()),
+            K::InvalidSignature => Self::BadSignature,
+            K::InvalidAlgorithm | K::InvalidAlgorithmName => Self::WrongAlgorithm(algorithm),
+            K::ExpiredSignature => Self::Expired,
+            K::ImmatureSignature => Self::NotYetValid,
+            K::InvalidAudience => Self::Rejected("aud"),
+            K::InvalidIssuer => Self::Rejected("iss"),
+            K::InvalidSubject => Self::Rejected("sub"),
+            _ => Self::Other(e),
+        }
+    }
+}
+
+/// Why an HTTP API call's credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    /// No `Authorization` header (or not text).
+    #[error("missing API key: send Authorization: Bearer <key>")]
+    Missing,
+    /// Another scheme than `Bearer`, or no key after it.
+    #[error("the Authorization header must be Bearer <key>")]
+    NotBearer,
+    /// A key that is not configured.
+    #[error("unknown API key")]
+    Unknown,
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header value. The scheme is
+/// case-insensitive (RFC 7235 §2.1) and may be followed by several spaces; the token is
+/// a single word.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
 }
 
 /// Error building the verifier from configuration.
@@ -83,7 +157,7 @@ pub struct KeyError(#[from] jsonwebtoken::errors::Error);
 
 /// Verifies credentials.
 pub struct Auth {
-    verifier: Option<(DecodingKey, Validation)>,
+    verifier: Option<(DecodingKey, Validation, Algorithm)>,
     anonymous: bool,
     api_keys: Vec<String>,
     origins: Vec<String>,
@@ -107,7 +181,7 @@ impl Auth {
             let mut v = Validation::new(alg);
             v.set_required_spec_claims(&["exp", "sub"]);
             v.leeway = 5;
-            (key, v)
+            (key, v, alg)
         });
         Ok(Self {
             verifier,
@@ -137,8 +211,10 @@ impl Auth {
                 read_only: true,
             });
         };
-        let (key, validation) = self.verifier.as_ref().ok_or(AuthError::Missing)?;
-        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)?.claims;
+        let (key, validation, alg) = self.verifier.as_ref().ok_or(AuthError::NoKey)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map_err(|e| AuthError::from_jwt(e, *alg))?
+            .claims;
         let role = match claims.role.as_deref() {
             None | Some("viewer") => Role::Viewer,
             Some("moderator") => Role::Moderator,
@@ -155,14 +231,22 @@ impl Auth {
         })
     }
 
-    /// Whether an `Authorization` header value carries a configured API key.
-    pub fn api_key_ok(&self, authorization: Option<&str>) -> bool {
-        let Some(key) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-            return false;
-        };
-        self.api_keys.iter().fold(false, |ok, k| {
+    /// Checks that an `Authorization` header value carries a configured API key.
+    ///
+    /// # Errors
+    /// [`ApiKeyError`] saying what is wrong with it.
+    pub fn api_key(&self, authorization: Option<&str>) -> Result<(), ApiKeyError> {
+        let header = authorization.ok_or(ApiKeyError::Missing)?;
+        let key = bearer_token(header).ok_or(ApiKeyError::NotBearer)?;
+        // Every key is compared, so the time taken does not tell which one nearly matched.
+        let known = self.api_keys.iter().fold(false, |ok, k| {
             ok | constant_time_eq(k.as_bytes(), key.as_bytes())
-        })
+        });
+        if known {
+            Ok(())
+        } else {
+            Err(ApiKeyError::Unknown)
+        }
     }
 
     /// Whether an upgrade from `origin` is allowed.
@@ -222,18 +306,37 @@ mod tests {
         assert_eq!((&*id.user, &*id.name, id.read_only), ("u1", "Ann", false));
     }
 
+    fn refusal(a: &Auth, token: &str) -> String {
+        match a.viewer(Some(token)) {
+            Ok(id) => panic!("{token} let in {id:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
-    fn bad_tokens_are_refused() {
+    fn bad_tokens_are_refused_in_words() {
         let a = auth(false);
         let forged = sign_hs256(b"other", &claims(far())).expect("sign");
-        assert!(a.viewer(Some(&forged)).is_err());
+        assert_eq!(refusal(&a, &forged), "token signature is invalid");
         let expired = sign_hs256(b"secret", &claims(1_000)).expect("sign");
-        assert!(a.viewer(Some(&expired)).is_err());
+        assert_eq!(refusal(&a, &expired), "token expired");
         // alg:none: header {"alg":"none","typ":"JWT"}, same claims, empty signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OX0.";
-        assert!(a.viewer(Some(none)).is_err());
-        assert!(a.viewer(Some("garbage")).is_err());
-        assert!(a.viewer(None).is_err());
+        assert!(refusal(&a, none).starts_with("token malformed: unknown variant `none`"));
+        // alg:HS384 with the right secret: the algorithm is pinned.
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims(far()),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("sign");
+        assert_eq!(
+            refusal(&a, &hs384),
+            "token is not signed with HS256, the algorithm this gateway accepts"
+        );
+        assert_eq!(refusal(&a, "garbage"), "token malformed");
+        assert_eq!(refusal(&a, "a.b.c"), "token malformed");
+        assert!(matches!(a.viewer(None), Err(AuthError::Missing)));
     }
 
     #[test]
@@ -246,9 +349,26 @@ mod tests {
     #[test]
     fn api_keys() {
         let a = auth(false);
-        assert!(a.api_key_ok(Some("Bearer k1")));
-        assert!(!a.api_key_ok(Some("Bearer k2")));
-        assert!(!a.api_key_ok(Some("k1")));
-        assert!(!a.api_key_ok(None));
+        assert_eq!(a.api_key(Some("Bearer k1")), Ok(()));
+        assert_eq!(
+            a.api_key(Some("bearer k1")),
+            Ok(()),
+            "the scheme is case-insensitive"
+        );
+        assert_eq!(a.api_key(Some("BEARER  k1")), Ok(()));
+        assert_eq!(a.api_key(Some("Bearer k2")), Err(ApiKeyError::Unknown));
+        assert_eq!(a.api_key(Some("k1")), Err(ApiKeyError::NotBearer));
+        assert_eq!(a.api_key(Some("Basic k1")), Err(ApiKeyError::NotBearer));
+        assert_eq!(a.api_key(Some("Bearer ")), Err(ApiKeyError::NotBearer));
+        assert_eq!(a.api_key(None), Err(ApiKeyError::Missing));
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bEaReR abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Bearer a b"), None);
+        assert_eq!(bearer_token("Token abc"), None);
     }
 }

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use danmaku_fanout::FanoutError;
 use danmaku_protocol::ErrorCode;
 
+use crate::auth::ApiKeyError;
+
 /// An error answer of the HTTP API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -26,11 +28,8 @@ impl ApiError {
     }
 
     /// 401: the API key is missing or wrong.
-    pub fn unauthorized() -> Self {
-        Self::new(
-            ErrorCode::Unauthorized,
-            "missing or invalid API key (Authorization: Bearer <key>)",
-        )
+    pub fn unauthorized(why: ApiKeyError) -> Self {
+        Self::new(ErrorCode::Unauthorized, why.to_string())
     }
 
     /// 404: no such route.
@@ -40,6 +39,24 @@ impl ApiError {
             code: "not_found",
             message: "no such endpoint".into(),
         }
+    }
+
+    /// 405: the path exists, the method does not (the `Allow` header lists those that do).
+    pub fn method_not_allowed(method: &axum::http::Method, path: &str) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: format!("{method} is not allowed on {path}; the Allow header lists what is"),
+        }
+    }
+
+    /// 403 to a CORS preflight: the API is not for browsers.
+    pub fn cross_origin() -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            "cross-origin requests are not allowed: the HTTP API is for backend services \
+             (its API key must not reach a browser); browsers connect to /ws",
+        )
     }
 
     /// 410: the requested history is older than the room keeps.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
@@ -29,6 +29,7 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
 }
 
@@ -46,11 +47,26 @@ impl FromRequestParts<Arc<AppState>> for ApiKey {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if state.auth.api_key_ok(header) {
-            Ok(Self)
-        } else {
-            Err(ApiError::unauthorized())
-        }
+        state
+            .auth
+            .api_key(header)
+            .map(|()| Self)
+            .map_err(ApiError::unauthorized)
+    }
+}
+
+/// A known path asked with a method it does not serve (axum adds the `Allow` header).
+///
+/// A CORS preflight is refused too, with 403: the API's key is a backend secret that
+/// must never reach a browser, so no origin is allowed to call it cross-origin (the
+/// WebSocket checks `Origin` itself and needs no preflight).
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> ApiError {
+    let preflight =
+        method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        ApiError::cross_origin()
+    } else {
+        ApiError::method_not_allowed(&method, uri.path())
     }
 }
 

@@ -1,0 +1,317 @@
+//! Every setting, declared once: its flag and TOML key (the field's name), its
+//! environment variable, its doc (the `--help` line and the README's "meaning"), where
+//! it goes in [`Config`] (which also gives its default) and the store it applies to.
+//!
+//! The [`settings!`] macro turns the list into the [`Args`] fields, the file merge, the
+//! plain assignments into [`Config`] and the [`SETTINGS`] table that `--help` and the
+//! README table are made from. Settings that combine with others (credentials, the
+//! store) are marked `custom` and applied in `cli::into_config`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use danmaku_fanout::redis::RedisConfig;
+use serde::Deserialize;
+
+use crate::config::Config;
+
+/// The store a setting applies to; given with another store, it is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Every store.
+    Any,
+    /// Only the in-memory store (no `--redis-url`, no `--redis-cluster`).
+    Memory,
+    /// Only Redis (`--redis-url` or `--redis-cluster`).
+    Redis,
+}
+
+/// One declared setting, for `--help`, the docs and the store check.
+#[derive(Debug)]
+pub struct Setting {
+    /// The field's name: the TOML key; the flag is this with `-`.
+    pub name: &'static str,
+    /// The store it applies to.
+    pub store: Store,
+    /// The default, read from the default configuration or described.
+    pub default: fn(&Config) -> Shown,
+}
+
+/// How a default is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    /// A value, as it would be given (`25000`).
+    Value(String),
+    /// A description (`dev mode`).
+    Text(&'static str),
+}
+
+impl Setting {
+    /// The long flag, `--heartbeat-ms`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name.replace('_', "-"))
+    }
+}
+
+/// Declares the settings. Each entry is
+/// `/// doc`, `#[arg(env = "DANMAKU_…", …)]`, `name: Type => target [in store],`
+/// where the target is one of
+/// - `value(path)`: `config.path = value` (the default is `config.path`);
+/// - `millis(path)`, `secs(path)`: a `Duration` field, given in ms or s;
+/// - `custom(default = |config| value)` or `custom(text = "description")`: applied
+///   in `cli::into_config`.
+macro_rules! settings {
+    (@store) => { Store::Any };
+    (@store memory) => { Store::Memory };
+    (@store redis) => { Store::Redis };
+
+    (@default value($($f:ident).+)) => { |c| Shown::Value(c.$($f).+.to_string()) };
+    (@default millis($($f:ident).+)) => { |c| Shown::Value(c.$($f).+.as_millis().to_string()) };
+    (@default secs($($f:ident).+)) => { |c| Shown::Value(c.$($f).+.as_secs().to_string()) };
+    (@default custom(text = $text:expr)) => { |_| Shown::Text($text) };
+    (@default custom(default = $shown:expr)) => {
+        |c| {
+            let shown: fn(&Config) -> String = $shown;
+            Shown::Value(shown(c))
+        }
+    };
+
+    (@apply $v:expr, $c:ident, value($($f:ident).+)) => {
+        if let Some(v) = $v.take() { $c.$($f).+ = v; }
+    };
+    (@apply $v:expr, $c:ident, millis($($f:ident).+)) => {
+        if let Some(v) = $v.take() { $c.$($f).+ = Duration::from_millis(v); }
+    };
+    (@apply $v:expr, $c:ident, secs($($f:ident).+)) => {
+        if let Some(v) = $v.take() { $c.$($f).+ = Duration::from_secs(v); }
+    };
+    (@apply $v:expr, $c:ident, custom($($shown:tt)*)) => {};
+
+    ($(
+        $(#[$meta:meta])*
+        $name:ident: $ty:ty => $kind:ident ($($target:tt)*) $(in $store:ident)?,
+    )*) => {
+        /// The danmaku gateway: live-room comments, likes and votes over WebSocket.
+        ///
+        /// Every setting is a flag, a `DANMAKU_*` environment variable or a key of the
+        /// `--config` file; precedence: flag, environment, file, default.
+        #[derive(Debug, Default, Parser, Deserialize)]
+        #[command(name = "danmaku-gateway", version, about)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Args {
+            $( $(#[$meta])* #[arg(long)] pub $name: Option<$ty>, )*
+        }
+
+        /// Every setting, in declaration order.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                store: settings!(@store $($store)?),
+                default: settings!(@default $kind($($target)*)),
+            },
+        )*];
+
+        impl Args {
+            /// Takes from `file` what the flags and environment left unset.
+            pub(super) fn fill_from(&mut self, file: Args) {
+                $( if self.$name.is_none() { self.$name = file.$name; } )*
+            }
+
+            /// The declared settings that were given (by flag, environment or file).
+            pub(super) fn given(&self) -> impl Iterator<Item = &'static Setting> {
+                let given = [$( self.$name.is_some() ),*];
+                SETTINGS.iter().zip(given).filter_map(|(s, g)| g.then_some(s))
+            }
+
+            /// Moves the plain settings into `config`; `custom` ones are left to
+            /// `into_config`.
+            pub(super) fn apply_plain(&mut self, config: &mut Config) {
+                $( settings!(@apply self.$name, config, $kind($($target)*)); )*
+            }
+        }
+    };
+}
+
+/// The log filter without `--log`.
+pub const DEFAULT_LOG: &str = "info";
+/// The algorithm of `--jwt-public-key` without `--jwt-algorithm`.
+pub const DEFAULT_JWT_ALGORITHM: &str = "RS256";
+
+settings! {
+    /// TOML file with any of the other settings, keys spelled like the flags with `_`
+    /// (`heartbeat_ms = 25000`).
+    #[arg(env = "DANMAKU_CONFIG")]
+    #[serde(skip)]
+    config: PathBuf => custom(text = "—"),
+
+    /// host:port of the public port (WebSocket, HTTP API, health, metrics).
+    #[arg(env = "DANMAKU_LISTEN")]
+    listen: String => custom(default = |c| c.listen.to_string()),
+
+    /// This gateway's id, in `hello` and connection ids: 1–32 of `[A-Za-z0-9_-]`.
+    #[arg(env = "DANMAKU_GATEWAY_ID")]
+    gateway_id: String => value(gateway_id),
+
+    /// HS256 secret for viewer tokens, at least 16 bytes. Without it (and without
+    /// `--jwt-public-key`) the gateway runs in dev mode: a random secret, a printed
+    /// viewer token and API key, anonymous viewers on.
+    #[arg(env = "DANMAKU_JWT_SECRET")]
+    jwt_secret: String => custom(text = "dev mode"),
+
+    /// PEM public key file for RS256 or ES256 viewer tokens, instead of `--jwt-secret`.
+    #[arg(env = "DANMAKU_JWT_PUBLIC_KEY")]
+    jwt_public_key: PathBuf => custom(text = "—"),
+
+    /// The algorithm of `--jwt-public-key`: `RS256` or `ES256`.
+    #[arg(env = "DANMAKU_JWT_ALGORITHM")]
+    jwt_algorithm: String => custom(default = |_| DEFAULT_JWT_ALGORITHM.to_string()),
+
+    /// Requests without a token get a read-only viewer (`--anonymous false` turns it off
+    /// in dev mode).
+    #[arg(env = "DANMAKU_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    anonymous: bool => custom(text = "on in dev mode, else off"),
+
+    /// Comma-separated API keys for the HTTP API (`Authorization: Bearer <key>`).
+    #[arg(env = "DANMAKU_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String> => custom(text = "a printed dev key"),
+
+    /// Comma-separated `Origin` values (`scheme://host[:port]`) allowed to open a
+    /// WebSocket; with a list, an upgrade without `Origin` is refused.
+    #[arg(env = "DANMAKU_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String> => custom(text = "any"),
+
+    /// Server ping interval in ms; a connection silent for 2.5 times this is closed
+    /// with 4000.
+    #[arg(env = "DANMAKU_HEARTBEAT_MS")]
+    heartbeat_ms: u64 => millis(ws.heartbeat),
+
+    /// Largest client frame in bytes; a larger one closes the connection with 1009.
+    #[arg(env = "DANMAKU_MAX_FRAME_BYTES")]
+    max_frame_bytes: usize => value(limits.max_frame_bytes),
+
+    /// Rooms one connection may have joined at once.
+    #[arg(env = "DANMAKU_MAX_ROOMS_PER_CONN")]
+    max_rooms_per_conn: usize => value(limits.max_rooms),
+
+    /// Longest comment, in Unicode scalar values (at most `--max-frame-bytes`).
+    #[arg(env = "DANMAKU_COMMENT_MAX_CHARS")]
+    comment_max_chars: usize => value(limits.comment_max_chars),
+
+    /// Largest `count` of one `like` command.
+    #[arg(env = "DANMAKU_LIKE_MAX_COUNT")]
+    like_max_count: u32 => value(limits.like_max_count),
+
+    /// Comments per second per connection.
+    #[arg(env = "DANMAKU_COMMENTS_PER_S")]
+    comments_per_s: f64 => value(rates.comments.per_s),
+
+    /// Comments one connection may send at once.
+    #[arg(env = "DANMAKU_COMMENTS_BURST")]
+    comments_burst: f64 => value(rates.comments.burst),
+
+    /// Like commands per second per connection.
+    #[arg(env = "DANMAKU_LIKES_PER_S")]
+    likes_per_s: f64 => value(rates.likes.per_s),
+
+    /// Like commands one connection may send at once.
+    #[arg(env = "DANMAKU_LIKES_BURST")]
+    likes_burst: f64 => value(rates.likes.burst),
+
+    /// Votes per second per connection.
+    #[arg(env = "DANMAKU_VOTES_PER_S")]
+    votes_per_s: f64 => value(rates.votes.per_s),
+
+    /// Votes one connection may send at once.
+    #[arg(env = "DANMAKU_VOTES_BURST")]
+    votes_burst: f64 => value(rates.votes.burst),
+
+    /// Open connections per client IP (429 beyond).
+    #[arg(env = "DANMAKU_MAX_CONNS_PER_IP")]
+    max_conns_per_ip: usize => value(ws.max_conns_per_ip),
+
+    /// Open WebSocket connections in all (503 beyond).
+    #[arg(env = "DANMAKU_MAX_CONNECTIONS")]
+    max_connections: usize => value(ws.max_connections),
+
+    /// Time from TCP accept to the end of the request head, in ms.
+    #[arg(env = "DANMAKU_HANDSHAKE_TIMEOUT_MS")]
+    handshake_timeout_ms: u64 => millis(ws.handshake_timeout),
+
+    /// Deliveries queued per connection; beyond, the room catches up from history or
+    /// gets `reset`.
+    #[arg(env = "DANMAKU_OUTBOUND_QUEUE")]
+    outbound_queue: usize => value(ws.outbound_queue),
+
+    /// Most messages coalesced into one WebSocket frame.
+    #[arg(env = "DANMAKU_MAX_BATCH")]
+    max_batch: usize => value(ws.max_batch),
+
+    /// A write blocked this long, in ms, closes the connection with 4008.
+    #[arg(env = "DANMAKU_WRITE_TIMEOUT_MS")]
+    write_timeout_ms: u64 => millis(ws.write_timeout),
+
+    /// Hot rooms, in ms: once 8 events of a room came within 4 times this, its viewers
+    /// get its events once per this time, together in one frame (one write per viewer
+    /// per linger, however fast the room goes); quieter rooms are written at once; 0
+    /// disables.
+    #[arg(env = "DANMAKU_WRITE_LINGER_MS")]
+    write_linger_ms: u64 => millis(ws.write_linger),
+
+    /// Online counts (`presence`) are announced at most this often per room, in ms.
+    #[arg(env = "DANMAKU_PRESENCE_INTERVAL_MS")]
+    presence_interval_ms: u64 => millis(presence_interval),
+
+    /// Likes are summed per room over this window, in ms, and published as one event.
+    #[arg(env = "DANMAKU_LIKES_WINDOW_MS")]
+    likes_window_ms: u64 => millis(likes_window),
+
+    /// Redis for rooms shared by every gateway on it: `redis://host:port` or
+    /// `redis+unix:///path`; several comma-separated shard the rooms over standalone
+    /// servers. Without it (and without `--redis-cluster`) rooms live in memory.
+    #[arg(env = "DANMAKU_REDIS_URL")]
+    redis_url: String => custom(text = "— (in-memory store)"),
+
+    /// Seed URLs of a Redis Cluster, comma-separated, instead of `--redis-url`: rooms
+    /// spread by hash slot, events over sharded pub/sub.
+    #[arg(env = "DANMAKU_REDIS_CLUSTER")]
+    redis_cluster: String => custom(text = "—"),
+
+    /// Prefix of every Redis key: 1–64 of `[A-Za-z0-9_-]`.
+    #[arg(env = "DANMAKU_REDIS_PREFIX")]
+    redis_prefix: String => custom(default = |_| RedisConfig::default().prefix) in redis,
+
+    /// Events kept per room for resume.
+    #[arg(env = "DANMAKU_HISTORY_LEN")]
+    history_len: usize => value(memory.history_len),
+
+    /// Seconds an event stays in history.
+    #[arg(env = "DANMAKU_HISTORY_AGE_S")]
+    history_age_s: u64 => secs(memory.history_age),
+
+    /// Seconds after which a room without viewers and without events is forgotten (it
+    /// comes back with a new epoch).
+    #[arg(env = "DANMAKU_ROOM_TTL_S")]
+    room_ttl_s: u64 => secs(memory.room_ttl),
+
+    /// Rooms the in-memory store holds at most; a publish into a new room beyond gets
+    /// 503.
+    #[arg(env = "DANMAKU_MAX_ROOMS")]
+    max_rooms: usize => value(memory.max_rooms) in memory,
+
+    /// Events in a snapshot's `recent` (of those still in history).
+    #[arg(env = "DANMAKU_SNAPSHOT_RECENT")]
+    snapshot_recent: usize => value(ws.snapshot_recent),
+
+    /// On SIGTERM, ms between `reconnect` and close 1012.
+    #[arg(env = "DANMAKU_DRAIN_MS")]
+    drain_ms: u64 => millis(ws.drain_after),
+
+    /// Largest HTTP API request body in bytes (413 beyond).
+    #[arg(env = "DANMAKU_MAX_BODY_BYTES")]
+    max_body_bytes: usize => value(max_body_bytes),
+
+    /// Log filter in tracing's env-filter syntax (`warn`, `danmaku_gateway=debug`, …).
+    #[arg(env = "DANMAKU_LOG")]
+    log: String => custom(default = |_| DEFAULT_LOG.to_string()),
+}

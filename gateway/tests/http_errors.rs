@@ -1,0 +1,217 @@
+//! The HTTP API's answers to requests it does not serve, and to bad credentials, over
+//! real HTTP: every error has the JSON body `{"error":{"code","message"}}`, and the
+//! messages are written for the person reading them.
+
+mod support;
+
+use serde_json::Value;
+use support::{API_KEY, Gateway, SECRET};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// An answer: status, headers (names lower-cased) and the JSON body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn error(&self) -> (&str, &str) {
+        let e = &self.body["error"];
+        match (e["code"].as_str(), e["message"].as_str()) {
+            (Some(code), Some(message)) => (code, message),
+            _ => panic!("not an error body: {}", self.body),
+        }
+    }
+}
+
+/// Sends `method path` with `headers` (each `Name: value`) and no body.
+async fn request(gw: &Gateway, method: &str, path: &str, headers: &[&str]) -> Answer {
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.expect("read");
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = serde_json::from_str(body).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_with_a_json_body_and_allow() {
+    let gw = Gateway::start(&[]);
+    let a = request(&gw, "DELETE", "/v1/rooms/r/events", &[]).await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), Some("POST"));
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    assert_eq!(
+        a.error(),
+        (
+            "method_not_allowed",
+            "DELETE is not allowed on /v1/rooms/r/events; the Allow header lists what is"
+        )
+    );
+    let a = request(&gw, "POST", "/healthz", &[]).await;
+    assert_eq!((a.status, a.error().0), (405, "method_not_allowed"));
+    assert_eq!(a.header("allow"), Some("GET,HEAD"));
+    // A plain OPTIONS (no preflight) is one more method the route does not serve.
+    let a = request(&gw, "OPTIONS", "/v1/rooms/r", &[]).await;
+    assert_eq!((a.status, a.error().0), (405, "method_not_allowed"));
+    // An unknown path stays 404.
+    let a = request(&gw, "DELETE", "/nowhere", &[]).await;
+    assert_eq!((a.status, a.error().0), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn a_cors_preflight_is_refused_with_a_json_body() {
+    let gw = Gateway::start(&[]);
+    let a = request(
+        &gw,
+        "OPTIONS",
+        "/v1/rooms/r/events",
+        &[
+            "Origin: https://shop.example",
+            "Access-Control-Request-Method: POST",
+            "Access-Control-Request-Headers: authorization, content-type",
+        ],
+    )
+    .await;
+    assert_eq!(a.status, 403);
+    let (code, message) = a.error();
+    assert_eq!(code, "forbidden");
+    assert!(
+        message.starts_with("cross-origin requests are not allowed"),
+        "{message}"
+    );
+    assert!(
+        a.headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("access-control-")),
+        "no CORS grant: {:?}",
+        a.headers
+    );
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_for_api_keys() {
+    let gw = Gateway::start(&[]);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let auth = format!("Authorization: {scheme} {API_KEY}");
+        let a = request(&gw, "GET", "/v1/rooms/r", &[&auth]).await;
+        assert_eq!(a.status, 200, "{scheme}: {}", a.body);
+    }
+    let a = request(
+        &gw,
+        "GET",
+        "/v1/rooms/r",
+        &["Authorization: Basic dXNlcjpwdw=="],
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.error()),
+        (
+            401,
+            (
+                "unauthorized",
+                "the Authorization header must be Bearer <key>"
+            )
+        )
+    );
+    let a = request(&gw, "GET", "/v1/rooms/r", &["Authorization: Bearer nope"]).await;
+    assert_eq!(a.error(), ("unauthorized", "unknown API key"));
+    let a = request(&gw, "GET", "/v1/rooms/r", &[]).await;
+    assert_eq!(
+        a.error(),
+        (
+            "unauthorized",
+            "missing API key: send Authorization: Bearer <key>"
+        )
+    );
+}
+
+/// The refusal of a WebSocket upgrade carrying `token` (in the query or the header).
+async fn refused_upgrade(gw: &Gateway, token: &str, in_header: bool) -> (u16, Value) {
+    let url = if in_header {
+        gw.ws_url()
+    } else {
+        format!("{}?token={token}", gw.ws_url())
+    };
+    let mut req = url.into_client_request().expect("request");
+    if in_header {
+        let value = format!("Bearer {token}").parse().expect("header");
+        req.headers_mut().insert("Authorization", value);
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_deref().unwrap_or_default();
+            (
+                resp.status().as_u16(),
+                serde_json::from_slice(body).unwrap_or(Value::Null),
+            )
+        }
+        Err(e) => panic!("not an HTTP refusal: {e}"),
+        Ok(_) => panic!("{token} was let in"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_viewer_token_is_refused_in_words() {
+    let gw = Gateway::start(&[]);
+    let claims = |exp: u64| danmaku_gateway::auth::Claims {
+        sub: "u1".into(),
+        exp,
+        name: None,
+        role: None,
+        rooms: None,
+    };
+    let far = danmaku_fanout::now_ms() / 1000 + 3600;
+    let sign = |secret: &str, exp| {
+        danmaku_gateway::auth::sign_hs256(secret.as_bytes(), &claims(exp)).expect("sign")
+    };
+    let cases = [
+        (
+            sign("another-secret-0123456789", far),
+            "token signature is invalid",
+        ),
+        (sign(SECRET, 1_000), "token expired"),
+        ("not-a-token".to_owned(), "token malformed"),
+    ];
+    for (token, message) in &cases {
+        for in_header in [false, true] {
+            let (status, body) = refused_upgrade(&gw, token, in_header).await;
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert_eq!(body["error"]["message"], *message, "header: {in_header}");
+        }
+    }
+}
