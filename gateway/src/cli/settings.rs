@@ -285,12 +285,13 @@ settings! {
     #[arg(env = "DANMAKU_HISTORY_LEN")]
     history_len: usize => value(memory.history_len),
 
-    /// Seconds an event stays in history.
+    /// Seconds an event stays in history (a resume from before it gets
+    /// `recovered:false`).
     #[arg(env = "DANMAKU_HISTORY_AGE_S")]
     history_age_s: u64 => secs(memory.history_age),
 
     /// Seconds after which a room without viewers and without events is forgotten (it
-    /// comes back with a new epoch).
+    /// comes back with a new epoch); with Redis, every key of the room expires then.
     #[arg(env = "DANMAKU_ROOM_TTL_S")]
     room_ttl_s: u64 => secs(memory.room_ttl),
 
