@@ -2,7 +2,7 @@
 //! environment variable, its doc (the `--help` line and the README's "meaning"), where
 //! it goes in [`Config`] (which also gives its default) and the store it applies to.
 //!
-//! The [`settings!`] macro turns the list into the [`Args`] fields, the file merge, the
+//! The `settings!` macro turns the list into the [`Args`] fields, the file merge, the
 //! plain assignments into [`Config`] and the [`SETTINGS`] table that `--help` and the
 //! README table are made from. Settings that combine with others (credentials, the
 //! store) are marked `custom` and applied in `cli::into_config`.

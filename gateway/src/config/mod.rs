@@ -1,0 +1,184 @@
+//! The gateway's configuration: plain structs with defaults. Built by [`crate::cli`] from
+//! flags, environment and an optional TOML file, checked by [`Config::validate`], used
+//! once by `App::bind`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use danmaku_fanout::memory::MemoryConfig;
+use danmaku_fanout::redis::RedisConfig;
+use danmaku_protocol::Limits;
+
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use validate::{ConfigError, MIN_SECRET_BYTES};
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the public port (WebSocket, HTTP API, health, metrics).
+    pub listen: SocketAddr,
+    /// This gateway's id (in `hello` and connection ids).
+    pub gateway_id: String,
+    /// Who may connect and publish.
+    pub auth: AuthConfig,
+    /// Connection handling.
+    pub ws: WsConfig,
+    /// What clients may send.
+    pub limits: Limits,
+    /// Per-connection command rates.
+    pub rates: Rates,
+    /// The embedded store's bounds.
+    pub memory: MemoryConfig,
+    /// The Redis store, when configured (otherwise the embedded memory store is used).
+    pub redis: Option<RedisConfig>,
+    /// Likes are summed per room over this window and published as one event.
+    pub likes_window: Duration,
+    /// Poll tallies are published at most once per this interval per poll.
+    pub poll_interval: Duration,
+    /// Online counts are announced at most once per this interval per room.
+    pub presence_interval: Duration,
+    /// Largest HTTP API request body.
+    pub max_body_bytes: usize,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// How viewer tokens are verified.
+    pub jwt: JwtKey,
+    /// Whether requests without a token get a read-only anonymous viewer.
+    pub anonymous: bool,
+    /// API keys accepted by the HTTP API (`Authorization: Bearer <key>`).
+    pub api_keys: Vec<String>,
+    /// Allowed `Origin` values for WebSocket upgrades; empty allows any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// The key viewer tokens are verified with.
+#[derive(Clone, Default)]
+pub enum JwtKey {
+    /// No key: every token is refused (anonymous viewers only, if enabled).
+    #[default]
+    None,
+    /// HS256 with a shared secret.
+    Hs256(Vec<u8>),
+    /// RS256 with a PEM public key.
+    Rs256(Vec<u8>),
+    /// ES256 with a PEM public key.
+    Es256(Vec<u8>),
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "None",
+            Self::Hs256(_) => "Hs256(<secret>)",
+            Self::Rs256(_) => "Rs256(<key>)",
+            Self::Es256(_) => "Es256(<key>)",
+        })
+    }
+}
+
+/// Connection handling.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Interval of server pings; a connection silent for 2.5× this is closed.
+    pub heartbeat: Duration,
+    /// Deliveries queued per connection before the slow-consumer policy applies.
+    pub outbound_queue: usize,
+    /// Events coalesced into one frame at most.
+    pub max_batch: usize,
+    /// A write that cannot complete in this time closes the connection with 4008.
+    pub write_timeout: Duration,
+    /// Hot rooms batch: once 8 events of a room came within 4 times this, its viewers
+    /// get its events once per this time, in one frame (0 disables).
+    pub write_linger: Duration,
+    /// Time allowed from TCP accept to the HTTP request head.
+    pub handshake_timeout: Duration,
+    /// Open connections allowed per client IP.
+    pub max_conns_per_ip: usize,
+    /// Open WebSocket connections allowed in all.
+    pub max_connections: usize,
+    /// Events in a snapshot's `recent`.
+    pub snapshot_recent: usize,
+    /// On drain, time between `reconnect` and the 1012 close.
+    pub drain_after: Duration,
+}
+
+/// Token-bucket rates per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    /// Comments per second and burst.
+    pub comments: Rate,
+    /// Like commands per second and burst.
+    pub likes: Rate,
+    /// Votes per second and burst.
+    pub votes: Rate,
+}
+
+/// A rate with a burst.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    /// Sustained rate per second.
+    pub per_s: f64,
+    /// Commands allowed at once.
+    pub burst: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            gateway_id: "g1".into(),
+            auth: AuthConfig::default(),
+            ws: WsConfig::default(),
+            limits: Limits::default(),
+            rates: Rates::default(),
+            memory: MemoryConfig::default(),
+            redis: None,
+            likes_window: Duration::from_millis(200),
+            poll_interval: Duration::from_millis(500),
+            presence_interval: Duration::from_secs(1),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(25),
+            outbound_queue: 1024,
+            max_batch: 64,
+            write_timeout: Duration::from_secs(10),
+            write_linger: Duration::from_millis(80),
+            handshake_timeout: Duration::from_secs(5),
+            max_conns_per_ip: 10_000,
+            max_connections: 100_000,
+            snapshot_recent: 50,
+            drain_after: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self {
+            comments: Rate {
+                per_s: 5.0,
+                burst: 10.0,
+            },
+            likes: Rate {
+                per_s: 20.0,
+                burst: 40.0,
+            },
+            votes: Rate {
+                per_s: 2.0,
+                burst: 5.0,
+            },
+        }
+    }
+}
