@@ -215,3 +215,41 @@ async fn a_bad_viewer_token_is_refused_in_words() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_for_viewer_tokens() {
+    use futures_util::{SinkExt, StreamExt};
+    use tungstenite::Message;
+    // Anonymous viewers on: a header that was not read would let the viewer in as
+    // `anon-…`, whose comment is `forbidden`, instead of refusing it.
+    let gw = Gateway::start(&["--anonymous"]);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let mut req = gw.ws_url().into_client_request().expect("request");
+        let value = format!("{scheme} {}", support::token("u-header"));
+        req.headers_mut()
+            .insert("Authorization", value.parse().expect("header"));
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("connect");
+        let join = r#"{"type":"join","id":1,"room":"r"}"#;
+        let comment = r#"{"type":"comment","id":2,"room":"r","text":"hi"}"#;
+        ws.send(Message::text(format!("{join}\n{comment}")))
+            .await
+            .expect("send");
+        let reply = tokio::time::timeout(support::WAIT, async {
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Text(t) = m else { continue };
+                for line in t.as_str().split('\n') {
+                    let v: Value = serde_json::from_str(line).expect("json");
+                    if v["id"] == 2 {
+                        return v;
+                    }
+                }
+            }
+            panic!("closed before the reply");
+        })
+        .await
+        .expect("a reply");
+        assert_eq!(reply["type"], "ack", "{scheme}: {reply}");
+    }
+}

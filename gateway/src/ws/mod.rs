@@ -153,7 +153,7 @@ fn admit(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(crate::auth::bearer_token);
     let token = query.token.as_deref().or(bearer);
     let identity = app
         .auth

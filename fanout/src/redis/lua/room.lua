@@ -8,7 +8,7 @@
 --   shape p  body = <id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON made by Rust> (poll)
 --
 -- Keys (see fanout/src/redis/keys.rs):
--- KEYS[1] meta hash {epoch, seq, likes, polls}   KEYS[2] stream of records, id <seq>-0
+-- KEYS[1] meta hash {epoch, seq, likes, polls, ttl_at}   KEYS[2] stream of records, id <seq>-0
 -- KEYS[3] idempotency key (always in the room's slot; used by `event` with a key)
 -- KEYS[4] prefix of the room's poll keys: <p>open, <p>dirty (sets of ids), <p><id>
 --         (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
@@ -20,29 +20,46 @@
 -- ARGV[9..] per op (below).
 --
 -- Every key of the room expires after the room TTL, refreshed by every op (publishes,
--- votes, joins, online reports; a poll's keys also live until the poll ended); an
--- expired room comes back with a new epoch.
+-- votes, joins, online reports; at most every TTL/8; a poll's keys also live until
+-- the poll ended); an expired room comes back with a new epoch.
 -- Sequencing ops return {epoch, seq, duplicate}; errors are {err = "DM_<WHAT>"}.
 local meta, stream, idem, polls, online = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, now = ARGV[1], ARGV[2]
 local max_len, age, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 
--- The room's own keys live `ttl` past its last activity. The poll sets are kept by
--- the poll ops (`expire_poll`): a publish costs two PEXPIREs, not four.
-local function refresh()
-  redis.call("PEXPIRE", meta, ttl)
-  redis.call("PEXPIRE", stream, ttl)
+-- The room's epoch and when its TTL was last refreshed (read once per call).
+local known_epoch, refreshed_at
+
+local function read_meta()
+  if known_epoch == nil then
+    local m = redis.call("HMGET", meta, "epoch", "ttl_at")
+    known_epoch, refreshed_at = m[1], tonumber(m[2]) or 0
+  end
+  return known_epoch
 end
 
 local function room_epoch()
-  local epoch = redis.call("HGET", meta, "epoch")
+  local epoch = read_meta()
   if not epoch then
     -- A new (or lost, or expired) room: nothing of an older epoch may mix with this one.
     epoch = ARGV[3]
     redis.call("DEL", stream, polls .. "open", polls .. "dirty")
-    redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0)
+    redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0, "ttl_at", 0)
+    known_epoch, refreshed_at = epoch, 0
   end
   return epoch
+end
+
+-- The room's own keys live `ttl` past its last activity, refreshed at most every
+-- ttl/8 (so a room expires between 7/8 of its TTL and its TTL after its last
+-- activity, and a busy room's publish costs no PEXPIRE). The poll sets are kept by
+-- the poll ops (`expire_poll`).
+local function refresh()
+  if not read_meta() or tonumber(now) - refreshed_at < ttl / 8 then return end
+  redis.call("PEXPIRE", meta, ttl)
+  redis.call("PEXPIRE", stream, ttl)
+  redis.call("HSET", meta, "ttl_at", now)
+  refreshed_at = tonumber(now)
 end
 
 local function record_ts(record)
@@ -111,7 +128,7 @@ if op == "event" then
   -- ARGV[9] kind   ARGV[10] data JSON   ARGV[11] idempotency TTL (s)   ARGV[12] "1" with a key
   local keyed = ARGV[12] == "1"
   local prev = keyed and redis.call("GET", idem)
-  local e = prev and redis.call("HGET", meta, "epoch")
+  local e = prev and read_meta()
   if e then
     result = {e, tonumber(prev), 1}
   else
