@@ -1,15 +1,23 @@
 //! `danmaku-loadtest`: real WebSocket viewers against one or many gateways, measured
 //! end to end. See loadtest/README.md.
 
+mod actions;
+mod api;
 mod cli;
+mod control;
 mod http;
+mod opener;
 mod passive;
 mod plan;
+mod publish;
 mod report;
 mod run;
+mod shared;
 mod stats;
+mod task;
 mod viewer;
 mod worker;
+mod workers;
 mod wsclient;
 
 use std::process::ExitCode;
@@ -50,7 +58,7 @@ async fn main_async(cli: cli::Cli) -> anyhow::Result<bool> {
     let worker = cli.common.worker_index;
     let plan = Arc::new(plan::Plan::new(cli)?);
     if let Some(index) = worker {
-        run::child(plan, index).await;
+        workers::child(plan, index).await;
         return Ok(true);
     }
     let summary = run::run(plan.clone()).await?;

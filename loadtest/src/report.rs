@@ -10,23 +10,8 @@ use serde_json::{Value, json};
 
 use crate::cli::Scenario;
 use crate::plan::Plan;
-use crate::stats::WorkerReport;
-use crate::worker::merge_hist;
-
-/// What the publishers did.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct PublishStats {
-    /// Events scheduled.
-    pub scheduled: u64,
-    /// Events published (HTTP 200).
-    pub published: u64,
-    /// Published within 100 ms of their schedule.
-    pub on_time: u64,
-    /// Failed publishes by HTTP status.
-    pub errors: BTreeMap<String, u64>,
-    /// p99 of how late publishes started, ms.
-    pub lag_p99_ms: f64,
-}
+use crate::publish::PublishStats;
+use crate::stats::{WorkerReport, merge_hist};
 
 /// One watched gateway process.
 #[derive(Debug, Clone, Serialize)]

@@ -29,6 +29,13 @@ pub fn add_buckets(h: &mut Histogram<u64>, b: &Buckets) {
     }
 }
 
+/// A histogram from buckets (merging a worker's report, for the coordinator).
+pub fn merge_hist(b: &Buckets) -> Histogram<u64> {
+    let mut h = histogram();
+    add_buckets(&mut h, b);
+    h
+}
+
 /// What one viewer saw of its room: seqs tracked for loss, duplicates and reorders.
 #[derive(Debug, Default, Clone)]
 pub struct Track {
