@@ -64,12 +64,12 @@ async fn main_async(cli: cli::Cli) -> anyhow::Result<bool> {
     let summary = run::run(plan.clone()).await?;
     print!("{}", summary.table());
     if let Some(path) = &plan.cli.common.json {
-        let text = serde_json::to_string_pretty(&summary.json)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, summary.results.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &plan.cli.common.html {
         std::fs::write(path, summary.html())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(summary.failures.is_empty())
+    Ok(summary.results.pass)
 }

@@ -13,7 +13,7 @@ use crate::cli::Scenario;
 use crate::control::{FromWorker, ToWorker};
 use crate::plan::Plan;
 use crate::publish::publish;
-use crate::report::{GatewayStats, Summary};
+use crate::report::{GatewayStats, Outcome, Summary};
 use crate::stats::{WorkerReport, cpu_seconds, rss_bytes};
 use crate::workers::Workers;
 
@@ -130,14 +130,14 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         // measured phase, as the gateways' CPU does.
         merged.cpu_s += (cpu_seconds("self").unwrap_or(0.0) - self_cpu_at_go).max(0.0);
     }
-    Ok(Summary::build(
-        &plan,
-        merged,
+    let outcome = Outcome {
+        report: merged,
         publish,
         finals,
         likes_total,
         gateways,
         ramp_s,
         measured_s,
-    ))
+    };
+    Ok(Summary::build(&plan, outcome))
 }
