@@ -3,22 +3,58 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
 use crate::http::Http;
 use crate::plan::Plan;
 
-async fn api(
+/// `GET /v1/rooms/{room}`, the fields used.
+#[derive(Deserialize)]
+struct RoomInfo {
+    seq: u64,
+    #[serde(default)]
+    likes: u64,
+}
+
+/// The answer to creating a poll.
+#[derive(Deserialize)]
+struct PollCreated {
+    poll: String,
+}
+
+/// An API error's body: `{"error":{"code","message"}}`.
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    error: ApiErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// One request to the first gateway's API, its 200 answer decoded as `T`.
+async fn api<T: DeserializeOwned>(
     plan: &Plan,
     method: &str,
     path: &str,
     body: &str,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<T> {
     let mut http = Http::new(&plan.http[0])?;
     let (status, bytes) = http
         .request(method, path, &plan.cli.common.api_key, body.as_bytes())
         .await?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    anyhow::ensure!(status == 200, "{method} {path}: HTTP {status} {v}");
-    Ok(v)
+    if status != 200 {
+        let why = serde_json::from_slice::<ApiErrorBody>(&bytes).map_or_else(
+            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            |b| format!("{}: {}", b.error.code, b.error.message),
+        );
+        anyhow::bail!("{method} {path}: HTTP {status} ({why})");
+    }
+    serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: unexpected answer"))
 }
 
 /// Each room's final seq, and the like total of all rooms.
@@ -29,9 +65,9 @@ pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u
     let mut finals = BTreeMap::new();
     let mut likes = 0;
     for room in &plan.rooms {
-        let v = api(plan, "GET", &format!("/v1/rooms/{room}"), "").await?;
-        finals.insert(room.clone(), v["seq"].as_u64().unwrap_or(0));
-        likes += v["likes"].as_u64().unwrap_or(0);
+        let info: RoomInfo = api(plan, "GET", &format!("/v1/rooms/{room}"), "").await?;
+        finals.insert(room.clone(), info.seq);
+        likes += info.likes;
     }
     Ok((finals, likes))
 }
@@ -44,11 +80,9 @@ pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
     let body = r#"{"question":"Which colour?","options":["red","green","blue"],"duration_s":3600}"#;
     let mut polls = Vec::new();
     for room in &plan.rooms {
-        let v = api(plan, "POST", &format!("/v1/rooms/{room}/polls"), body).await?;
-        polls.push((
-            room.clone(),
-            v["poll"].as_str().unwrap_or_default().to_owned(),
-        ));
+        let created: PollCreated =
+            api(plan, "POST", &format!("/v1/rooms/{room}/polls"), body).await?;
+        polls.push((room.clone(), created.poll));
     }
     Ok(polls)
 }
@@ -56,7 +90,7 @@ pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
 /// Closes the polls, so their final tallies are sequenced before the final seqs are read.
 pub async fn close_polls(plan: &Plan, polls: &[(String, String)]) {
     for (room, poll) in polls {
-        if let Err(e) = api(
+        if let Err(e) = api::<IgnoredAny>(
             plan,
             "POST",
             &format!("/v1/rooms/{room}/polls/{poll}/close"),

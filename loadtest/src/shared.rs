@@ -12,8 +12,8 @@ use tokio::sync::futures::Notified;
 
 use crate::control::Progress;
 use crate::plan::Plan;
+use crate::seen::Seen;
 use crate::stats::{WorkerReport, histogram, keep_latest_poll, to_buckets};
-use crate::viewer::Seen;
 
 /// After the stop, how long a viewer may still wait for its room's final seq.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -13,9 +13,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::actions::{Act, Actions};
+use crate::seen::{Pending, Seen};
 use crate::shared::{Phase, STOP_GRACE, Shared};
 use crate::stats::Track;
-use crate::viewer::{self, Joined, Pending, Seen, Ws};
+use crate::viewer::{self, Joined, Ws};
 use crate::wsclient::Frame;
 
 /// Attempts at reconnecting before the viewer counts as failed.
