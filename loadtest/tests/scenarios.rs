@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -61,17 +62,39 @@ fn gateway(extra: &[&str]) -> Gateway {
     }
 }
 
+/// A directory of one run's own for its output files (tests run in parallel),
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "danmaku-lt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the CLI; returns its exit code and JSON results.
 fn loadtest(gw: &Gateway, args: &[&str]) -> (i32, Value) {
-    let dir = std::env::temp_dir().join(format!(
-        "danmaku-lt-{}-{}-{}",
-        std::process::id(),
-        args[0],
-        args.len()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("out.json");
-    let html = dir.join("out.html");
+    let dir = TempDir::new();
+    let json = dir.path().join("out.json");
+    let html = dir.path().join("out.html");
     let pid = gw.child.id().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_danmaku-loadtest"))
         .args(args)
