@@ -46,7 +46,8 @@ async fn api<T: DeserializeOwned>(
     let mut http = Http::new(&plan.http[0])?;
     let (status, bytes) = http
         .request(method, path, &plan.cli.common.api_key, body.as_bytes())
-        .await?;
+        .await
+        .with_context(|| format!("{method} {}{path}", plan.http[0]))?;
     if status != 200 {
         let why = serde_json::from_slice::<ApiErrorBody>(&bytes).map_or_else(
             |_| String::from_utf8_lossy(&bytes).into_owned(),

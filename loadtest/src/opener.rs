@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use crate::plan::Plan;
-use crate::viewer::{Dial, Joined, STEP_TIMEOUT, io_cause, join_command, scan_joined, target};
+use crate::viewer::{
+    Dial, Joined, STEP_TIMEOUT, connect_cause, connect_timeout, io_cause, join_command,
+    scan_joined, target,
+};
 use crate::wsclient::{Frames, Parsed};
 
 /// Where a viewer being opened is.
@@ -43,6 +46,8 @@ pub struct Opener {
     pub stream: TcpStream,
     /// The read buffer; it goes on to read the viewer's frames.
     pub frames: Frames,
+    /// The gateway's address, named in connect failures.
+    addr: SocketAddr,
     request: String,
     stage: Stage,
     /// When the connect started, for connect time and time to first render.
@@ -69,6 +74,7 @@ impl Opener {
             room: plan.rooms[plan.viewer_room[index]].clone(),
             stream,
             frames,
+            addr: dial.addr,
             request,
             stage: Stage::Connecting,
             started,
@@ -95,11 +101,11 @@ impl Opener {
     /// `None`: connected, and the upgrade request is out.
     fn connecting(&mut self) -> Option<Opened> {
         if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-            return Some(Opened::Failed(io_cause("connect", &e)));
+            return Some(Opened::Failed(connect_cause(&e, self.addr)));
         }
         match self.stream.peer_addr() {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Some(Opened::Pending),
-            Err(e) => return Some(Opened::Failed(io_cause("connect", &e))),
+            Err(e) => return Some(Opened::Failed(connect_cause(&e, self.addr))),
             Ok(_) => {}
         }
         let _ = self.stream.set_nodelay(true);
@@ -176,11 +182,11 @@ impl Opener {
     }
 
     /// The cause to count when the current step took too long.
-    pub fn timeout_cause(&self) -> &'static str {
+    pub fn timeout_cause(&self) -> String {
         match self.stage {
-            Stage::Connecting => "connect_timeout",
-            Stage::Upgrading => "handshake_timeout",
-            Stage::Joining => "join_timeout",
+            Stage::Connecting => connect_timeout(self.addr),
+            Stage::Upgrading => "handshake_timeout".into(),
+            Stage::Joining => "join_timeout".into(),
         }
     }
 }
@@ -222,7 +228,7 @@ fn connect(d: &Dial) -> Result<TcpStream, String> {
     match socket.connect(&d.addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(io_cause("connect", &e)),
+        Err(e) => return Err(connect_cause(&e, d.addr)),
     }
     Ok(TcpStream::from_std(socket.into()))
 }

@@ -240,7 +240,7 @@ impl Reader {
             if self.opening > 0 && now >= next_check {
                 next_check = now + Duration::from_millis(100);
                 // Fails the viewers whose current opening step ran out of time.
-                self.fail_where(|o| (now >= o.deadline).then(|| o.timeout_cause().into()));
+                self.fail_where(|o| (now >= o.deadline).then(|| o.timeout_cause()));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(TICK))
                 && e.kind() != io::ErrorKind::Interrupted

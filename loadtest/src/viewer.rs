@@ -45,8 +45,8 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
             .map_err(|e| io_cause("bind", &e))?;
     }
     let stream = match tokio::time::timeout(STEP_TIMEOUT, socket.connect(d.addr)).await {
-        Err(_) => return Err("connect_timeout".into()),
-        Ok(Err(e)) => return Err(io_cause("connect", &e)),
+        Err(_) => return Err(connect_timeout(d.addr)),
+        Ok(Err(e)) => return Err(connect_cause(&e, d.addr)),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
@@ -57,9 +57,20 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
     }
 }
 
-/// A failed step's cause, as a short label (`connect_connectionrefused`).
+/// A failed step's cause, as a short label (`bind_addrinuse`).
 pub fn io_cause(step: &str, e: &std::io::Error) -> String {
     format!("{step}_{:?}", e.kind()).to_lowercase()
+}
+
+/// A failed TCP connect's cause, naming the address that refused it (or did not
+/// answer): `connect_connectionrefused@127.0.0.1:8080`.
+pub fn connect_cause(e: &std::io::Error, addr: SocketAddr) -> String {
+    format!("{}@{addr}", io_cause("connect", e))
+}
+
+/// The cause of a TCP connect to `addr` that took longer than [`STEP_TIMEOUT`].
+pub fn connect_timeout(addr: SocketAddr) -> String {
+    format!("connect_timeout@{addr}")
 }
 
 /// The host and the path (with its query) of a `ws://` URL.
@@ -168,6 +179,21 @@ fn parse_joined(line: &[u8]) -> Result<Joined, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connect_names_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let dial = Dial {
+            url: format!("ws://{addr}/ws"),
+            addr,
+            source: None,
+            seed: 1,
+        };
+        let cause = open(&dial).await.err().expect("nothing listens there");
+        assert_eq!(cause, format!("connect_connectionrefused@{addr}"));
+    }
 
     #[test]
     fn joined_is_found_among_the_lines_of_a_frame() {
