@@ -10,6 +10,7 @@ mod incoming;
 mod opener;
 mod passive;
 mod plan;
+mod preflight;
 mod publish;
 mod report;
 mod run;

@@ -44,9 +44,11 @@ fn watch_gateways(pids: &[u32]) -> Vec<(u32, u64, Arc<AtomicU64>)> {
 /// Runs the scenario end to end.
 ///
 /// # Errors
-/// When workers cannot be started or the gateway's API cannot be reached.
+/// When the credentials are refused, workers cannot be started or the gateway's API
+/// cannot be reached.
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     let quiet = plan.cli.common.quiet;
+    crate::preflight::check(&plan).await?;
     let watched = watch_gateways(&plan.cli.common.gateway_pids);
     let cpu_at_start: Vec<f64> = watched
         .iter()

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -90,40 +91,96 @@ impl Drop for TempDir {
     }
 }
 
+/// How a test runs the CLI: against what, with which credentials, how quietly.
+struct Run<'a> {
+    url: &'a str,
+    pid: Option<u32>,
+    key: &'a str,
+    secret: Option<&'a str>,
+    quiet: bool,
+}
+
+/// What a run left behind.
+struct Ran {
+    code: i32,
+    stderr: String,
+    json: Option<Value>,
+    html: Option<String>,
+    elapsed: Duration,
+}
+
+impl<'a> Run<'a> {
+    /// A quiet run against `gw` with the right credentials.
+    fn on(gw: &'a Gateway) -> Self {
+        Self {
+            url: &gw.url,
+            pid: Some(gw.child.id()),
+            ..Self::at(&gw.url)
+        }
+    }
+
+    /// A quiet run against `url`, where no gateway need listen.
+    fn at(url: &'a str) -> Self {
+        Self {
+            url,
+            pid: None,
+            key: KEY,
+            secret: Some(SECRET),
+            quiet: true,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Ran {
+        let dir = TempDir::new();
+        let json = dir.path().join("out.json");
+        let html = dir.path().join("out.html");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_danmaku-loadtest"));
+        // The environment may hold the caller's own credentials.
+        cmd.env_remove("DANMAKU_API_KEY")
+            .env_remove("DANMAKU_JWT_SECRET")
+            .args(args)
+            .args(["--url", self.url, "--api-key", self.key]);
+        if let Some(secret) = self.secret {
+            cmd.args(["--jwt-secret", secret]);
+        }
+        if self.quiet {
+            cmd.arg("--quiet");
+        }
+        if let Some(pid) = self.pid {
+            cmd.args(["--gateway-pid", &pid.to_string()]);
+        }
+        let started = Instant::now();
+        let out = cmd
+            .arg("--json")
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stderr,
+            json: std::fs::read_to_string(&json)
+                .ok()
+                .map(|t| serde_json::from_str(&t).unwrap()),
+            html: std::fs::read_to_string(&html).ok(),
+            elapsed,
+        }
+    }
+}
+
 /// Runs the CLI; returns its exit code and JSON results.
 fn loadtest(gw: &Gateway, args: &[&str]) -> (i32, Value) {
-    let dir = TempDir::new();
-    let json = dir.path().join("out.json");
-    let html = dir.path().join("out.html");
-    let pid = gw.child.id().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_danmaku-loadtest"))
-        .args(args)
-        .args([
-            "--url",
-            &gw.url,
-            "--api-key",
-            KEY,
-            "--jwt-secret",
-            SECRET,
-            "--quiet",
-            "--gateway-pid",
-            &pid,
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let page = std::fs::read_to_string(&html).unwrap();
+    let ran = Run::on(gw).run(args);
+    let page = ran.html.unwrap();
     assert!(
         page.contains("<svg") && page.contains("latency"),
         "HTML report with charts"
     );
-    (out.status.code().unwrap_or(-1), v)
+    (ran.code, ran.json.unwrap())
 }
 
 #[test]
@@ -319,4 +376,83 @@ fn worker_processes_share_the_viewers() {
     assert_eq!(v["events"]["expected"], 90 * 10);
     assert_eq!(v["events"]["delivered"], 90 * 10);
     assert_eq!(v["loadgen"]["procs"], 3);
+}
+
+/// An address where nothing listens (a port just given up).
+fn closed_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("ws://{addr}/ws")
+}
+
+/// Far below the runs' own length: the credentials failed before the run.
+const AT_ONCE: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_wrong_api_key_fails_before_the_run() {
+    let gw = gateway(&[]);
+    let ran = Run {
+        key: "not-the-key",
+        ..Run::on(&gw)
+    }
+    .run(&[
+        "fanout",
+        "--viewers",
+        "10",
+        "--rate",
+        "5",
+        "--duration-s",
+        "30",
+    ]);
+    assert_eq!(ran.code, 2, "a setup error");
+    assert!(ran.stderr.contains("refused the API key"), "{}", ran.stderr);
+    assert!(ran.elapsed < AT_ONCE, "failed after {:?}", ran.elapsed);
+    assert!(ran.json.is_none(), "no run, no results");
+}
+
+#[test]
+fn a_wrong_jwt_secret_fails_before_the_run() {
+    let gw = gateway(&[]);
+    let ran = Run {
+        secret: Some("not-the-secret-0123456789"),
+        ..Run::on(&gw)
+    }
+    .run(&["connect", "--connections", "10", "--hold-s", "30"]);
+    assert_eq!(ran.code, 2, "a setup error");
+    assert!(
+        ran.stderr.contains("refused the viewer token"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.elapsed < AT_ONCE, "failed after {:?}", ran.elapsed);
+    let anonymous = Run {
+        secret: None,
+        ..Run::on(&gw)
+    }
+    .run(&["connect", "--connections", "10", "--hold-s", "30"]);
+    assert_eq!(anonymous.code, 2);
+    assert!(
+        anonymous.stderr.contains("wants viewer tokens"),
+        "{}",
+        anonymous.stderr
+    );
+}
+
+#[test]
+fn connection_refused_names_the_address() {
+    let url = closed_url();
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    for args in [
+        &["connect", "--connections", "5"][..],
+        &["fanout", "--viewers", "5", "--duration-s", "1"][..],
+    ] {
+        let ran = Run::at(&url).run(args);
+        assert_eq!(ran.code, 2, "{args:?}");
+        assert!(
+            ran.stderr.contains(addr) && ran.stderr.to_lowercase().contains("refused"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
 }
