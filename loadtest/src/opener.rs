@@ -164,6 +164,8 @@ impl Opener {
                 Ok(None) => break,
             }
         }
+        // The gateway's heartbeat may ping before `joined` is in.
+        write_control(&self.stream, &mut self.frames);
         let spare = match self.frames.spare() {
             Ok(s) => s,
             Err(_) => return Some(Opened::Failed("ws_error".into())),
@@ -187,6 +189,20 @@ impl Opener {
             Stage::Connecting => connect_timeout(self.addr),
             Stage::Upgrading => "handshake_timeout".into(),
             Stage::Joining => "join_timeout".into(),
+        }
+    }
+}
+
+/// Writes the control replies (pongs) `frames` holds, as far as the socket takes
+/// them now; the rest waits for the next call.
+pub fn write_control(stream: &TcpStream, frames: &mut Frames) {
+    let out = frames.control();
+    while !out.is_empty() {
+        match (&*stream).write(out) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.drain(..n);
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! ([`Handback::Failed`], counted by cause).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -21,7 +21,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::oneshot;
 
-use crate::opener::{Opened, Opener};
+use crate::opener::{Opened, Opener, write_control};
 use crate::shared::{Phase, STOP_GRACE, Shared};
 use crate::task::Viewer;
 use crate::viewer::io_cause;
@@ -150,15 +150,7 @@ impl Entry {
                 Ok(None) => break,
             }
         }
-        let out = self.frames.control();
-        while !out.is_empty() {
-            match (&self.stream).write(out) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.drain(..n);
-                }
-            }
-        }
+        write_control(&self.stream, &mut self.frames);
         if finals.is_some_and(|f| self.viewer.done(f)) {
             Step::Done
         } else {
