@@ -11,6 +11,7 @@ mod opener;
 mod passive;
 mod plan;
 mod preflight;
+mod progress;
 mod publish;
 mod report;
 mod run;

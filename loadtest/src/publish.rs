@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -56,10 +57,16 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Publishes `load`'s events over its duration; returns when the last is answered.
-pub async fn publish(plan: &Plan, load: &Load) -> PublishStats {
-    let (rate, duration_s) = (load.rate, load.duration_s);
-    let total = (rate * duration_s).round() as u64;
+/// Events to publish for `load`.
+pub fn scheduled(load: &Load) -> u64 {
+    (load.rate * load.duration_s).round() as u64
+}
+
+/// Publishes `load`'s events over its duration, counting each one answered with 200
+/// in `published` as it goes; returns when the last is answered.
+pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> PublishStats {
+    let rate = load.rate;
+    let total = scheduled(load);
     let p = if load.publishers > 0 {
         load.publishers
     } else {
@@ -75,6 +82,7 @@ pub async fn publish(plan: &Plan, load: &Load) -> PublishStats {
         let order = order.clone();
         let key = plan.cli.common.api_key.clone();
         let pad = pad.clone();
+        let counter = published.clone();
         tasks.push(tokio::spawn(async move {
             let mut stats = PublishStats::default();
             let mut lag = histogram();
@@ -103,6 +111,7 @@ pub async fn publish(plan: &Plan, load: &Load) -> PublishStats {
                 {
                     Ok((200, _)) => {
                         stats.published += 1;
+                        counter.fetch_add(1, Ordering::Relaxed);
                         if late <= Duration::from_millis(100) {
                             stats.on_time += 1;
                         }

@@ -61,6 +61,8 @@ pub async fn run(
         viewers.push(tokio::spawn(task::run_task(shared.clone(), i, permit)));
     }
     shared.settled(mine.len() as u64).await;
+    // The counters as they are at `Ready`, so the coordinator's line starts from them.
+    let _ = tx.send(FromWorker::Progress(shared.progress())).await;
     let _ = tx.send(FromWorker::Ready).await;
     while let Some(msg) = rx.recv().await {
         match msg {

@@ -2,15 +2,11 @@
 //! processes of this same binary speaking the coordinator protocol
 //! ([`crate::control`]) as JSON lines on their stdin and stdout.
 
-use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::control::{FromWorker, Progress, ToWorker, to_line};
 use crate::plan::Plan;
@@ -28,7 +24,10 @@ const TO_STDOUT: usize = 64;
 pub struct Workers {
     to: Vec<mpsc::Sender<ToWorker>>,
     from: mpsc::Receiver<(usize, FromWorker)>,
+    /// Each worker's latest counters.
     progress: Vec<Progress>,
+    /// `Ready` or `Report` messages that came in during other work.
+    early: Vec<(usize, FromWorker)>,
 }
 
 impl Workers {
@@ -62,6 +61,7 @@ impl Workers {
             to,
             from,
             progress: vec![Progress::default(); procs],
+            early: Vec::new(),
         })
     }
 
@@ -72,24 +72,24 @@ impl Workers {
         }
     }
 
-    /// Waits for every worker's `Ready`, or its `Report` for the final phase.
+    /// Waits for every worker's `Ready`, or its `Report` for the final phase (as
+    /// `pick` chooses), calling `each` with the totals on every progress report.
     pub async fn wait_all<T>(
         &mut self,
-        quiet: bool,
         mut pick: impl FnMut(FromWorker) -> Option<T>,
+        mut each: impl FnMut(Progress),
     ) -> Vec<T> {
-        let mut got = Vec::new();
-        let mut last_print = Instant::now();
+        let mut got: Vec<T> = std::mem::take(&mut self.early)
+            .into_iter()
+            .filter_map(|(_, m)| pick(m))
+            .collect();
         while got.len() < self.to.len() {
             let Some((w, m)) = self.from.recv().await else {
                 break;
             };
             if let FromWorker::Progress(p) = m {
                 self.progress[w] = p;
-                if !quiet && last_print.elapsed() >= Duration::from_millis(900) {
-                    last_print = Instant::now();
-                    self.print_progress();
-                }
+                each(self.totals());
             } else if let Some(t) = pick(m) {
                 got.push(t);
             }
@@ -97,18 +97,40 @@ impl Workers {
         got
     }
 
-    fn print_progress(&self) {
-        static LAST: AtomicU64 = AtomicU64::new(0);
-        let est: u64 = self.progress.iter().map(|p| p.established).sum();
-        let failed: u64 = self.progress.iter().map(|p| p.failed).sum();
-        let delivered: u64 = self.progress.iter().map(|p| p.delivered).sum();
-        let p99 = self.progress.iter().map(|p| p.p99_us).max().unwrap_or(0);
-        let rate = delivered.saturating_sub(LAST.swap(delivered, Ordering::Relaxed));
-        eprint!(
-            "\rconnections {est} (failed {failed}) | deliveries {delivered} (~{rate}/s) | p99 so far {:.1} ms   ",
-            p99 as f64 / 1000.0
-        );
-        let _ = std::io::stderr().flush();
+    /// Runs `work` to its end, meanwhile taking the workers' messages in and calling
+    /// `each` with the totals on every progress report.
+    pub async fn during<F: Future>(
+        &mut self,
+        work: F,
+        mut each: impl FnMut(Progress),
+    ) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                m = self.from.recv() => match m {
+                    Some((w, FromWorker::Progress(p))) => {
+                        self.progress[w] = p;
+                        each(self.totals());
+                    }
+                    // At most one `Ready` and one `Report` per worker: kept for
+                    // `wait_all`.
+                    Some(other) => self.early.push(other),
+                    // Every worker is gone; the work goes on alone.
+                    None => return work.await,
+                },
+            }
+        }
+    }
+
+    /// The workers' counters summed (the p99 is the highest worker's).
+    pub fn totals(&self) -> Progress {
+        Progress {
+            established: self.progress.iter().map(|p| p.established).sum(),
+            failed: self.progress.iter().map(|p| p.failed).sum(),
+            delivered: self.progress.iter().map(|p| p.delivered).sum(),
+            p99_us: self.progress.iter().map(|p| p.p99_us).max().unwrap_or(0),
+        }
     }
 }
 

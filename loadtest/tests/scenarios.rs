@@ -456,3 +456,36 @@ fn connection_refused_names_the_address() {
         );
     }
 }
+
+#[test]
+fn progress_shows_every_phase_unless_quiet() {
+    let gw = gateway(&[]);
+    let args = [
+        "fanout",
+        "--viewers",
+        "20",
+        "--rate",
+        "20",
+        "--duration-s",
+        "1",
+    ];
+    let ran = Run {
+        quiet: false,
+        ..Run::on(&gw)
+    }
+    .run(&args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for phase in [
+        "checking credentials",
+        "connecting",
+        "publishing",
+        "reading room state",
+        "reading the last events",
+    ] {
+        assert!(ran.stderr.contains(phase), "no {phase:?} in {}", ran.stderr);
+    }
+    assert!(ran.stderr.contains("published 0/20"), "{}", ran.stderr);
+    let quiet = Run::on(&gw).run(&args);
+    assert_eq!(quiet.code, 0);
+    assert!(!quiet.stderr.contains("publishing"), "{}", quiet.stderr);
+}
