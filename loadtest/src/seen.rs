@@ -36,6 +36,8 @@ pub struct Seen {
     pub resets: u64,
     /// Error replies by code.
     pub errors: BTreeMap<String, u64>,
+    /// Commands refused (an `error` answering one), by code.
+    pub refused: BTreeMap<String, u64>,
     /// Acks.
     pub acks: u64,
     /// Likes acknowledged.
@@ -73,10 +75,10 @@ impl Seen {
                 }
             }
             FrameType::Error => {
-                if let Some(id) = l.id {
-                    self.pending.remove(&id);
-                }
                 let code = l.code.unwrap_or_else(|| "unknown".into());
+                if l.id.and_then(|id| self.pending.remove(&id)).is_some() {
+                    *self.refused.entry(code.clone()).or_default() += 1;
+                }
                 *self.errors.entry(code).or_default() += 1;
             }
             FrameType::Reset => {
@@ -142,6 +144,29 @@ mod tests {
     }
 
     #[test]
+    fn errors_answering_commands_count_as_refused() {
+        let mut s = Seen::default();
+        s.pending.insert(2, Pending::Like(1));
+        s.pending.insert(3, Pending::Comment);
+        s.on_line(
+            br#"{"type":"error","id":2,"code":"forbidden","message":"m"}"#,
+            0,
+        );
+        s.on_line(
+            br#"{"type":"error","id":3,"code":"rate_limited","message":"m"}"#,
+            0,
+        );
+        s.on_line(
+            br#"{"type":"error","id":3,"code":"forbidden","message":"again"}"#,
+            0,
+        );
+        assert_eq!(s.refused.get("forbidden"), Some(&1));
+        assert_eq!(s.refused.get("rate_limited"), Some(&1));
+        assert_eq!(s.errors.get("forbidden"), Some(&2));
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
     fn key_order_does_not_matter() {
         let mut s = Seen {
             track: Track::start(0),
@@ -162,6 +187,7 @@ mod tests {
         );
         assert_eq!((s.delivered, s.latencies[0].1, s.acks), (1, 200, 1));
         assert_eq!(s.errors.get("forbidden"), Some(&1));
+        assert!(s.refused.is_empty(), "no command 5 was sent");
         assert!(s.reconnect_asked);
     }
 

@@ -239,6 +239,9 @@ impl Shared {
         for (code, n) in &seen.errors {
             *r.errors.entry(code.clone()).or_default() += n;
         }
+        for (code, n) in &seen.refused {
+            *r.refused.entry(code.clone()).or_default() += n;
+        }
         let votes = r.votes_acked.entry(room.to_owned()).or_default();
         for (o, n) in &seen.votes_acked {
             *votes.entry(*o).or_default() += n;

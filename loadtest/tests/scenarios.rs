@@ -489,3 +489,36 @@ fn progress_shows_every_phase_unless_quiet() {
     assert_eq!(quiet.code, 0);
     assert!(!quiet.stderr.contains("publishing"), "{}", quiet.stderr);
 }
+
+#[test]
+fn interact_fails_when_its_commands_are_refused() {
+    // Anonymous viewers may read but not comment, like or vote: every command gets
+    // `error` with `forbidden`.
+    let gw = gateway(&["--anonymous"]);
+    let ran = Run {
+        secret: None,
+        ..Run::on(&gw)
+    }
+    .run(&[
+        "interact",
+        "--viewers",
+        "10",
+        "--rate",
+        "5",
+        "--duration-s",
+        "1",
+        "--like-rate",
+        "3",
+    ]);
+    let v = ran.json.unwrap();
+    assert_eq!(ran.code, 1, "{v}");
+    assert_eq!(v["pass"], false);
+    let i = &v["interact"];
+    assert!(i["commands"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(i["refused"]["forbidden"], i["commands"], "{v}");
+    let why = v["failures"][0].as_str().unwrap();
+    assert!(
+        why.contains("commands refused") && why.contains("forbidden"),
+        "{why}"
+    );
+}

@@ -14,6 +14,7 @@ mod table;
 
 use std::collections::BTreeMap;
 
+use danmaku_protocol::ErrorCode;
 use hdrhistogram::Histogram;
 
 use crate::cli::Scenario;
@@ -123,6 +124,7 @@ impl Summary {
             likes_total: o.likes_total,
             polls_exact: polls_mismatched(r).is_empty(),
             votes_acked: r.votes_acked.values().flat_map(|m| m.values()).sum(),
+            refused: r.refused.clone(),
         });
         let mut results = Results {
             scenario: plan.scenario().name().to_owned(),
@@ -232,6 +234,37 @@ fn polls_mismatched(r: &WorkerReport) -> Vec<String> {
     out
 }
 
+/// Whether the commands the run was asked to send were refused. Refusals for rate
+/// limiting do not fail the run (the rates are above the gateway's limits, and the
+/// refusals are reported under `errors`) unless no command was acknowledged at all.
+fn refusals(i: &Interact, signed: bool) -> Option<String> {
+    let refused: BTreeMap<&str, u64> = i
+        .refused
+        .iter()
+        .filter(|(code, _)| code.as_str() != ErrorCode::RateLimited.as_str())
+        .map(|(code, n)| (code.as_str(), *n))
+        .collect();
+    let n: u64 = refused.values().sum();
+    if n > 0 {
+        let hint = if !signed && refused.contains_key(ErrorCode::Forbidden.as_str()) {
+            " (anonymous viewers are read-only: give --jwt-secret)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{n} of {} commands refused: {refused:?}{hint}",
+            i.commands
+        ))
+    } else if i.commands > 0 && i.acks == 0 {
+        Some(format!(
+            "none of {} commands was acknowledged: {:?}",
+            i.commands, i.refused
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why the run failed, if it did.
 fn verdict(plan: &Plan, o: &Outcome, res: &Results) -> Vec<String> {
     let common = &plan.cli.common;
@@ -279,6 +312,7 @@ fn verdict(plan: &Plan, o: &Outcome, res: &Results) -> Vec<String> {
         ));
     }
     if let Some(i) = &res.interact {
+        failures.extend(refusals(i, common.jwt_secret.is_some()));
         failures.extend(polls_mismatched(&o.report));
         if i.likes_total != i.likes_acked {
             failures.push(format!(

@@ -104,7 +104,7 @@ pub struct Events {
 }
 
 /// The `interact` scenario's checks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interact {
     /// Commands sent.
     pub commands: u64,
@@ -118,6 +118,9 @@ pub struct Interact {
     pub polls_exact: bool,
     /// Votes acknowledged.
     pub votes_acked: u64,
+    /// Commands refused, by error code.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
 }
 
 /// Reconnects.
