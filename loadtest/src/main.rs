@@ -4,6 +4,7 @@
 mod actions;
 mod api;
 mod cli;
+mod clock;
 mod control;
 mod http;
 mod incoming;

@@ -48,6 +48,7 @@ fn watch_gateways(pids: &[u32]) -> Vec<(u32, u64, Arc<AtomicU64>)> {
 /// When the credentials are refused, workers cannot be started or the gateway's API
 /// cannot be reached.
 pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
+    let started_at_us = crate::now_us();
     let mut line = ProgressLine::new(plan.cli.common.quiet);
     let target = plan.scenario().shape().0 as u64;
     let mut counters = Counters {
@@ -139,6 +140,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         gateways,
         ramp_s,
         measured_s,
+        started_at_us,
     };
     Ok(Summary::build(&plan, outcome))
 }

@@ -23,7 +23,7 @@ use crate::publish::PublishStats;
 use crate::stats::{WorkerReport, merge_hist};
 use figures::{ms, round};
 pub use results::Results;
-use results::{Connections, Events, Gateway, Interact, Loadgen, Quantiles, Resume};
+use results::{Connections, Events, Gateway, Interact, Loadgen, Parameters, Quantiles, Resume};
 
 /// One watched gateway process, as measured.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub struct Outcome {
     pub ramp_s: f64,
     /// Seconds of the measured phase.
     pub measured_s: f64,
+    /// When the run started, Unix µs.
+    pub started_at_us: u64,
 }
 
 /// The results, with the histograms the HTML page draws.
@@ -128,6 +130,9 @@ impl Summary {
         });
         let mut results = Results {
             scenario: plan.scenario().name().to_owned(),
+            parameters: Parameters::new(&plan.cli, &plan.prefix),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: crate::clock::rfc3339(o.started_at_us / 1_000_000),
             duration_s: round(o.measured_s, 2),
             ramp_s: round(o.ramp_s, 3),
             connections: Connections {
@@ -159,7 +164,7 @@ impl Summary {
                 procs: common.procs,
                 cpu_s: round(r.cpu_s, 2),
                 cpu_us_per_delivery: if r.delivered > 0 {
-                    r.cpu_s * 1e6 / r.delivered as f64
+                    round(r.cpu_s * 1e6 / r.delivered as f64, 3)
                 } else {
                     0.0
                 },
@@ -210,7 +215,7 @@ fn gateway(g: &GatewayStats, established: u64, delivered: u64) -> Gateway {
             .unwrap_or(0),
         cpu_s: round(g.cpu_s, 2),
         cpu_s_per_million_deliveries: if delivered > 0 {
-            g.cpu_s / delivered as f64 * 1e6
+            round(g.cpu_s / delivered as f64 * 1e6, 3)
         } else {
             0.0
         },

@@ -2,9 +2,11 @@
 //! table and the HTML page are drawn from.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::{Cli, Scenario};
 use crate::publish::PublishStats;
 
 /// The results of a run.
@@ -12,6 +14,12 @@ use crate::publish::PublishStats;
 pub struct Results {
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario's flags and the run's other settings.
+    pub parameters: Parameters,
+    /// The load test's version.
+    pub version: String,
+    /// When the run started, UTC (RFC 3339).
+    pub started_at: String,
     /// The measured phase: publishing, or `--hold-s` for `connect`.
     pub duration_s: f64,
     /// From the start until every viewer had joined or failed.
@@ -50,6 +58,80 @@ pub struct Results {
     pub pass: bool,
     /// Why it failed, if it did.
     pub failures: Vec<String>,
+}
+
+/// What the run was asked to do: the command line, minus the credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// The scenario with its flags.
+    pub scenario: Scenario,
+    /// The gateways' WebSocket URLs.
+    pub urls: Vec<String>,
+    /// Whether viewers had signed tokens (`--jwt-secret`); the secret is not kept.
+    pub signed_tokens: bool,
+    /// Worker processes.
+    pub procs: usize,
+    /// Runtime (and reader) threads per process.
+    pub threads: usize,
+    /// Source addresses of the viewers.
+    pub source_addrs: Vec<IpAddr>,
+    /// Connections opening at once.
+    pub in_flight: usize,
+    /// Connections opened per second (0: as fast as `in_flight` allows).
+    pub ramp_rate: f64,
+    /// The rooms' id prefix.
+    pub room_prefix: String,
+    /// The watched gateway processes.
+    pub gateway_pids: Vec<u32>,
+    /// `--max-p99-ms`.
+    pub max_p99_ms: Option<f64>,
+    /// `--min-deliveries-per-s`.
+    pub min_deliveries_per_s: Option<f64>,
+}
+
+impl Parameters {
+    /// The parameters of a run of `cli` with rooms named `room_prefix-…`.
+    pub fn new(cli: &Cli, room_prefix: &str) -> Self {
+        let c = &cli.common;
+        Self {
+            scenario: cli.scenario.clone(),
+            urls: c.urls.clone(),
+            signed_tokens: c.jwt_secret.is_some(),
+            procs: c.procs,
+            threads: c.threads,
+            source_addrs: c.source_addrs.clone(),
+            in_flight: c.in_flight,
+            ramp_rate: c.ramp_rate,
+            room_prefix: room_prefix.to_owned(),
+            gateway_pids: c.gateway_pids.clone(),
+            max_p99_ms: c.max_p99_ms,
+            min_deliveries_per_s: c.min_deliveries_per_s,
+        }
+    }
+
+    /// The scenario's flags as (name, value) pairs, in alphabetical order.
+    pub fn flags(&self) -> Vec<(String, String)> {
+        // A scenario serializes as {"<name>": {<flag>: <value>, …}}.
+        let Ok(serde_json::Value::Object(outer)) = serde_json::to_value(&self.scenario) else {
+            return Vec::new();
+        };
+        let Some(serde_json::Value::Object(flags)) = outer.into_iter().next().map(|(_, v)| v)
+        else {
+            return Vec::new();
+        };
+        flags
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::Number(n) => n
+                        .as_f64()
+                        .map_or_else(|| n.to_string(), super::figures::num),
+                    other => other.to_string(),
+                };
+                (k.replace('_', "-"), v)
+            })
+            .collect()
+    }
 }
 
 /// Quantiles of a histogram, in ms.

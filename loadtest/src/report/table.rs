@@ -2,15 +2,34 @@
 
 use std::fmt::Write as _;
 
+use super::figures::num;
 use super::results::Results;
+
+/// The scenario's flags, `name value` pairs on one line.
+pub fn flags_line(r: &Results) -> String {
+    r.parameters
+        .flags()
+        .iter()
+        .map(|(k, v)| format!("--{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The table of `r`, one line per figure.
 pub fn render(r: &Results) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "scenario            {}  ({} s measured, ramp {} s)",
-        r.scenario, r.duration_s, r.ramp_s
+        "run                 danmaku-loadtest {}, started {}",
+        r.version, r.started_at
+    );
+    let _ = writeln!(
+        s,
+        "scenario            {} {}  ({} s measured, ramp {} s)",
+        r.scenario,
+        flags_line(r),
+        num(r.duration_s),
+        num(r.ramp_s)
     );
     let c = &r.connections;
     let _ = writeln!(
@@ -26,7 +45,9 @@ pub fn render(r: &Results) -> String {
         let _ = writeln!(
             s,
             "{name:<20}p50 {} ms  p99 {} ms  max {} ms",
-            q.p50, q.p99, q.max
+            num(q.p50),
+            num(q.p99),
+            num(q.max)
         );
     }
     let e = &r.events;
@@ -38,22 +59,25 @@ pub fn render(r: &Results) -> String {
     let _ = writeln!(
         s,
         "throughput          {} deliveries/s, {} frames/s, {} events/frame",
-        r.deliveries_per_s, r.frames_per_s, r.events_per_frame
+        num(r.deliveries_per_s),
+        num(r.frames_per_s),
+        num(r.events_per_frame)
     );
     let _ = writeln!(
         s,
-        "load generator      {} CPU-s, {:.2} µs per delivery",
-        r.loadgen.cpu_s, r.loadgen.cpu_us_per_delivery
+        "load generator      {} CPU-s, {} µs per delivery",
+        num(r.loadgen.cpu_s),
+        num(r.loadgen.cpu_us_per_delivery)
     );
     for g in &r.gateways {
         let _ = writeln!(
             s,
-            "gateway {:<12}RSS {} → {} MiB, {} CPU-s ({:.2} per million deliveries), {} B/connection",
+            "gateway {:<12}RSS {} → {} MiB, {} CPU-s ({} per million deliveries), {} B/connection",
             g.pid,
             g.rss_start_bytes >> 20,
             g.rss_peak_bytes >> 20,
-            g.cpu_s,
-            g.cpu_s_per_million_deliveries,
+            num(g.cpu_s),
+            num(g.cpu_s_per_million_deliveries),
             g.rss_growth_per_connection_bytes
         );
     }

@@ -47,6 +47,7 @@ fn outcome(delivered: u64) -> Outcome {
         gateways: Vec::new(),
         ramp_s: 0.5,
         measured_s: 2.0,
+        started_at_us: 1_709_211_909_000_000,
     }
 }
 
@@ -84,4 +85,46 @@ fn lost_events_fail_the_run_and_the_table_says_so() {
         s.results.failures
     );
     assert!(s.table().contains("FAIL: 10 events lost"), "{}", s.table());
+}
+
+#[test]
+fn the_run_is_recorded_in_the_json_and_the_page() {
+    let p = plan(&[
+        "fanout",
+        "--viewers",
+        "10",
+        "--rate",
+        "12.5",
+        "--max-p99-ms",
+        "250",
+    ]);
+    let s = Summary::build(&p, outcome(20));
+    let v: serde_json::Value = serde_json::from_str(&s.results.to_json()).expect("json");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["started_at"], "2024-02-29T13:05:09Z");
+    assert_eq!(v["parameters"]["scenario"]["fanout"]["viewers"], 10);
+    assert_eq!(v["parameters"]["scenario"]["fanout"]["rate"], 12.5);
+    assert_eq!(v["parameters"]["max_p99_ms"], 250.0);
+    assert_eq!(v["parameters"]["room_prefix"], "t");
+    assert!(
+        !s.results.to_json().contains("secret") && !s.results.to_json().contains("api_key"),
+        "no credentials"
+    );
+    let page = s.html();
+    for want in [
+        env!("CARGO_PKG_VERSION"),
+        "2024-02-29T13:05:09Z",
+        "--viewers 10",
+        "--rate 12.5",
+        "max p99 (ms)</th><td>250<",
+    ] {
+        assert!(page.contains(want), "no {want:?} in the page");
+    }
+    let table = s.table();
+    assert!(table.contains("danmaku-loadtest"), "{table}");
+    assert!(table.contains("(2 s measured, ramp 0.5 s)"), "{table}");
+    assert!(
+        table.contains("100 deliveries/s, 100 frames/s, 1 events/frame"),
+        "{table}"
+    );
 }
