@@ -53,6 +53,12 @@ pub struct Readers {
 }
 
 /// The way to one reader thread: its queue, and the waker of its `epoll_wait`.
+///
+/// # Backpressure
+/// The queue is a std channel without a capacity of its own, bounded by the plan:
+/// each viewer of the worker is sent once, so it holds at most the worker's share of
+/// the viewers. The reader moves them to its `waiting` list and opens at most its
+/// share of `--in-flight` at a time.
 struct Lane {
     queue: mpsc::Sender<Open>,
     waker: mio::Waker,
