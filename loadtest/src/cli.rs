@@ -72,7 +72,8 @@ pub struct Common {
 }
 
 /// The scenarios.
-#[derive(Debug, Clone, Subcommand, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scenario {
     /// Open N connections, each joins a room; measure connect and first render.
     Connect {
@@ -92,6 +93,7 @@ pub enum Scenario {
     Interact {
         /// The fanout load.
         #[command(flatten)]
+        #[serde(flatten)]
         load: Load,
         /// Comments per viewer per second.
         #[arg(long, default_value_t = 0.05)]
@@ -107,6 +109,7 @@ pub enum Scenario {
     Resume {
         /// The fanout load.
         #[command(flatten)]
+        #[serde(flatten)]
         load: Load,
         /// Fraction of viewers that drop in each round.
         #[arg(long, default_value_t = 0.1)]
@@ -118,7 +121,7 @@ pub enum Scenario {
 }
 
 /// Viewers, rooms and the publish load.
-#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 pub struct Load {
     /// Viewers.
     #[arg(long, default_value_t = 1000)]

@@ -58,7 +58,9 @@ impl Http {
         body: &[u8],
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr).await?;
+            let s = TcpStream::connect(self.addr)
+                .await
+                .with_context(|| format!("connecting to {}", self.addr))?;
             s.set_nodelay(true)?;
             self.conn = Some(BufReader::new(s));
         }

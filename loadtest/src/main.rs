@@ -1,15 +1,28 @@
 //! `danmaku-loadtest`: real WebSocket viewers against one or many gateways, measured
 //! end to end. See loadtest/README.md.
 
+mod actions;
+mod api;
 mod cli;
+mod clock;
+mod control;
 mod http;
+mod incoming;
+mod opener;
 mod passive;
 mod plan;
+mod preflight;
+mod progress;
+mod publish;
 mod report;
 mod run;
+mod seen;
+mod shared;
 mod stats;
+mod task;
 mod viewer;
 mod worker;
+mod workers;
 mod wsclient;
 
 use std::process::ExitCode;
@@ -50,18 +63,18 @@ async fn main_async(cli: cli::Cli) -> anyhow::Result<bool> {
     let worker = cli.common.worker_index;
     let plan = Arc::new(plan::Plan::new(cli)?);
     if let Some(index) = worker {
-        run::child(plan, index).await;
+        workers::child(plan, index).await;
         return Ok(true);
     }
     let summary = run::run(plan.clone()).await?;
     print!("{}", summary.table());
     if let Some(path) = &plan.cli.common.json {
-        let text = serde_json::to_string_pretty(&summary.json)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, summary.results.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &plan.cli.common.html {
         std::fs::write(path, summary.html())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(summary.failures.is_empty())
+    Ok(summary.results.pass)
 }

@@ -11,8 +11,7 @@
 //! ([`Handback::Failed`], counted by cause).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -22,16 +21,15 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio::sync::oneshot;
 
-use crate::viewer::{Dial, STEP_TIMEOUT, io_cause, join_command, scan_joined, target};
-use crate::worker::{Phase, Shared, Viewer};
+use crate::opener::{Opened, Opener, write_control};
+use crate::shared::{Phase, STOP_GRACE, Shared};
+use crate::task::Viewer;
+use crate::viewer::io_cause;
 use crate::wsclient::{Frames, Parsed, quickack_off};
 
 /// How long a reader sleeps in `epoll_wait` at most: the longest a phase change waits
 /// to be noticed.
 const TICK: Duration = Duration::from_millis(10);
-
-/// After the stop, how long a viewer may still wait for its room's final seq.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How a viewer comes back from its reader.
 pub enum Handback {
@@ -55,6 +53,12 @@ pub struct Readers {
 }
 
 /// The way to one reader thread: its queue, and the waker of its `epoll_wait`.
+///
+/// # Backpressure
+/// The queue is a std channel without a capacity of its own, bounded by the plan:
+/// each viewer of the worker is sent once, so it holds at most the worker's share of
+/// the viewers. The reader moves them to its `waiting` list and opens at most its
+/// share of `--in-flight` at a time.
 struct Lane {
     queue: mpsc::Sender<Open>,
     waker: mio::Waker,
@@ -152,15 +156,7 @@ impl Entry {
                 Ok(None) => break,
             }
         }
-        let out = self.frames.control();
-        while !out.is_empty() {
-            match (&self.stream).write(out) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.drain(..n);
-                }
-            }
-        }
+        write_control(&self.stream, &mut self.frames);
         if finals.is_some_and(|f| self.viewer.done(f)) {
             Step::Done
         } else {
@@ -169,205 +165,11 @@ impl Entry {
     }
 }
 
-/// Where a viewer being opened is.
-#[derive(Clone, Copy)]
-enum Stage {
-    /// The TCP connect is in progress.
-    Connecting,
-    /// The upgrade request is out; waiting for the 101.
-    Upgrading,
-    /// `join` is out; waiting for `joined`.
-    Joining,
-}
-
-/// A viewer being opened: connect, upgrade, `join`, as the kernel reports progress.
-struct Opener {
-    index: usize,
-    room: String,
-    stream: TcpStream,
-    frames: Frames,
-    request: String,
-    stage: Stage,
-    started: std::time::Instant,
-    connected: Duration,
-    deadline: Instant,
-    back: oneshot::Sender<Handback>,
-}
-
-enum Progress {
-    Pending,
-    Joined(crate::viewer::Joined),
-    Failed(String),
-}
-
-impl Opener {
-    /// Starts the TCP connect of viewer `index`.
-    fn start(shared: &Shared, o: Open) -> Result<Self, (String, oneshot::Sender<Handback>)> {
-        let plan = &shared.plan;
-        let dial = plan.dial(o.index, 0);
-        let started = std::time::Instant::now();
-        let prepared = target(&dial.url).and_then(|(host, path)| {
-            let (request, frames) = Frames::upgrade(host, path, dial.seed);
-            let stream = connect(&dial)?;
-            Ok((request, frames, stream))
-        });
-        match prepared {
-            Ok((request, frames, stream)) => Ok(Self {
-                index: o.index,
-                room: plan.rooms[plan.viewer_room[o.index]].clone(),
-                stream,
-                frames,
-                request,
-                stage: Stage::Connecting,
-                started,
-                connected: Duration::ZERO,
-                deadline: Instant::now() + STEP_TIMEOUT,
-                back: o.back,
-            }),
-            Err(cause) => Err((cause, o.back)),
-        }
-    }
-
-    /// Takes every step the socket allows now.
-    fn advance(&mut self) -> Progress {
-        loop {
-            match self.stage {
-                Stage::Connecting => {
-                    if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
-                        return Progress::Failed(io_cause("connect", &e));
-                    }
-                    match self.stream.peer_addr() {
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                            return Progress::Pending;
-                        }
-                        Err(e) => return Progress::Failed(io_cause("connect", &e)),
-                        Ok(_) => {}
-                    }
-                    let _ = self.stream.set_nodelay(true);
-                    // A few hundred bytes into an empty socket: taken whole.
-                    match (&self.stream).write(self.request.as_bytes()) {
-                        Ok(n) if n == self.request.len() => {}
-                        _ => return Progress::Failed("handshake_write".into()),
-                    }
-                    self.next_stage(Stage::Upgrading);
-                }
-                Stage::Upgrading => {
-                    match self.frames.take_head() {
-                        Err(cause) => return Progress::Failed(cause),
-                        Ok(true) => {
-                            self.connected = self.started.elapsed();
-                            let join = self
-                                .frames
-                                .text_frame(join_command(&self.room, None).as_bytes());
-                            match (&self.stream).write(&join) {
-                                Ok(n) if n == join.len() => {}
-                                _ => return Progress::Failed("send_error".into()),
-                            }
-                            self.next_stage(Stage::Joining);
-                            continue;
-                        }
-                        Ok(false) => {}
-                    }
-                    let room = match self.frames.head_room() {
-                        Ok(room) => room,
-                        Err(cause) => return Progress::Failed(cause),
-                    };
-                    match read_some(&self.stream, room, "handshake_closed", "handshake_read") {
-                        Ok(Some(n)) => self.frames.filled(n),
-                        Ok(None) => return Progress::Pending,
-                        Err(cause) => return Progress::Failed(cause),
-                    }
-                }
-                Stage::Joining => {
-                    loop {
-                        match self.frames.parse() {
-                            Ok(Some(Parsed::Text(from, to))) => {
-                                match scan_joined(self.frames.text(from, to)) {
-                                    Some(Ok(joined)) => return Progress::Joined(joined),
-                                    Some(Err(cause)) => return Progress::Failed(cause),
-                                    None => {}
-                                }
-                            }
-                            Ok(Some(Parsed::Close(_))) => {
-                                return Progress::Failed("closed_before_joined".into());
-                            }
-                            Err(_) => return Progress::Failed("ws_error".into()),
-                            Ok(None) => break,
-                        }
-                    }
-                    let spare = match self.frames.spare() {
-                        Ok(s) => s,
-                        Err(_) => return Progress::Failed("ws_error".into()),
-                    };
-                    match read_some(&self.stream, spare, "ws_error", "ws_error") {
-                        Ok(Some(n)) => self.frames.filled(n),
-                        Ok(None) => return Progress::Pending,
-                        Err(cause) => return Progress::Failed(cause),
-                    }
-                }
-            }
-        }
-    }
-
-    fn next_stage(&mut self, stage: Stage) {
-        self.stage = stage;
-        self.deadline = Instant::now() + STEP_TIMEOUT;
-    }
-
-    /// The cause to count when the current step took too long.
-    fn timeout_cause(&self) -> &'static str {
-        match self.stage {
-            Stage::Connecting => "connect_timeout",
-            Stage::Upgrading => "handshake_timeout",
-            Stage::Joining => "join_timeout",
-        }
-    }
-}
-
-/// One non-blocking read into `buf` while opening: the bytes read (0 after an
-/// interruption), `None` when there is nothing yet, or the cause to count: `closed` at
-/// end of stream, `failed` on an error.
-fn read_some(
-    stream: &TcpStream,
-    buf: &mut [u8],
-    closed: &str,
-    failed: &str,
-) -> Result<Option<usize>, String> {
-    match (&*stream).read(buf) {
-        Ok(0) => Err(closed.into()),
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(0)),
-        Err(_) => Err(failed.into()),
-    }
-}
-
-/// A non-blocking TCP connect to the dial's gateway, from its source address if any.
-fn connect(d: &Dial) -> Result<TcpStream, String> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(d.addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .map_err(|e| io_cause("socket", &e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| io_cause("socket", &e))?;
-    if let Some(src) = d.source {
-        socket
-            .bind(&SocketAddr::new(src, 0).into())
-            .map_err(|e| io_cause("bind", &e))?;
-    }
-    match socket.connect(&d.addr.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(io_cause("connect", &e)),
-    }
-    Ok(TcpStream::from_std(socket.into()))
-}
-
 enum Slot {
-    Opening(Box<Opener>),
+    Opening {
+        opener: Box<Opener>,
+        back: oneshot::Sender<Handback>,
+    },
     Reading(Entry),
 }
 
@@ -436,7 +238,7 @@ impl Reader {
             if self.opening > 0 && now >= next_check {
                 next_check = now + Duration::from_millis(100);
                 // Fails the viewers whose current opening step ran out of time.
-                self.fail_where(|o| (now >= o.deadline).then(|| o.timeout_cause().into()));
+                self.fail_where(|o| (now >= o.deadline).then(|| o.timeout_cause()));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(TICK))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -461,10 +263,10 @@ impl Reader {
                 Step::Done => self.release(i, Handback::Done),
                 Step::Lost => self.release(i, Handback::Lost),
             },
-            Some(Slot::Opening(opener)) => match opener.advance() {
-                Progress::Pending => {}
-                Progress::Failed(cause) => self.fail(i, cause),
-                Progress::Joined(joined) => self.joined(i, &joined, finals),
+            Some(Slot::Opening { opener, .. }) => match opener.advance() {
+                Opened::Pending => {}
+                Opened::Failed(cause) => self.fail(i, cause),
+                Opened::Joined(joined) => self.joined(i, &joined, finals),
             },
             None => {}
         }
@@ -476,7 +278,7 @@ impl Reader {
             let Some(o) = self.waiting.pop_front() else {
                 return;
             };
-            match Opener::start(&self.shared, o) {
+            match Opener::start(&self.shared.plan, o.index) {
                 Ok(mut opener) => {
                     let i = self.free.pop().unwrap_or(self.slots.len());
                     let registered = self.poll.registry().register(
@@ -487,16 +289,19 @@ impl Reader {
                     if i == self.slots.len() {
                         self.slots.push(None);
                     }
-                    self.slots[i] = Some(Slot::Opening(Box::new(opener)));
+                    self.slots[i] = Some(Slot::Opening {
+                        opener: Box::new(opener),
+                        back: o.back,
+                    });
                     self.live += 1;
                     self.opening += 1;
                     if let Err(e) = registered {
                         self.fail(i, io_cause("register", &e));
                     }
                 }
-                Err((cause, back)) => {
+                Err(cause) => {
                     self.shared.fail(cause);
-                    let _ = back.send(Handback::Failed);
+                    let _ = o.back.send(Handback::Failed);
                 }
             }
         }
@@ -509,19 +314,20 @@ impl Reader {
         joined: &crate::viewer::Joined,
         finals: Option<&BTreeMap<String, u64>>,
     ) {
-        let Some(Slot::Opening(o)) = self.slots.get_mut(i).and_then(Option::take) else {
+        let Some(Slot::Opening { opener, back }) = self.slots.get_mut(i).and_then(Option::take)
+        else {
             return;
         };
         self.opening -= 1;
-        self.shared.opened(o.connected, o.started.elapsed());
+        self.shared
+            .opened(opener.connected, opener.started.elapsed());
         let Opener {
             index,
             room,
             mut stream,
             frames,
-            back,
             ..
-        } = *o;
+        } = *opener;
         let viewer = Box::new(Viewer::joined(self.shared.clone(), index, room, joined));
         let _ = self
             .poll
@@ -544,21 +350,23 @@ impl Reader {
 
     /// Viewer at `i` could not be opened: counted by `cause`.
     fn fail(&mut self, i: usize, cause: String) {
-        if let Some(Slot::Opening(mut o)) = self.slots.get_mut(i).and_then(Option::take) {
-            let _ = self.poll.registry().deregister(&mut o.stream);
+        if let Some(Slot::Opening { mut opener, back }) =
+            self.slots.get_mut(i).and_then(Option::take)
+        {
+            let _ = self.poll.registry().deregister(&mut opener.stream);
             self.free.push(i);
             self.live -= 1;
             self.opening -= 1;
             self.shared.fail(cause);
-            let _ = o.back.send(Handback::Failed);
+            let _ = back.send(Handback::Failed);
         }
     }
 
     /// Fails each viewer being opened for which `cause` gives one.
     fn fail_where(&mut self, cause: impl Fn(&Opener) -> Option<String>) {
         for i in 0..self.slots.len() {
-            if let Some(Slot::Opening(o)) = &self.slots[i]
-                && let Some(cause) = cause(o)
+            if let Some(Slot::Opening { opener, .. }) = &self.slots[i]
+                && let Some(cause) = cause(opener)
             {
                 self.fail(i, cause);
             }

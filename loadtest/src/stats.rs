@@ -29,6 +29,13 @@ pub fn add_buckets(h: &mut Histogram<u64>, b: &Buckets) {
     }
 }
 
+/// A histogram from buckets (merging a worker's report, for the coordinator).
+pub fn merge_hist(b: &Buckets) -> Histogram<u64> {
+    let mut h = histogram();
+    add_buckets(&mut h, b);
+    h
+}
+
 /// What one viewer saw of its room: seqs tracked for loss, duplicates and reorders.
 #[derive(Debug, Default, Clone)]
 pub struct Track {
@@ -149,6 +156,9 @@ pub struct WorkerReport {
     pub frames: u64,
     /// `error` replies by code.
     pub errors: BTreeMap<String, u64>,
+    /// Commands refused, by code.
+    #[serde(default)]
+    pub refused: BTreeMap<String, u64>,
     /// `reset` frames and unrecovered rejoins.
     pub resets: u64,
     /// Reconnects made (resume scenario, drain).
@@ -193,6 +203,9 @@ impl WorkerReport {
         self.frames += o.frames;
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.refused {
+            *self.refused.entry(k.clone()).or_default() += v;
         }
         self.resets += o.resets;
         self.reconnects += o.reconnects;

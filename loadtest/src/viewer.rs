@@ -1,16 +1,12 @@
-//! One viewer: dial, join, read events, and account for every seq.
-//!
-//! The read path is built to cost little per event: lines are recognised by prefix
-//! and the few numbers needed (seq, publish time) are read in place, without parsing
-//! the whole JSON object.
+//! One viewer's connection: dial, open the WebSocket, and join its room. What it
+//! reads afterwards is accounted by [`crate::seen::Seen`].
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::TcpSocket;
 
-use crate::stats::Track;
+use crate::incoming::{FrameType, JoinedFrame, Line};
 use crate::wsclient::{Client, Frame};
 
 /// A viewer's WebSocket.
@@ -49,8 +45,8 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
             .map_err(|e| io_cause("bind", &e))?;
     }
     let stream = match tokio::time::timeout(STEP_TIMEOUT, socket.connect(d.addr)).await {
-        Err(_) => return Err("connect_timeout".into()),
-        Ok(Err(e)) => return Err(io_cause("connect", &e)),
+        Err(_) => return Err(connect_timeout(d.addr)),
+        Ok(Err(e)) => return Err(connect_cause(&e, d.addr)),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
@@ -61,9 +57,20 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
     }
 }
 
-/// A failed step's cause, as a short label (`connect_connectionrefused`).
+/// A failed step's cause, as a short label (`bind_addrinuse`).
 pub fn io_cause(step: &str, e: &std::io::Error) -> String {
     format!("{step}_{:?}", e.kind()).to_lowercase()
+}
+
+/// A failed TCP connect's cause, naming the address that refused it (or did not
+/// answer): `connect_connectionrefused@127.0.0.1:8080`.
+pub fn connect_cause(e: &std::io::Error, addr: SocketAddr) -> String {
+    format!("{}@{addr}", io_cause("connect", e))
+}
+
+/// The cause of a TCP connect to `addr` that took longer than [`STEP_TIMEOUT`].
+pub fn connect_timeout(addr: SocketAddr) -> String {
+    format!("connect_timeout@{addr}")
 }
 
 /// The host and the path (with its query) of a `ws://` URL.
@@ -134,200 +141,73 @@ pub fn join_command(room: &str, since: Option<(&str, u64)>) -> String {
 pub fn scan_joined(text: &[u8]) -> Option<Result<Joined, String>> {
     let mut lines = text.split(|&b| b == b'\n');
     for line in lines.by_ref() {
-        if line.starts_with(b"{\"type\":\"joined\"") {
-            return Some(parse_joined(line).map(|mut j| {
-                j.rest = lines.map(<[u8]>::to_vec).collect();
-                j
-            }));
-        }
-        if line.starts_with(b"{\"type\":\"error\"") {
-            return Some(Err(format!(
-                "join_{}",
-                str_after(line, b"\"code\":\"").unwrap_or("error")
-            )));
+        let Ok(l) = Line::decode(line) else {
+            continue;
+        };
+        match l.ty {
+            FrameType::Joined => {
+                return Some(parse_joined(line).map(|mut j| {
+                    j.rest = lines.map(<[u8]>::to_vec).collect();
+                    j
+                }));
+            }
+            FrameType::Error => {
+                let code = l.code.as_deref().unwrap_or("error");
+                return Some(Err(format!("join_{code}")));
+            }
+            _ => {}
         }
     }
     None
 }
 
 fn parse_joined(line: &[u8]) -> Result<Joined, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(line).map_err(|_| "bad_joined".to_string())?;
-    let poll = v["snapshot"]["polls"].get(0).and_then(|p| {
-        let id = p["poll"].as_str()?.to_owned();
-        let n = p["options"].as_array()?.len();
-        Some((id, u32::try_from(n).ok()?))
+    let j: JoinedFrame = serde_json::from_slice(line).map_err(|_| "bad_joined".to_string())?;
+    let poll = j.snapshot.polls.into_iter().next().and_then(|p| {
+        let n = u32::try_from(p.options.len()).ok()?;
+        Some((p.poll, n))
     });
     Ok(Joined {
-        epoch: v["epoch"].as_str().unwrap_or_default().to_owned(),
-        seq: v["seq"].as_u64().unwrap_or(0),
-        recovered: v["recovered"].as_bool().unwrap_or(false),
+        epoch: j.epoch,
+        seq: j.seq,
+        recovered: j.recovered,
         poll,
         rest: Vec::new(),
     })
-}
-
-/// A command waiting for its reply.
-#[derive(Debug, Clone, Copy)]
-pub enum Pending {
-    /// A comment.
-    Comment,
-    /// Likes of this count.
-    Like(u64),
-    /// A vote for this option.
-    Vote(u32),
-}
-
-/// What one viewer counted.
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// Seq accounting.
-    pub track: Track,
-    /// Events received.
-    pub delivered: u64,
-    /// Frames received.
-    pub frames: u64,
-    /// `reset` frames.
-    pub resets: u64,
-    /// Error replies by code.
-    pub errors: BTreeMap<String, u64>,
-    /// Acks.
-    pub acks: u64,
-    /// Likes acknowledged.
-    pub likes_acked: u64,
-    /// Votes acknowledged, by option.
-    pub votes_acked: BTreeMap<u32, u64>,
-    /// Commands waiting for replies, by id.
-    pub pending: BTreeMap<u64, Pending>,
-    /// The last poll event's tallies seen (seq, votes per option).
-    pub last_poll: Option<(u64, Vec<u64>)>,
-    /// The latest `reconnect` request from the gateway.
-    pub reconnect_asked: bool,
-    /// (publish → receive µs) samples not yet merged into the shared histogram.
-    pub latencies: Vec<(u64, u64)>,
-}
-
-impl Seen {
-    /// Accounts for one line of a server frame received at `now_us` (Unix µs).
-    pub fn on_line(&mut self, line: &[u8], now_us: u64) {
-        if line.starts_with(b"{\"type\":\"event\"") {
-            let Some(seq) = num_after(line, b"\"seq\":") else {
-                return;
-            };
-            self.delivered += 1;
-            self.track.on_event(seq);
-            if let Some(t) = num_after(line, b"\"data\":{\"t\":") {
-                self.latencies.push((now_us, now_us.saturating_sub(t)));
-            } else if find(line, b"\"kind\":\"poll\"").is_some() {
-                self.on_poll(seq, line);
-            }
-        } else if line.starts_with(b"{\"type\":\"presence\"") {
-        } else if line.starts_with(b"{\"type\":\"ack\"") {
-            self.acks += 1;
-            let id = num_after(line, b"\"id\":").unwrap_or(0);
-            match self.pending.remove(&id) {
-                Some(Pending::Like(n)) => self.likes_acked += n,
-                Some(Pending::Vote(o)) => *self.votes_acked.entry(o).or_default() += 1,
-                _ => {}
-            }
-        } else if line.starts_with(b"{\"type\":\"error\"") {
-            if let Some(id) = num_after(line, b"\"id\":") {
-                self.pending.remove(&id);
-            }
-            let code = str_after(line, b"\"code\":\"")
-                .unwrap_or("unknown")
-                .to_owned();
-            *self.errors.entry(code).or_default() += 1;
-        } else if line.starts_with(b"{\"type\":\"reset\"") {
-            self.resets += 1;
-            if let Some(seq) = num_after(line, b"\"seq\":") {
-                self.track.restart(seq);
-            }
-        } else if line.starts_with(b"{\"type\":\"reconnect\"") {
-            self.reconnect_asked = true;
-        }
-    }
-
-    fn on_poll(&mut self, seq: u64, line: &[u8]) {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
-            return;
-        };
-        let votes: Vec<u64> = v["data"]["options"]
-            .as_array()
-            .map(|o| o.iter().map(|x| x["votes"].as_u64().unwrap_or(0)).collect())
-            .unwrap_or_default();
-        if self.last_poll.as_ref().is_none_or(|(s, _)| seq > *s) {
-            self.last_poll = Some((seq, votes));
-        }
-    }
-}
-
-/// Finds `needle` in `hay` (scans for the first byte, then compares).
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
-    let last_start = hay.len().checked_sub(needle.len())?;
-    let mut i = 0;
-    while i <= last_start {
-        let at = hay[i..=last_start].iter().position(|&b| b == first)? + i;
-        if &hay[at + 1..at + needle.len()] == rest {
-            return Some(at);
-        }
-        i = at + 1;
-    }
-    None
-}
-
-/// The unsigned integer right after `key`.
-pub fn num_after(line: &[u8], key: &[u8]) -> Option<u64> {
-    let start = find(line, key)? + key.len();
-    let digits = line[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&line[start..start + digits])
-        .ok()?
-        .parse()
-        .ok()
-}
-
-fn str_after<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
-    let start = find(line, key)? + key.len();
-    let len = line[start..].iter().position(|&b| b == b'"')?;
-    std::str::from_utf8(&line[start..start + len]).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_events_in_place() {
-        let mut s = Seen {
-            track: Track::start(0),
-            ..Seen::default()
+    #[tokio::test]
+    async fn a_refused_connect_names_the_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let dial = Dial {
+            url: format!("ws://{addr}/ws"),
+            addr,
+            source: None,
+            seed: 1,
         };
-        let line = br#"{"type":"event","room":"r","epoch":"e","seq":1,"kind":"lt","ts":5,"data":{"t":1000,"pad":"x"}}"#;
-        s.on_line(line, 1_500);
+        let cause = open(&dial).await.err().expect("nothing listens there");
+        assert_eq!(cause, format!("connect_connectionrefused@{addr}"));
+    }
+
+    #[test]
+    fn joined_is_found_among_the_lines_of_a_frame() {
+        let frame = br#"{"type":"hello","conn":"c","gateway":"g","heartbeat_ms":1,"server_time":2}
+{"seq":5,"epoch":"e","id":1,"type":"joined","room":"r","recovered":false,"snapshot":{"recent":[],"likes":0,"online":0,"polls":[]}}
+{"type":"event","seq":6,"kind":"lt","data":{"t":1}}"#;
+        let j = scan_joined(frame).expect("a reply").expect("joined");
+        assert_eq!((j.epoch.as_str(), j.seq, j.poll), ("e", 5, None));
+        assert_eq!(j.rest.len(), 1, "the event after it is kept");
+        let refused = br#"{"type":"error","id":1,"code":"forbidden","message":"no"}"#;
         assert_eq!(
-            (
-                s.delivered,
-                s.track.distinct,
-                s.latencies.iter().map(|l| l.1).collect::<Vec<_>>()
-            ),
-            (1, 1, vec![500])
+            scan_joined(refused).map(|r| r.map(|j| j.seq)),
+            Some(Err("join_forbidden".into()))
         );
-        s.on_line(
-            br#"{"type":"error","id":3,"code":"rate_limited","message":"x"}"#,
-            0,
-        );
-        assert_eq!(s.errors.get("rate_limited"), Some(&1));
-        s.pending.insert(4, Pending::Like(3));
-        s.on_line(br#"{"type":"ack","id":4}"#, 0);
-        assert_eq!(s.likes_acked, 3);
-        s.on_line(
-            br#"{"type":"reset","room":"r","epoch":"e","seq":9,"snapshot":{}}"#,
-            0,
-        );
-        assert_eq!((s.resets, s.track.reset_lost), (1, 8));
+        assert!(scan_joined(br#"{"type":"presence","room":"r","online":3}"#).is_none());
     }
 }

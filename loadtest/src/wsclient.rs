@@ -120,6 +120,28 @@ impl Client {
         }
     }
 
+    /// Sends a close frame (1000, normal) and waits, at most `wait`, for the server
+    /// to close the connection, so that it has let the connection go on return.
+    ///
+    /// # Errors
+    /// When the close frame cannot be written.
+    pub async fn close(mut self, wait: std::time::Duration) -> io::Result<()> {
+        let mut frame = Vec::with_capacity(8);
+        self.frames.encode(0x8, &1000u16.to_be_bytes(), &mut frame);
+        self.stream.write_all(&frame).await?;
+        let mut sink = [0u8; 512];
+        let eof = async {
+            // Whatever the server still sends (its close frame) until it closes.
+            while let Ok(n) = self.stream.read(&mut sink).await {
+                if n == 0 {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, eof).await;
+        Ok(())
+    }
+
     fn flush_control(&mut self) {
         let out = &mut self.frames.out;
         while !out.is_empty() {
@@ -382,6 +404,24 @@ mod tests {
         }
         f.extend_from_slice(payload);
         f
+    }
+
+    #[tokio::test]
+    async fn close_sends_a_normal_close_and_waits_for_the_servers_end() {
+        let (c, mut server) = pair().await;
+        let server = tokio::spawn(async move {
+            let mut frame = [0u8; 8];
+            server.read_exact(&mut frame).await.expect("close frame");
+            frame
+        });
+        c.close(std::time::Duration::from_secs(10))
+            .await
+            .expect("sent");
+        let frame = server.await.expect("server");
+        assert_eq!(frame[0], 0x88, "a final close frame");
+        assert_eq!(frame[1], 0x80 | 2, "masked, 2 bytes");
+        let code = [frame[6] ^ frame[2], frame[7] ^ frame[3]];
+        assert_eq!(u16::from_be_bytes(code), 1000);
     }
 
     #[tokio::test]

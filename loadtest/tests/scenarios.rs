@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -61,46 +63,124 @@ fn gateway(extra: &[&str]) -> Gateway {
     }
 }
 
+/// A directory of one run's own for its output files (tests run in parallel),
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "danmaku-lt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How a test runs the CLI: against what, with which credentials, how quietly.
+struct Run<'a> {
+    url: &'a str,
+    pid: Option<u32>,
+    key: &'a str,
+    secret: Option<&'a str>,
+    quiet: bool,
+}
+
+/// What a run left behind.
+struct Ran {
+    code: i32,
+    stderr: String,
+    json: Option<Value>,
+    html: Option<String>,
+    elapsed: Duration,
+}
+
+impl<'a> Run<'a> {
+    /// A quiet run against `gw` with the right credentials.
+    fn on(gw: &'a Gateway) -> Self {
+        Self {
+            url: &gw.url,
+            pid: Some(gw.child.id()),
+            ..Self::at(&gw.url)
+        }
+    }
+
+    /// A quiet run against `url`, where no gateway need listen.
+    fn at(url: &'a str) -> Self {
+        Self {
+            url,
+            pid: None,
+            key: KEY,
+            secret: Some(SECRET),
+            quiet: true,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Ran {
+        let dir = TempDir::new();
+        let json = dir.path().join("out.json");
+        let html = dir.path().join("out.html");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_danmaku-loadtest"));
+        // The environment may hold the caller's own credentials.
+        cmd.env_remove("DANMAKU_API_KEY")
+            .env_remove("DANMAKU_JWT_SECRET")
+            .args(args)
+            .args(["--url", self.url, "--api-key", self.key]);
+        if let Some(secret) = self.secret {
+            cmd.args(["--jwt-secret", secret]);
+        }
+        if self.quiet {
+            cmd.arg("--quiet");
+        }
+        if let Some(pid) = self.pid {
+            cmd.args(["--gateway-pid", &pid.to_string()]);
+        }
+        let started = Instant::now();
+        let out = cmd
+            .arg("--json")
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stderr,
+            json: std::fs::read_to_string(&json)
+                .ok()
+                .map(|t| serde_json::from_str(&t).unwrap()),
+            html: std::fs::read_to_string(&html).ok(),
+            elapsed,
+        }
+    }
+}
+
 /// Runs the CLI; returns its exit code and JSON results.
 fn loadtest(gw: &Gateway, args: &[&str]) -> (i32, Value) {
-    let dir = std::env::temp_dir().join(format!(
-        "danmaku-lt-{}-{}-{}",
-        std::process::id(),
-        args[0],
-        args.len()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("out.json");
-    let html = dir.join("out.html");
-    let pid = gw.child.id().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_danmaku-loadtest"))
-        .args(args)
-        .args([
-            "--url",
-            &gw.url,
-            "--api-key",
-            KEY,
-            "--jwt-secret",
-            SECRET,
-            "--quiet",
-            "--gateway-pid",
-            &pid,
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let page = std::fs::read_to_string(&html).unwrap();
+    let ran = Run::on(gw).run(args);
+    let page = ran.html.unwrap();
     assert!(
         page.contains("<svg") && page.contains("latency"),
         "HTML report with charts"
     );
-    (out.status.code().unwrap_or(-1), v)
+    (ran.code, ran.json.unwrap())
 }
 
 #[test]
@@ -296,4 +376,149 @@ fn worker_processes_share_the_viewers() {
     assert_eq!(v["events"]["expected"], 90 * 10);
     assert_eq!(v["events"]["delivered"], 90 * 10);
     assert_eq!(v["loadgen"]["procs"], 3);
+}
+
+/// An address where nothing listens (a port just given up).
+fn closed_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("ws://{addr}/ws")
+}
+
+/// Far below the runs' own length: the credentials failed before the run.
+const AT_ONCE: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_wrong_api_key_fails_before_the_run() {
+    let gw = gateway(&[]);
+    let ran = Run {
+        key: "not-the-key",
+        ..Run::on(&gw)
+    }
+    .run(&[
+        "fanout",
+        "--viewers",
+        "10",
+        "--rate",
+        "5",
+        "--duration-s",
+        "30",
+    ]);
+    assert_eq!(ran.code, 2, "a setup error");
+    assert!(ran.stderr.contains("refused the API key"), "{}", ran.stderr);
+    assert!(ran.elapsed < AT_ONCE, "failed after {:?}", ran.elapsed);
+    assert!(ran.json.is_none(), "no run, no results");
+}
+
+#[test]
+fn a_wrong_jwt_secret_fails_before_the_run() {
+    let gw = gateway(&[]);
+    let ran = Run {
+        secret: Some("not-the-secret-0123456789"),
+        ..Run::on(&gw)
+    }
+    .run(&["connect", "--connections", "10", "--hold-s", "30"]);
+    assert_eq!(ran.code, 2, "a setup error");
+    assert!(
+        ran.stderr.contains("refused the viewer token"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.elapsed < AT_ONCE, "failed after {:?}", ran.elapsed);
+    let anonymous = Run {
+        secret: None,
+        ..Run::on(&gw)
+    }
+    .run(&["connect", "--connections", "10", "--hold-s", "30"]);
+    assert_eq!(anonymous.code, 2);
+    assert!(
+        anonymous.stderr.contains("wants viewer tokens"),
+        "{}",
+        anonymous.stderr
+    );
+}
+
+#[test]
+fn connection_refused_names_the_address() {
+    let url = closed_url();
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    for args in [
+        &["connect", "--connections", "5"][..],
+        &["fanout", "--viewers", "5", "--duration-s", "1"][..],
+    ] {
+        let ran = Run::at(&url).run(args);
+        assert_eq!(ran.code, 2, "{args:?}");
+        assert!(
+            ran.stderr.contains(addr) && ran.stderr.to_lowercase().contains("refused"),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
+}
+
+#[test]
+fn progress_shows_every_phase_unless_quiet() {
+    let gw = gateway(&[]);
+    let args = [
+        "fanout",
+        "--viewers",
+        "20",
+        "--rate",
+        "20",
+        "--duration-s",
+        "1",
+    ];
+    let ran = Run {
+        quiet: false,
+        ..Run::on(&gw)
+    }
+    .run(&args);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    for phase in [
+        "checking credentials",
+        "connecting",
+        "publishing",
+        "reading room state",
+        "reading the last events",
+    ] {
+        assert!(ran.stderr.contains(phase), "no {phase:?} in {}", ran.stderr);
+    }
+    assert!(ran.stderr.contains("published 0/20"), "{}", ran.stderr);
+    let quiet = Run::on(&gw).run(&args);
+    assert_eq!(quiet.code, 0);
+    assert!(!quiet.stderr.contains("publishing"), "{}", quiet.stderr);
+}
+
+#[test]
+fn interact_fails_when_its_commands_are_refused() {
+    // Anonymous viewers may read but not comment, like or vote: every command gets
+    // `error` with `forbidden`.
+    let gw = gateway(&["--anonymous"]);
+    let ran = Run {
+        secret: None,
+        ..Run::on(&gw)
+    }
+    .run(&[
+        "interact",
+        "--viewers",
+        "10",
+        "--rate",
+        "5",
+        "--duration-s",
+        "1",
+        "--like-rate",
+        "3",
+    ]);
+    let v = ran.json.unwrap();
+    assert_eq!(ran.code, 1, "{v}");
+    assert_eq!(v["pass"], false);
+    let i = &v["interact"];
+    assert!(i["commands"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(i["refused"]["forbidden"], i["commands"], "{v}");
+    let why = v["failures"][0].as_str().unwrap();
+    assert!(
+        why.contains("commands refused") && why.contains("forbidden"),
+        "{why}"
+    );
 }

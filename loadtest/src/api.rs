@@ -1,0 +1,105 @@
+//! The gateway's HTTP API as the coordinator uses it: room state, and opening and
+//! closing the `interact` scenario's polls. Always the first `--url`'s gateway.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::http::Http;
+use crate::plan::Plan;
+
+/// `GET /v1/rooms/{room}`, the fields used.
+#[derive(Deserialize)]
+struct RoomInfo {
+    seq: u64,
+    #[serde(default)]
+    likes: u64,
+}
+
+/// The answer to creating a poll.
+#[derive(Deserialize)]
+struct PollCreated {
+    poll: String,
+}
+
+/// An API error's body: `{"error":{"code","message"}}`.
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    error: ApiErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// One request to the first gateway's API, its 200 answer decoded as `T`.
+async fn api<T: DeserializeOwned>(
+    plan: &Plan,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<T> {
+    let mut http = Http::new(&plan.http[0])?;
+    let (status, bytes) = http
+        .request(method, path, &plan.cli.common.api_key, body.as_bytes())
+        .await
+        .with_context(|| format!("{method} {}{path}", plan.http[0]))?;
+    if status != 200 {
+        let why = serde_json::from_slice::<ApiErrorBody>(&bytes).map_or_else(
+            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            |b| format!("{}: {}", b.error.code, b.error.message),
+        );
+        anyhow::bail!("{method} {path}: HTTP {status} ({why})");
+    }
+    serde_json::from_slice(&bytes).with_context(|| format!("{method} {path}: unexpected answer"))
+}
+
+/// Each room's final seq, and the like total of all rooms.
+///
+/// # Errors
+/// When the API cannot be reached or refuses a request.
+pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u64)> {
+    let mut finals = BTreeMap::new();
+    let mut likes = 0;
+    for room in &plan.rooms {
+        let info: RoomInfo = api(plan, "GET", &format!("/v1/rooms/{room}"), "").await?;
+        finals.insert(room.clone(), info.seq);
+        likes += info.likes;
+    }
+    Ok((finals, likes))
+}
+
+/// Opens a poll in each room; returns (room, poll id) pairs.
+///
+/// # Errors
+/// When the API cannot be reached or refuses a request.
+pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
+    let body = r#"{"question":"Which colour?","options":["red","green","blue"],"duration_s":3600}"#;
+    let mut polls = Vec::new();
+    for room in &plan.rooms {
+        let created: PollCreated =
+            api(plan, "POST", &format!("/v1/rooms/{room}/polls"), body).await?;
+        polls.push((room.clone(), created.poll));
+    }
+    Ok(polls)
+}
+
+/// Closes the polls, so their final tallies are sequenced before the final seqs are read.
+pub async fn close_polls(plan: &Plan, polls: &[(String, String)]) {
+    for (room, poll) in polls {
+        if let Err(e) = api::<IgnoredAny>(
+            plan,
+            "POST",
+            &format!("/v1/rooms/{room}/polls/{poll}/close"),
+            "",
+        )
+        .await
+        {
+            eprintln!("closing poll {poll} of {room}: {e}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The publishers: events posted through the HTTP API at an even rate, each carrying
+//! its publish time (Unix µs) in `data.t` for the viewers' end-to-end latency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::cli::Load;
+use crate::http::Http;
+use crate::plan::Plan;
+use crate::stats::histogram;
+
+/// The `kind` of the load test's events.
+pub const EVENT_KIND: &str = "lt";
+
+/// What the publishers did.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishStats {
+    /// Events scheduled.
+    pub scheduled: u64,
+    /// Events published (HTTP 200).
+    pub published: u64,
+    /// Published within 100 ms of their schedule.
+    pub on_time: u64,
+    /// Failed publishes by HTTP status.
+    pub errors: BTreeMap<String, u64>,
+    /// p99 of how late publishes started, ms.
+    pub lag_p99_ms: f64,
+}
+
+/// The order in which rooms take turns publishing: every room once per cycle, but
+/// not by rank. Rooms are ranked by size (Zipf), and independent rooms do not
+/// publish their events in the same millisecond; a stride of about n/φ, coprime to
+/// n, spreads neighbouring ranks across the cycle.
+fn publish_order(n: usize) -> Vec<usize> {
+    if n < 3 {
+        return (0..n).collect();
+    }
+    let mut stride = ((n as f64) / 1.618_034).round() as usize;
+    while gcd(stride, n) != 1 {
+        stride += 1;
+    }
+    // Room r takes its turn at r·stride mod n.
+    let mut order = vec![0; n];
+    for r in 0..n {
+        order[r * stride % n] = r;
+    }
+    order
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Events to publish for `load`.
+pub fn scheduled(load: &Load) -> u64 {
+    (load.rate * load.duration_s).round() as u64
+}
+
+/// Publishes `load`'s events over its duration, counting each one answered with 200
+/// in `published` as it goes; returns when the last is answered.
+pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> PublishStats {
+    let rate = load.rate;
+    let total = scheduled(load);
+    let p = if load.publishers > 0 {
+        load.publishers
+    } else {
+        ((rate / 50.0).ceil() as usize).clamp(2, 64)
+    } as u64;
+    let pad = "x".repeat(load.size.saturating_sub(32));
+    let order = Arc::new(publish_order(plan.rooms.len()));
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for j in 0..p {
+        let http_base = plan.http[j as usize % plan.http.len()].clone();
+        let rooms = plan.rooms.clone();
+        let order = order.clone();
+        let key = plan.cli.common.api_key.clone();
+        let pad = pad.clone();
+        let counter = published.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = PublishStats::default();
+            let mut lag = histogram();
+            let Ok(mut http) = Http::new(&http_base) else {
+                return (stats, lag);
+            };
+            let mut k = j;
+            while k < total {
+                let at = t0 + Duration::from_secs_f64(k as f64 / rate);
+                tokio::time::sleep_until(at).await;
+                let late = Instant::now().saturating_duration_since(at);
+                let _ = lag.record((late.as_micros() as u64).max(1));
+                let room = &rooms[order[k as usize % order.len()]];
+                let body = format!(
+                    "{{\"kind\":\"{EVENT_KIND}\",\"data\":{{\"t\":{},\"pad\":\"{pad}\"}}}}",
+                    crate::now_us()
+                );
+                match http
+                    .request(
+                        "POST",
+                        &format!("/v1/rooms/{room}/events"),
+                        &key,
+                        body.as_bytes(),
+                    )
+                    .await
+                {
+                    Ok((200, _)) => {
+                        stats.published += 1;
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        if late <= Duration::from_millis(100) {
+                            stats.on_time += 1;
+                        }
+                    }
+                    Ok((status, _)) => *stats.errors.entry(status.to_string()).or_default() += 1,
+                    Err(_) => *stats.errors.entry("io".into()).or_default() += 1,
+                }
+                k += p;
+            }
+            (stats, lag)
+        }));
+    }
+    let mut all = PublishStats {
+        scheduled: total,
+        ..PublishStats::default()
+    };
+    let mut lag: Histogram<u64> = histogram();
+    for t in tasks {
+        if let Ok((s, l)) = t.await {
+            all.published += s.published;
+            all.on_time += s.on_time;
+            for (k, v) in s.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+            let _ = lag.add(&l);
+        }
+    }
+    all.lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1000.0;
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_order_is_a_spread_permutation() {
+        for n in [1, 2, 3, 10, 100, 1_000] {
+            let order = publish_order(n);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n = {n}");
+        }
+        // The 10 biggest of 1,000 rooms are at least 40 turns apart.
+        let order = publish_order(1_000);
+        let mut at: Vec<usize> = (0..10)
+            .map(|r| order.iter().position(|&x| x == r).unwrap_or(0))
+            .collect();
+        at.sort_unstable();
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= 40), "{at:?}");
+    }
+}

@@ -1,0 +1,94 @@
+//! The summary table for a terminal.
+
+use std::fmt::Write as _;
+
+use super::figures::num;
+use super::results::Results;
+
+/// The scenario's flags, `name value` pairs on one line.
+pub fn flags_line(r: &Results) -> String {
+    r.parameters
+        .flags()
+        .iter()
+        .map(|(k, v)| format!("--{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The table of `r`, one line per figure.
+pub fn render(r: &Results) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "run                 danmaku-loadtest {}, started {}",
+        r.version, r.started_at
+    );
+    let _ = writeln!(
+        s,
+        "scenario            {} {}  ({} s measured, ramp {} s)",
+        r.scenario,
+        flags_line(r),
+        num(r.duration_s),
+        num(r.ramp_s)
+    );
+    let c = &r.connections;
+    let _ = writeln!(
+        s,
+        "connections         {} / {} established, {} failed",
+        c.established, c.target, c.failed
+    );
+    for (name, q) in [
+        ("connect", &r.connect_ms),
+        ("first render", &r.first_render_ms),
+        ("latency", &r.latency_ms),
+    ] {
+        let _ = writeln!(
+            s,
+            "{name:<20}p50 {} ms  p99 {} ms  max {} ms",
+            num(q.p50),
+            num(q.p99),
+            num(q.max)
+        );
+    }
+    let e = &r.events;
+    let _ = writeln!(
+        s,
+        "events              published {}  expected {}  delivered {}  lost {}  dup {}  reordered {}  resets {}",
+        e.published, e.expected, e.delivered, e.lost, e.duplicated, e.reordered, e.resets
+    );
+    let _ = writeln!(
+        s,
+        "throughput          {} deliveries/s, {} frames/s, {} events/frame",
+        num(r.deliveries_per_s),
+        num(r.frames_per_s),
+        num(r.events_per_frame)
+    );
+    let _ = writeln!(
+        s,
+        "load generator      {} CPU-s, {} µs per delivery",
+        num(r.loadgen.cpu_s),
+        num(r.loadgen.cpu_us_per_delivery)
+    );
+    for g in &r.gateways {
+        let _ = writeln!(
+            s,
+            "gateway {:<12}RSS {} → {} MiB, {} CPU-s ({} per million deliveries), {} B/connection",
+            g.pid,
+            g.rss_start_bytes >> 20,
+            g.rss_peak_bytes >> 20,
+            num(g.cpu_s),
+            num(g.cpu_s_per_million_deliveries),
+            g.rss_growth_per_connection_bytes
+        );
+    }
+    let _ = writeln!(
+        s,
+        "result              {}",
+        if r.pass {
+            "PASS".into()
+        } else {
+            format!("FAIL: {}", r.failures.join("; "))
+        }
+    );
+    s
+}

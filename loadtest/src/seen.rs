@@ -1,0 +1,212 @@
+//! What one viewer counts of the frames it reads: every seq (for loss, duplicates
+//! and reorders), latencies, replies to its commands, resets and reconnect requests.
+//!
+//! Every line is decoded by field name ([`Line`]), borrowing from the frame, so a
+//! delivery costs one parse and no allocation.
+
+use std::collections::BTreeMap;
+
+use crate::incoming::{FrameType, Line};
+use crate::stats::Track;
+
+/// The error code counted for a line that is not a server frame.
+pub const UNDECODABLE: &str = "undecodable_frame";
+
+/// A command waiting for its reply.
+#[derive(Debug, Clone, Copy)]
+pub enum Pending {
+    /// A comment.
+    Comment,
+    /// Likes of this count.
+    Like(u64),
+    /// A vote for this option.
+    Vote(u32),
+}
+
+/// What one viewer counted.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Seq accounting.
+    pub track: Track,
+    /// Events received.
+    pub delivered: u64,
+    /// Frames received.
+    pub frames: u64,
+    /// `reset` frames.
+    pub resets: u64,
+    /// Error replies by code.
+    pub errors: BTreeMap<String, u64>,
+    /// Commands refused (an `error` answering one), by code.
+    pub refused: BTreeMap<String, u64>,
+    /// Acks.
+    pub acks: u64,
+    /// Likes acknowledged.
+    pub likes_acked: u64,
+    /// Votes acknowledged, by option.
+    pub votes_acked: BTreeMap<u32, u64>,
+    /// Commands waiting for replies, by id.
+    pub pending: BTreeMap<u64, Pending>,
+    /// The last poll event's tallies seen (seq, votes per option).
+    pub last_poll: Option<(u64, Vec<u64>)>,
+    /// The latest `reconnect` request from the gateway.
+    pub reconnect_asked: bool,
+    /// (publish → receive µs) samples not yet merged into the shared histogram.
+    pub latencies: Vec<(u64, u64)>,
+}
+
+impl Seen {
+    /// Accounts for one line of a server frame received at `now_us` (Unix µs).
+    pub fn on_line(&mut self, line: &[u8], now_us: u64) {
+        if line.is_empty() {
+            return;
+        }
+        let Ok(l) = Line::decode(line) else {
+            *self.errors.entry(UNDECODABLE.into()).or_default() += 1;
+            return;
+        };
+        match l.ty {
+            FrameType::Event => self.on_event(&l, now_us),
+            FrameType::Ack => {
+                self.acks += 1;
+                match l.id.and_then(|id| self.pending.remove(&id)) {
+                    Some(Pending::Like(n)) => self.likes_acked += n,
+                    Some(Pending::Vote(o)) => *self.votes_acked.entry(o).or_default() += 1,
+                    _ => {}
+                }
+            }
+            FrameType::Error => {
+                let code = l.code.unwrap_or_else(|| "unknown".into());
+                if l.id.and_then(|id| self.pending.remove(&id)).is_some() {
+                    *self.refused.entry(code.clone()).or_default() += 1;
+                }
+                *self.errors.entry(code).or_default() += 1;
+            }
+            FrameType::Reset => {
+                self.resets += 1;
+                if let Some(seq) = l.seq {
+                    self.track.restart(seq);
+                }
+            }
+            FrameType::Reconnect => self.reconnect_asked = true,
+            FrameType::Hello | FrameType::Joined | FrameType::Presence | FrameType::Other => {}
+        }
+    }
+
+    fn on_event(&mut self, l: &Line<'_>, now_us: u64) {
+        let Some(seq) = l.seq else {
+            return;
+        };
+        self.delivered += 1;
+        self.track.on_event(seq);
+        if let Some(t) = l.published_at() {
+            self.latencies.push((now_us, now_us.saturating_sub(t)));
+        } else if let Some(votes) = l.poll_votes()
+            && self.last_poll.as_ref().is_none_or(|(s, _)| seq > *s)
+        {
+            self.last_poll = Some((seq, votes));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_events_in_place() {
+        let mut s = Seen {
+            track: Track::start(0),
+            ..Seen::default()
+        };
+        let line = br#"{"type":"event","room":"r","epoch":"e","seq":1,"kind":"lt","ts":5,"data":{"t":1000,"pad":"x"}}"#;
+        s.on_line(line, 1_500);
+        assert_eq!(
+            (
+                s.delivered,
+                s.track.distinct,
+                s.latencies.iter().map(|l| l.1).collect::<Vec<_>>()
+            ),
+            (1, 1, vec![500])
+        );
+        s.on_line(
+            br#"{"type":"error","id":3,"code":"rate_limited","message":"x"}"#,
+            0,
+        );
+        assert_eq!(s.errors.get("rate_limited"), Some(&1));
+        s.pending.insert(4, Pending::Like(3));
+        s.on_line(br#"{"type":"ack","id":4}"#, 0);
+        assert_eq!(s.likes_acked, 3);
+        s.on_line(
+            br#"{"type":"reset","room":"r","epoch":"e","seq":9,"snapshot":{}}"#,
+            0,
+        );
+        assert_eq!((s.resets, s.track.reset_lost), (1, 8));
+    }
+
+    #[test]
+    fn errors_answering_commands_count_as_refused() {
+        let mut s = Seen::default();
+        s.pending.insert(2, Pending::Like(1));
+        s.pending.insert(3, Pending::Comment);
+        s.on_line(
+            br#"{"type":"error","id":2,"code":"forbidden","message":"m"}"#,
+            0,
+        );
+        s.on_line(
+            br#"{"type":"error","id":3,"code":"rate_limited","message":"m"}"#,
+            0,
+        );
+        s.on_line(
+            br#"{"type":"error","id":3,"code":"forbidden","message":"again"}"#,
+            0,
+        );
+        assert_eq!(s.refused.get("forbidden"), Some(&1));
+        assert_eq!(s.refused.get("rate_limited"), Some(&1));
+        assert_eq!(s.errors.get("forbidden"), Some(&2));
+        assert!(s.pending.is_empty());
+    }
+
+    #[test]
+    fn key_order_does_not_matter() {
+        let mut s = Seen {
+            track: Track::start(0),
+            ..Seen::default()
+        };
+        s.on_line(
+            br#"{"data":{"pad":"x","t":1000},"seq":1,"kind":"lt","type":"event"}"#,
+            1_200,
+        );
+        s.on_line(br#"{"id":4,"type":"ack","seq":2}"#, 0);
+        s.on_line(
+            br#"{"message":"m","code":"forbidden","id":5,"type":"error"}"#,
+            0,
+        );
+        s.on_line(
+            br#"{"after_ms":5,"reason":"draining","type":"reconnect"}"#,
+            0,
+        );
+        assert_eq!((s.delivered, s.latencies[0].1, s.acks), (1, 200, 1));
+        assert_eq!(s.errors.get("forbidden"), Some(&1));
+        assert!(s.refused.is_empty(), "no command 5 was sent");
+        assert!(s.reconnect_asked);
+    }
+
+    #[test]
+    fn poll_tallies_keep_the_latest_and_garbage_is_counted() {
+        let mut s = Seen {
+            track: Track::start(0),
+            ..Seen::default()
+        };
+        let poll = |seq: u64, a: u64| {
+            format!(
+                r#"{{"type":"event","seq":{seq},"kind":"poll","data":{{"options":[{{"votes":{a}}},{{"votes":1}}]}}}}"#
+            )
+        };
+        s.on_line(poll(2, 5).as_bytes(), 0);
+        s.on_line(poll(1, 3).as_bytes(), 0);
+        assert_eq!(s.last_poll, Some((2, vec![5, 1])));
+        s.on_line(b"not json", 0);
+        s.on_line(b"", 0);
+        assert_eq!(s.errors.get(UNDECODABLE), Some(&1));
+    }
+}
