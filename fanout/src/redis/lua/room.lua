@@ -72,6 +72,8 @@ end
 local function trim_by_age(seq)
   if seq % 16 ~= 0 then return end
   local cutoff = tonumber(now) - age
+  local oldest = redis.call("XRANGE", stream, "-", "+", "COUNT", 1)[1]
+  if not oldest or (record_ts(oldest[2][2]) or 0) >= cutoff then return end
   for _, e in ipairs(redis.call("XRANGE", stream, "-", "+", "COUNT", 32)) do
     if (record_ts(e[2][2]) or 0) >= cutoff then return end
     redis.call("XDEL", stream, e[1])
