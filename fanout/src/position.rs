@@ -134,6 +134,11 @@ impl Cursor {
         }
     }
 
+    /// How many events of the cursor's own epoch are missing up to `upto`.
+    pub fn missing(&self, upto: u64) -> u64 {
+        upto.saturating_sub(self.last)
+    }
+
     /// Records that the events up to `seq` were passed on.
     pub fn wrote(&mut self, seq: u64) {
         // INVARIANT: never backwards; a step said Write for this delivery.
@@ -189,5 +194,6 @@ mod tests {
         assert_eq!(c.behind("e1", 3), Behind::By(3));
         assert_eq!(c.behind("e2", 0), Behind::NewEpoch);
         assert!(follows(4, 5) && !follows(4, 6) && !follows(u64::MAX, 0));
+        assert_eq!((c.missing(3), c.missing(0)), (3, 0));
     }
 }

@@ -295,7 +295,7 @@ impl Task {
             sub.cursor.wrote(seq);
             self.hub.deliver(&sub.room, seq, &frame);
         }
-        if let Behind::By(_) = sub.cursor.behind(&sub.cursor.epoch().clone(), upto) {
+        if sub.cursor.missing(upto) > 0 {
             // Trimmed away: tell viewers where continuity restarts.
             let epoch = sub.cursor.epoch().clone();
             sub.cursor.reset(epoch, upto);

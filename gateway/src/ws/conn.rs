@@ -305,11 +305,14 @@ impl Conn {
             let target = upto.unwrap_or(u64::MAX);
             let missing = |c: &mut Cursor| {
                 // The outlet still owns a direct room: it writes in order.
-                (!c.is_direct()).then(|| (c.last(), c.behind(&c.epoch().clone(), target)))
+                (!c.is_direct()).then(|| (c.last(), c.missing(target)))
             };
-            let Some((last, Behind::By(n))) = self.outlet.cursor(key, missing).flatten() else {
+            let Some((last, n)) = self.outlet.cursor(key, missing).flatten() else {
                 return Ok(());
             };
+            if n == 0 {
+                return Ok(());
+            }
             let limit = usize::try_from(n).unwrap_or(usize::MAX).min(1_000);
             match self.ctx.fanout.history(&room, last, limit).await {
                 Ok(h) => {
