@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use danmaku_protocol::RoomId;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -67,7 +68,7 @@ pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u
     let mut likes = 0;
     for room in &plan.rooms {
         let info: RoomInfo = api(plan, "GET", &format!("/v1/rooms/{room}"), "").await?;
-        finals.insert(room.clone(), info.seq);
+        finals.insert(room.to_string(), info.seq);
         likes += info.likes;
     }
     Ok((finals, likes))
@@ -77,7 +78,7 @@ pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u
 ///
 /// # Errors
 /// When the API cannot be reached or refuses a request.
-pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
+pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(RoomId, String)>> {
     let body = r#"{"question":"Which colour?","options":["red","green","blue"],"duration_s":3600}"#;
     let mut polls = Vec::new();
     for room in &plan.rooms {
@@ -89,7 +90,7 @@ pub async fn open_polls(plan: &Plan) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// Closes the polls, so their final tallies are sequenced before the final seqs are read.
-pub async fn close_polls(plan: &Plan, polls: &[(String, String)]) {
+pub async fn close_polls(plan: &Plan, polls: &[(RoomId, String)]) {
     for (room, poll) in polls {
         if let Err(e) = api::<IgnoredAny>(
             plan,

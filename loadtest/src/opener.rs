@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use danmaku_protocol::RoomId;
 use mio::net::TcpStream;
 
 use crate::plan::Plan;
@@ -41,7 +42,7 @@ pub struct Opener {
     /// The viewer's index in the plan.
     pub index: usize,
     /// Its room.
-    pub room: String,
+    pub room: RoomId,
     /// The socket (registered with the reader's poll by the caller).
     pub stream: TcpStream,
     /// The read buffer; it goes on to read the viewer's frames.

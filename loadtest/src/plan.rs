@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use anyhow::{Context, bail};
+use danmaku_protocol::RoomId;
 use serde::Serialize;
 
 use crate::cli::{Cli, Scenario};
@@ -15,7 +16,7 @@ pub struct Plan {
     /// The command line.
     pub cli: Cli,
     /// Room ids.
-    pub rooms: Vec<String>,
+    pub rooms: Vec<RoomId>,
     /// Room index of each viewer.
     pub viewer_room: Vec<usize>,
     /// Gateway socket addresses, in `--url` order.
@@ -30,7 +31,7 @@ impl Plan {
     /// Builds the plan.
     ///
     /// # Errors
-    /// On an unusable URL.
+    /// On an unusable URL or a room prefix that makes invalid room ids.
     pub fn new(cli: Cli) -> anyhow::Result<Self> {
         let (viewers, rooms, zipf) = cli.scenario.shape();
         if rooms == 0 {
@@ -41,7 +42,13 @@ impl Plan {
             .room_prefix
             .clone()
             .unwrap_or_else(|| format!("lt{:x}", crate::now_us() % 0xff_ffff));
-        let room_ids = (0..rooms).map(|i| format!("{prefix}-{i}")).collect();
+        let room_ids = (0..rooms)
+            .map(|i| {
+                let id = format!("{prefix}-{i}");
+                RoomId::new(&id)
+                    .map_err(|e| anyhow::anyhow!("--room-prefix {prefix}: room `{id}`: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
         let mut addrs = Vec::new();
         let mut http = Vec::new();
         for url in &cli.common.urls {

@@ -1,12 +1,14 @@
 //! What one viewer counts of the frames it reads: every seq (for loss, duplicates
 //! and reorders), latencies, replies to its commands, resets and reconnect requests.
 //!
-//! Every line is decoded by field name ([`Line`]), borrowing from the frame, so a
+//! Every line is decoded by field name ([`ServerLine`]), borrowing from the frame, so a
 //! delivery costs one parse and no allocation.
 
 use std::collections::BTreeMap;
 
-use crate::incoming::{FrameType, Line};
+use danmaku_protocol::{FrameType, ServerLine};
+
+use crate::incoming::{poll_votes, published_at};
 use crate::stats::Track;
 
 /// The error code counted for a line that is not a server frame.
@@ -60,7 +62,7 @@ impl Seen {
         if line.is_empty() {
             return;
         }
-        let Ok(l) = Line::decode(line) else {
+        let Ok(l) = ServerLine::decode(line) else {
             *self.errors.entry(UNDECODABLE.into()).or_default() += 1;
             return;
         };
@@ -75,7 +77,7 @@ impl Seen {
                 }
             }
             FrameType::Error => {
-                let code = l.code.unwrap_or_else(|| "unknown".into());
+                let code: String = l.code.map_or_else(|| "unknown".into(), Into::into);
                 if l.id.and_then(|id| self.pending.remove(&id)).is_some() {
                     *self.refused.entry(code.clone()).or_default() += 1;
                 }
@@ -88,19 +90,24 @@ impl Seen {
                 }
             }
             FrameType::Reconnect => self.reconnect_asked = true,
-            FrameType::Hello | FrameType::Joined | FrameType::Presence | FrameType::Other => {}
+            FrameType::Hello
+            | FrameType::Joined
+            | FrameType::Left
+            | FrameType::Pong
+            | FrameType::Presence
+            | FrameType::Unknown => {}
         }
     }
 
-    fn on_event(&mut self, l: &Line<'_>, now_us: u64) {
+    fn on_event(&mut self, l: &ServerLine<'_>, now_us: u64) {
         let Some(seq) = l.seq else {
             return;
         };
         self.delivered += 1;
         self.track.on_event(seq);
-        if let Some(t) = l.published_at() {
+        if let Some(t) = published_at(l) {
             self.latencies.push((now_us, now_us.saturating_sub(t)));
-        } else if let Some(votes) = l.poll_votes()
+        } else if let Some(votes) = poll_votes(l)
             && self.last_poll.as_ref().is_none_or(|(s, _)| seq > *s)
         {
             self.last_poll = Some((seq, votes));
@@ -193,17 +200,31 @@ mod tests {
 
     #[test]
     fn poll_tallies_keep_the_latest_and_garbage_is_counted() {
+        use danmaku_protocol::data::{PollDoc, PollSpec};
+        use danmaku_protocol::{EventFrame, EventKind, RoomId};
+
         let mut s = Seen {
             track: Track::start(0),
             ..Seen::default()
         };
-        let poll = |seq: u64, a: u64| {
-            format!(
-                r#"{{"type":"event","seq":{seq},"kind":"poll","data":{{"options":[{{"votes":{a}}},{{"votes":1}}]}}}}"#
-            )
+        let spec = PollSpec {
+            question: "q".into(),
+            options: vec!["a".into(), "b".into()],
         };
-        s.on_line(poll(2, 5).as_bytes(), 0);
-        s.on_line(poll(1, 3).as_bytes(), 0);
+        let room = RoomId::new("r").expect("room");
+        let poll = |seq: u64, a: u64| {
+            let votes = [a, 1];
+            let doc = PollDoc {
+                poll: "p",
+                open: true,
+                spec: &spec,
+                votes: &votes,
+                ends_at: 9,
+            };
+            EventFrame::encode(&room, "e", seq, &EventKind::poll(), 0, &doc.encode()).bytes
+        };
+        s.on_line(&poll(2, 5), 0);
+        s.on_line(&poll(1, 3), 0);
         assert_eq!(s.last_poll, Some((2, vec![5, 1])));
         s.on_line(b"not json", 0);
         s.on_line(b"", 0);

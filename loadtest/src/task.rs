@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use danmaku_protocol::{Command, PollId, RoomId};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -26,11 +27,11 @@ const RECONNECT_ATTEMPTS: usize = 5;
 pub struct Viewer {
     shared: Arc<Shared>,
     index: usize,
-    room: String,
+    room: RoomId,
     epoch: String,
     seen: Seen,
     /// The room's open poll and its option count, to vote in.
-    poll: Option<(String, u32)>,
+    poll: Option<(PollId, u32)>,
     next_id: u64,
     /// Connections made so far; each reconnect dials the next gateway.
     attempt: usize,
@@ -61,7 +62,7 @@ pub async fn run_task(shared: Arc<Shared>, i: usize, permit: OwnedSemaphorePermi
 
 impl Viewer {
     /// Viewer `index`, just joined to `room`: it counts seqs from the `joined` reply's.
-    pub fn joined(shared: Arc<Shared>, index: usize, room: String, j: &Joined) -> Self {
+    pub fn joined(shared: Arc<Shared>, index: usize, room: RoomId, j: &Joined) -> Self {
         let mut v = Self {
             shared,
             index,
@@ -89,7 +90,7 @@ impl Viewer {
     /// Whether the viewer has its room's final seq.
     pub fn done(&self, finals: &BTreeMap<String, u64>) -> bool {
         finals
-            .get(&self.room)
+            .get(self.room.as_str())
             .is_none_or(|&f| self.seen.track.next > f)
     }
 
@@ -230,27 +231,34 @@ impl Viewer {
     async fn act(&mut self, ws: &mut Ws, a: &mut Actions) -> Option<Duration> {
         let id = self.next_id;
         self.next_id += 1;
-        let (cmd, pending) = match a.next(self.poll.is_some()) {
-            Act::Vote => {
-                let (poll, options) = self.poll.clone().unwrap_or_default();
-                let option = (self.index as u32) % options.max(1);
+        let room = self.room.clone();
+        let (cmd, pending) = match (a.next(self.poll.is_some()), &self.poll) {
+            (Act::Vote, Some((poll, options))) => {
+                let option = (self.index as u32) % (*options).max(1);
+                let poll = poll.clone();
                 (
-                    serde_json::json!({"type":"vote","id":id,"room":self.room,"poll":poll,"option":option}),
+                    Command::Vote {
+                        id,
+                        room,
+                        poll,
+                        option,
+                    },
                     Pending::Vote(option),
                 )
             }
-            Act::Comment => (
-                serde_json::json!({"type":"comment","id":id,"room":self.room,"text":format!("lt comment {id}")}),
-                Pending::Comment,
-            ),
-            Act::Like(n) => (
-                serde_json::json!({"type":"like","id":id,"room":self.room,"count":n}),
-                Pending::Like(n),
-            ),
+            // `next` only answers `Vote` when there is a poll to vote in.
+            (Act::Comment | Act::Vote, _) => {
+                let text = format!("lt comment {id}");
+                (Command::Comment { id, room, text }, Pending::Comment)
+            }
+            (Act::Like(n), _) => {
+                let count = u32::try_from(n).unwrap_or(u32::MAX);
+                (Command::Like { id, room, count }, Pending::Like(n))
+            }
         };
         self.seen.pending.insert(id, pending);
         self.shared.command_sent();
-        let _ = ws.send_text(cmd.to_string().as_bytes()).await;
+        let _ = ws.send_text(cmd.encode().as_bytes()).await;
         a.next_wait()
     }
 
@@ -289,6 +297,6 @@ impl Viewer {
 
     /// Merges what the viewer counted into the worker's measurements.
     pub fn finish(&mut self) {
-        self.shared.finish(&self.room, &mut self.seen);
+        self.shared.finish(self.room.as_str(), &mut self.seen);
     }
 }

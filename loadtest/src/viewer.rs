@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::net::TcpSocket;
 
-use crate::incoming::{FrameType, JoinedFrame, Line};
+use danmaku_protocol::{Command, FrameType, JoinedReply, PollId, RoomId, ServerLine, Since};
+
 use crate::wsclient::{Client, Frame};
 
 /// A viewer's WebSocket.
@@ -95,7 +96,7 @@ pub struct Joined {
     /// Whether `since` was honoured.
     pub recovered: bool,
     /// The first open poll of the snapshot, with its option count.
-    pub poll: Option<(String, u32)>,
+    pub poll: Option<(PollId, u32)>,
     /// Lines that came after `joined` in its frame (replayed events).
     pub rest: Vec<Vec<u8>>,
 }
@@ -104,7 +105,11 @@ pub struct Joined {
 ///
 /// # Errors
 /// The failure's cause, as a short label.
-pub async fn join(ws: &mut Ws, room: &str, since: Option<(&str, u64)>) -> Result<Joined, String> {
+pub async fn join(
+    ws: &mut Ws,
+    room: &RoomId,
+    since: Option<(&str, u64)>,
+) -> Result<Joined, String> {
     ws.send_text(join_command(room, since).as_bytes())
         .await
         .map_err(|_| "send_error".to_string())?;
@@ -126,14 +131,16 @@ pub async fn join(ws: &mut Ws, room: &str, since: Option<(&str, u64)>) -> Result
 }
 
 /// The `join` command (id 1) for `room`, resuming after `since` when given.
-pub fn join_command(room: &str, since: Option<(&str, u64)>) -> String {
-    match since {
-        Some((epoch, seq)) => {
-            serde_json::json!({"type":"join","id":1,"room":room,"since":{"epoch":epoch,"seq":seq}})
-        }
-        None => serde_json::json!({"type":"join","id":1,"room":room}),
+pub fn join_command(room: &RoomId, since: Option<(&str, u64)>) -> String {
+    Command::Join {
+        id: 1,
+        room: room.clone(),
+        since: since.map(|(epoch, seq)| Since {
+            epoch: epoch.to_owned(),
+            seq,
+        }),
     }
-    .to_string()
+    .encode()
 }
 
 /// The answer to `join` in one server frame, if it has one: `joined` (with the lines
@@ -141,7 +148,7 @@ pub fn join_command(room: &str, since: Option<(&str, u64)>) -> String {
 pub fn scan_joined(text: &[u8]) -> Option<Result<Joined, String>> {
     let mut lines = text.split(|&b| b == b'\n');
     for line in lines.by_ref() {
-        let Ok(l) = Line::decode(line) else {
+        let Ok(l) = ServerLine::decode(line) else {
             continue;
         };
         match l.ty {
@@ -162,10 +169,10 @@ pub fn scan_joined(text: &[u8]) -> Option<Result<Joined, String>> {
 }
 
 fn parse_joined(line: &[u8]) -> Result<Joined, String> {
-    let j: JoinedFrame = serde_json::from_slice(line).map_err(|_| "bad_joined".to_string())?;
+    let j: JoinedReply = serde_json::from_slice(line).map_err(|_| "bad_joined".to_string())?;
     let poll = j.snapshot.polls.into_iter().next().and_then(|p| {
         let n = u32::try_from(p.options.len()).ok()?;
-        Some((p.poll, n))
+        Some((PollId::new(&p.poll).ok()?, n))
     });
     Ok(Joined {
         epoch: j.epoch,

@@ -7,14 +7,14 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{DecodeError, ErrorCode};
 use crate::ids::{PollId, RoomId};
 use crate::limits::Limits;
 
 /// Where a client resumes a room: the epoch and the last seq it saw.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Since {
     /// The room's epoch the client saw.
     pub epoch: String,
@@ -22,8 +22,9 @@ pub struct Since {
     pub seq: u64,
 }
 
-/// A validated client command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated client command. A client encodes one with [`Command::encode`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Command {
     /// Join a room, optionally resuming after `since`.
     Join {
@@ -32,6 +33,7 @@ pub enum Command {
         /// The room to join.
         room: RoomId,
         /// Resume point, if the client saw the room before.
+        #[serde(skip_serializing_if = "Option::is_none")]
         since: Option<Since>,
     },
     /// Leave a room.
@@ -88,6 +90,13 @@ impl Command {
             | Self::Vote { id, .. }
             | Self::Ping { id } => *id,
         }
+    }
+
+    /// The command as one JSON object, as a client sends it.
+    pub fn encode(&self) -> String {
+        // INVARIANT: commands hold only strings, integers and validated ids, which
+        // serde_json always serializes.
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

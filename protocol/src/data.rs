@@ -83,6 +83,42 @@ impl PollDoc<'_> {
     }
 }
 
+/// A poll's state as a client reads it (a `poll` event's `data`, a snapshot entry).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PollState {
+    /// The poll's id.
+    pub poll: String,
+    /// `open` or `closed`.
+    pub state: String,
+    /// The question.
+    pub question: String,
+    /// The options with their tallies, in order.
+    pub options: Vec<PollTally>,
+    /// When the poll closes, Unix milliseconds.
+    pub ends_at: u64,
+}
+
+/// One option of a [`PollState`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PollTally {
+    /// The option's text.
+    pub text: String,
+    /// Its votes.
+    pub votes: u64,
+}
+
+impl PollState {
+    /// Whether votes are still taken.
+    pub fn is_open(&self) -> bool {
+        self.state == "open"
+    }
+
+    /// The votes per option, in order.
+    pub fn votes(&self) -> Vec<u64> {
+        self.options.iter().map(|o| o.votes).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +143,11 @@ mod tests {
         );
         let back: PollSpec = serde_json::from_str(&spec.to_json()).expect("round trip");
         assert_eq!(back, spec);
+        let read: PollState = serde_json::from_str(&doc.encode()).expect("reads back");
+        assert_eq!((read.is_open(), read.votes()), (true, vec![3, 0]));
+        assert_eq!(
+            (read.question.as_str(), read.options[0].text.as_str()),
+            (spec.question.as_str(), "红")
+        );
     }
 }

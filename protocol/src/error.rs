@@ -53,6 +53,28 @@ impl ErrorCode {
         }
     }
 
+    /// The code of a wire spelling; `None` for one this version does not know.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 13] = [
+        Self::BadRequest,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotJoined,
+        Self::RateLimited,
+        Self::TooLarge,
+        Self::InvalidRoom,
+        Self::UnknownPoll,
+        Self::PollClosed,
+        Self::AlreadyVoted,
+        Self::TooManyRooms,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
     /// The HTTP status the API answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -105,3 +127,18 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_and_parses_back() {
+        assert_eq!(ErrorCode::ALL.len(), ErrorCode::Internal as usize + 1);
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code} out of place in ALL");
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::parse("room_busy"), None);
+    }
+}

@@ -16,6 +16,7 @@
 //! - [`limits`]: the configurable bounds (text length, like counts, rooms per connection).
 //! - [`client`]: decoding and validating client commands.
 //! - [`server`]: encoding server frames (`hello`, `joined`, `event`, …).
+//! - [`received`]: decoding server frames, for clients (the load test, SDKs' tests).
 //! - [`data`]: the payloads of the gateway's own event kinds (likes, polls).
 //! - [`error`]: protocol error codes and decode errors.
 //! - [`close`]: WebSocket close codes the gateway uses.
@@ -27,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod received;
 pub mod server;
 
 pub use client::{Command, Since, decode_command, split_frame};
@@ -34,6 +36,7 @@ pub use close::CloseCode;
 pub use error::{DecodeError, ErrorCode};
 pub use ids::{EventKind, IdError, PollId, RoomId};
 pub use limits::Limits;
+pub use received::{FrameType, JoinedReply, ServerLine};
 pub use server::{EventFrame, ServerFrame, Snapshot};
 
 /// The WebSocket subprotocol of this version.

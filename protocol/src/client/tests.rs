@@ -134,6 +134,27 @@ fn errors_echo_the_id_and_classify() {
 }
 
 #[test]
+fn an_encoded_command_decodes_to_itself() {
+    let commands = [
+        r#"{"type":"join","id":1,"room":"shop-42"}"#,
+        r#"{"type":"join","id":1,"room":"shop-42","since":{"epoch":"8f3a","seq":117}}"#,
+        r#"{"type":"leave","id":2,"room":"shop-42"}"#,
+        r#"{"type":"comment","id":3,"room":"shop-42","text":"这个\"颜色\"好看!"}"#,
+        r#"{"type":"like","id":4,"room":"shop-42","count":5}"#,
+        r#"{"type":"vote","id":5,"room":"shop-42","poll":"p-7","option":1}"#,
+        r#"{"type":"ping","id":6}"#,
+    ];
+    for json in commands {
+        let command = dec(json).expect("valid");
+        let encoded = command.encode();
+        assert_eq!(dec(&encoded).as_ref(), Ok(&command), "{encoded}");
+        let as_sent: serde_json::Value = serde_json::from_str(json).expect("json");
+        let as_encoded: serde_json::Value = serde_json::from_str(&encoded).expect("json");
+        assert_eq!(as_encoded, as_sent, "same fields as the documented command");
+    }
+}
+
+#[test]
 fn splits_frames_on_newlines() {
     let parts: Vec<&str> = split_frame("{\"a\":1}\n\n{\"b\":2}\n").collect();
     assert_eq!(parts, vec!["{\"a\":1}", "{\"b\":2}"]);
