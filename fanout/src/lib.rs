@@ -30,6 +30,7 @@ use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 
 mod heat;
 pub mod hub;
+pub mod idempotency;
 pub mod mailbox;
 pub mod memory;
 pub mod position;
@@ -140,12 +141,25 @@ pub enum FanoutError {
     /// The option index is out of range.
     #[error("poll `{0}` has no option {1}")]
     BadOption(PollId, u32),
+    /// The idempotency key was first used for another event (another kind or data).
+    #[error("idempotency key already used for a different event (seq {seq}); use a new key")]
+    KeyReused {
+        /// The seq of the event the key was first used for.
+        seq: u64,
+    },
     /// The store holds as many rooms as it may.
     #[error("too many rooms ({0})")]
     TooManyRooms(usize),
-    /// The store is unreachable (the text is the store client's own message).
+    /// The store is unreachable (the text is the store client's own message). Nothing
+    /// was sequenced.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A sequencing call reached the store but no answer came back: the event may or
+    /// may not have been sequenced. Retry with the same idempotency key.
+    #[error(
+        "the store did not confirm ({0}); the event may have been sequenced: retry with the same idempotency key"
+    )]
+    OutcomeUnknown(String),
     /// The store answered something this version cannot read: a reply of the wrong
     /// shape, or a stored event that is not a record. A bug or a version mix, never
     /// retried as if the store were down.
@@ -159,6 +173,7 @@ pub trait Rooms: Send + Sync {
     /// Sequences an event and delivers it to the hub. `data` is one valid JSON value.
     ///
     /// # Errors
+    /// [`FanoutError::KeyReused`] when `idempotency_key` was used for another event;
     /// [`FanoutError::TooManyRooms`], [`FanoutError::Unavailable`].
     async fn publish(
         &self,
@@ -254,6 +269,12 @@ pub trait Fanout: Rooms + Polls {
 
     /// Whether the store is reachable (for `/readyz`).
     fn ready(&self) -> bool;
+
+    /// Pub/sub connections found stalled and replaced since start (0 for stores
+    /// without pub/sub).
+    fn pubsub_stalls(&self) -> u64 {
+        0
+    }
 }
 
 impl FanoutError {
@@ -261,11 +282,15 @@ impl FanoutError {
     pub fn code(&self) -> danmaku_protocol::ErrorCode {
         use danmaku_protocol::ErrorCode;
         match self {
-            Self::Gone { .. } | Self::Ahead { .. } | Self::BadOption(..) => ErrorCode::BadRequest,
+            Self::Gone { .. }
+            | Self::Ahead { .. }
+            | Self::BadOption(..)
+            | Self::KeyReused { .. } => ErrorCode::BadRequest,
             Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
             Self::PollClosed(_) => ErrorCode::PollClosed,
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             Self::BadReply(_) => ErrorCode::Internal,
         }
     }

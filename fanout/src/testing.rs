@@ -40,6 +40,24 @@ impl TestRedis {
         let _ = std::fs::remove_file(self.dir.join("r.sock"));
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT): it then runs what it was sent.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let ok = Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {which} redis-server");
+    }
+
     /// Starts the server again, empty, on the same socket.
     pub fn restart(&mut self) {
         self.stop();
@@ -286,6 +304,125 @@ fn free_port() -> u16 {
             .unwrap_or(0);
         if port > 1024 && port < 55_535 {
             return port;
+        }
+    }
+}
+
+/// A TCP proxy in front of a [`TestRedis`] that can silently stall the pub/sub
+/// connections open at that moment: they stay open, but nothing more is forwarded
+/// either way — what a broken middlebox or a half-dead network path does. Command
+/// connections, and pub/sub connections opened later, keep working. A connection
+/// counts as pub/sub once it sent a `SUBSCRIBE`.
+pub struct StallProxy {
+    addr: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<ProxiedConn>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One proxied connection's flags.
+#[derive(Clone, Default)]
+struct ProxiedConn {
+    pubsub: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallProxy {
+    /// Listens on 127.0.0.1 (an ephemeral port) and forwards to `redis`.
+    ///
+    /// # Panics
+    /// When the listener cannot be made (tests only).
+    pub fn start(redis: &TestRedis) -> Self {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let socket = redis.dir.join("r.sock");
+        let conns: Arc<Mutex<Vec<ProxiedConn>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let (all, d) = (conns.clone(), done.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if d.load(Ordering::Relaxed) {
+                    return;
+                }
+                let (Ok(client), Ok(server)) =
+                    (client, std::os::unix::net::UnixStream::connect(&socket))
+                else {
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let conn = ProxiedConn::default();
+                all.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(conn.clone());
+                let back = conn.clone();
+                std::thread::spawn(move || forward(client, server, &conn, true));
+                std::thread::spawn(move || forward(s2, c2, &back, false));
+            }
+        });
+        Self { addr, conns, done }
+    }
+
+    /// The URL to give the gateway.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Stops forwarding on every pub/sub connection open now (they stay open).
+    /// Returns how many were stalled.
+    pub fn stall_pubsub(&self) -> usize {
+        let conns = self
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut n = 0;
+        for c in conns.iter().filter(|c| c.pubsub.load(Ordering::Relaxed)) {
+            c.stalled.store(true, Ordering::Relaxed);
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+/// Copies `from` to `to`; from the client side (`upstream`), marks the connection as
+/// pub/sub when a `SUBSCRIBE` goes by. A stalled connection's bytes are held, and its
+/// sockets kept open, for as long as the test runs.
+fn forward(
+    mut from: impl std::io::Read,
+    mut to: impl std::io::Write,
+    conn: &ProxiedConn,
+    upstream: bool,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if upstream
+            && buf[..n]
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+        {
+            conn.pubsub.store(true, Ordering::Relaxed);
+        }
+        if conn.stalled.load(Ordering::Relaxed) {
+            // Hold the bytes and the sockets; this thread ends with the test process.
+            loop {
+                std::thread::park();
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
         }
     }
 }

@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::likes::LikeAggregator;
-use crate::limits::ConnLimiter;
+use crate::limits::{ApiQuota, ConnLimiter};
 use crate::metrics::Metrics;
 use crate::state::{AppState, ConnContext};
 
@@ -65,6 +65,7 @@ impl App {
             metrics,
             likes,
             limiter: ConnLimiter::new(config.ws.max_conns_per_ip, config.ws.max_connections),
+            api_quota: ApiQuota::new(config.auth.api_keys.len(), config.api_rate),
             shutdown,
             tracker: TaskTracker::new(),
             conn: Arc::new(conn),
@@ -112,18 +113,33 @@ impl App {
             }
         }
         tracing::info!("draining");
-        drop(self.listener);
         state.shutdown.cancel();
-        http_conns.close();
         state.tracker.close();
-        let grace = state.config.ws.drain_after + Duration::from_secs(10);
-        let drained = tokio::time::timeout(grace, async {
-            http_conns.wait().await;
+        let grace = tokio::time::sleep(state.config.ws.drain_after + Duration::from_secs(10));
+        tokio::pin!(grace);
+        let viewers_gone = async {
             state.tracker.wait().await;
             let _ = background.await;
-        })
-        .await;
-        if drained.is_err() {
+        };
+        tokio::pin!(viewers_gone);
+        // While viewers drain the port still answers: `/readyz` says 503 `draining` (so
+        // a balancer takes this gateway out), upgrades are refused with 503, and the
+        // API keeps working. It closes once every viewer is gone.
+        let timed_out = loop {
+            tokio::select! {
+                () = &mut viewers_gone => break false,
+                () = &mut grace => break true,
+                accepted = self.listener.accept() => {
+                    if let Ok((stream, addr)) = accepted {
+                        http_conns.spawn(serve_connection(state.clone(), router.clone(), stream, addr));
+                    }
+                }
+            }
+        };
+        drop(self.listener);
+        http_conns.close();
+        let closed = tokio::time::timeout(Duration::from_secs(2), http_conns.wait()).await;
+        if timed_out || closed.is_err() {
             tracing::warn!("drain timed out; exiting");
         }
         Ok(())
@@ -147,6 +163,12 @@ const LANE_SIZE: usize = 64;
 /// (a stream going live) must not overflow the queue: a dropped SYN costs the viewer a
 /// one-second retransmit. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 16_384;
+
+/// Largest HTTP request head (request line and headers, a token in the URL included);
+/// a larger one is answered 431 and the connection closed.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header lines of a request (431 beyond).
+pub const MAX_HEADERS: usize = 64;
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -186,12 +208,21 @@ async fn serve_connection(
         req
     });
     let service = hyper_util::service::TowerToHyperService::new(service);
+    // Accepted while draining: one request, then the connection closes.
+    let draining = state.shutdown.is_cancelled();
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .keep_alive(!draining)
         .header_read_timeout(head_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
+    if draining {
+        let _ = conn.await;
+        return;
+    }
     tokio::select! {
         _ = conn.as_mut() => {}
         () = state.shutdown.cancelled() => {

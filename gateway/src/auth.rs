@@ -33,6 +33,9 @@ pub struct Identity {
     pub rooms: Option<Vec<String>>,
     /// Anonymous viewers may join and read only.
     pub read_only: bool,
+    /// When the token expires, Unix seconds (`exp`); `None` for anonymous viewers. The
+    /// connection is closed with 4001 then, and the client reconnects with a fresh one.
+    pub expires_at: Option<u64>,
 }
 
 impl Identity {
@@ -70,6 +73,9 @@ pub enum AuthError {
     /// No token and anonymous access is off.
     #[error("missing token")]
     Missing,
+    /// Longer than any token this gateway issues would be.
+    #[error("token too large: at most {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
     /// A token, but no key to verify it with (a gateway built without one).
     #[error("tokens are not accepted: no JWT key is configured")]
     NoKey,
@@ -111,7 +117,10 @@ impl AuthError {
         use jsonwebtoken::errors::ErrorKind as K;
         match e.kind() {
             K::InvalidToken | K::Base64(_) | K::Utf8(_) => Self::Malformed,
-            K::Json(e) => Self::Fields(e.to_string()),
+            K::Json(e) => match missing_field(&e.to_string()) {
+                Some(claim) => Self::MissingClaim(claim),
+                None => Self::Fields(e.to_string()),
+            },
             K::InvalidClaimFormat(claim) => Self::Fields(format!("`{claim}` has the wrong type")),
             K::MissingRequiredClaim(claim) => Self::MissingClaim(claim.clone()),
             K::InvalidSignature => Self::BadSignature,
@@ -124,6 +133,12 @@ impl AuthError {
             _ => Self::Other(e),
         }
     }
+}
+
+/// The claim serde found missing, from its message ``missing field `exp` at …``.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(name, _)| name.to_owned())
 }
 
 /// Why an HTTP API call's credentials were refused.
@@ -149,6 +164,9 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
         .then_some(token)
 }
+
+/// The longest token accepted; a longer one is refused before it is decoded.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Error building the verifier from configuration.
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +197,17 @@ impl Auth {
         let verifier = verifier.map(|(key, alg)| {
             // One algorithm only: no `none`, no switching between HMAC and public keys.
             let mut v = Validation::new(alg);
-            v.set_required_spec_claims(&["exp", "sub"]);
+            let mut required = vec!["exp", "sub"];
+            v.validate_nbf = true;
+            if let Some(aud) = &config.audience {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            if let Some(iss) = &config.issuer {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            v.set_required_spec_claims(&required);
             v.leeway = 5;
             (key, v, alg)
         });
@@ -209,8 +237,12 @@ impl Auth {
                 role: Role::Viewer,
                 rooms: None,
                 read_only: true,
+                expires_at: None,
             });
         };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
         let (key, validation, alg) = self.verifier.as_ref().ok_or(AuthError::NoKey)?;
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::from_jwt(e, *alg))?
@@ -228,25 +260,28 @@ impl Auth {
             role,
             rooms: claims.rooms,
             read_only: false,
+            expires_at: Some(claims.exp),
         })
     }
 
-    /// Checks that an `Authorization` header value carries a configured API key.
+    /// Checks that an `Authorization` header value carries a configured API key, and
+    /// says which (its index in the configured list, for its quota).
     ///
     /// # Errors
     /// [`ApiKeyError`] saying what is wrong with it.
-    pub fn api_key(&self, authorization: Option<&str>) -> Result<(), ApiKeyError> {
+    pub fn api_key(&self, authorization: Option<&str>) -> Result<usize, ApiKeyError> {
         let header = authorization.ok_or(ApiKeyError::Missing)?;
         let key = bearer_token(header).ok_or(ApiKeyError::NotBearer)?;
         // Every key is compared, so the time taken does not tell which one nearly matched.
-        let known = self.api_keys.iter().fold(false, |ok, k| {
-            ok | constant_time_eq(k.as_bytes(), key.as_bytes())
-        });
-        if known {
-            Ok(())
-        } else {
-            Err(ApiKeyError::Unknown)
-        }
+        let known = self
+            .api_keys
+            .iter()
+            .enumerate()
+            .fold(None, |found, (i, k)| {
+                let same = constant_time_eq(k.as_bytes(), key.as_bytes());
+                found.or(same.then_some(i))
+            });
+        known.ok_or(ApiKeyError::Unknown)
     }
 
     /// Whether an upgrade from `origin` is allowed.
@@ -279,10 +314,28 @@ mod tests {
         Auth::new(&AuthConfig {
             jwt: JwtKey::Hs256(b"secret".to_vec()),
             anonymous,
-            api_keys: vec!["k1".into()],
-            allowed_origins: vec![],
+            api_keys: vec!["k1".into(), "k2".into()],
+            ..AuthConfig::default()
         })
         .expect("auth")
+    }
+
+    /// An HS256 token of any claims, signed with `secret`.
+    fn forge(claims: &serde_json::Value, secret: &[u8]) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .expect("sign")
+    }
+
+    /// `token` with its header replaced by `header`.
+    fn with_header(token: &str, header: &serde_json::Value) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
+        let rest = token.split_once('.').map_or("", |(_, rest)| rest);
+        format!("{b64}.{rest}")
     }
 
     fn claims(exp: u64) -> Claims {
@@ -340,6 +393,130 @@ mod tests {
     }
 
     #[test]
+    fn alg_none_is_refused_in_any_casing() {
+        let a = auth(false);
+        let good = forge(&serde_json::json!({"sub": "u1", "exp": far()}), b"secret");
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let signed = with_header(&good, &serde_json::json!({"alg": alg, "typ": "JWT"}));
+            let unsigned = format!("{}.", &signed[..signed.rfind('.').expect("dot")]);
+            for token in [signed, unsigned] {
+                let why = refusal(&a, &token);
+                assert!(why.starts_with("token malformed"), "{alg}: {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn hs256_signed_with_the_rs256_public_key_is_refused() {
+        let pem = include_bytes!("../tests/data/rsa-public.pem");
+        let a = Auth::new(&AuthConfig {
+            jwt: JwtKey::Rs256(pem.to_vec()),
+            ..AuthConfig::default()
+        })
+        .expect("auth");
+        // The classic confusion: the public key (known to anyone) as an HMAC secret.
+        let token = forge(&serde_json::json!({"sub": "u1", "exp": far()}), pem);
+        assert_eq!(
+            refusal(&a, &token),
+            "token is not signed with RS256, the algorithm this gateway accepts"
+        );
+    }
+
+    #[test]
+    fn time_claims_are_checked() {
+        let a = auth(false);
+        let now = danmaku_fanout::now_ms() / 1000;
+        let exp = now + 3600;
+        let no_exp = forge(&serde_json::json!({"sub": "u1"}), b"secret");
+        assert_eq!(refusal(&a, &no_exp), "token lacks the `exp` claim");
+        let no_sub = forge(&serde_json::json!({"exp": far()}), b"secret");
+        assert_eq!(refusal(&a, &no_sub), "token lacks the `sub` claim");
+        let later = forge(
+            &serde_json::json!({"sub": "u1", "exp": far(), "nbf": now + 60}),
+            b"secret",
+        );
+        assert_eq!(refusal(&a, &later), "token not valid yet (nbf)");
+        let started = forge(
+            &serde_json::json!({"sub": "u1", "exp": exp, "nbf": now - 60}),
+            b"secret",
+        );
+        let id = a.viewer(Some(&started)).expect("nbf in the past is fine");
+        assert_eq!(id.expires_at, Some(exp));
+    }
+
+    #[test]
+    fn audience_and_issuer_when_configured() {
+        let a = Auth::new(&AuthConfig {
+            jwt: JwtKey::Hs256(b"secret".to_vec()),
+            audience: Some("shop".into()),
+            issuer: Some("https://id.example".into()),
+            ..AuthConfig::default()
+        })
+        .expect("auth");
+        let token = |aud: Option<&str>, iss: Option<&str>| {
+            let mut c = serde_json::json!({"sub": "u1", "exp": far()});
+            if let Some(aud) = aud {
+                c["aud"] = aud.into();
+            }
+            if let Some(iss) = iss {
+                c["iss"] = iss.into();
+            }
+            forge(&c, b"secret")
+        };
+        assert!(
+            a.viewer(Some(&token(Some("shop"), Some("https://id.example"))))
+                .is_ok()
+        );
+        assert_eq!(
+            refusal(&a, &token(Some("other"), Some("https://id.example"))),
+            "token's aud claim is not accepted"
+        );
+        assert_eq!(
+            refusal(&a, &token(Some("shop"), Some("https://evil.example"))),
+            "token's iss claim is not accepted"
+        );
+        assert_eq!(
+            refusal(&a, &token(None, Some("https://id.example"))),
+            "token lacks the `aud` claim"
+        );
+        assert_eq!(
+            refusal(&a, &token(Some("shop"), None)),
+            "token lacks the `iss` claim"
+        );
+        // Without a configured audience, a token meant for someone else is refused.
+        assert_eq!(
+            refusal(&auth(false), &token(Some("shop"), None)),
+            "token's aud claim is not accepted"
+        );
+    }
+
+    #[test]
+    fn huge_tokens_and_wrong_segment_counts_are_refused() {
+        let a = auth(false);
+        let huge = format!(
+            "{}.{}.{}",
+            "a".repeat(32 * 1024),
+            "b".repeat(32 * 1024),
+            "c"
+        );
+        assert_eq!(refusal(&a, &huge), "token too large: at most 8192 bytes");
+        let good = sign_hs256(b"secret", &claims(far())).expect("sign");
+        let parts: Vec<&str> = good.split('.').collect();
+        for token in [
+            parts[..2].join("."),
+            format!("{good}.{}", parts[2]),
+            parts[0].to_string(),
+            format!("{}..{}", parts[0], parts[2]),
+        ] {
+            let why = refusal(&a, &token);
+            assert!(
+                why.starts_with("token malformed") || why == "token signature is invalid",
+                "{token}: {why}"
+            );
+        }
+    }
+
+    #[test]
     fn anonymous_viewers_are_read_only() {
         let id = auth(true).viewer(None).expect("anon");
         assert!(id.read_only);
@@ -349,14 +526,15 @@ mod tests {
     #[test]
     fn api_keys() {
         let a = auth(false);
-        assert_eq!(a.api_key(Some("Bearer k1")), Ok(()));
+        assert_eq!(a.api_key(Some("Bearer k1")), Ok(0));
+        assert_eq!(a.api_key(Some("Bearer k2")), Ok(1), "which key it was");
         assert_eq!(
             a.api_key(Some("bearer k1")),
-            Ok(()),
+            Ok(0),
             "the scheme is case-insensitive"
         );
-        assert_eq!(a.api_key(Some("BEARER  k1")), Ok(()));
-        assert_eq!(a.api_key(Some("Bearer k2")), Err(ApiKeyError::Unknown));
+        assert_eq!(a.api_key(Some("BEARER  k1")), Ok(0));
+        assert_eq!(a.api_key(Some("Bearer k3")), Err(ApiKeyError::Unknown));
         assert_eq!(a.api_key(Some("k1")), Err(ApiKeyError::NotBearer));
         assert_eq!(a.api_key(Some("Basic k1")), Err(ApiKeyError::NotBearer));
         assert_eq!(a.api_key(Some("Bearer ")), Err(ApiKeyError::NotBearer));

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -44,6 +45,43 @@ impl TokenBucket {
         }
         let wait = ((1.0 - self.tokens) / self.rate.per_s * 1_000.0).ceil();
         Err(wait.max(1.0) as u64)
+    }
+}
+
+/// One token bucket per configured API key: the HTTP API's quota.
+///
+/// # Backpressure
+/// A request beyond its key's bucket is answered 429 with `Retry-After`; the set of
+/// buckets is the configured keys, so it is bounded by the configuration.
+#[derive(Debug)]
+pub struct ApiQuota {
+    buckets: Vec<Mutex<TokenBucket>>,
+}
+
+impl ApiQuota {
+    /// Full buckets for `keys` keys.
+    pub fn new(keys: usize, rate: Rate) -> Self {
+        let now = Instant::now();
+        Self {
+            buckets: (0..keys)
+                .map(|_| Mutex::new(TokenBucket::new(rate, now)))
+                .collect(),
+        }
+    }
+
+    /// Takes one request of key `index`.
+    ///
+    /// # Errors
+    /// The wait in milliseconds when its bucket is empty.
+    pub fn take(&self, index: usize) -> Result<(), u64> {
+        let Some(bucket) = self.buckets.get(index) else {
+            return Ok(());
+        };
+        // A poisoned lock only means a panic elsewhere mid-update of two numbers.
+        let mut bucket = bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        bucket.take(Instant::now())
     }
 }
 
@@ -141,6 +179,20 @@ mod tests {
         assert_eq!(b.take(t0), Err(200));
         assert!(b.take(t0 + Duration::from_millis(200)).is_ok());
         assert!(b.take(t0 + Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn each_api_key_has_its_own_quota() {
+        let q = ApiQuota::new(
+            2,
+            Rate {
+                per_s: 1.0,
+                burst: 2.0,
+            },
+        );
+        assert!(q.take(0).is_ok() && q.take(0).is_ok());
+        assert!(q.take(0).is_err_and(|ms| ms > 0 && ms <= 1000));
+        assert!(q.take(1).is_ok(), "another key's bucket is full");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Handshakes refused, by any cause (auth, limits, origin).
     pub handshakes_refused: AtomicU64,
+    /// HTTP API requests refused by their key's quota.
+    pub api_rate_limited: AtomicU64,
     /// Events sequenced through this gateway (client comments and API publishes).
     pub events_in: AtomicU64,
     /// Like clicks received (sum of counts).
@@ -91,6 +93,8 @@ pub struct Gauges {
     pub deliveries: u64,
     /// Frames dropped at full mailboxes.
     pub queue_drops: u64,
+    /// Pub/sub connections found stalled and replaced.
+    pub pubsub_stalls: u64,
 }
 
 impl Metrics {
@@ -102,7 +106,7 @@ impl Metrics {
     /// Renders every metric.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "danmaku_connections_total",
                 "WebSocket connections accepted",
@@ -112,6 +116,11 @@ impl Metrics {
                 "danmaku_handshakes_refused_total",
                 "Handshakes refused",
                 self.handshakes_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "danmaku_api_rate_limited_total",
+                "HTTP API requests refused by their key's quota",
+                self.api_rate_limited.load(Ordering::Relaxed),
             ),
             (
                 "danmaku_events_in_total",
@@ -170,6 +179,11 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_pubsub_stalls_total Pub/sub connections found stalled by the liveness probe and replaced\n# TYPE danmaku_pubsub_stalls_total counter\ndanmaku_pubsub_stalls_total {}",
+            g.pubsub_stalls
+        );
         let errors = self.command_errors.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
@@ -212,6 +226,7 @@ mod tests {
             rooms: 2,
             deliveries: 5,
             queue_drops: 0,
+            pubsub_stalls: 0,
         });
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.005\"} 2"));

@@ -13,7 +13,7 @@ use danmaku_protocol::Limits;
 use crate::auth::Auth;
 use crate::config::{Config, Rates, WsConfig};
 use crate::likes::LikeAggregator;
-use crate::limits::ConnLimiter;
+use crate::limits::{ApiQuota, ConnLimiter};
 use crate::metrics::Metrics;
 
 /// What every request handler and connection task shares.
@@ -30,6 +30,8 @@ pub struct AppState {
     pub likes: Arc<LikeAggregator>,
     /// Connection limits.
     pub limiter: Arc<ConnLimiter>,
+    /// The HTTP API's quota per key.
+    pub api_quota: ApiQuota,
     /// Cancelled when the gateway starts draining.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.

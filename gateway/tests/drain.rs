@@ -1,5 +1,5 @@
-//! SIGTERM: every client is told to reconnect, then closed with 1012; the process
-//! finishes what it acknowledged and exits 0.
+//! SIGTERM: every client is told to reconnect, then closed with 1012; meanwhile
+//! `/readyz` answers 503; the process finishes what it acknowledged and exits 0.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -9,7 +9,7 @@ use support::{Gateway, Viewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_reconnect_then_1012_and_exits_zero() {
-    let mut gw = Gateway::start(&["--drain-ms", "300", "--likes-window-ms", "60000"]);
+    let mut gw = Gateway::start(&["--drain-ms", "1500", "--likes-window-ms", "60000"]);
     let mut viewers = Vec::new();
     for i in 0..20 {
         let mut v = Viewer::connect(&gw, &format!("v{i}")).await;
@@ -23,6 +23,7 @@ async fn sigterm_sends_reconnect_then_1012_and_exits_zero() {
         .await;
     assert_eq!(viewers[0].reply(id).await["type"], "ack");
     gw.sigterm();
+    let mut checked_ready = false;
     for v in &mut viewers {
         let mut reconnect = None;
         let mut likes = None;
@@ -37,8 +38,14 @@ async fn sigterm_sends_reconnect_then_1012_and_exits_zero() {
         let r = reconnect.unwrap();
         assert_eq!(
             (r["reason"].as_str(), r["after_ms"].as_u64()),
-            (Some("draining"), Some(300))
+            (Some("draining"), Some(1500))
         );
+        if !checked_ready {
+            // Draining, before the close: still answering, and telling the balancer.
+            let (ready, body) = gw.http("GET", "/readyz", None, None).await;
+            assert_eq!((ready, body["status"].as_str()), (503, Some("draining")));
+            checked_ready = true;
+        }
         assert_eq!(likes.unwrap()["data"]["total"], 3);
         assert_eq!(v.closed().await, 1012);
     }

@@ -5,66 +5,19 @@
 mod support;
 
 use serde_json::Value;
-use support::{API_KEY, Gateway, SECRET};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{API_KEY, Answer, Gateway, SECRET, exchange};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// An answer: status, headers (names lower-cased) and the JSON body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn error(&self) -> (&str, &str) {
-        let e = &self.body["error"];
-        match (e["code"].as_str(), e["message"].as_str()) {
-            (Some(code), Some(message)) => (code, message),
-            _ => panic!("not an error body: {}", self.body),
-        }
-    }
-}
-
 /// Sends `method path` with `headers` (each `Name: value`) and no body.
 async fn request(gw: &Gateway, method: &str, path: &str, headers: &[&str]) -> Answer {
-    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
     for h in headers {
         req.push_str(h);
         req.push_str("\r\n");
     }
     req.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.expect("read");
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let body = serde_json::from_str(body).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    exchange(gw.addr, &[req.as_bytes()]).await
 }
 
 #[tokio::test]

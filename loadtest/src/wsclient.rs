@@ -166,12 +166,14 @@ impl Frames {
     /// answer into (its masks seeded from `seed`).
     pub fn upgrade(host: &str, path_and_query: &str, seed: u64) -> (String, Self) {
         let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let key: String = (0..22)
-            .map(|_| {
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-                    [(next(&mut rng) % 64) as usize] as char
-            })
+        // 16 random bytes in base64: 21 characters, a 22nd that carries only the last
+        // two bits (its low four are zero), and the padding.
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut key: String = (0..21)
+            .map(|_| ALPHABET[(next(&mut rng) % 64) as usize] as char)
             .collect();
+        key.push(ALPHABET[((next(&mut rng) % 4) * 16) as usize] as char);
         let req = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: danmaku.v1\r\n\r\n"
@@ -374,6 +376,20 @@ fn next(rng: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrade_keys_are_16_bytes_in_canonical_base64() {
+        for seed in 0..200 {
+            let (req, _) = Frames::upgrade("h", "/ws", seed);
+            let key = req
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .expect("a key");
+            assert_eq!(key.len(), 24, "{key}");
+            assert!(key.ends_with("=="), "{key}");
+            assert!("AQgw".contains(&key[21..22]), "{key}: unused bits set");
+        }
+    }
 
     /// A connected pair: the client side wrapped, the server side raw.
     async fn pair() -> (Client, TcpStream) {

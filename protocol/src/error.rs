@@ -27,8 +27,11 @@ pub enum ErrorCode {
     AlreadyVoted,
     /// The connection has joined the maximum number of rooms.
     TooManyRooms,
-    /// The store is unreachable; retry later.
+    /// The store is unreachable; retry later. Nothing was done.
     Unavailable,
+    /// The store took the request but did not confirm it in time: it may or may not
+    /// have been done. Retry with the same idempotency key.
+    OutcomeUnknown,
     /// An unexpected server error.
     Internal,
 }
@@ -49,6 +52,7 @@ impl ErrorCode {
             Self::AlreadyVoted => "already_voted",
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
+            Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal => "internal",
         }
     }
@@ -59,7 +63,7 @@ impl ErrorCode {
     }
 
     /// Every code, in declaration order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::Forbidden,
@@ -72,6 +76,7 @@ impl ErrorCode {
         Self::AlreadyVoted,
         Self::TooManyRooms,
         Self::Unavailable,
+        Self::OutcomeUnknown,
         Self::Internal,
     ];
 
@@ -86,6 +91,7 @@ impl ErrorCode {
             Self::TooLarge => 413,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
+            Self::OutcomeUnknown => 504,
             Self::Internal => 500,
         }
     }

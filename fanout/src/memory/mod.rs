@@ -17,6 +17,7 @@ use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::idempotency::fingerprint;
 use crate::{
     Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
 };
@@ -140,21 +141,25 @@ impl Rooms for MemoryFanout {
     ) -> Result<Published, FanoutError> {
         self.with_room(room, |state| {
             let now = now_ms();
-            if let Some(key) = idempotency_key
-                && let Some(seq) = state.idempotent_seq(key, now)
+            let keyed = idempotency_key.map(|key| (key, fingerprint(kind, data)));
+            if let Some((key, print)) = &keyed
+                && let Some((seq, first)) = state.idempotent_seq(key, now)
             {
-                return Published {
+                if first != *print {
+                    return Err(FanoutError::KeyReused { seq });
+                }
+                return Ok(Published {
                     epoch: state.epoch.clone(),
                     seq,
                     duplicate: true,
-                };
+                });
             }
             let published = self.publish_locked(room, state, kind, data);
-            if let Some(key) = idempotency_key {
-                state.remember_key(key, published.seq, now);
+            if let Some((key, print)) = keyed {
+                state.remember_key(key, published.seq, print, now);
             }
-            published
-        })
+            Ok(published)
+        })?
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {

@@ -17,8 +17,9 @@ pub(crate) struct RoomState {
     pub(crate) seq: u64,
     pub(crate) likes: u64,
     history: HistoryRing,
-    /// Idempotency key → (seq, first seen). `idem_order` bounds it by count and age.
-    idem: HashMap<Box<str>, (u64, u64)>,
+    /// Idempotency key → (seq, the event's fingerprint). `idem_order` (key, first
+    /// seen) bounds it by count and age.
+    idem: HashMap<Box<str>, (u64, String)>,
     idem_order: VecDeque<(Box<str>, u64)>,
     idem_ttl_ms: u64,
     idem_max: usize,
@@ -80,18 +81,19 @@ impl RoomState {
         frame
     }
 
-    pub(crate) fn idempotent_seq(&mut self, key: &str, now: u64) -> Option<u64> {
+    /// The seq and fingerprint of the event `key` was first used for.
+    pub(crate) fn idempotent_seq(&mut self, key: &str, now: u64) -> Option<(u64, String)> {
         self.forget_keys(now);
-        self.idem.get(key).map(|&(seq, _)| seq)
+        self.idem.get(key).cloned()
     }
 
-    pub(crate) fn remember_key(&mut self, key: &str, seq: u64, now: u64) {
+    pub(crate) fn remember_key(&mut self, key: &str, seq: u64, print: String, now: u64) {
         if self.idem.len() >= self.idem_max
             && let Some((old, _)) = self.idem_order.pop_front()
         {
             self.idem.remove(&old);
         }
-        self.idem.insert(Box::from(key), (seq, now));
+        self.idem.insert(Box::from(key), (seq, print));
         self.idem_order.push_back((Box::from(key), now));
     }
 

@@ -1,6 +1,8 @@
 //! Connections to one standalone server or to a Redis Cluster, behind one type.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -21,11 +23,26 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    pub(crate) async fn open(target: &Target) -> redis::RedisResult<Self> {
+    /// Opens a connection whose calls answer within about `timeout`: a response
+    /// takes at most that, and while Redis is unreachable a call fails after one
+    /// short reconnect attempt instead of retrying for seconds.
+    pub(crate) async fn open(target: &Target, timeout: Duration) -> redis::RedisResult<Self> {
         Ok(match target {
-            Target::Single(client) => Self::Single(ConnectionManager::new(client.clone()).await?),
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(timeout))
+                    .set_connection_timeout(Some(timeout / 2))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(200));
+                Self::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+            }
             Target::Cluster(seeds) => Self::Cluster(
-                redis::cluster::ClusterClient::new(seeds.clone())?
+                redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                    .response_timeout(timeout)
+                    .connection_timeout(timeout / 2)
+                    .retries(1)
+                    .build()?
                     .get_async_connection()
                     .await?,
             ),

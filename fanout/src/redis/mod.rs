@@ -74,6 +74,13 @@ pub struct RedisConfig {
     /// A gateway's reported online count expires after this (a crashed gateway's
     /// viewers stop counting).
     pub online_ttl: Duration,
+    /// A pub/sub connection whose liveness probe (sent every `position_check`) has not
+    /// come back this long after Redis took it is taken for stalled and replaced.
+    pub probe_timeout: Duration,
+    /// The longest a store call may take. A publish without an answer by then is
+    /// [`crate::FanoutError::OutcomeUnknown`] (it may have been sequenced); any other
+    /// call is [`crate::FanoutError::Unavailable`].
+    pub call_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -90,6 +97,8 @@ impl Default for RedisConfig {
             position_check: Duration::from_secs(1),
             gateway_id: "g1".into(),
             online_ttl: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -362,5 +371,9 @@ impl Fanout for RedisFanout {
             .iter()
             .all(|s| s.healthy.load(Ordering::Relaxed))
             && self.subscribers.iter().all(Subscriber::connected)
+    }
+
+    fn pubsub_stalls(&self) -> u64 {
+        self.subscribers.iter().map(Subscriber::stalls).sum()
     }
 }

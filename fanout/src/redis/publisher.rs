@@ -64,7 +64,9 @@ pub(super) async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, F
     };
     let mut shards = Vec::with_capacity(targets.len());
     for target in targets {
-        let conn = Conn::open(&target).await.map_err(|e| unavailable(&e))?;
+        let conn = Conn::open(&target, config.call_timeout)
+            .await
+            .map_err(|e| unavailable(&e))?;
         shards.push(Shard {
             target,
             conn,
@@ -175,10 +177,15 @@ impl Publisher {
         }
         let shard = self.shard(room);
         let mut conn = shard.conn.clone();
-        let result = inv.invoke_async(&mut conn).await;
-        let result = result.map_err(|e| op.error(&e));
+        let result = match tokio::time::timeout(c.call_timeout, inv.invoke_async(&mut conn)).await {
+            Ok(answer) => answer.map_err(|e| op.error(&e)),
+            Err(_) => Err(op.no_answer(c.call_timeout)),
+        };
         // Unhealthy on anything but an answer (a refused vote is an answer).
-        let reached = !matches!(result, Err(FanoutError::Unavailable(_)));
+        let reached = !matches!(
+            result,
+            Err(FanoutError::Unavailable(_) | FanoutError::OutcomeUnknown(_))
+        );
         shard.healthy.store(reached, Ordering::Relaxed);
         result
     }

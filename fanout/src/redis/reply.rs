@@ -74,6 +74,7 @@ impl RoomOp<'_> {
                 (*data).to_owned(),
                 idempotency_ttl_s.to_string(),
                 if idempotency.is_some() { "1" } else { "0" }.to_owned(),
+                crate::idempotency::fingerprint(kind, data),
             ],
             Self::Likes { delta } => vec![delta.to_string()],
             Self::PollOpen { spec, ends_at } => vec![
@@ -96,6 +97,28 @@ impl RoomOp<'_> {
         }
     }
 
+    /// Whether the op sequences an event (so a call without an answer may have).
+    fn sequences(&self) -> bool {
+        matches!(
+            self,
+            Self::Event { .. }
+                | Self::Likes { .. }
+                | Self::PollOpen { .. }
+                | Self::PollClose { .. }
+                | Self::PollFlush
+        )
+    }
+
+    /// The op got no answer within `timeout`.
+    pub(crate) fn no_answer(&self, timeout: std::time::Duration) -> FanoutError {
+        let why = format!("no answer from Redis within {} ms", timeout.as_millis());
+        if self.sequences() {
+            FanoutError::OutcomeUnknown(why)
+        } else {
+            FanoutError::Unavailable(why)
+        }
+    }
+
     /// What a script error means for this op.
     pub(crate) fn error(&self, e: &redis::RedisError) -> FanoutError {
         let poll = match self {
@@ -109,6 +132,10 @@ impl RoomOp<'_> {
             (Some("DM_UNKNOWN_POLL"), Some(p)) => FanoutError::UnknownPoll(p),
             (Some("DM_POLL_CLOSED"), Some(p)) => FanoutError::PollClosed(p),
             (Some("DM_ALREADY_VOTED"), Some(p)) => FanoutError::AlreadyVoted(p),
+            (Some("DM_KEY_REUSED"), _) => match e.detail().and_then(|d| d.trim().parse().ok()) {
+                Some(seq) => FanoutError::KeyReused { seq },
+                None => FanoutError::BadReply("DM_KEY_REUSED without the key's seq"),
+            },
             (Some("DM_BAD_OPTION"), Some(p)) => {
                 let option = match self {
                     Self::Vote { option, .. } => *option,
@@ -117,9 +144,23 @@ impl RoomOp<'_> {
                 FanoutError::BadOption(p, option)
             }
             (Some(_), _) => FanoutError::BadReply("the room script refused the operation"),
+            // Sent and then lost (a timeout, a connection dropped mid-call): the script
+            // may have run. Only a call that never reached Redis is certainly undone.
+            (None, _) if self.sequences() && !never_sent(e) => {
+                FanoutError::OutcomeUnknown(e.to_string())
+            }
             (None, _) => unavailable(e),
         }
     }
+}
+
+/// Whether the call certainly never reached Redis: the connection was refused or
+/// could not be made, so nothing was written.
+///
+/// A broken pipe is *not* such a sign: the client reports every call still in flight
+/// on a connection that died with it, whether Redis ran the call or not.
+fn never_sent(e: &redis::RedisError) -> bool {
+    e.is_connection_refusal() || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
 /// Redis could not be reached (or failed to answer).

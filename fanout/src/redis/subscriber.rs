@@ -8,18 +8,31 @@
 //! `position_check`) catch up rooms whose tail was lost; an epoch change, or a gap the
 //! stream no longer holds, is delivered as [`RESET_SEQ`] so viewers get a `reset`.
 //!
+//! # Liveness
+//! A connection can stall without closing (a proxy that stops forwarding). Every
+//! `position_check` the task publishes a probe on a channel of its own; when a
+//! confirmed probe has not come back within `probe_timeout`, the connection is taken
+//! for dead: the gateway reports not ready, and the task reconnects, resubscribes and
+//! fills every room from its stream. Meanwhile the position check keeps rooms moving.
+//!
+//! Nothing the task awaits blocks delivery for long: a `watch` reads the room's
+//! position and subscribes beside the loop (the join is answered once the position
+//! is known), and every store call is bounded by `call_timeout`.
+//!
 //! # Backpressure
 //! Watch requests go through a bounded channel (`watch` waits when it is full). The
 //! redis client buffers pushed messages until this task reads them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use danmaku_protocol::RoomId;
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
@@ -39,6 +52,7 @@ type Ack = oneshot::Sender<Result<(), FanoutError>>;
 pub(crate) struct Subscriber {
     tx: mpsc::Sender<(RoomId, Ack)>,
     connected: Arc<AtomicBool>,
+    stalls: Arc<AtomicU64>,
 }
 
 struct RoomSub {
@@ -60,6 +74,35 @@ struct Task {
     rooms: HashMap<String, RoomSub>,
     connected: Arc<AtomicBool>,
     healthy: Arc<AtomicBool>,
+    /// Pub/sub connections found stalled by the probe.
+    stalls: Arc<AtomicU64>,
+    /// This task's probe channel.
+    probe_channel: String,
+}
+
+/// A watch whose position read finished: the room, its keys, the position (or why
+/// it could not be read) and the caller waiting for it.
+struct Watched {
+    room: RoomId,
+    keys: RoomKeys,
+    position: Result<(Option<String>, Option<u64>), FanoutError>,
+    ack: Ack,
+}
+
+/// The liveness probe of one connection.
+#[derive(Default)]
+struct Probe {
+    /// Probes sent so far (the payload of the next is this + 1).
+    sent: u64,
+    /// The probe in flight, and when Redis confirmed publishing it.
+    awaiting: Option<(u64, Option<Instant>)>,
+}
+
+impl Probe {
+    /// Whether a confirmed probe is overdue.
+    fn overdue(&self, timeout: Duration) -> bool {
+        matches!(self.awaiting, Some((_, Some(at))) if at.elapsed() > timeout)
+    }
 }
 
 impl Subscriber {
@@ -72,6 +115,13 @@ impl Subscriber {
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
+        let stalls = Arc::new(AtomicU64::new(0));
+        let probe_channel = format!(
+            "{}:probe:{}:{}",
+            config.prefix,
+            config.gateway_id,
+            crate::memory::new_epoch()
+        );
         let task = Task {
             target,
             conn,
@@ -80,10 +130,21 @@ impl Subscriber {
             rooms: HashMap::new(),
             connected: connected.clone(),
             healthy,
+            stalls: stalls.clone(),
+            probe_channel,
         };
         // Owned by the handle: the task ends when every sender (the store) is dropped.
         tokio::spawn(task.run(rx));
-        Self { tx, connected }
+        Self {
+            tx,
+            connected,
+            stalls,
+        }
+    }
+
+    /// Pub/sub connections found stalled so far.
+    pub(crate) fn stalls(&self) -> u64 {
+        self.stalls.load(Ordering::Relaxed)
     }
 
     /// Makes sure this gateway receives `room`'s events.
@@ -114,11 +175,9 @@ impl Task {
         loop {
             let opened = match Source::open(&self.target).await {
                 Ok(mut source) => {
-                    let channels: Vec<String> = self.rooms.keys().cloned().collect();
-                    match channels.is_empty() {
-                        true => Ok(source),
-                        false => source.subscribe(&channels).await.map(|()| source),
-                    }
+                    let mut channels: Vec<String> = self.rooms.keys().cloned().collect();
+                    channels.push(self.probe_channel.clone());
+                    source.subscribe(&channels).await.map(|()| source)
                 }
                 Err(e) => Err(e),
             };
@@ -138,62 +197,180 @@ impl Task {
             self.connected.store(true, Ordering::Relaxed);
             // Anything published while we were not subscribed is in the streams.
             self.check_positions(true).await;
-            let mut tick = tokio::time::interval(self.config.position_check);
-            loop {
-                tokio::select! {
-                    incoming = source.next() => match incoming {
-                        Some(Incoming::Message(channel, payload)) => self.on_message(&channel, &payload).await,
-                        Some(Incoming::Resync) => self.check_positions(true).await,
-                        None => break,
-                    },
-                    cmd = rx.recv() => match cmd {
-                        Some((room, ack)) => {
-                            let r = self.watch(&mut source, room).await;
-                            let _ = ack.send(r);
-                        }
-                        None => return,
-                    },
-                    _ = tick.tick() => {
-                        self.check_positions(false).await;
-                        self.unwatch_idle(&mut source).await;
-                    }
-                }
+            if self.serve(&mut source, &mut rx).await.is_break() {
+                return;
             }
             self.connected.store(false, Ordering::Relaxed);
         }
     }
 
-    async fn watch(&mut self, source: &mut Source, room: RoomId) -> Result<(), FanoutError> {
+    /// Serves one connection until it ends or stalls (continue: reconnect) or the
+    /// store is gone (break).
+    async fn serve(
+        &mut self,
+        source: &mut Source,
+        rx: &mut mpsc::Receiver<(RoomId, Ack)>,
+    ) -> std::ops::ControlFlow<()> {
+        use std::ops::ControlFlow;
+        let mut tick = tokio::time::interval(self.config.position_check);
+        let mut watches: FuturesUnordered<BoxFuture<'static, Watched>> = FuturesUnordered::new();
+        // Subscribes sent beside the loop; a failed one means the connection is unwell.
+        let mut subscribes: FuturesUnordered<BoxFuture<'static, bool>> = FuturesUnordered::new();
+        let (confirmed_tx, mut confirmed) = mpsc::channel::<u64>(8);
+        let mut probe = Probe::default();
+        loop {
+            tokio::select! {
+                incoming = source.next() => match incoming {
+                    Some(Incoming::Message(channel, payload)) => {
+                        if channel == self.probe_channel {
+                            let n = std::str::from_utf8(&payload).ok().and_then(|p| p.parse().ok());
+                            if probe.awaiting.is_some_and(|(sent, _)| Some(sent) == n) {
+                                probe.awaiting = None;
+                            }
+                        } else {
+                            self.on_message(&channel, &payload).await;
+                        }
+                    }
+                    Some(Incoming::Resync) => self.check_positions(true).await,
+                    // The Cluster client would repair the node's connection and
+                    // resubscribe by itself, but not always every channel of every
+                    // node: start over on a fresh connection instead.
+                    Some(Incoming::Disconnected) => return ControlFlow::Continue(()),
+                    None => return ControlFlow::Continue(()),
+                },
+                cmd = rx.recv() => match cmd {
+                    Some((room, ack)) => self.watch(room, ack, &mut watches),
+                    None => return ControlFlow::Break(()),
+                },
+                Some(w) = watches.next(), if !watches.is_empty() => {
+                    if let Some(subscribe) = self.watched(w, source) {
+                        subscribes.push(subscribe);
+                    }
+                }
+                Some(ok) = subscribes.next(), if !subscribes.is_empty() => {
+                    if !ok {
+                        tracing::warn!("pub/sub subscribe failed; reconnecting");
+                        return ControlFlow::Continue(());
+                    }
+                }
+                Some(n) = confirmed.recv() => {
+                    if let Some((sent, at @ None)) = &mut probe.awaiting && *sent == n {
+                        *at = Some(Instant::now());
+                    }
+                }
+                _ = tick.tick() => {
+                    if probe.overdue(self.config.probe_timeout) {
+                        self.stalls.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            timeout_ms = self.config.probe_timeout.as_millis() as u64,
+                            "pub/sub connection stalled (probe not delivered); reconnecting"
+                        );
+                        return ControlFlow::Continue(());
+                    }
+                    if probe.awaiting.is_none() {
+                        probe.sent += 1;
+                        probe.awaiting = Some((probe.sent, None));
+                        self.send_probe(probe.sent, confirmed_tx.clone());
+                    }
+                    self.check_positions(false).await;
+                    self.unwatch_idle(source).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes probe `n` on the command connection, beside the loop; `confirmed`
+    /// hears when Redis took it (only then does its wait count).
+    fn send_probe(&self, n: u64, confirmed: mpsc::Sender<u64>) {
+        let mut conn = self.conn.clone();
+        let channel = self.probe_channel.clone();
+        let command = if self.config.cluster {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let timeout = self.config.call_timeout;
+        tokio::spawn(async move {
+            let mut cmd = redis::cmd(command);
+            cmd.arg(&channel).arg(n);
+            let publish = cmd.query_async::<redis::Value>(&mut conn);
+            if let Ok(Ok(_)) = tokio::time::timeout(timeout, publish).await {
+                let _ = confirmed.send(n).await;
+            }
+        });
+    }
+
+    /// Starts watching `room`: its position is read beside the loop, and the caller
+    /// answered when it is known ([`Task::watched`]).
+    fn watch(
+        &mut self,
+        room: RoomId,
+        ack: Ack,
+        watches: &mut FuturesUnordered<BoxFuture<'static, Watched>>,
+    ) {
         let keys = RoomKeys::new(&self.config.prefix, &room);
         if let Some(sub) = self.rooms.get_mut(&keys.channel) {
             sub.idle_since = None;
-            return Ok(());
+            let _ = ack.send(Ok(()));
+            return;
         }
-        let down = |e: redis::RedisError| FanoutError::Unavailable(e.to_string());
-        // Position first, then subscribe: anything in between is a gap, filled from the
-        // stream when the next message or the position check shows it.
         let mut conn = self.conn.clone();
-        let (epoch, seq): (Option<String>, Option<u64>) = redis::cmd("HMGET")
-            .arg(&keys.meta)
-            .arg("epoch")
-            .arg("seq")
-            .query_async(&mut conn)
-            .await
-            .map_err(down)?;
-        source
-            .subscribe(std::slice::from_ref(&keys.channel))
-            .await
-            .map_err(down)?;
-        let channel = keys.channel.clone();
-        let sub = RoomSub {
-            room,
-            keys,
-            cursor: Cursor::new(Arc::from(epoch.unwrap_or_default()), seq.unwrap_or(0)),
-            idle_since: None,
-            behind: None,
+        let timeout = self.config.call_timeout;
+        watches.push(Box::pin(async move {
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(&keys.meta).arg("epoch").arg("seq");
+            let read = cmd.query_async(&mut conn);
+            let position = match tokio::time::timeout(timeout, read).await {
+                Ok(Ok(position)) => Ok(position),
+                Ok(Err(e)) => Err(FanoutError::Unavailable(e.to_string())),
+                Err(_) => Err(FanoutError::Unavailable(format!(
+                    "no answer from Redis within {} ms",
+                    timeout.as_millis()
+                ))),
+            };
+            Watched {
+                room,
+                keys,
+                position,
+                ack,
+            }
+        }));
+    }
+
+    /// A watch's position is known: the room is followed from there (events after it
+    /// that pub/sub misses are filled from the stream) and the caller answered; the
+    /// subscribe is returned, to run beside the loop.
+    fn watched(&mut self, w: Watched, source: &Source) -> Option<BoxFuture<'static, bool>> {
+        let (epoch, seq) = match w.position {
+            Ok(position) => position,
+            Err(e) => {
+                let _ = w.ack.send(Err(e));
+                return None;
+            }
         };
-        self.rooms.insert(channel, sub);
-        Ok(())
+        if self.rooms.contains_key(&w.keys.channel) {
+            let _ = w.ack.send(Ok(()));
+            return None;
+        }
+        let channel = w.keys.channel.clone();
+        self.rooms.insert(
+            channel.clone(),
+            RoomSub {
+                room: w.room,
+                keys: w.keys,
+                cursor: Cursor::new(Arc::from(epoch.unwrap_or_default()), seq.unwrap_or(0)),
+                idle_since: None,
+                behind: None,
+            },
+        );
+        let _ = w.ack.send(Ok(()));
+        let mut handle = source.handle();
+        Some(Box::pin(async move {
+            handle
+                .subscribe(std::slice::from_ref(&channel))
+                .await
+                .is_ok()
+        }))
     }
 
     async fn unwatch_idle(&mut self, source: &mut Source) {
@@ -401,8 +578,10 @@ impl Backoff {
 enum Incoming {
     /// A message on a room channel.
     Message(String, Vec<u8>),
-    /// Messages may have been lost (a reconnect, a full buffer): check every room.
+    /// Messages may have been lost (a full buffer): check every room.
     Resync,
+    /// A node's connection was lost.
+    Disconnected,
 }
 
 /// Messages published into pushed to this gateway: classic pub/sub on a standalone
@@ -415,6 +594,35 @@ enum Source {
         /// Set when a push found the buffer full (it was dropped): resync.
         overflow: Arc<AtomicBool>,
     },
+}
+
+/// Subscribes on a [`Source`]'s connection (a clone of its sink or connection).
+enum SubscribeHandle {
+    Single(PubSubSink),
+    Cluster(ClusterConnection),
+}
+
+impl SubscribeHandle {
+    /// Subscribes, giving up after [`SUBSCRIBE_TIMEOUT`].
+    async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+        let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"));
+        let subscribe = async {
+            match self {
+                Self::Single(sink) => sink.subscribe(channels).await,
+                Self::Cluster(conn) => {
+                    // One SSUBSCRIBE per channel: channels of different slots live on
+                    // different nodes.
+                    for c in channels {
+                        conn.ssubscribe(c).await?;
+                    }
+                    Ok(())
+                }
+            }
+        };
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe)
+            .await
+            .map_err(|_| timed_out())?
+    }
 }
 
 /// Pushes buffered per Cluster connection; beyond, they are dropped and the rooms are
@@ -456,23 +664,14 @@ impl Source {
     /// Subscribes, giving up after [`SUBSCRIBE_TIMEOUT`] (the task must not hang on a
     /// server that is down).
     async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
-        let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"));
-        tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.subscribe_now(channels))
-            .await
-            .map_err(|_| timed_out())?
+        self.handle().subscribe(channels).await
     }
 
-    async fn subscribe_now(&mut self, channels: &[String]) -> redis::RedisResult<()> {
+    /// A handle that subscribes on this connection from elsewhere.
+    fn handle(&self) -> SubscribeHandle {
         match self {
-            Self::Single(sink, _) => sink.subscribe(channels).await,
-            Self::Cluster { conn, .. } => {
-                // One SSUBSCRIBE per channel: channels of different slots live on
-                // different nodes.
-                for c in channels {
-                    conn.ssubscribe(c).await?;
-                }
-                Ok(())
-            }
+            Self::Single(sink, _) => SubscribeHandle::Single(sink.clone()),
+            Self::Cluster { conn, .. } => SubscribeHandle::Cluster(conn.clone()),
         }
     }
 
@@ -521,7 +720,7 @@ impl Source {
                             ));
                         }
                     }
-                    PushKind::Disconnection => return Some(Incoming::Resync),
+                    PushKind::Disconnection => return Some(Incoming::Disconnected),
                     _ => {}
                 }
             },

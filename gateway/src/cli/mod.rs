@@ -12,6 +12,7 @@ mod settings;
 mod tests;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::FromArgMatches;
 use danmaku_fanout::redis::RedisConfig;
@@ -187,6 +188,8 @@ impl Args {
             c.auth.api_keys.push(key);
         }
         c.auth.allowed_origins = self.allowed_origins.take().unwrap_or_default();
+        c.auth.audience = self.jwt_audience.take();
+        c.auth.issuer = self.jwt_issuer.take();
         let redis = match (redis_url, redis_cluster) {
             (Some(_), Some(_)) => {
                 return Err(CliError::Exclusive("--redis-url", "--redis-cluster"));
@@ -248,6 +251,14 @@ impl Args {
             idempotency_ttl: c.memory.idempotency_ttl,
             gateway_id: c.gateway_id.clone(),
             online_ttl: c.presence_interval * 5,
+            call_timeout: self
+                .redis_timeout_ms
+                .take()
+                .map_or(defaults.call_timeout, Duration::from_millis),
+            probe_timeout: self
+                .redis_probe_timeout_ms
+                .take()
+                .map_or(defaults.probe_timeout, Duration::from_millis),
             ..defaults
         }
     }

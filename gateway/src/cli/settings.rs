@@ -181,6 +181,15 @@ settings! {
     #[arg(env = "DANMAKU_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String> => custom(text = "any"),
 
+    /// When set, a viewer token must carry this `aud` claim (without it, a token that
+    /// has an `aud` is refused).
+    #[arg(env = "DANMAKU_JWT_AUDIENCE")]
+    jwt_audience: String => custom(text = "—"),
+
+    /// When set, a viewer token must carry this `iss` claim.
+    #[arg(env = "DANMAKU_JWT_ISSUER")]
+    jwt_issuer: String => custom(text = "—"),
+
     /// Server ping interval in ms; a connection silent for 2.5 times this is closed
     /// with 4000.
     #[arg(env = "DANMAKU_HEARTBEAT_MS")]
@@ -281,6 +290,17 @@ settings! {
     #[arg(env = "DANMAKU_REDIS_PREFIX")]
     redis_prefix: String => custom(default = |_| RedisConfig::default().prefix) in redis,
 
+    /// The longest a Redis call may take, in ms. A publish without an answer by then is
+    /// answered 504 `outcome_unknown` (retry with the same idempotency key); a Redis
+    /// that cannot be reached is answered 503 at once.
+    #[arg(env = "DANMAKU_REDIS_TIMEOUT_MS")]
+    redis_timeout_ms: u64 => custom(default = |_| RedisConfig::default().call_timeout.as_millis().to_string()) in redis,
+
+    /// A pub/sub connection whose liveness probe (one per second) has not come back
+    /// within this many ms is taken for stalled and replaced.
+    #[arg(env = "DANMAKU_REDIS_PROBE_TIMEOUT_MS")]
+    redis_probe_timeout_ms: u64 => custom(default = |_| RedisConfig::default().probe_timeout.as_millis().to_string()) in redis,
+
     /// Events kept per room for resume.
     #[arg(env = "DANMAKU_HISTORY_LEN")]
     history_len: usize => value(memory.history_len),
@@ -311,6 +331,14 @@ settings! {
     /// Largest HTTP API request body in bytes (413 beyond).
     #[arg(env = "DANMAKU_MAX_BODY_BYTES")]
     max_body_bytes: usize => value(max_body_bytes),
+
+    /// HTTP API requests per second per API key (429 with `Retry-After` beyond).
+    #[arg(env = "DANMAKU_API_RATE_PER_S")]
+    api_rate_per_s: f64 => value(api_rate.per_s),
+
+    /// HTTP API requests one API key may make at once.
+    #[arg(env = "DANMAKU_API_BURST")]
+    api_burst: f64 => value(api_rate.burst),
 
     /// Log filter in tracing's env-filter syntax (`warn`, `danmaku_gateway=debug`, …).
     #[arg(env = "DANMAKU_LOG")]

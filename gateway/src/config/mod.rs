@@ -42,6 +42,8 @@ pub struct Config {
     pub presence_interval: Duration,
     /// Largest HTTP API request body.
     pub max_body_bytes: usize,
+    /// HTTP API requests per API key.
+    pub api_rate: Rate,
 }
 
 /// Authentication settings.
@@ -55,6 +57,10 @@ pub struct AuthConfig {
     pub api_keys: Vec<String>,
     /// Allowed `Origin` values for WebSocket upgrades; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// When set, a viewer token must carry this `aud`.
+    pub audience: Option<String>,
+    /// When set, a viewer token must carry this `iss`.
+    pub issuer: Option<String>,
 }
 
 /// The key viewer tokens are verified with.
@@ -143,6 +149,10 @@ impl Default for Config {
             poll_interval: Duration::from_millis(500),
             presence_interval: Duration::from_secs(1),
             max_body_bytes: 64 * 1024,
+            api_rate: Rate {
+                per_s: 5_000.0,
+                burst: 10_000.0,
+            },
         }
     }
 }

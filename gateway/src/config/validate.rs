@@ -121,6 +121,7 @@ impl Config {
             ("comments-per-s", "comments-burst", r.comments),
             ("likes-per-s", "likes-burst", r.likes),
             ("votes-per-s", "votes-burst", r.votes),
+            ("api-rate-per-s", "api-burst", self.api_rate),
         ] {
             within(per_s, rate.per_s, 0.0, MAX_RATE)?;
             within(burst, rate.burst, 1.0, MAX_RATE)?;
@@ -155,6 +156,13 @@ impl Config {
                 ));
             }
         }
+        within("redis-timeout-ms", millis(redis.call_timeout), 10, 60_000)?;
+        within(
+            "redis-probe-timeout-ms",
+            millis(redis.probe_timeout),
+            100,
+            600_000,
+        )?;
         check_id("redis-prefix", &redis.prefix, REDIS_PREFIX)
     }
 }
@@ -172,6 +180,20 @@ impl AuthConfig {
                     .any(|c| c == ',' || c.is_whitespace() || c.is_control())
         }) {
             return Err(ConfigError::UnusableApiKey(i + 1));
+        }
+        for (flag, value) in [
+            ("jwt-audience", &self.audience),
+            ("jwt-issuer", &self.issuer),
+        ] {
+            if let Some(v) = value
+                && (v.is_empty() || v.len() > 256 || v.chars().any(char::is_control))
+            {
+                return Err(malformed(
+                    flag,
+                    v,
+                    "1–256 characters, no control characters",
+                ));
+            }
         }
         for origin in &self.allowed_origins {
             if !origin_well_formed(origin) {

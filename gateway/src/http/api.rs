@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::ApiKey;
+use super::body::JsonBody;
 use super::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -26,17 +25,8 @@ fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::new(raw).map_err(|e| ApiError::new(ErrorCode::InvalidRoom, e.to_string()))
 }
 
-fn json_body<'a, T: Deserialize<'a>>(
-    body: &'a Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::new(ErrorCode::TooLarge, "request body too large"));
-        }
-        Err(e) => return Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
-    };
-    serde_json::from_slice(bytes)
+fn json_body<'a, T: Deserialize<'a>>(body: &'a JsonBody) -> Result<T, ApiError> {
+    serde_json::from_slice(&body.0)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
 
@@ -52,7 +42,7 @@ pub(super) async fn publish(
     _key: ApiKey,
     State(app): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Response, ApiError> {
     let room = room_id(&room)?;
     let body: PublishBody<'_> = json_body(&body)?;
@@ -101,7 +91,7 @@ pub(super) async fn create_poll(
     _key: ApiKey,
     State(app): State<Arc<AppState>>,
     Path(room): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = room_id(&room)?;
     let body: PollBody = json_body(&body)?;

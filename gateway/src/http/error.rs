@@ -1,7 +1,7 @@
 //! API errors: an HTTP status with a JSON body `{"error":{"code","message"}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use danmaku_fanout::FanoutError;
 use danmaku_protocol::ErrorCode;
@@ -14,6 +14,16 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// What a few answers carry besides (boxed: errors are returned by value often).
+    extra: Option<Box<Extra>>,
+}
+
+/// A header the answer needs (`Retry-After`, `Sec-WebSocket-Version`), and the
+/// milliseconds until a retry may succeed, also given in the body.
+#[derive(Debug)]
+struct Extra {
+    header: (HeaderName, HeaderValue),
+    retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +34,61 @@ impl ApiError {
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code: code.as_str(),
             message: message.into(),
+            extra: None,
         }
+    }
+
+    fn other(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
+    }
+
+    /// 429 with `Retry-After` (whole seconds, rounded up) and `retry_after_ms`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        let secs = retry_after_ms.div_ceil(1000).max(1);
+        Self {
+            extra: Some(Box::new(Extra {
+                header: (header::RETRY_AFTER, HeaderValue::from(secs)),
+                retry_after_ms: Some(retry_after_ms),
+            })),
+            ..Self::new(ErrorCode::RateLimited, message)
+        }
+    }
+
+    /// 426 to a WebSocket upgrade of another version than 13 (RFC 6455 §4.4).
+    pub fn upgrade_required() -> Self {
+        Self {
+            extra: Some(Box::new(Extra {
+                header: (
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                ),
+                retry_after_ms: None,
+            })),
+            ..Self::other(
+                StatusCode::UPGRADE_REQUIRED,
+                "bad_request",
+                "this server speaks WebSocket version 13 only (`Sec-WebSocket-Version: 13`)",
+            )
+        }
+    }
+
+    /// 415: the body is not declared as JSON.
+    pub fn unsupported_media_type(got: &str) -> Self {
+        Self::other(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body must be JSON (`Content-Type: application/json`), not `{got}`"),
+        )
+    }
+
+    /// 409: an idempotency key reused for another event.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::other(StatusCode::CONFLICT, "idempotency_key_reused", message)
     }
 
     /// 401: the API key is missing or wrong.
@@ -34,20 +98,16 @@ impl ApiError {
 
     /// 404: no such route.
     pub fn not_found() -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: "no such endpoint".into(),
-        }
+        Self::other(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 
     /// 405: the path exists, the method does not (the `Allow` header lists those that do).
     pub fn method_not_allowed(method: &axum::http::Method, path: &str) -> Self {
-        Self {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            code: "method_not_allowed",
-            message: format!("{method} is not allowed on {path}; the Allow header lists what is"),
-        }
+        Self::other(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}; the Allow header lists what is"),
+        )
     }
 
     /// 403 to a CORS preflight: the API is not for browsers.
@@ -61,20 +121,17 @@ impl ApiError {
 
     /// 410: the requested history is older than the room keeps.
     pub fn gone(message: String) -> Self {
-        Self {
-            status: StatusCode::GONE,
-            code: "gone",
-            message,
-        }
+        Self::other(StatusCode::GONE, "gone", message)
     }
 }
 
 impl From<FanoutError> for ApiError {
     fn from(e: FanoutError) -> Self {
-        if matches!(e, FanoutError::Gone { .. }) {
-            return Self::gone(e.to_string());
+        match e {
+            FanoutError::Gone { .. } => Self::gone(e.to_string()),
+            FanoutError::KeyReused { .. } => Self::conflict(e.to_string()),
+            _ => Self::new(e.code(), e.to_string()),
         }
-        Self::new(e.code(), e.to_string())
     }
 }
 
@@ -83,7 +140,16 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, message = %self.message, "API error");
         }
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(ms) = self.extra.as_ref().and_then(|e| e.retry_after_ms) {
+            error["retry_after_ms"] = ms.into();
+        }
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let Some(extra) = self.extra {
+            let (name, value) = extra.header;
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

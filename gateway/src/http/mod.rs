@@ -2,6 +2,7 @@
 //! WebSocket route is added next to them in `app.rs`).
 
 mod api;
+mod body;
 pub mod error;
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::metrics::Gauges;
+use crate::metrics::{Gauges, Metrics};
 use crate::state::AppState;
 use error::ApiError;
 
@@ -43,16 +44,42 @@ impl FromRequestParts<Arc<AppState>> for ApiKey {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
+        if let Some(name) = parts.uri.query().and_then(credential_in_query) {
+            return Err(ApiError::new(
+                danmaku_protocol::ErrorCode::Unauthorized,
+                format!(
+                    "credentials in the URL (`{name}`) are refused: URLs end up in logs; \
+                     send Authorization: Bearer <key>"
+                ),
+            ));
+        }
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state
-            .auth
-            .api_key(header)
-            .map(|()| Self)
-            .map_err(ApiError::unauthorized)
+        let key = state.auth.api_key(header).map_err(ApiError::unauthorized)?;
+        state.api_quota.take(key).map_err(|wait_ms| {
+            Metrics::inc(&state.metrics.api_rate_limited);
+            ApiError::rate_limited("too many requests with this API key", wait_ms)
+        })?;
+        Ok(Self)
     }
+}
+
+/// The name of a query parameter that looks like a credential, if there is one.
+fn credential_in_query(query: &str) -> Option<&str> {
+    const NAMES: [&str; 6] = [
+        "key",
+        "api_key",
+        "apikey",
+        "token",
+        "access_token",
+        "authorization",
+    ];
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .find(|name| NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)))
 }
 
 /// A known path asked with a method it does not serve (axum adds the `Allow` header).
@@ -100,6 +127,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         rooms: hub.room_count(),
         deliveries: stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
         queue_drops: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        pubsub_stalls: app.fanout.pubsub_stalls(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

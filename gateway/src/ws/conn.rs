@@ -365,6 +365,15 @@ impl Conn {
         if self.last_seen.elapsed() > limit {
             return Err(Exit::Close(CloseCode::IdleTimeout));
         }
+        // Checked on this timer, so a token is honoured until the first heartbeat
+        // after its `exp` (at most one heartbeat longer) at no cost per connection.
+        if self
+            .identity
+            .expires_at
+            .is_some_and(|exp| danmaku_fanout::now_ms() / 1000 >= exp)
+        {
+            return Err(Exit::Close(CloseCode::TokenExpired));
+        }
         self.count_direct_writes();
         self.write(Message::Ping(Bytes::new())).await
     }
@@ -525,6 +534,7 @@ fn classify_read_error(e: WsError) -> Exit {
     match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Exit::Close(CloseCode::TooBig),
         WsError::Utf8(_) => Exit::Close(CloseCode::InvalidPayload),
+        WsError::Protocol(_) => Exit::Close(CloseCode::ProtocolError),
         _ => Exit::Gone,
     }
 }

@@ -17,10 +17,11 @@ use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use danmaku_protocol::{ErrorCode, SUBPROTOCOL};
+use danmaku_protocol::{CloseCode, ErrorCode, SUBPROTOCOL};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -37,6 +38,9 @@ const READ_BUFFER: usize = 1024;
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
+    /// `close`: a refused token is told after the upgrade, with close code 4501 and the
+    /// reason, rather than by a 401 a browser's WebSocket cannot read.
+    refusal: Option<String>,
 }
 
 /// `GET /ws`: checks the handshake, then hands the socket to a connection task.
@@ -91,10 +95,11 @@ fn accept(
     Ok(response)
 }
 
-/// A viewer let in: its handshake, who it is, and its place under the connection caps.
+/// A viewer let in: its handshake, who it is (or why its token was refused, to be
+/// told with a close code), and its place under the connection caps.
 struct Admitted {
     handshake: Handshake,
-    identity: Identity,
+    identity: Result<Identity, String>,
     permit: ConnPermit,
 }
 
@@ -109,6 +114,10 @@ impl Admitted {
         preface: Option<Bytes>,
     ) {
         let _permit = self.permit;
+        let identity = match self.identity {
+            Ok(identity) => identity,
+            Err(why) => return refuse(stream, read_ahead, preface, &why).await,
+        };
         let frame_limit = app.config.limits.max_frame_bytes;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
@@ -122,10 +131,51 @@ impl Admitted {
             read_ahead,
             preface,
             config,
-            self.identity,
+            identity,
         )
         .await;
     }
+}
+
+/// Closes an upgraded connection with 4501 and `why` as the reason (cut to the 123
+/// bytes a close frame allows), waiting up to a second for the client's close.
+async fn refuse(stream: TcpStream, read_ahead: Vec<u8>, preface: Option<Bytes>, why: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+    let mut stream = stream;
+    if let Some(head) = preface
+        && stream.write_all(&head).await.is_err()
+    {
+        return;
+    }
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let mut ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+        stream,
+        read_ahead,
+        tokio_tungstenite::tungstenite::protocol::Role::Server,
+        Some(config),
+    )
+    .await;
+    let mut end = why.len().min(123);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code: WsCloseCode::from(CloseCode::Unauthorized.code()),
+        reason: why[..end].to_owned().into(),
+    };
+    let close = async {
+        if ws.send(Message::Close(Some(frame))).await.is_ok() {
+            while let Some(Ok(m)) = ws.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
 }
 
 /// The checks every upgrade passes, in order: not draining, a valid handshake, a
@@ -155,10 +205,21 @@ fn admit(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::auth::bearer_token);
     let token = query.token.as_deref().or(bearer);
-    let identity = app
-        .auth
-        .viewer(token)
-        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    let close_refusal = match query.refusal.as_deref() {
+        None => false,
+        Some("close") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "`refusal` may only be `close`",
+            ));
+        }
+    };
+    let identity = match app.auth.viewer(token) {
+        Ok(identity) => Ok(identity),
+        Err(e) if close_refusal => Err(e.to_string()),
+        Err(e) => return Err(ApiError::new(ErrorCode::Unauthorized, e.to_string())),
+    };
     let permit = app.limiter.acquire(addr.ip()).map_err(|e| match e {
         LimitError::PerIp => ApiError::new(
             ErrorCode::RateLimited,
@@ -276,6 +337,19 @@ impl FastRequest {
     }
 }
 
+/// Whether a `Sec-WebSocket-Key` is, as RFC 6455 §4.1 requires, 16 bytes in base64
+/// (unused low bits of the last character are tolerated: some clients set them).
+fn valid_key(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let mut out = [0u8; 18];
+    key.len() == 24 && LENIENT.decode_slice(key, &mut out).is_ok_and(|n| n == 16)
+}
+
 /// A valid WebSocket handshake request (RFC 6455 §4.2.1).
 struct Handshake {
     accept: String,
@@ -300,15 +374,23 @@ impl Handshake {
         if !has_token(header::UPGRADE, "websocket") {
             return Err(bad("`Upgrade` header must be `websocket`"));
         }
-        if headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .is_none_or(|v| v.as_bytes() != b"13")
-        {
-            return Err(bad("`Sec-WebSocket-Version` header must be `13`"));
+        let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+        match (versions.next(), versions.next()) {
+            (Some(v), None) if v.as_bytes() == b"13" => {}
+            (None, _) => return Err(bad("`Sec-WebSocket-Version` header is missing")),
+            _ => return Err(ApiError::upgrade_required()),
         }
-        let key = headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .ok_or_else(|| bad("`Sec-WebSocket-Key` header is missing"))?;
+        let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = match (keys.next(), keys.next()) {
+            (Some(key), None) => key,
+            (None, _) => return Err(bad("`Sec-WebSocket-Key` header is missing")),
+            (Some(_), Some(_)) => return Err(bad("more than one `Sec-WebSocket-Key` header")),
+        };
+        if !valid_key(key.as_bytes()) {
+            return Err(bad(
+                "`Sec-WebSocket-Key` must be 16 random bytes in base64 (24 characters)",
+            ));
+        }
         Ok(Self {
             accept: derive_accept_key(key.as_bytes()),
             subprotocol: has_token(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL),
@@ -386,6 +468,43 @@ mod tests {
                 .expect("valid")
                 .subprotocol
         );
+    }
+
+    #[test]
+    fn a_key_is_16_bytes_in_base64() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZZ=="), "unused bits set");
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+            b"dGhlIHNhbXBsZSBub25jZ!==",
+            b"dGhlIHNhbXBsZSBub25jZQ=\n",
+            b"dGhlIHNhbXBsZSBub25jZXg=",
+            b"AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(!valid_key(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn another_version_is_told_to_use_13() {
+        for version in ["8", "14", "13, 8", ""] {
+            let mut pairs: Vec<_> = GOOD.to_vec();
+            pairs[2] = ("sec-websocket-version", version);
+            let e = match Handshake::check(&Method::GET, &headers(&pairs)) {
+                Ok(_) => panic!("version {version:?} accepted"),
+                Err(e) => e.into_response(),
+            };
+            assert_eq!(e.status(), StatusCode::UPGRADE_REQUIRED, "{version:?}");
+            assert_eq!(
+                e.headers()
+                    .get(header::SEC_WEBSOCKET_VERSION)
+                    .map(|v| v.as_bytes()),
+                Some(&b"13"[..])
+            );
+        }
     }
 
     #[test]

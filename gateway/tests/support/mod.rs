@@ -212,11 +212,20 @@ impl Viewer {
     }
 
     pub async fn connect_url(url: &str) -> Self {
+        Self::connect_with(url, &[]).await
+    }
+
+    /// Connects to `url` sending `headers` too (an `Origin`, say).
+    pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
         let mut req = url.into_client_request().expect("request");
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "danmaku.v1".parse().expect("header"),
         );
+        for (name, value) in headers {
+            req.headers_mut()
+                .insert(*name, value.parse().expect("header value"));
+        }
         let (ws, resp) = tokio_tungstenite::connect_async(req)
             .await
             .expect("connect");
@@ -326,5 +335,149 @@ impl Viewer {
         tokio::time::timeout(WAIT, wait)
             .await
             .expect("timed out waiting for close")
+    }
+}
+
+/// An HTTP answer read off a raw socket: status, headers (names lower-cased) and the
+/// body, parsed as JSON when it is JSON.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `(code, message)` of an API error body; panics on any other body.
+    pub fn error(&self) -> (&str, &str) {
+        let e = &self.body["error"];
+        match (e["code"].as_str(), e["message"].as_str()) {
+            (Some(code), Some(message)) => (code, message),
+            _ => panic!("not an error body ({}): {}", self.status, self.body),
+        }
+    }
+}
+
+/// Writes `pieces` to a new connection to `addr` (each in its own write, 50 ms
+/// apart, so a request can arrive split), then reads one answer: its head and a body
+/// of its `Content-Length` (or up to the end of the connection), within [`WAIT`].
+pub async fn exchange(addr: SocketAddr, pieces: &[&[u8]]) -> Answer {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.write_all(piece).await.expect("write");
+    }
+    tokio::time::timeout(WAIT, read_answer(&mut s))
+        .await
+        .expect("an answer in time")
+}
+
+async fn read_answer(s: &mut TcpStream) -> Answer {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let n = s.read(&mut chunk).await.expect("read");
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                let n = s.read(&mut chunk).await.expect("read body");
+                assert!(n > 0, "closed mid-body");
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None if status != 101 => {
+            let _ = s.read_to_end(&mut body).await;
+        }
+        None => {}
+    }
+    let text = String::from_utf8_lossy(&body);
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&dechunk(&text)).unwrap_or(Value::Null),
+    }
+}
+
+/// A viewer of its own room that watches for harm while a test does something bad
+/// next to it: each [`Witness::check`] publishes one event and asserts that the very
+/// next thing it sees is exactly that event, the next seq (no reset, no reconnect, no
+/// gap, no close).
+pub struct Witness {
+    viewer: Viewer,
+    room: String,
+    seq: u64,
+}
+
+impl Witness {
+    pub async fn join(gw: &Gateway, room: &str) -> Self {
+        Self::join_from(gw, room, None).await
+    }
+
+    /// As [`Witness::join`], from a page of `origin`.
+    pub async fn join_from(gw: &Gateway, room: &str, origin: Option<&str>) -> Self {
+        let url = format!("{}?token={}", gw.ws_url(), token("witness"));
+        let headers: Vec<(&'static str, &str)> =
+            origin.map(|o| ("Origin", o)).into_iter().collect();
+        let mut viewer = Viewer::connect_with(&url, &headers).await;
+        let joined = viewer.join(room).await;
+        let seq = joined["seq"].as_u64().expect("seq");
+        Self {
+            viewer,
+            room: room.to_owned(),
+            seq,
+        }
+    }
+
+    /// Publishes into the witness's room and checks it got that event next.
+    pub async fn check(&mut self, gw: &Gateway, after: &str) {
+        let seq = gw.publish(&self.room, json!({"text": after})).await;
+        assert_eq!(
+            seq,
+            self.seq + 1,
+            "after {after}: the room's seq moved by itself"
+        );
+        let next = loop {
+            let v = self.viewer.next().await;
+            if v["type"] != "presence" {
+                break v;
+            }
+        };
+        assert_eq!(next["type"], "event", "after {after}: {next}");
+        assert_eq!(next["seq"], json!(seq), "after {after}: {next}");
+        self.seq = seq;
     }
 }

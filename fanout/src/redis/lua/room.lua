@@ -128,14 +128,21 @@ end
 local result
 if op == "event" then
   -- ARGV[9] kind   ARGV[10] data JSON   ARGV[11] idempotency TTL (s)   ARGV[12] "1" with a key
+  -- ARGV[13] the event's fingerprint (fanout/src/idempotency.rs). The key holds
+  -- "<seq>:<fingerprint>" (or "<seq>", written by older versions: taken as a retry).
   local keyed = ARGV[12] == "1"
   local prev = keyed and redis.call("GET", idem)
   local e = prev and read_meta()
   if e then
-    result = {e, tonumber(prev), 1}
+    local seq, fp = string.match(prev, "^(%d+):?(%x*)$")
+    if not seq then return redis.error_reply("DM_KEY_UNREADABLE") end
+    if fp ~= "" and fp ~= ARGV[13] then
+      return redis.error_reply("DM_KEY_REUSED " .. seq)
+    end
+    result = {e, tonumber(seq), 1}
   else
     result = sequence(ARGV[9], "d", ARGV[10])
-    if keyed then redis.call("SET", idem, result[2], "EX", ARGV[11]) end
+    if keyed then redis.call("SET", idem, result[2] .. ":" .. ARGV[13], "EX", ARGV[11]) end
   end
 elseif op == "likes" then
   -- ARGV[9] delta
