@@ -24,6 +24,18 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
     || apt_install python3-websockets
 fi
 
+# The WebSocket conformance run needs kosoku (PyPI; scripts/conformance.sh installs
+# it); the real-browser checks need Debian's Chromium and Node with playwright-core.
+command -v chromium >/dev/null || apt_install chromium
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
+
+# The gateway binary the integration tests just built, against Autobahn's cases and a
+# real browser.
+cargo build -q -p danmaku-gateway
+scripts/conformance.sh target/debug/danmaku-gateway
+node tests/browser/origin.mjs target/debug/danmaku-gateway

@@ -149,9 +149,15 @@ impl App {
 /// The public port's routes, assembled in one place: the HTTP API, health and
 /// metrics, and the WebSocket upgrade.
 fn router(state: Arc<AppState>) -> axum::Router {
-    crate::http::routes(&state)
-        .route("/ws", axum::routing::get(crate::ws::upgrade))
-        .with_state(state)
+    let mut routes =
+        crate::http::routes(&state).route("/ws", axum::routing::get(crate::ws::upgrade));
+    if state.config.diagnostic_echo {
+        routes = routes.route(
+            crate::ws::ECHO_PATH,
+            axum::routing::get(crate::ws::echo_upgrade),
+        );
+    }
+    routes.with_state(state)
 }
 
 /// Viewers per hub lane: a room's events are written to each lane by its own task, so

@@ -125,3 +125,27 @@ async fn an_upgrade_in_two_pieces_is_answered_by_hyper() {
     )));
     assert!(frames[0].contains(r#""type":"hello""#), "{frames:?}");
 }
+
+#[tokio::test]
+async fn the_diagnostic_echo_is_off_unless_asked_for() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let off = Gateway::start(&[]);
+    let url = format!("ws://{}/diagnostic/echo?token={}", off.addr, token("e"));
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("the echo answered without --diagnostic-echo: {other:?}"),
+    }
+    let on = Gateway::start(&["--diagnostic-echo"]);
+    let url = format!("ws://{}/diagnostic/echo?token={}", on.addr, token("e"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text("echo me")).await.unwrap();
+    let back = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    assert_eq!(back.unwrap().unwrap(), Message::text("echo me"));
+    // Its admission is /ws's: no token, no echo.
+    let bare = format!("ws://{}/diagnostic/echo", on.addr);
+    match tokio_tungstenite::connect_async(&bare).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("the echo let in a viewer without a token: {other:?}"),
+    }
+}

@@ -78,15 +78,18 @@ struct Task {
     stalls: Arc<AtomicU64>,
     /// This task's probe channel.
     probe_channel: String,
+    /// Callers waiting for a room's position read, by channel: a join storm into a new
+    /// room reads its position once. Bounded by the callers (one entry per join in
+    /// flight); emptied when the read ends or the connection is replaced.
+    waiting: HashMap<String, Vec<Ack>>,
 }
 
-/// A watch whose position read finished: the room, its keys, the position (or why
-/// it could not be read) and the caller waiting for it.
+/// A watch whose position read finished: the room, its keys, and the position (or
+/// why it could not be read). Its callers wait in [`Task::waiting`].
 struct Watched {
     room: RoomId,
     keys: RoomKeys,
     position: Result<(Option<String>, Option<u64>), FanoutError>,
-    ack: Ack,
 }
 
 /// The liveness probe of one connection.
@@ -132,6 +135,7 @@ impl Subscriber {
             healthy,
             stalls: stalls.clone(),
             probe_channel,
+            waiting: HashMap::new(),
         };
         // Owned by the handle: the task ends when every sender (the store) is dropped.
         tokio::spawn(task.run(rx));
@@ -197,7 +201,14 @@ impl Task {
             self.connected.store(true, Ordering::Relaxed);
             // Anything published while we were not subscribed is in the streams.
             self.check_positions(true).await;
-            if self.serve(&mut source, &mut rx).await.is_break() {
+            let served = self.serve(&mut source, &mut rx).await;
+            // Position reads in flight were dropped with the connection's loop.
+            for (_, acks) in self.waiting.drain() {
+                for ack in acks {
+                    let _ = ack.send(Err(FanoutError::Unavailable("pub/sub reconnecting".into())));
+                }
+            }
+            if served.is_break() {
                 return;
             }
             self.connected.store(false, Ordering::Relaxed);
@@ -314,6 +325,11 @@ impl Task {
             let _ = ack.send(Ok(()));
             return;
         }
+        if let Some(acks) = self.waiting.get_mut(&keys.channel) {
+            acks.push(ack);
+            return;
+        }
+        self.waiting.insert(keys.channel.clone(), vec![ack]);
         let mut conn = self.conn.clone();
         let timeout = self.config.call_timeout;
         watches.push(Box::pin(async move {
@@ -332,7 +348,6 @@ impl Task {
                 room,
                 keys,
                 position,
-                ack,
             }
         }));
     }
@@ -341,15 +356,20 @@ impl Task {
     /// that pub/sub misses are filled from the stream) and the caller answered; the
     /// subscribe is returned, to run beside the loop.
     fn watched(&mut self, w: Watched, source: &Source) -> Option<BoxFuture<'static, bool>> {
+        let acks = self.waiting.remove(&w.keys.channel).unwrap_or_default();
         let (epoch, seq) = match w.position {
             Ok(position) => position,
             Err(e) => {
-                let _ = w.ack.send(Err(e));
+                for ack in acks {
+                    let _ = ack.send(Err(e.clone()));
+                }
                 return None;
             }
         };
         if self.rooms.contains_key(&w.keys.channel) {
-            let _ = w.ack.send(Ok(()));
+            for ack in acks {
+                let _ = ack.send(Ok(()));
+            }
             return None;
         }
         let channel = w.keys.channel.clone();
@@ -363,7 +383,9 @@ impl Task {
                 behind: None,
             },
         );
-        let _ = w.ack.send(Ok(()));
+        for ack in acks {
+            let _ = ack.send(Ok(()));
+        }
         let mut handle = source.handle();
         Some(Box::pin(async move {
             handle

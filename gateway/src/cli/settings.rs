@@ -340,6 +340,11 @@ settings! {
     #[arg(env = "DANMAKU_API_BURST")]
     api_burst: f64 => value(api_rate.burst),
 
+    /// Serve a WebSocket echo at `/diagnostic/echo` on the same stack, limits and checks
+    /// as `/ws`, for conformance suites such as Autobahn's. Not for production.
+    #[arg(env = "DANMAKU_DIAGNOSTIC_ECHO", num_args = 0..=1, default_missing_value = "true")]
+    diagnostic_echo: bool => value(diagnostic_echo),
+
     /// Log filter in tracing's env-filter syntax (`warn`, `danmaku_gateway=debug`, …).
     #[arg(env = "DANMAKU_LOG")]
     log: String => custom(default = |_| DEFAULT_LOG.to_string()),

@@ -44,6 +44,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// HTTP API requests per API key.
     pub api_rate: Rate,
+    /// Serve the diagnostic echo at `/diagnostic/echo` (for conformance suites).
+    pub diagnostic_echo: bool,
 }
 
 /// Authentication settings.
@@ -153,6 +155,7 @@ impl Default for Config {
                 per_s: 5_000.0,
                 burst: 10_000.0,
             },
+            diagnostic_echo: false,
         }
     }
 }

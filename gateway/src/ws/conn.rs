@@ -470,21 +470,12 @@ impl Conn {
         if code == CloseCode::SlowConsumer {
             Metrics::inc(&self.ctx.metrics.slow_closes);
         }
-        let frame = CloseFrame {
-            code: WsCloseCode::from(code.code()),
-            reason: Utf8Bytes::from_static(code.reason()),
-        };
-        let close = async {
-            if self.socket.send(Message::Close(Some(frame))).await.is_err() {
-                return;
-            }
-            while let Some(Ok(m)) = self.socket.next().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        close_with(
+            &mut self.socket,
+            code.code(),
+            Utf8Bytes::from_static(code.reason()),
+        )
+        .await;
     }
 }
 
@@ -529,7 +520,31 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn classify_read_error(e: WsError) -> Exit {
+/// Sends a close frame with `code` and `reason`, and waits up to a second for the
+/// peer's close.
+pub(super) async fn close_with<S>(ws: &mut WebSocketStream<S>, code: u16, reason: Utf8Bytes)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: WsCloseCode::from(code),
+        reason,
+    };
+    let close = async {
+        if ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+}
+
+/// What a read error means: a close code to send, or a peer that is gone.
+pub(super) fn classify_read_error(e: WsError) -> Exit {
     use tokio_tungstenite::tungstenite::error::CapacityError;
     match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Exit::Close(CloseCode::TooBig),

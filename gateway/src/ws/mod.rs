@@ -6,6 +6,7 @@
 
 mod commands;
 mod conn;
+mod echo;
 mod io;
 mod outbound;
 
@@ -21,7 +22,6 @@ use danmaku_protocol::{CloseCode, ErrorCode, SUBPROTOCOL};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -43,6 +43,29 @@ pub(crate) struct WsQuery {
     refusal: Option<String>,
 }
 
+/// What an upgrade is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `/ws`: a viewer.
+    Viewer,
+    /// `/diagnostic/echo` (with `--diagnostic-echo`): the echo of [`echo`].
+    Echo,
+}
+
+/// The path of the diagnostic echo.
+pub(crate) const ECHO_PATH: &str = "/diagnostic/echo";
+
+impl Endpoint {
+    /// The endpoint served at `path`, if any.
+    fn at(path: &str, app: &AppState) -> Option<Self> {
+        match path {
+            "/ws" => Some(Self::Viewer),
+            ECHO_PATH if app.config.diagnostic_echo => Some(Self::Echo),
+            _ => None,
+        }
+    }
+}
+
 /// `GET /ws`: checks the handshake, then hands the socket to a connection task.
 pub(crate) async fn upgrade(
     State(app): State<Arc<AppState>>,
@@ -50,7 +73,27 @@ pub(crate) async fn upgrade(
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Response {
-    match accept(&app, addr, query, request) {
+    upgrade_to(Endpoint::Viewer, &app, addr, query, request)
+}
+
+/// `GET /diagnostic/echo` (only routed with `--diagnostic-echo`).
+pub(crate) async fn echo_upgrade(
+    State(app): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Response {
+    upgrade_to(Endpoint::Echo, &app, addr, query, request)
+}
+
+fn upgrade_to(
+    endpoint: Endpoint,
+    app: &Arc<AppState>,
+    addr: SocketAddr,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Response {
+    match accept(endpoint, app, addr, query, request) {
         Ok(response) => response,
         Err(e) => {
             Metrics::inc(&app.metrics.handshakes_refused);
@@ -60,12 +103,20 @@ pub(crate) async fn upgrade(
 }
 
 fn accept(
+    endpoint: Endpoint,
     app: &Arc<AppState>,
     addr: SocketAddr,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let admitted = admit(app, addr, request.method(), request.headers(), query)?;
+    let admitted = admit(
+        endpoint,
+        app,
+        addr,
+        request.method(),
+        request.headers(),
+        query,
+    )?;
     let on_upgrade = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -98,6 +149,7 @@ fn accept(
 /// A viewer let in: its handshake, who it is (or why its token was refused, to be
 /// told with a close code), and its place under the connection caps.
 struct Admitted {
+    endpoint: Endpoint,
     handshake: Handshake,
     identity: Result<Identity, String>,
     permit: ConnPermit,
@@ -125,6 +177,10 @@ impl Admitted {
             .max_write_buffer_size(io::MAX_PENDING)
             .max_message_size(Some(frame_limit))
             .max_frame_size(Some(frame_limit));
+        if self.endpoint == Endpoint::Echo {
+            let timeout = app.config.ws.write_timeout;
+            return echo::run(stream, read_ahead, preface, config, timeout).await;
+        }
         conn::run(
             app.conn.clone(),
             stream,
@@ -140,10 +196,7 @@ impl Admitted {
 /// Closes an upgraded connection with 4501 and `why` as the reason (cut to the 123
 /// bytes a close frame allows), waiting up to a second for the client's close.
 async fn refuse(stream: TcpStream, read_ahead: Vec<u8>, preface: Option<Bytes>, why: &str) {
-    use futures_util::{SinkExt, StreamExt};
     use tokio::io::AsyncWriteExt;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
     let mut stream = stream;
     if let Some(head) = preface
         && stream.write_all(&head).await.is_err()
@@ -162,26 +215,19 @@ async fn refuse(stream: TcpStream, read_ahead: Vec<u8>, preface: Option<Bytes>, 
     while !why.is_char_boundary(end) {
         end -= 1;
     }
-    let frame = CloseFrame {
-        code: WsCloseCode::from(CloseCode::Unauthorized.code()),
-        reason: why[..end].to_owned().into(),
-    };
-    let close = async {
-        if ws.send(Message::Close(Some(frame))).await.is_ok() {
-            while let Some(Ok(m)) = ws.next().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+    conn::close_with(
+        &mut ws,
+        CloseCode::Unauthorized.code(),
+        why[..end].to_owned().into(),
+    )
+    .await;
 }
 
 /// The checks every upgrade passes, in order: not draining, a valid handshake, a
 /// well-formed query, an allowed origin, a valid token (or anonymous viewers allowed),
 /// and room under the connection caps.
 fn admit(
+    endpoint: Endpoint,
     app: &Arc<AppState>,
     addr: SocketAddr,
     method: &Method,
@@ -231,6 +277,7 @@ fn admit(
         ),
     })?;
     Ok(Admitted {
+        endpoint,
         handshake,
         identity,
         permit,
@@ -265,10 +312,17 @@ pub(crate) async fn fast_upgrade(
         Ok(Ok(n)) if n > 0 => n,
         _ => return None,
     };
-    let Some(request) = FastRequest::parse(&head[..n]) else {
+    let Some(request) = FastRequest::parse(&head[..n], app) else {
         return Some(stream);
     };
-    let Ok(admitted) = admit(app, addr, &Method::GET, &request.headers, request.query) else {
+    let Ok(admitted) = admit(
+        request.endpoint,
+        app,
+        addr,
+        &Method::GET,
+        &request.headers,
+        request.query,
+    ) else {
         return Some(stream);
     };
     // Take the request off the socket; what follows it is the connection's.
@@ -298,17 +352,19 @@ pub(crate) async fn fast_upgrade(
     None
 }
 
-/// A `GET /ws` request head parsed in place.
+/// A `GET /ws` (or echo) request head parsed in place.
 struct FastRequest {
     /// Bytes of the head, blank line included.
     len: usize,
+    endpoint: Endpoint,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
 }
 
 impl FastRequest {
-    /// The request, if `bytes` start with a complete HTTP/1.1 `GET /ws` head.
-    fn parse(bytes: &[u8]) -> Option<Self> {
+    /// The request, if `bytes` start with a complete HTTP/1.1 `GET` head of an upgrade
+    /// endpoint.
+    fn parse(bytes: &[u8], app: &AppState) -> Option<Self> {
         let mut lines = [httparse::EMPTY_HEADER; FAST_HEADERS];
         let mut req = httparse::Request::new(&mut lines);
         let httparse::Status::Complete(len) = req.parse(bytes).ok()? else {
@@ -318,9 +374,7 @@ impl FastRequest {
             return None;
         }
         let target = req.path?;
-        if target.split_once('?').map_or(target, |(path, _)| path) != "/ws" {
-            return None;
-        }
+        let endpoint = Endpoint::at(target.split_once('?').map_or(target, |(path, _)| path), app)?;
         let uri: Uri = target.parse().ok()?;
         let mut headers = HeaderMap::with_capacity(req.headers.len());
         for h in req.headers.iter() {
@@ -331,6 +385,7 @@ impl FastRequest {
         }
         Some(Self {
             len,
+            endpoint,
             headers,
             query: Query::try_from_uri(&uri),
         })
