@@ -143,3 +143,71 @@ async fn a_silently_stalled_pubsub_connection_is_found_and_replaced_without_loss
     let (ready, _) = gw.http("GET", "/readyz", None, None).await;
     assert_eq!(ready, 200);
 }
+
+#[tokio::test]
+async fn fifty_identical_idempotent_publishes_over_three_gateways_are_one_event() {
+    let redis = TestRedis::start();
+    let gws: Vec<std::sync::Arc<Gateway>> = (0..3)
+        .map(|_| std::sync::Arc::new(gateway(&redis)))
+        .collect();
+    let mut v = Viewer::connect(&gws[2], "v").await;
+    v.join("r").await;
+    let publishes = (0..50).map(|i| {
+        let gw = gws[i % 3].clone();
+        tokio::spawn(async move { publish(&gw, "the-one").await })
+    });
+    let answers = futures_util::future::join_all(publishes).await;
+    let seqs: std::collections::BTreeSet<u64> = answers
+        .into_iter()
+        .map(|a| {
+            let (status, body, _) = a.unwrap();
+            assert_eq!(status, 200, "{body}");
+            body["seq"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        seqs.into_iter().collect::<Vec<_>>(),
+        [1],
+        "one seq for the key"
+    );
+    assert_eq!(v.next_event().await["seq"], 1);
+    assert_eq!(
+        publish(&gws[0], "another").await.1["seq"],
+        2,
+        "and only one event"
+    );
+    assert_eq!(v.next_event().await["seq"], 2);
+}
+
+#[tokio::test]
+async fn script_flush_while_publishing_loses_nothing() {
+    const EVENTS: u64 = 400;
+    let redis = std::sync::Arc::new(TestRedis::start());
+    let gw = std::sync::Arc::new(gateway(&redis));
+    let mut v = Viewer::connect(&gw, "v").await;
+    v.join("r").await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flusher = {
+        let (redis, done) = (redis.clone(), done.clone());
+        tokio::task::spawn_blocking(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    for i in 1..=EVENTS {
+        let (status, body, _) = publish(&gw, &format!("k-{i}")).await;
+        assert_eq!((status, body["seq"].as_u64()), (200, Some(i)), "{body}");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    flusher.await.unwrap();
+    let errors = redis.cli(&["INFO", "errorstats"]);
+    assert!(
+        errors.contains("errorstat_NOSCRIPT"),
+        "no publish met a flushed script: {errors}"
+    );
+    for seq in 1..=EVENTS {
+        assert_eq!(v.next_event().await["seq"], seq);
+    }
+}
