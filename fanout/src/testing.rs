@@ -317,13 +317,15 @@ pub struct StallProxy {
     addr: std::net::SocketAddr,
     conns: std::sync::Arc<std::sync::Mutex<Vec<ProxiedConn>>>,
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    severed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// One proxied connection's flags.
-#[derive(Clone, Default)]
+/// One proxied connection's flags, and its client socket (to sever it).
+#[derive(Clone)]
 struct ProxiedConn {
     pubsub: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: std::sync::Arc<std::net::TcpStream>,
 }
 
 impl StallProxy {
@@ -339,21 +341,31 @@ impl StallProxy {
         let socket = redis.dir.join("r.sock");
         let conns: Arc<Mutex<Vec<ProxiedConn>>> = Arc::default();
         let done = Arc::new(AtomicBool::new(false));
-        let (all, d) = (conns.clone(), done.clone());
+        let severed = Arc::new(AtomicBool::new(false));
+        let (all, d, cut) = (conns.clone(), done.clone(), severed.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if d.load(Ordering::Relaxed) {
                     return;
+                }
+                if cut.load(Ordering::Relaxed) {
+                    continue; // dropped: the connection is refused at once
                 }
                 let (Ok(client), Ok(server)) =
                     (client, std::os::unix::net::UnixStream::connect(&socket))
                 else {
                     continue;
                 };
-                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                let (Ok(c2), Ok(s2), Ok(c3)) =
+                    (client.try_clone(), server.try_clone(), client.try_clone())
+                else {
                     continue;
                 };
-                let conn = ProxiedConn::default();
+                let conn = ProxiedConn {
+                    pubsub: Arc::default(),
+                    stalled: Arc::default(),
+                    client: Arc::new(c3),
+                };
                 all.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(conn.clone());
@@ -362,7 +374,25 @@ impl StallProxy {
                 std::thread::spawn(move || forward(s2, c2, &back, false));
             }
         });
-        Self { addr, conns, done }
+        Self {
+            addr,
+            conns,
+            done,
+            severed,
+        }
+    }
+
+    /// Cuts every connection through the proxy and refuses new ones: the gateway
+    /// behind it has lost Redis, while others reach it directly.
+    pub fn sever(&self) {
+        self.severed.store(true, Ordering::Relaxed);
+        let conns = self
+            .conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in conns.iter() {
+            let _ = c.client.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// The URL to give the gateway.

@@ -263,12 +263,45 @@ fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
             s.fanout.tick().await;
         },
     ));
+    let store = tokio::spawn(watch_store(state.clone()));
     let state = state.clone();
     tokio::spawn(async move {
-        let _ = tokio::join!(presence, likes, polls);
+        let _ = tokio::join!(presence, likes, polls, store);
         // Finish what is in flight: likes already acknowledged to clients.
         state.likes.flush(&state.fanout).await;
     })
+}
+
+/// Sends this gateway's viewers elsewhere when its store has been unreachable for
+/// `store_lost_after` (once per outage): other gateways may still reach it, and a
+/// viewer here would get no events. Checked every second; nothing to do without Redis.
+async fn watch_store(state: Arc<AppState>) {
+    let Some(after) = state.config.redis.as_ref().map(|r| r.store_lost_after) else {
+        return;
+    };
+    let mut unready_since: Option<tokio::time::Instant> = None;
+    let mut moved = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(after));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        if state.fanout.ready() {
+            unready_since = None;
+            moved = false;
+            continue;
+        }
+        let since = *unready_since.get_or_insert_with(tokio::time::Instant::now);
+        if !moved && since.elapsed() >= after {
+            tracing::warn!(
+                after_ms = after.as_millis() as u64,
+                "store unreachable: telling viewers to move to another gateway"
+            );
+            state.conn.mover.move_all();
+            moved = true;
+        }
+    }
 }
 
 /// Runs `work` every `period` until shutdown (a late tick delays the next one).

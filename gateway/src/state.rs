@@ -53,7 +53,38 @@ pub struct ConnContext {
     pub likes: Arc<LikeAggregator>,
     /// Cancelled when the gateway starts draining.
     pub shutdown: CancellationToken,
+    /// Tells every connection open now to move to another gateway.
+    pub mover: Mover,
     next_conn: AtomicU64,
+}
+
+/// Sends every connection open at the moment to another gateway (`reconnect`, then
+/// 1012), without draining the gateway: used when this gateway has lost its store while
+/// others may still reach it.
+#[derive(Debug, Default)]
+pub struct Mover {
+    current: std::sync::Mutex<CancellationToken>,
+}
+
+impl Mover {
+    /// The token a connection watches: cancelled by the next [`Mover::move_all`].
+    pub fn token(&self) -> CancellationToken {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Tells every connection that took a token so far to move; later ones stay.
+    pub fn move_all(&self) {
+        let old = std::mem::take(
+            &mut *self
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        old.cancel();
+    }
 }
 
 /// The settings a connection task reads.
@@ -89,6 +120,7 @@ impl ConnContext {
             metrics,
             likes,
             shutdown,
+            mover: Mover::default(),
             next_conn: AtomicU64::new(0),
         }
     }

@@ -211,3 +211,46 @@ async fn script_flush_while_publishing_loses_nothing() {
         assert_eq!(v.next_event().await["seq"], seq);
     }
 }
+
+#[tokio::test]
+async fn a_gateway_cut_off_from_redis_sends_its_viewers_to_another() {
+    let redis = TestRedis::start();
+    let proxy = StallProxy::start(&redis);
+    let cut = Gateway::start(&["--redis-url", &proxy.url(), "--redis-lost-after-ms", "1000"]);
+    let healthy = gateway(&redis);
+    let mut v = Viewer::connect(&cut, "v").await;
+    let joined = v.join("r").await;
+    let epoch = joined["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(publish(&healthy, "k-1").await.0, 200);
+    assert_eq!(v.next_event().await["seq"], 1);
+
+    proxy.sever();
+    for i in 2..=5 {
+        assert_eq!(publish(&healthy, &format!("k-{i}")).await.0, 200);
+    }
+    // Told to move, then closed; nothing it saw was wrong.
+    let mut seen = 1;
+    let reconnect = loop {
+        let m = v.next().await;
+        match m["type"].as_str() {
+            Some("reconnect") => break m,
+            Some("event") => {
+                seen += 1;
+                assert_eq!(m["seq"], seen);
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(reconnect["reason"], "store unavailable");
+    assert_eq!(v.closed().await, 1012);
+    // The viewer resumes on the healthy gateway and loses nothing.
+    let mut moved = Viewer::connect(&healthy, "v").await;
+    let id = moved
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": epoch, "seq": seen}}))
+        .await;
+    let rejoined = moved.reply(id).await;
+    assert_eq!(rejoined["recovered"], true, "{rejoined}");
+    for seq in seen + 1..=5 {
+        assert_eq!(moved.next_event().await["seq"], seq);
+    }
+}

@@ -77,6 +77,9 @@ pub struct RedisConfig {
     /// A pub/sub connection whose liveness probe (sent every `position_check`) has not
     /// come back this long after Redis took it is taken for stalled and replaced.
     pub probe_timeout: Duration,
+    /// A gateway that cannot reach Redis this long tells its viewers to move to
+    /// another gateway (`reconnect`, reason `store unavailable`).
+    pub store_lost_after: Duration,
     /// The longest a store call may take. A publish without an answer by then is
     /// [`crate::FanoutError::OutcomeUnknown`] (it may have been sequenced); any other
     /// call is [`crate::FanoutError::Unavailable`].
@@ -99,6 +102,7 @@ impl Default for RedisConfig {
             online_ttl: Duration::from_secs(5),
             call_timeout: Duration::from_secs(1),
             probe_timeout: Duration::from_secs(2),
+            store_lost_after: Duration::from_secs(10),
         }
     }
 }

@@ -259,6 +259,10 @@ impl Args {
                 .redis_probe_timeout_ms
                 .take()
                 .map_or(defaults.probe_timeout, Duration::from_millis),
+            store_lost_after: self
+                .redis_lost_after_ms
+                .take()
+                .map_or(defaults.store_lost_after, Duration::from_millis),
             ..defaults
         }
     }

@@ -301,6 +301,11 @@ settings! {
     #[arg(env = "DANMAKU_REDIS_PROBE_TIMEOUT_MS")]
     redis_probe_timeout_ms: u64 => custom(default = |_| RedisConfig::default().probe_timeout.as_millis().to_string()) in redis,
 
+    /// A gateway that cannot reach Redis for this many ms tells its viewers to move to
+    /// another gateway (`reconnect` with reason `store unavailable`, then 1012).
+    #[arg(env = "DANMAKU_REDIS_LOST_AFTER_MS")]
+    redis_lost_after_ms: u64 => custom(default = |_| RedisConfig::default().store_lost_after.as_millis().to_string()) in redis,
+
     /// Events kept per room for resume.
     #[arg(env = "DANMAKU_HISTORY_LEN")]
     history_len: usize => value(memory.history_len),

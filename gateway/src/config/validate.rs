@@ -163,6 +163,12 @@ impl Config {
             100,
             600_000,
         )?;
+        within(
+            "redis-lost-after-ms",
+            millis(redis.store_lost_after),
+            100,
+            3_600_000,
+        )?;
         check_id("redis-prefix", &redis.prefix, REDIS_PREFIX)
     }
 }

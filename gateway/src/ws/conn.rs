@@ -147,6 +147,9 @@ impl Conn {
         let shutdown = self.ctx.shutdown.clone();
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let moved = self.ctx.mover.token();
+        let move_now = moved.cancelled();
+        tokio::pin!(move_now);
         let max_batch = self.ctx.settings.ws.max_batch;
         let mut batch: Vec<Delivery> = Vec::new();
         let mut drain_at: Option<tokio::time::Instant> = None;
@@ -161,7 +164,8 @@ impl Conn {
                 frame = self.socket.next() => self.on_frame(frame).await,
                 () = self.outlet.kicked() => self.drain_outlet().await,
                 _ = ping.tick() => self.on_heartbeat().await,
-                () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at).await,
+                () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at, "draining").await,
+                () = &mut move_now, if drain_at.is_none() => self.on_drain(&mut drain_at, "store unavailable").await,
                 () = sleep_until(drain_at), if drain_at.is_some() => Err(Exit::Close(CloseCode::ServiceRestart)),
             };
             if let Err(exit) = step {
@@ -378,16 +382,17 @@ impl Conn {
         self.write(Message::Ping(Bytes::new())).await
     }
 
-    async fn on_drain(&mut self, drain_at: &mut Option<tokio::time::Instant>) -> Result<(), Exit> {
+    /// Tells the client to reconnect (to another gateway) for `reason`, and schedules
+    /// the 1012 close.
+    async fn on_drain(
+        &mut self,
+        drain_at: &mut Option<tokio::time::Instant>,
+        reason: &str,
+    ) -> Result<(), Exit> {
         let after = self.ctx.settings.ws.drain_after;
         let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-        self.out.push(
-            ServerFrame::Reconnect {
-                reason: "draining",
-                after_ms,
-            }
-            .encode(),
-        );
+        self.out
+            .push(ServerFrame::Reconnect { reason, after_ms }.encode());
         *drain_at = Some(tokio::time::Instant::now() + after);
         self.flush().await
     }
