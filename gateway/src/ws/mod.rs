@@ -56,11 +56,11 @@ enum Endpoint {
 pub(crate) const ECHO_PATH: &str = "/diagnostic/echo";
 
 impl Endpoint {
-    /// The endpoint served at `path`, if any.
-    fn at(path: &str, app: &AppState) -> Option<Self> {
+    /// The endpoint served at `path`, if any (the echo only when `echo` is on).
+    fn at(path: &str, echo: bool) -> Option<Self> {
         match path {
             "/ws" => Some(Self::Viewer),
-            ECHO_PATH if app.config.diagnostic_echo => Some(Self::Echo),
+            ECHO_PATH if echo => Some(Self::Echo),
             _ => None,
         }
     }
@@ -312,7 +312,7 @@ pub(crate) async fn fast_upgrade(
         Ok(Ok(n)) if n > 0 => n,
         _ => return None,
     };
-    let Some(request) = FastRequest::parse(&head[..n], app) else {
+    let Some(request) = FastRequest::parse(&head[..n], app.config.diagnostic_echo) else {
         return Some(stream);
     };
     let Ok(admitted) = admit(
@@ -364,7 +364,7 @@ struct FastRequest {
 impl FastRequest {
     /// The request, if `bytes` start with a complete HTTP/1.1 `GET` head of an upgrade
     /// endpoint.
-    fn parse(bytes: &[u8], app: &AppState) -> Option<Self> {
+    fn parse(bytes: &[u8], echo: bool) -> Option<Self> {
         let mut lines = [httparse::EMPTY_HEADER; FAST_HEADERS];
         let mut req = httparse::Request::new(&mut lines);
         let httparse::Status::Complete(len) = req.parse(bytes).ok()? else {
@@ -374,7 +374,10 @@ impl FastRequest {
             return None;
         }
         let target = req.path?;
-        let endpoint = Endpoint::at(target.split_once('?').map_or(target, |(path, _)| path), app)?;
+        let endpoint = Endpoint::at(
+            target.split_once('?').map_or(target, |(path, _)| path),
+            echo,
+        )?;
         let uri: Uri = target.parse().ok()?;
         let mut headers = HeaderMap::with_capacity(req.headers.len());
         for h in req.headers.iter() {
@@ -523,6 +526,33 @@ mod tests {
                 .expect("valid")
                 .subprotocol
         );
+    }
+
+    proptest::proptest! {
+        // The mirror of a fuzz target: whatever a client sends first, the fast path
+        // reads it or leaves it to hyper, and never panics.
+        #[test]
+        fn any_bytes_are_parsed_or_left_to_hyper(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = FastRequest::parse(&bytes, true);
+        }
+
+        #[test]
+        fn a_request_is_found_whatever_its_headers(
+            extra in proptest::collection::vec(("[A-Za-z-]{1,16}", "[ -~]{0,40}"), 0..8),
+            echo in proptest::bool::ANY,
+        ) {
+            let mut head = String::from("GET /ws?token=t HTTP/1.1\r\nHost: gw\r\n");
+            for (name, value) in &extra {
+                head.push_str(&format!("X-{name}: {value}\r\n"));
+            }
+            head.push_str("Upgrade: websocket\r\n\r\nafter");
+            let r = FastRequest::parse(head.as_bytes(), echo);
+            let r = r.expect("a whole GET /ws head");
+            proptest::prop_assert_eq!(r.len, head.len() - "after".len());
+            proptest::prop_assert_eq!(r.endpoint, Endpoint::Viewer);
+            let cut = FastRequest::parse(&head.as_bytes()[..head.len() - 8], echo);
+            proptest::prop_assert!(cut.is_none(), "an incomplete head is hyper's");
+        }
     }
 
     #[test]
