@@ -55,7 +55,8 @@ stop_gateways() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
-trap 'stop_gateways; [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null' EXIT
+# Waits for Redis to exit, so a next run can take its port at once.
+trap 'stop_gateways; [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null' EXIT
 
 run() { # name, gateways, loadtest args...
   local name=$1 n=$2; shift 2
@@ -89,6 +90,8 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-30k-3gw-1000ps 3 fanout --viewers 30000 --rooms 1000 --rate 1000 --size 100 --duration-s 20 --procs 2
   "$PR" redis://127.0.0.1:18790 64 10 100 | tee "$OUT/redis-publish-rate.txt" || true
   kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=""
 fi
 
 # The kernel's own cost per loopback write and read, for reading the figures above
