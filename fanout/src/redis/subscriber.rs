@@ -330,13 +330,10 @@ impl Task {
             return;
         }
         self.waiting.insert(keys.channel.clone(), vec![ack]);
-        let mut conn = self.conn.clone();
+        let conn = self.conn.clone();
         let timeout = self.config.call_timeout;
         watches.push(Box::pin(async move {
-            let mut cmd = redis::cmd("HMGET");
-            cmd.arg(&keys.meta).arg("epoch").arg("seq");
-            let read = cmd.query_async(&mut conn);
-            let position = match tokio::time::timeout(timeout, read).await {
+            let position = match tokio::time::timeout(timeout, read_head(conn, &keys.meta)).await {
                 Ok(Ok(position)) => Ok(position),
                 Ok(Err(e)) => Err(FanoutError::Unavailable(e.to_string())),
                 Err(_) => Err(FanoutError::Unavailable(format!(
@@ -517,20 +514,7 @@ impl Task {
             let reads = chunk
                 .iter()
                 .filter_map(|channel| self.rooms.get(channel))
-                .map(|sub| {
-                    let mut conn = self.conn.clone();
-                    let meta = sub.keys.meta.clone();
-                    async move {
-                        let head: redis::RedisResult<(Option<String>, Option<u64>)> =
-                            redis::cmd("HMGET")
-                                .arg(&meta)
-                                .arg("epoch")
-                                .arg("seq")
-                                .query_async(&mut conn)
-                                .await;
-                        head
-                    }
-                });
+                .map(|sub| read_head(self.conn.clone(), &sub.keys.meta));
             let heads: Result<Vec<_>, _> = futures_util::future::join_all(reads)
                 .await
                 .into_iter()
@@ -579,6 +563,20 @@ impl Task {
             sub.behind = Some(seq);
         }
     }
+}
+
+/// A room's head in the store: its epoch and latest seq (both `None` for a room that
+/// does not exist).
+async fn read_head(
+    mut conn: Conn,
+    meta: &str,
+) -> redis::RedisResult<(Option<String>, Option<u64>)> {
+    redis::cmd("HMGET")
+        .arg(meta)
+        .arg("epoch")
+        .arg("seq")
+        .query_async(&mut conn)
+        .await
 }
 
 /// Delays between attempts to (re)open the pub/sub connection: 100 ms, doubling up
