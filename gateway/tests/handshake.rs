@@ -47,23 +47,11 @@ async fn read_until(stream: &mut TcpStream, until: &str) -> (String, Vec<String>
                 continue;
             };
             let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-            let mut frames = Vec::new();
-            let mut at = end + 4;
-            while buf.len() >= at + 2 {
-                let (start, len) = match buf[at + 1] {
-                    126 if buf.len() >= at + 4 => (
-                        at + 4,
-                        usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
-                    ),
-                    126 => break,
-                    n => (at + 2, usize::from(n)),
-                };
-                if buf.len() < start + len {
-                    break;
-                }
-                frames.push(String::from_utf8_lossy(&buf[start..start + len]).into_owned());
-                at = start + len;
-            }
+            let frames: Vec<String> = support::server_frames(&buf[end + 4..])
+                .0
+                .into_iter()
+                .map(|(_, payload)| String::from_utf8_lossy(payload).into_owned())
+                .collect();
             if frames.iter().any(|f| f.contains(until)) {
                 return (head, frames);
             }

@@ -67,33 +67,11 @@ async fn close_code(s: &mut TcpStream) -> Option<u16> {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
-            // Walk the complete frames in the buffer.
-            let mut at = 0;
-            while buf.len() >= at + 2 {
-                let (start, len) = match buf[at + 1] & 0x7f {
-                    126 if buf.len() >= at + 4 => (
-                        at + 4,
-                        usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
-                    ),
-                    127 if buf.len() >= at + 10 => (
-                        at + 10,
-                        usize::try_from(u64::from_be_bytes(
-                            buf[at + 2..at + 10].try_into().unwrap(),
-                        ))
-                        .unwrap(),
-                    ),
-                    126 | 127 => break,
-                    n => (at + 2, usize::from(n)),
-                };
-                if buf.len() < start + len {
-                    break;
-                }
-                if buf[at] & 0x0f == 0x8 {
-                    return (len >= 2).then(|| u16::from_be_bytes([buf[start], buf[start + 1]]));
-                }
-                at = start + len;
+            let (frames, taken) = support::server_frames(&buf);
+            if let Some((_, payload)) = frames.iter().find(|(first, _)| first & 0x0f == 0x8) {
+                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
             }
-            buf.drain(..at);
+            buf.drain(..taken);
             match s.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),

@@ -481,3 +481,34 @@ impl Witness {
         self.seq = seq;
     }
 }
+
+/// Splits the complete unmasked server frames at the start of `buf`: each frame's
+/// first byte (FIN and opcode) and payload; returns them and the bytes they took.
+pub fn server_frames(buf: &[u8]) -> (Vec<(u8, &[u8])>, usize) {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while buf.len() >= at + 2 {
+        let (start, len) = match buf[at + 1] & 0x7f {
+            126 if buf.len() >= at + 4 => (
+                at + 4,
+                usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]])),
+            ),
+            127 if buf.len() >= at + 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&buf[at + 2..at + 10]);
+                (
+                    at + 10,
+                    usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX),
+                )
+            }
+            126 | 127 => break,
+            n => (at + 2, usize::from(n)),
+        };
+        if buf.len() - start < len {
+            break;
+        }
+        frames.push((buf[at], &buf[start..start + len]));
+        at = start + len;
+    }
+    (frames, at)
+}
