@@ -70,7 +70,7 @@ impl DevMode {
         if self.api_key.is_some() {
             let _ = writeln!(
                 out,
-                "  publish:   curl -H \"Authorization: Bearer $KEY\" -d '{{\"kind\":\"comment\",\"data\":{{\"text\":\"hi\"}}}}' http://{addr}/v1/rooms/demo/events"
+                "  publish:   curl -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' -d '{{\"kind\":\"comment\",\"data\":{{\"text\":\"hi\"}}}}' http://{addr}/v1/rooms/demo/events"
             );
         }
         Ok(out)
