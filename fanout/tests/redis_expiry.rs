@@ -21,6 +21,12 @@ fn config(redis: &TestRedis, room_ttl: Duration, history_age: Duration) -> Redis
     }
 }
 
+async fn connect(redis: &TestRedis, room_ttl: Duration, history_age: Duration) -> RedisFanout {
+    RedisFanout::connect(config(redis, room_ttl, history_age), Arc::new(Hub::new()))
+        .await
+        .unwrap()
+}
+
 fn info_field(redis: &TestRedis, section: &str, field: &str) -> u64 {
     let info = redis.cli(&["INFO", section]);
     info.lines()
@@ -46,9 +52,7 @@ async fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
 async fn ten_thousand_short_lived_rooms_leave_redis_as_it_was() {
     let redis = TestRedis::start();
     let ttl = Duration::from_secs(2);
-    let store = RedisFanout::connect(config(&redis, ttl, ttl), Arc::new(Hub::new()))
-        .await
-        .unwrap();
+    let store = connect(&redis, ttl, ttl).await;
     let (keys_before, memory_before) =
         (dbsize(&redis), info_field(&redis, "memory", "used_memory"));
     let kind = EventKind::comment();
@@ -101,15 +105,39 @@ async fn ten_thousand_short_lived_rooms_leave_redis_as_it_was() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_of_a_room_carries_its_tag_and_an_expiry() {
+    let redis = TestRedis::start();
+    let store = connect(&redis, Duration::from_secs(60), Duration::from_secs(60)).await;
+    let room = RoomId::new("all-keys").unwrap();
+    store
+        .publish(&room, &EventKind::comment(), "{}", Some("k-1"))
+        .await
+        .unwrap();
+    store.add_likes(&room, 2).await.unwrap();
+    let poll = NewPoll {
+        question: "Which?".into(),
+        options: vec!["a".into(), "b".into()],
+        duration_s: 30,
+    };
+    let (id, _) = store.create_poll(&room, poll).await.unwrap();
+    store.vote(&room, &id, "u-1", 0).await.unwrap();
+    store.online(&room).await.unwrap();
+    let listed = redis.cli(&["KEYS", "*"]);
+    let keys: Vec<&str> = listed.lines().filter(|k| !k.is_empty()).collect();
+    // meta, stream, idempotency key, poll, voters, open and dirty sets, online counts
+    assert_eq!(keys.len(), 8, "{keys:?}");
+    for key in keys {
+        assert!(key.starts_with("{dm:all-keys}:"), "{key}");
+        let pttl: i64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
+        assert!(pttl > 0, "{key} expires: PTTL {pttl}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_room_comes_back_with_a_new_epoch() {
     let redis = TestRedis::start();
     let ttl = Duration::from_secs(1);
-    let store = RedisFanout::connect(
-        config(&redis, ttl, Duration::from_secs(600)),
-        Arc::new(Hub::new()),
-    )
-    .await
-    .unwrap();
+    let store = connect(&redis, ttl, Duration::from_secs(600)).await;
     let room = RoomId::new("comes-back").unwrap();
     for _ in 0..3 {
         store
@@ -134,15 +162,38 @@ async fn an_expired_room_comes_back_with_a_new_epoch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_in_use_outlives_its_ttl() {
+    let redis = TestRedis::start();
+    let ttl = Duration::from_secs(1);
+    let store = connect(&redis, ttl, Duration::from_secs(600)).await;
+    let room = RoomId::new("in-use").unwrap();
+    let kind = EventKind::comment();
+    let first = store.publish(&room, &kind, "{}", None).await.unwrap();
+    // An event every 100 ms for three TTLs: each refresh window (TTL / 8) sees one.
+    let start = Instant::now();
+    let mut last = first.clone();
+    while start.elapsed() < 3 * ttl {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = store.publish(&room, &kind, "{}", None).await.unwrap();
+        assert_eq!(last.epoch, first.epoch, "the room kept its epoch");
+    }
+    assert!(last.seq >= 20, "{} events, in one epoch", last.seq);
+    let pttl: i64 = redis
+        .cli(&["PTTL", "{dm:in-use}:m"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=1_000).contains(&pttl),
+        "the room still expires: PTTL {pttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_trimmed_by_age_as_well_as_length() {
     let redis = TestRedis::start();
     let age = Duration::from_millis(300);
-    let store = RedisFanout::connect(
-        config(&redis, Duration::from_secs(60), age),
-        Arc::new(Hub::new()),
-    )
-    .await
-    .unwrap();
+    let store = connect(&redis, Duration::from_secs(60), age).await;
     let room = RoomId::new("aging").unwrap();
     let kind = EventKind::comment();
     for _ in 0..5 {

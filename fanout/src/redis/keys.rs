@@ -1,5 +1,7 @@
 //! Key names, in one place. Every key of a room shares the hash tag `{<prefix>:<room>}`, so one Lua
-//! script can touch them all on one Redis Cluster shard.
+//! script can touch them all on one Redis Cluster shard. The room script is given only the
+//! tag and names the same keys from it (`lua/room.lua`, with the keys only it uses: the
+//! idempotency keys `<tag>:i:<key>` and the online counts `<tag>:on`).
 
 use danmaku_protocol::RoomId;
 
@@ -12,8 +14,6 @@ pub(crate) struct RoomKeys {
     pub(crate) stream: String,
     /// Prefix of poll documents, voter sets and the open/dirty poll sets.
     pub(crate) polls: String,
-    /// Hash of each gateway's online count, `<count>:<expires ms>`.
-    pub(crate) online: String,
     /// Pub/sub channel carrying each event's record (see `record.rs`).
     pub(crate) channel: String,
     tag: String,
@@ -26,15 +26,14 @@ impl RoomKeys {
             meta: format!("{tag}:m"),
             stream: format!("{tag}:s"),
             polls: format!("{tag}:p:"),
-            online: format!("{tag}:on"),
             channel: format!("{tag}:c"),
             tag,
         }
     }
 
-    /// The key remembering an idempotency key's seq.
-    pub(crate) fn idempotency(&self, key: &str) -> String {
-        format!("{}:i:{key}", self.tag)
+    /// The room's hash tag, `{<prefix>:<room>}`: every key of the room starts with it.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
     }
 }
 
@@ -45,14 +44,7 @@ mod tests {
     #[test]
     fn keys_share_the_room_hash_tag() {
         let k = RoomKeys::new("dm", &RoomId::new("shop-42").expect("room"));
-        for key in [
-            &k.meta,
-            &k.stream,
-            &k.polls,
-            &k.channel,
-            &k.online,
-            &k.idempotency("x"),
-        ] {
+        for key in [&k.meta, &k.stream, &k.polls, &k.channel] {
             assert!(key.starts_with("{dm:shop-42}:"), "{key}");
         }
     }

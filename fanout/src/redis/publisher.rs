@@ -109,9 +109,9 @@ impl Publisher {
 
     pub(super) fn with(config: RedisConfig, shards: Vec<Shard>) -> Self {
         Self {
-            config,
             shards,
-            room_script: redis::Script::new(include_str!("lua/room.lua")),
+            room_script: room_script(&config),
+            config,
         }
     }
 
@@ -148,31 +148,15 @@ impl Publisher {
         room: &RoomId,
         op: &RoomOp<'_>,
     ) -> Result<redis::Value, FanoutError> {
-        let k = self.keys(room);
-        // Every key in the room's slot, even an unused idempotency key (Cluster checks).
-        let idem = match op {
-            RoomOp::Event {
-                idempotency: Some(key),
-                ..
-            } => k.idempotency(key),
-            _ => k.idempotency(""),
-        };
         let c = &self.config;
+        let now = now_ms();
         let mut inv = self.room_script.prepare_invoke();
-        inv.key(&k.meta)
-            .key(&k.stream)
-            .key(&idem)
-            .key(&k.polls)
-            .key(&k.online);
-        inv.arg(op.name())
-            .arg(now_ms())
+        inv.key(self.keys(room).tag())
+            .arg(op.name())
+            .arg(now)
             .arg(new_epoch())
-            .arg(c.history_len)
-            .arg(millis(c.history_age))
-            .arg(millis(c.room_ttl))
-            .arg(&k.channel)
-            .arg(if c.cluster { "1" } else { "0" });
-        for a in op.args(c.idempotency_ttl.as_secs().max(1)) {
+            .arg(refresh_window(now, millis(c.room_ttl)));
+        for a in op.args() {
             inv.arg(a);
         }
         let shard = self.shard(room);
@@ -191,6 +175,28 @@ impl Publisher {
     }
 }
 
+/// The room script with the store's settings written into it (they are constants of
+/// the script, not arguments of every call: see `lua/room.lua`).
+fn room_script(c: &RedisConfig) -> redis::Script {
+    let settings = format!(
+        "{}, \"{}\", \"{}\", {}, \"{}\"",
+        c.history_len,
+        millis(c.history_age),
+        millis(c.room_ttl),
+        c.cluster,
+        c.idempotency_ttl.as_secs().max(1),
+    );
+    let text = include_str!("lua/room.lua").replacen("SETTINGS", &settings, 1);
+    redis::Script::new(&text)
+}
+
+/// Which refresh window `now_ms` falls in: the room script refreshes a room's expiry
+/// once per window of an eighth of its TTL, and compares windows as strings (so a
+/// publish converts no number in Lua).
+pub(super) fn refresh_window(now_ms: u64, ttl_ms: u64) -> u64 {
+    now_ms / (ttl_ms / 8).max(1)
+}
+
 /// A duration in whole milliseconds, at least 1 (Redis refuses a zero expiry).
 pub(super) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -199,6 +205,16 @@ pub(super) fn millis(d: std::time::Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_windows_are_an_eighth_of_the_ttl() {
+        assert_eq!(refresh_window(0, 8_000), 0);
+        assert_eq!(refresh_window(999, 8_000), 0);
+        assert_eq!(refresh_window(1_000, 8_000), 1);
+        assert_eq!(refresh_window(1_764_000_000_000, 3_600_000), 3_920_000);
+        // A TTL under 8 ms still has windows (of 1 ms).
+        assert_eq!(refresh_window(5, 1), 5);
+    }
 
     #[test]
     fn rooms_spread_over_shards_and_move_little_when_one_is_added() {

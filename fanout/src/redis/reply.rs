@@ -62,8 +62,8 @@ impl RoomOp<'_> {
         }
     }
 
-    /// The op's own arguments (`ARGV[9..]`), after the common ones.
-    pub(crate) fn args(&self, idempotency_ttl_s: u64) -> Vec<String> {
+    /// The op's own arguments (`ARGV[5..]`), after the common ones.
+    pub(crate) fn args(&self) -> Vec<String> {
         match self {
             Self::Event {
                 kind,
@@ -72,9 +72,9 @@ impl RoomOp<'_> {
             } => vec![
                 kind.as_str().to_owned(),
                 (*data).to_owned(),
-                idempotency_ttl_s.to_string(),
-                if idempotency.is_some() { "1" } else { "0" }.to_owned(),
-                crate::idempotency::fingerprint(kind, data),
+                idempotency.unwrap_or_default().to_owned(),
+                idempotency
+                    .map_or_else(String::new, |_| crate::idempotency::fingerprint(kind, data)),
             ],
             Self::Likes { delta } => vec![delta.to_string()],
             Self::PollOpen { spec, ends_at } => vec![

@@ -7,33 +7,43 @@
 --   shape l  body = <total>:<delta>                     (likes)
 --   shape p  body = <id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON made by Rust> (poll)
 --
--- Keys (see fanout/src/redis/keys.rs):
--- KEYS[1] meta hash {epoch, seq, likes, polls, ttl_at}   KEYS[2] stream of records, id <seq>-0
--- KEYS[3] idempotency key (always in the room's slot; used by `event` with a key)
--- KEYS[4] prefix of the room's poll keys: <p>open, <p>dirty (sets of ids), <p><id>
---         (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
--- KEYS[5] online hash {gateway: "<count>:<expires ms>"}
+-- One key is passed, KEYS[1]: the room's hash tag `{<prefix>:<room>}`; the script
+-- names the room's keys from it (see fanout/src/redis/keys.rs), all in the tag's slot:
+--   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win}
+--   <tag>:s  stream of records, id <seq>-0
+--   <tag>:i:<key>  an idempotency key's "<seq>:<fingerprint>"
+--   <tag>:p: prefix of the room's poll keys: <p>open, <p>dirty (sets of ids),
+--            <p><id> (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
+--   <tag>:on online hash {gateway: "<count>:<expires ms>"}
+--   <tag>:c  the channel every record is published on
 -- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush | online | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
--- ARGV[4] stream max length   ARGV[5] history age (ms)   ARGV[6] room TTL (ms)
--- ARGV[7] channel   ARGV[8] "1" for SPUBLISH (Cluster)
--- ARGV[9..] per op (below).
+-- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
+-- ARGV[5..] per op (below).
+-- The store's settings are not arguments: Rust writes them into the script's text
+-- when it loads it (publisher.rs), since every argument costs a publish about as much
+-- as a Redis command does.
 --
 -- Every key of the room expires after the room TTL, refreshed by every op (publishes,
--- votes, joins, online reports; at most every TTL/8; a poll's keys also live until
+-- votes, joins, online reports; once per refresh window; a poll's keys also live until
 -- the poll ended); an expired room comes back with a new epoch.
 -- Sequencing ops return {epoch, seq, duplicate}; errors are {err = "DM_<WHAT>"}.
-local meta, stream, idem, polls, online = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local op, now = ARGV[1], ARGV[2]
-local max_len, age, ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+-- max_len: stream max length; history_age, ttl: ms; spublish: Cluster's SPUBLISH;
+-- idem_ttl: s.
+local max_len, history_age, ttl, spublish, idem_ttl = SETTINGS
+local tag = KEYS[1]
+local meta, stream, polls, online = tag .. ":m", tag .. ":s", tag .. ":p:", tag .. ":on"
+-- Numbers stay strings unless arithmetic needs them: a publish converts none (a
+-- `tonumber` of a timestamp costs about as much as a Redis command here).
+local op, now, window = ARGV[1], ARGV[2], ARGV[4]
 
--- The room's epoch and when its TTL was last refreshed (read once per call).
-local known_epoch, refreshed_at
+-- The room's epoch and the refresh window of its last TTL refresh (read once per call).
+local known_epoch, refreshed_in
 
 local function read_meta()
   if known_epoch == nil then
-    local m = redis.call("HMGET", meta, "epoch", "ttl_at")
-    known_epoch, refreshed_at = m[1], tonumber(m[2]) or 0
+    local m = redis.call("HMGET", meta, "epoch", "ttl_win")
+    known_epoch, refreshed_in = m[1], m[2]
   end
   return known_epoch
 end
@@ -44,22 +54,22 @@ local function room_epoch()
     -- A new (or lost, or expired) room: nothing of an older epoch may mix with this one.
     epoch = ARGV[3]
     redis.call("DEL", stream, polls .. "open", polls .. "dirty")
-    redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0, "ttl_at", 0)
-    known_epoch, refreshed_at = epoch, 0
+    redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0)
+    known_epoch, refreshed_in = epoch, nil
   end
   return epoch
 end
 
--- The room's own keys live `ttl` past its last activity, refreshed at most every
--- ttl/8 (so a room expires between 7/8 of its TTL and its TTL after its last
--- activity, and a busy room's publish costs no PEXPIRE). The poll sets are kept by
--- the poll ops (`expire_poll`).
+-- The room's own keys live `ttl` past its last activity, refreshed by the first op
+-- of each window of ttl/8 (so a room expires between 7/8 of its TTL and its TTL
+-- after its last activity, and a busy room's publish costs no PEXPIRE). The poll
+-- sets are kept by the poll ops (`expire_poll`).
 local function refresh()
-  if not read_meta() or tonumber(now) - refreshed_at < ttl / 8 then return end
+  if not read_meta() or refreshed_in == window then return end
   redis.call("PEXPIRE", meta, ttl)
   redis.call("PEXPIRE", stream, ttl)
-  redis.call("HSET", meta, "ttl_at", now)
-  refreshed_at = tonumber(now)
+  redis.call("HSET", meta, "ttl_win", window)
+  refreshed_in = window
 end
 
 local function record_ts(record)
@@ -71,7 +81,7 @@ end
 -- publishes. (Reads skip aged records anyway; this bounds the memory they hold.)
 local function trim_by_age(seq)
   if seq % 16 ~= 0 then return end
-  local cutoff = tonumber(now) - age
+  local cutoff = tonumber(now) - tonumber(history_age)
   local oldest = redis.call("XRANGE", stream, "-", "+", "COUNT", 1)[1]
   if not oldest or (record_ts(oldest[2][2]) or 0) >= cutoff then return end
   for _, e in ipairs(redis.call("XRANGE", stream, "-", "+", "COUNT", 32)) do
@@ -83,20 +93,21 @@ end
 local function sequence(kind, shape, body)
   local epoch = room_epoch()
   local seq = redis.call("HINCRBY", meta, "seq", 1)
-  local record = seq .. ":" .. epoch .. ":" .. now .. ":" .. kind .. ":" .. shape .. ":" .. body
-  redis.call("XADD", stream, "MAXLEN", "~", max_len, seq .. "-0", "r", record)
+  local s = tostring(seq)
+  local record = s .. ":" .. epoch .. ":" .. now .. ":" .. kind .. ":" .. shape .. ":" .. body
+  redis.call("XADD", stream, "MAXLEN", "~", max_len, s .. "-0", "r", record)
   trim_by_age(seq)
-  if ARGV[8] == "1" then
-    redis.call("SPUBLISH", ARGV[7], record)
+  if spublish then
+    redis.call("SPUBLISH", tag .. ":c", record)
   else
-    redis.call("PUBLISH", ARGV[7], record)
+    redis.call("PUBLISH", tag .. ":c", record)
   end
   return {epoch, seq, 0}
 end
 
 -- A poll's keys, and the room's poll sets, live `ttl` past the poll's end at least.
 local function expire_poll(id, ends)
-  local life = ttl + math.max(0, tonumber(ends) - tonumber(now))
+  local life = tonumber(ttl) + math.max(0, tonumber(ends) - tonumber(now))
   redis.call("PEXPIRE", polls .. id, life)
   redis.call("PEXPIRE", polls .. "voters:" .. id, life)
   for _, set in ipairs({polls .. "open", polls .. "dirty"}) do
@@ -127,42 +138,42 @@ end
 
 local result
 if op == "event" then
-  -- ARGV[9] kind   ARGV[10] data JSON   ARGV[11] idempotency TTL (s)   ARGV[12] "1" with a key
-  -- ARGV[13] the event's fingerprint (fanout/src/idempotency.rs). The key holds
-  -- "<seq>:<fingerprint>" (or "<seq>", written by older versions: taken as a retry).
-  local keyed = ARGV[12] == "1"
-  local prev = keyed and redis.call("GET", idem)
+  -- ARGV[5] kind   ARGV[6] data JSON   ARGV[7] idempotency key ("" for none)
+  -- ARGV[8] with a key, the event's fingerprint (fanout/src/idempotency.rs). The key
+  -- holds "<seq>:<fingerprint>" (or "<seq>", written by older versions: taken as a retry).
+  local idem = ARGV[7] ~= "" and tag .. ":i:" .. ARGV[7]
+  local prev = idem and redis.call("GET", idem)
   local e = prev and read_meta()
   if e then
     local seq, fp = string.match(prev, "^(%d+):?(%x*)$")
     if not seq then return redis.error_reply("DM_KEY_UNREADABLE") end
-    if fp ~= "" and fp ~= ARGV[13] then
+    if fp ~= "" and fp ~= ARGV[8] then
       return redis.error_reply("DM_KEY_REUSED " .. seq)
     end
     result = {e, tonumber(seq), 1}
   else
-    result = sequence(ARGV[9], "d", ARGV[10])
-    if keyed then redis.call("SET", idem, result[2] .. ":" .. ARGV[13], "EX", ARGV[11]) end
+    result = sequence(ARGV[5], "d", ARGV[6])
+    if idem then redis.call("SET", idem, result[2] .. ":" .. ARGV[8], "EX", idem_ttl) end
   end
 elseif op == "likes" then
-  -- ARGV[9] delta
+  -- ARGV[5] delta
   room_epoch()
-  local total = redis.call("HINCRBY", meta, "likes", ARGV[9])
-  result = sequence("likes", "l", total .. ":" .. ARGV[9])
+  local total = redis.call("HINCRBY", meta, "likes", ARGV[5])
+  result = sequence("likes", "l", total .. ":" .. ARGV[5])
 elseif op == "poll_open" then
-  -- ARGV[9] spec JSON   ARGV[10] option count   ARGV[11] ends_at (ms)
+  -- ARGV[5] spec JSON   ARGV[6] option count   ARGV[7] ends_at (ms)
   room_epoch()
   local id = "p-" .. redis.call("HINCRBY", meta, "polls", 1)
   -- An id of an expired epoch may still have keys: start clean.
   redis.call("DEL", polls .. id, polls .. "voters:" .. id)
-  redis.call("HSET", polls .. id, "spec", ARGV[9], "n", ARGV[10], "ends", ARGV[11], "open", 1)
+  redis.call("HSET", polls .. id, "spec", ARGV[5], "n", ARGV[6], "ends", ARGV[7], "open", 1)
   redis.call("SADD", polls .. "open", id)
-  expire_poll(id, ARGV[11])
+  expire_poll(id, ARGV[7])
   result = sequence("poll", "p", poll_body(id))
   table.insert(result, id)
 elseif op == "poll_close" then
-  -- ARGV[9] poll id
-  local id = ARGV[9]
+  -- ARGV[5] poll id
+  local id = ARGV[5]
   local state = redis.call("HMGET", polls .. id, "open", "ends")
   if not state[1] then return {err = "DM_UNKNOWN_POLL"} end
   if state[1] ~= "1" then return {err = "DM_POLL_CLOSED"} end
@@ -170,14 +181,14 @@ elseif op == "poll_close" then
   expire_poll(id, state[2])
   result = sequence("poll", "p", poll_body(id))
 elseif op == "vote" then
-  -- ARGV[9] poll id   ARGV[10] user   ARGV[11] option (0-based)
-  local id = ARGV[9]
+  -- ARGV[5] poll id   ARGV[6] user   ARGV[7] option (0-based)
+  local id = ARGV[5]
   local p = redis.call("HMGET", polls .. id, "open", "ends", "n")
   if not p[1] then return {err = "DM_UNKNOWN_POLL"} end
   if p[1] ~= "1" or tonumber(p[2]) <= tonumber(now) then return {err = "DM_POLL_CLOSED"} end
-  local option = tonumber(ARGV[11])
+  local option = tonumber(ARGV[7])
   if option >= tonumber(p[3]) then return {err = "DM_BAD_OPTION"} end
-  if redis.call("SADD", polls .. "voters:" .. id, ARGV[10]) == 0 then
+  if redis.call("SADD", polls .. "voters:" .. id, ARGV[6]) == 0 then
     return {err = "DM_ALREADY_VOTED"}
   end
   redis.call("HINCRBY", polls .. id, "v" .. option, 1)
@@ -205,11 +216,11 @@ elseif op == "poll_flush" then
   end
   result = {"", published, 0}
 elseif op == "online" then
-  -- ARGV[9] gateway id   ARGV[10] its local count   ARGV[11] TTL of the count (ms)
+  -- ARGV[5] gateway id   ARGV[6] its local count   ARGV[7] TTL of the count (ms)
   -- Each gateway's count carries its own expiry; the total skips (and drops) stale ones.
   local t = tonumber(now)
-  redis.call("HSET", online, ARGV[9], ARGV[10] .. ":" .. (t + tonumber(ARGV[11])))
-  redis.call("PEXPIRE", online, ARGV[11])
+  redis.call("HSET", online, ARGV[5], ARGV[6] .. ":" .. (t + tonumber(ARGV[7])))
+  redis.call("PEXPIRE", online, ARGV[7])
   local total, all = 0, redis.call("HGETALL", online)
   for i = 1, #all, 2 do
     local count, expires = string.match(all[i + 1], "(%d+):(%d+)")
