@@ -275,6 +275,12 @@ pub trait Fanout: Rooms + Polls {
     fn pubsub_stalls(&self) -> u64 {
         0
     }
+
+    /// Rooms moved to a new epoch because the store went back under their epoch (it
+    /// lost acknowledged writes) since start (0 for stores that cannot).
+    fn store_rollovers(&self) -> u64 {
+        0
+    }
 }
 
 impl FanoutError {

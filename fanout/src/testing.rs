@@ -58,9 +58,39 @@ impl TestRedis {
         assert!(ok, "kill {which} redis-server");
     }
 
+    /// Saves the data as it is now (`SAVE`) and keeps that snapshot aside, for
+    /// [`TestRedis::restart_from`].
+    ///
+    /// # Panics
+    /// When the save fails (tests only).
+    pub fn snapshot(&self) -> PathBuf {
+        assert_eq!(self.cli(&["SAVE"]).trim(), "OK", "SAVE");
+        static N: AtomicU64 = AtomicU64::new(0);
+        let kept = self.dir.join(format!(
+            "snapshot-{}.rdb",
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::copy(self.dir.join("dump.rdb"), &kept).expect("copy dump.rdb");
+        kept
+    }
+
+    /// Kills the server and starts it again from an older `snapshot`, on the same
+    /// socket: every write after the snapshot is lost, as after a restart from a stale
+    /// RDB file or a failover to a replica that lagged.
+    ///
+    /// # Panics
+    /// When the snapshot cannot be put back (tests only).
+    pub fn restart_from(&mut self, snapshot: &std::path::Path) {
+        self.stop();
+        std::fs::copy(snapshot, self.dir.join("dump.rdb")).expect("restore dump.rdb");
+        self.child = Self::spawn(&self.dir);
+        self.wait_up();
+    }
+
     /// Starts the server again, empty, on the same socket.
     pub fn restart(&mut self) {
         self.stop();
+        let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
         self.child = Self::spawn(&self.dir);
         self.wait_up();
     }
@@ -395,6 +425,11 @@ impl StallProxy {
         }
     }
 
+    /// Accepts connections again after [`StallProxy::sever`].
+    pub fn mend(&self) {
+        self.severed.store(false, Ordering::Relaxed);
+    }
+
     /// The URL to give the gateway.
     pub fn url(&self) -> String {
         format!("redis://{}", self.addr)
@@ -438,10 +473,12 @@ fn forward(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        // The command as a whole RESP argument (`SUBSCRIBE`, `SSUBSCRIBE`), not the
+        // word inside a script's text.
         if upstream
             && buf[..n]
-                .windows(9)
-                .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+                .windows(11)
+                .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE\r\n"))
         {
             conn.pubsub.store(true, Ordering::Relaxed);
         }

@@ -95,6 +95,8 @@ pub struct Gauges {
     pub queue_drops: u64,
     /// Pub/sub connections found stalled and replaced.
     pub pubsub_stalls: u64,
+    /// Rooms moved to a new epoch because the store lost writes.
+    pub store_rollovers: u64,
 }
 
 impl Metrics {
@@ -184,6 +186,11 @@ impl Metrics {
             "# HELP danmaku_pubsub_stalls_total Pub/sub connections found stalled by the liveness probe and replaced\n# TYPE danmaku_pubsub_stalls_total counter\ndanmaku_pubsub_stalls_total {}",
             g.pubsub_stalls
         );
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_store_rollovers_total Rooms moved to a new epoch because the store went back under their epoch (lost acknowledged writes)\n# TYPE danmaku_store_rollovers_total counter\ndanmaku_store_rollovers_total {}",
+            g.store_rollovers
+        );
         let errors = self.command_errors.load(Ordering::Relaxed);
         let _ = writeln!(
             out,
@@ -227,6 +234,7 @@ mod tests {
             deliveries: 5,
             queue_drops: 0,
             pubsub_stalls: 0,
+            store_rollovers: 0,
         });
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.005\"} 2"));

@@ -254,3 +254,218 @@ async fn a_gateway_cut_off_from_redis_sends_its_viewers_to_another() {
         assert_eq!(moved.next_event().await["seq"], seq);
     }
 }
+
+/// Publishes `key` on `gw` until Redis answers (it may be restarting); the event's
+/// (epoch, seq).
+async fn publish_until_sequenced(gw: &Gateway, key: &str) -> (String, u64) {
+    for _ in 0..100 {
+        let (status, answer, _) = publish(gw, key).await;
+        if status == 200 {
+            return (
+                answer["epoch"].as_str().unwrap().to_owned(),
+                answer["seq"].as_u64().unwrap(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{key} never sequenced");
+}
+
+/// Three gateways with a viewer each hold `r` at seq 20; Redis keeps a snapshot taken
+/// at seq 10. Returns the viewers (having read 1..=20), what each holds ((epoch, seq)
+/// to the event's key), the snapshot and the epoch.
+async fn twenty_events_and_a_snapshot_at_ten(
+    redis: &TestRedis,
+    gws: &[Gateway],
+) -> (Vec<Viewer>, Vec<Held>, std::path::PathBuf, String) {
+    let mut viewers = Vec::new();
+    for (i, gw) in gws.iter().enumerate() {
+        let mut v = Viewer::connect(gw, &format!("v{i}")).await;
+        v.join("r").await;
+        viewers.push(v);
+    }
+    for i in 1..=10 {
+        publish_until_sequenced(&gws[i % gws.len()], &format!("k-{i}")).await;
+    }
+    let snapshot = redis.snapshot();
+    for i in 11..=20 {
+        publish_until_sequenced(&gws[i % gws.len()], &format!("k-{i}")).await;
+    }
+    let mut held = Vec::new();
+    for v in &mut viewers {
+        let mut h = Held::new();
+        for seq in 1..=20 {
+            let e = v.next_event().await;
+            assert_eq!(e["seq"], seq);
+            h.take(&e);
+        }
+        held.push(h);
+    }
+    let epoch = held[0].epoch_of(1);
+    (viewers, held, snapshot, epoch)
+}
+
+/// The events a viewer holds, by (epoch, seq): taking a second, different event
+/// under one (epoch, seq) fails the test.
+struct Held(std::collections::HashMap<(String, u64), String>);
+
+impl Held {
+    fn new() -> Self {
+        Self(std::collections::HashMap::new())
+    }
+
+    fn take(&mut self, event: &Value) -> (String, u64) {
+        let at = (
+            event["epoch"].as_str().unwrap().to_owned(),
+            event["seq"].as_u64().unwrap(),
+        );
+        let key = event["data"]["key"].as_str().unwrap().to_owned();
+        if let Some(had) = self.0.insert(at.clone(), key.clone()) {
+            assert_eq!(had, key, "two events under {at:?}");
+        }
+        at
+    }
+
+    fn epoch_of(&self, seq: u64) -> String {
+        self.0.keys().find(|(_, s)| *s == seq).unwrap().0.clone()
+    }
+}
+
+/// Reads `v` until the event at `last`: it must have been told that continuity
+/// restarted in an epoch other than `old`, and take no second event under a seq.
+async fn reset_then_up_to(v: &mut Viewer, held: &mut Held, old: &str, last: &(String, u64)) {
+    let mut reset = None;
+    loop {
+        let m = v.next().await;
+        match m["type"].as_str() {
+            Some("reset") => reset = Some(m["epoch"].as_str().unwrap().to_owned()),
+            // Every event is taken (and checked); the one at `last` ends the wait.
+            Some("event") if held.take(&m) == *last => break,
+            _ => {}
+        }
+    }
+    assert!(
+        reset.as_deref().is_some_and(|e| e != old),
+        "told that continuity restarted, in a new epoch: {reset:?}"
+    );
+}
+
+async fn rollovers(gws: &[Gateway]) -> u64 {
+    let mut n = 0;
+    for gw in gws {
+        n += counter(gw, "danmaku_store_rollovers_total").await;
+    }
+    n
+}
+
+/// Redis comes back from a snapshot that lost its last 10 events (a stale RDB file, a
+/// failover to a lagging replica): the room's seq is back under the same epoch. Each
+/// gateway finds its room's head below what it delivered when it reconnects, the room
+/// moves to a new epoch and every viewer gets a `reset` before any new event; a resume
+/// from the lost tail gets `recovered:false` in the new epoch; a retried key the
+/// snapshot kept answers the seq it got, in the epoch it got it.
+#[tokio::test]
+async fn a_redis_gone_back_under_an_epoch_moves_the_room_to_a_new_one() {
+    let mut redis = TestRedis::start();
+    let gws = [gateway(&redis), gateway(&redis), gateway(&redis)];
+    let (mut viewers, mut held, snapshot, old) =
+        twenty_events_and_a_snapshot_at_ten(&redis, &gws).await;
+
+    redis.restart_from(&snapshot);
+    for v in &mut viewers {
+        let reset = v.next_of("reset").await;
+        assert_ne!(reset["epoch"].as_str(), Some(old.as_str()), "{reset}");
+    }
+    let mut last = (String::new(), 0);
+    for i in 21..=30 {
+        last = publish_until_sequenced(&gws[i % 3], &format!("k-{i}")).await;
+    }
+    assert_ne!(last.0, old);
+    for (v, held) in viewers.iter_mut().zip(&mut held) {
+        for seq in 1..=10 {
+            let e = v.next_event().await;
+            assert_eq!(
+                (e["epoch"].as_str(), e["seq"].as_u64()),
+                (Some(last.0.as_str()), Some(seq))
+            );
+            held.take(&e);
+        }
+    }
+    assert!(rollovers(&gws).await >= 1, "counted");
+
+    let mut late = Viewer::connect(&gws[2], "late").await;
+    let id = late
+        .send(json!({"type": "join", "room": "r", "since": {"epoch": old, "seq": 15}}))
+        .await;
+    let joined = late.reply(id).await;
+    assert_eq!(joined["recovered"], false, "{joined}");
+    assert_eq!(joined["epoch"].as_str(), Some(last.0.as_str()), "{joined}");
+    let (status, retried, _) = publish(&gws[0], "k-5").await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(
+        (retried["epoch"].as_str(), retried["seq"].as_u64()),
+        (Some(old.as_str()), Some(5))
+    );
+}
+
+/// As above, but the gateway is cut off from Redis while it restarts and the publisher
+/// goes on elsewhere, so by the time the gateway is back the room's seq is past what it
+/// delivered (the new events overtook the lost ones). Its head alone looks fine; the
+/// record under the last seq it delivered is another: the room moves to a new epoch.
+#[tokio::test]
+async fn a_redis_gone_back_and_overtaken_is_found_by_the_record_under_the_last_seq() {
+    let mut redis = TestRedis::start();
+    let proxy = StallProxy::start(&redis);
+    let gws = [
+        Gateway::start(&["--redis-url", &proxy.url()]),
+        gateway(&redis),
+    ];
+    let (mut viewers, mut held, snapshot, old) =
+        twenty_events_and_a_snapshot_at_ten(&redis, &gws[..1]).await;
+
+    proxy.sever();
+    redis.restart_from(&snapshot);
+    for i in 21..=40 {
+        let at = publish_until_sequenced(&gws[1], &format!("k-{i}")).await;
+        assert_eq!(at.0, old, "nobody has noticed yet");
+    }
+    proxy.mend();
+    // Until the gateway is back and has moved the room (the first of these may still
+    // be sequenced in the old epoch).
+    let mut last = (old.clone(), 0);
+    for i in 0..200 {
+        last = publish_until_sequenced(&gws[1], &format!("k-after-{i}")).await;
+        if last.0 != old {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(last.0, old, "the room moved to a new epoch");
+    reset_then_up_to(&mut viewers[0], &mut held[0], &old, &last).await;
+    assert_eq!(rollovers(&gws[..1]).await, 1);
+}
+
+/// The same seq published twice in one epoch (which only a store that lost writes
+/// does) moves the room to a new epoch at once, without a reconnect.
+#[tokio::test]
+async fn a_seq_published_twice_moves_the_room_to_a_new_epoch() {
+    let redis = TestRedis::start();
+    let gws = [gateway(&redis)];
+    let mut v = Viewer::connect(&gws[0], "v").await;
+    v.join("r").await;
+    let mut held = Held::new();
+    for i in 1..=5 {
+        publish_until_sequenced(&gws[0], &format!("k-{i}")).await;
+        held.take(&v.next_event().await);
+    }
+    let old = held.epoch_of(1);
+    let again = danmaku_fanout::testing::data_record(3, &old, 1, "card", r#"{"key":"other"}"#);
+    redis.cli(&["PUBLISH", "{dm:r}:c", &again]);
+    let reset = v.next_of("reset").await;
+    assert_ne!(reset["epoch"].as_str(), Some(old.as_str()), "{reset}");
+    let last = publish_until_sequenced(&gws[0], "k-6").await;
+    assert_ne!(last.0, old);
+    let e = v.next_event().await;
+    assert_eq!(held.take(&e), last);
+    assert_eq!(rollovers(&gws).await, 1);
+}

@@ -130,8 +130,9 @@ impl RedisFanout {
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, FanoutError> {
-        let shards = connect_shards(&config).await?;
-        let subscribers = shards
+        let publisher = Publisher::with(config.clone(), connect_shards(&config).await?);
+        let subscribers = publisher
+            .shards
             .iter()
             .map(|s| {
                 Subscriber::start(
@@ -140,11 +141,12 @@ impl RedisFanout {
                     hub.clone(),
                     config.clone(),
                     s.healthy.clone(),
+                    publisher.clone(),
                 )
             })
             .collect();
         Ok(Self {
-            publisher: Publisher::with(config.clone(), shards),
+            publisher,
             view_script: redis::Script::new(include_str!("lua/view.lua")),
             history_script: redis::Script::new(include_str!("lua/history.lua")),
             config,
@@ -379,5 +381,9 @@ impl Fanout for RedisFanout {
 
     fn pubsub_stalls(&self) -> u64 {
         self.subscribers.iter().map(Subscriber::stalls).sum()
+    }
+
+    fn store_rollovers(&self) -> u64 {
+        self.subscribers.iter().map(Subscriber::rollovers).sum()
     }
 }

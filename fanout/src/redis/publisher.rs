@@ -142,6 +142,19 @@ impl Publisher {
         RoomKeys::new(&self.config.prefix, room)
     }
 
+    /// Moves `room` to a new epoch if it is still in `epoch`, which a gateway found
+    /// gone back (Redis lost acknowledged writes); answers the room's epoch and seq.
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    pub(super) async fn roll_over(
+        &self,
+        room: &RoomId,
+        epoch: &str,
+    ) -> Result<Published, FanoutError> {
+        reply::published(self.room_op(room, &RoomOp::RollOver { epoch }).await?)
+    }
+
     /// Runs one op of the room script.
     pub(super) async fn room_op(
         &self,

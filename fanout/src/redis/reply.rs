@@ -43,6 +43,8 @@ pub(crate) enum RoomOp<'a> {
         count: u64,
         ttl_ms: u64,
     },
+    /// Moves a room whose seq went back under `epoch` to a new epoch.
+    RollOver { epoch: &'a str },
     /// The open polls.
     Polls,
 }
@@ -58,6 +60,7 @@ impl RoomOp<'_> {
             Self::Vote { .. } => "vote",
             Self::PollFlush => "poll_flush",
             Self::Online { .. } => "online",
+            Self::RollOver { .. } => "roll_over",
             Self::Polls => "polls",
         }
     }
@@ -88,6 +91,7 @@ impl RoomOp<'_> {
                 (*user).to_owned(),
                 option.to_string(),
             ],
+            Self::RollOver { epoch } => vec![(*epoch).to_owned()],
             Self::PollFlush | Self::Polls => Vec::new(),
             Self::Online {
                 gateway,

@@ -8,6 +8,16 @@
 //! `position_check`) catch up rooms whose tail was lost; an epoch change, or a gap the
 //! stream no longer holds, is delivered as [`RESET_SEQ`] so viewers get a `reset`.
 //!
+//! # Lost writes
+//! A store that comes back with an older state of a room (a restart from a stale
+//! snapshot, a failover to a lagging replica) would hand out seqs again that viewers
+//! already hold. Only a gateway can see it, by what it delivered: after every
+//! (re)connect, before handling a message, each followed room's head must not be below
+//! the cursor and the stream must still hold, under the last seq delivered, the record
+//! that was delivered (compared by [`print`]); and pub/sub must never bring a seq twice
+//! that no read brought. Otherwise the room is moved to a new epoch (`roll_over` in the
+//! room script) and local viewers get a reset.
+//!
 //! # Liveness
 //! A connection can stall without closing (a proxy that stops forwarding). Every
 //! `position_check` the task publishes a probe on a channel of its own; when a
@@ -42,6 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::RedisConfig;
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
+use super::publisher::Publisher;
 use super::record::Record;
 use crate::position::{Behind, Cursor, Step};
 use crate::{FanoutError, Hub, RESET_SEQ};
@@ -53,6 +64,7 @@ pub(crate) struct Subscriber {
     tx: mpsc::Sender<(RoomId, Ack)>,
     connected: Arc<AtomicBool>,
     stalls: Arc<AtomicU64>,
+    rollovers: Arc<AtomicU64>,
 }
 
 struct RoomSub {
@@ -63,6 +75,31 @@ struct RoomSub {
     idle_since: Option<Instant>,
     /// The store's head when a position check last found this room behind.
     behind: Option<u64>,
+    /// The highest seq of the cursor's epoch passed on from a read of the store (a
+    /// position, a fill from the stream) rather than from pub/sub. A pub/sub copy of a
+    /// seq up to here is expected (the read got it first); of a seq beyond it, it is
+    /// the second publish of that seq in the epoch: the store lost writes.
+    read_upto: u64,
+    /// The print of the record delivered at the cursor's last seq (none after a reset
+    /// or a position taken from a read): after a reconnect, the store must still hold
+    /// that record under that seq, or it lost writes ([`print`]).
+    last_print: Option<u64>,
+}
+
+impl RoomSub {
+    /// Continuity restarts at `seq` of `epoch`.
+    fn reset(&mut self, epoch: Arc<str>, seq: u64) {
+        self.cursor.reset(epoch, seq);
+        self.read_upto = seq;
+        self.behind = None;
+        self.last_print = None;
+    }
+
+    /// Records that the event `seq`, whose record is `record`, was passed on.
+    fn wrote(&mut self, seq: u64, record: &[u8]) {
+        self.cursor.wrote(seq);
+        self.last_print = Some(print(record));
+    }
 }
 
 struct Task {
@@ -76,6 +113,10 @@ struct Task {
     healthy: Arc<AtomicBool>,
     /// Pub/sub connections found stalled by the probe.
     stalls: Arc<AtomicU64>,
+    /// Rooms found gone back under their epoch, moved to a new one.
+    rollovers: Arc<AtomicU64>,
+    /// Starts the new epoch of a room the store lost writes of.
+    publisher: Publisher,
     /// This task's probe channel.
     probe_channel: String,
     /// Callers waiting for a room's position read, by channel: a join storm into a new
@@ -89,7 +130,7 @@ struct Task {
 struct Watched {
     room: RoomId,
     keys: RoomKeys,
-    position: Result<(Option<String>, Option<u64>), FanoutError>,
+    position: Result<Head, FanoutError>,
 }
 
 /// The liveness probe of one connection.
@@ -115,10 +156,12 @@ impl Subscriber {
         hub: Arc<Hub>,
         config: RedisConfig,
         healthy: Arc<AtomicBool>,
+        publisher: Publisher,
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
         let stalls = Arc::new(AtomicU64::new(0));
+        let rollovers = Arc::new(AtomicU64::new(0));
         let probe_channel = format!(
             "{}:probe:{}:{}",
             config.prefix,
@@ -134,8 +177,10 @@ impl Subscriber {
             connected: connected.clone(),
             healthy,
             stalls: stalls.clone(),
+            rollovers: rollovers.clone(),
             probe_channel,
             waiting: HashMap::new(),
+            publisher,
         };
         // Owned by the handle: the task ends when every sender (the store) is dropped.
         tokio::spawn(task.run(rx));
@@ -143,12 +188,18 @@ impl Subscriber {
             tx,
             connected,
             stalls,
+            rollovers,
         }
     }
 
     /// Pub/sub connections found stalled so far.
     pub(crate) fn stalls(&self) -> u64 {
         self.stalls.load(Ordering::Relaxed)
+    }
+
+    /// Rooms moved to a new epoch after the store lost writes, so far.
+    pub(crate) fn rollovers(&self) -> u64 {
+        self.rollovers.load(Ordering::Relaxed)
     }
 
     /// Makes sure this gateway receives `room`'s events.
@@ -197,10 +248,15 @@ impl Task {
                     continue;
                 }
             };
+            // Anything published while we were not subscribed is in the streams; and
+            // the store may be another one now (restarted, failed over): no message is
+            // handled before every room's position is verified against it.
+            if !self.check_positions(true).await {
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
             backoff = Backoff::default();
             self.connected.store(true, Ordering::Relaxed);
-            // Anything published while we were not subscribed is in the streams.
-            self.check_positions(true).await;
             let served = self.serve(&mut source, &mut rx).await;
             // Position reads in flight were dropped with the connection's loop.
             for (_, acks) in self.waiting.drain() {
@@ -242,7 +298,11 @@ impl Task {
                             self.on_message(&channel, &payload).await;
                         }
                     }
-                    Some(Incoming::Resync) => self.check_positions(true).await,
+                    Some(Incoming::Resync) => {
+                        if !self.check_positions(true).await {
+                            return ControlFlow::Continue(());
+                        }
+                    }
                     // The Cluster client would repair the node's connection and
                     // resubscribe by itself, but not always every channel of every
                     // node: start over on a fresh connection instead.
@@ -283,7 +343,7 @@ impl Task {
                         probe.awaiting = Some((probe.sent, None));
                         self.send_probe(probe.sent, confirmed_tx.clone());
                     }
-                    self.check_positions(false).await;
+                    let _ = self.check_positions(false).await;
                     self.unwatch_idle(source).await;
                 }
             }
@@ -378,6 +438,8 @@ impl Task {
                 cursor: Cursor::new(Arc::from(epoch.unwrap_or_default()), seq.unwrap_or(0)),
                 idle_since: None,
                 behind: None,
+                read_upto: seq.unwrap_or(0),
+                last_print: None,
             },
         );
         for ack in acks {
@@ -425,10 +487,16 @@ impl Task {
         };
         let seq = record.seq;
         match sub.cursor.step_in(record.epoch, seq) {
+            Step::Duplicate if seq > sub.read_upto => {
+                // Pub/sub brings each publish once: this seq was published twice.
+                let (room, epoch, seen) = (sub.room.clone(), record.epoch, sub.cursor.last());
+                self.roll_over(channel, &room, epoch, seen, seq).await;
+                return;
+            }
             Step::Duplicate => return,
             Step::Reset => {
                 // The room's history was lost (store restart, expiry): continuity restarts.
-                sub.cursor.reset(Arc::from(record.epoch), seq);
+                sub.reset(Arc::from(record.epoch), seq);
                 self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
                 return;
             }
@@ -447,7 +515,7 @@ impl Task {
         }
         match record.encode(&sub.room) {
             Ok(frame) => {
-                sub.cursor.wrote(seq);
+                sub.wrote(seq, payload);
                 self.hub.deliver(&sub.room, seq, &frame);
             }
             Err(e) => tracing::warn!(room = %sub.room, error = %e, "unreadable event record"),
@@ -488,13 +556,14 @@ impl Task {
             let Ok(frame) = Record::parse(record).and_then(|r| r.encode(&sub.room)) else {
                 break; // unreadable: a reset below, never a silent gap
             };
-            sub.cursor.wrote(seq);
+            sub.wrote(seq, record);
             self.hub.deliver(&sub.room, seq, &frame);
         }
+        sub.read_upto = sub.read_upto.max(upto);
         if sub.cursor.missing(upto) > 0 {
             // Trimmed away: tell viewers where continuity restarts.
             let epoch = sub.cursor.epoch().clone();
-            sub.cursor.reset(epoch, upto);
+            sub.reset(epoch, upto);
             self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
             return false;
         }
@@ -505,7 +574,9 @@ impl Task {
     /// new epoch.
     /// With `force`, every room behind is filled at once (after a reconnect or a lost
     /// push); otherwise only rooms found behind twice in a row.
-    async fn check_positions(&mut self, force: bool) {
+    ///
+    /// Returns whether every room's head was read (false: the store is unreachable).
+    async fn check_positions(&mut self, force: bool) -> bool {
         // Concurrent reads over the multiplexed connection, 512 rooms at a time: about
         // one round trip per chunk, so the task keeps delivering messages. (Not one
         // pipeline: a Cluster pipeline must stay within one slot.)
@@ -521,15 +592,67 @@ impl Task {
                 .collect();
             let Ok(heads) = heads else {
                 self.healthy.store(false, Ordering::Relaxed);
-                return;
+                return false;
             };
             self.healthy.store(true, Ordering::Relaxed);
+            // After a reconnect the store may be another (restarted, failed over):
+            // it must still hold what this gateway delivered last.
+            let changed = if force {
+                match self.changed_records(chunk, &heads).await {
+                    Ok(changed) => changed,
+                    Err(()) => {
+                        self.healthy.store(false, Ordering::Relaxed);
+                        return false;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
             for (channel, head) in chunk.iter().zip(heads) {
-                if let (Some(epoch), Some(seq)) = head {
-                    self.on_position(channel, epoch, seq, force).await;
+                let (Some(epoch), Some(seq)) = head else {
+                    continue;
+                };
+                match self.rooms.get(channel) {
+                    Some(sub) if changed.contains(channel) => {
+                        let (room, seen) = (sub.room.clone(), sub.cursor.last());
+                        self.roll_over(channel, &room, &epoch, seen, seq).await;
+                    }
+                    _ => self.on_position(channel, epoch, seq, force).await,
                 }
             }
         }
+        true
+    }
+
+    /// The rooms of `chunk` (with their `heads`) whose stream holds, under the seq
+    /// this gateway delivered last, another record than the one it delivered. A room
+    /// whose record was trimmed away is not among them; a read that fails is an error.
+    async fn changed_records(&self, chunk: &[String], heads: &[Head]) -> Result<Vec<String>, ()> {
+        let reads = chunk.iter().zip(heads).filter_map(|(channel, head)| {
+            let sub = self.rooms.get(channel)?;
+            let (epoch, seq) = (head.0.as_deref()?, head.1?);
+            let last = sub.cursor.last();
+            let expected = sub.last_print?;
+            (**sub.cursor.epoch() == *epoch && seq >= last && last > 0).then(|| {
+                let (mut conn, stream, channel) =
+                    (self.conn.clone(), sub.keys.stream.clone(), channel.clone());
+                async move {
+                    let id = format!("{last}-0");
+                    let reply: StreamRangeReply =
+                        conn.xrange(&stream, &id, &id).await.map_err(|_| ())?;
+                    let changed = reply.ids.first().is_some_and(|held| {
+                        !matches!(held.map.get("r"),
+                            Some(redis::Value::BulkString(record)) if print(record) == expected)
+                    });
+                    Ok(changed.then_some(channel))
+                }
+            })
+        });
+        let found: Result<Vec<Option<String>>, ()> = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect();
+        Ok(found?.into_iter().flatten().collect())
     }
 
     /// Compares one room's position with the store's.
@@ -537,10 +660,16 @@ impl Task {
         let Some(sub) = self.rooms.get_mut(channel) else {
             return;
         };
+        if **sub.cursor.epoch() == *epoch && seq < sub.cursor.last() {
+            // Read after this gateway delivered `last` (no message is handled while the
+            // check runs), so the store went back: it lost acknowledged writes.
+            let (room, seen) = (sub.room.clone(), sub.cursor.last());
+            self.roll_over(channel, &room, &epoch, seen, seq).await;
+            return;
+        }
         let missing = match sub.cursor.behind(&epoch, seq) {
             Behind::NewEpoch => {
-                sub.cursor.reset(Arc::from(epoch), seq);
-                sub.behind = None;
+                sub.reset(Arc::from(epoch), seq);
                 self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
                 return;
             }
@@ -563,14 +692,56 @@ impl Task {
             sub.behind = Some(seq);
         }
     }
+
+    /// The store went back under `room`'s `epoch`: it no longer holds what this
+    /// gateway delivered up to `seen` (its head is `head`, or it published a seq again,
+    /// or it holds another record under `seen`). The room moves to a new epoch, so no
+    /// viewer takes new events under seqs it already holds, and local viewers get a
+    /// reset. On a failed call the room stays as it is until the evidence is found
+    /// again (a position check, a reconnect).
+    async fn roll_over(&mut self, channel: &str, room: &RoomId, epoch: &str, seen: u64, head: u64) {
+        tracing::warn!(
+            %room, epoch, seen, head,
+            "the store went back under the room's epoch (lost writes): starting a new epoch"
+        );
+        let moved = self.publisher.roll_over(room, epoch).await;
+        let Some(sub) = self.rooms.get_mut(channel) else {
+            return;
+        };
+        match moved {
+            Ok(now) => {
+                self.rollovers.fetch_add(1, Ordering::Relaxed);
+                sub.reset(now.epoch, now.seq);
+                self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
+            }
+            Err(e) => tracing::warn!(%room, error = %e, "could not start the new epoch"),
+        }
+    }
 }
+
+/// A fingerprint of an event's record, kept for the last event delivered in each room
+/// to tell whether the store still holds that event under its seq (a multiply-rotate
+/// hash over 8-byte words: in-process only, never stored).
+fn print(record: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut words = record.chunks_exact(8);
+    let mut h = step(0, record.len() as u64);
+    for w in &mut words {
+        h = step(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    }
+    words
+        .remainder()
+        .iter()
+        .fold(h, |h, &b| step(h, u64::from(b)))
+}
+
+/// A room's head in the store: its epoch and latest seq.
+type Head = (Option<String>, Option<u64>);
 
 /// A room's head in the store: its epoch and latest seq (both `None` for a room that
 /// does not exist).
-async fn read_head(
-    mut conn: Conn,
-    meta: &str,
-) -> redis::RedisResult<(Option<String>, Option<u64>)> {
+async fn read_head(mut conn: Conn, meta: &str) -> redis::RedisResult<Head> {
     redis::cmd("HMGET")
         .arg(meta)
         .arg("epoch")

@@ -128,6 +128,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         deliveries: stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
         queue_drops: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
         pubsub_stalls: app.fanout.pubsub_stalls(),
+        store_rollovers: app.fanout.store_rollovers(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

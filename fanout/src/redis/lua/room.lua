@@ -16,7 +16,8 @@
 --            <p><id> (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
 --   <tag>:on online hash {gateway: "<count>:<expires ms>"}
 --   <tag>:c  the channel every record is published on
--- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush | online | polls
+-- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush | online |
+--          roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
 -- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
 -- ARGV[5..] per op (below).
@@ -140,20 +141,24 @@ local result
 if op == "event" then
   -- ARGV[5] kind   ARGV[6] data JSON   ARGV[7] idempotency key ("" for none)
   -- ARGV[8] with a key, the event's fingerprint (fanout/src/idempotency.rs). The key
-  -- holds "<seq>:<fingerprint>" (or "<seq>", written by older versions: taken as a retry).
+  -- holds "<seq>:<fingerprint>:<epoch>" (older versions wrote "<seq>:<fingerprint>"
+  -- and "<seq>": the seq is then of the room's current epoch). A retry is answered
+  -- with the epoch and seq the event got, even when the room has a newer epoch since.
   local idem = ARGV[7] ~= "" and tag .. ":i:" .. ARGV[7]
   local prev = idem and redis.call("GET", idem)
   local e = prev and read_meta()
   if e then
-    local seq, fp = string.match(prev, "^(%d+):?(%x*)$")
+    local seq, fp, in_epoch = string.match(prev, "^(%d+):?(%x*):?(.*)$")
     if not seq then return redis.error_reply("DM_KEY_UNREADABLE") end
     if fp ~= "" and fp ~= ARGV[8] then
       return redis.error_reply("DM_KEY_REUSED " .. seq)
     end
-    result = {e, tonumber(seq), 1}
+    result = {in_epoch ~= "" and in_epoch or e, tonumber(seq), 1}
   else
     result = sequence(ARGV[5], "d", ARGV[6])
-    if idem then redis.call("SET", idem, result[2] .. ":" .. ARGV[8], "EX", idem_ttl) end
+    if idem then
+      redis.call("SET", idem, result[2] .. ":" .. ARGV[8] .. ":" .. result[1], "EX", idem_ttl)
+    end
   end
 elseif op == "likes" then
   -- ARGV[5] delta
@@ -233,6 +238,19 @@ elseif op == "online" then
   -- Viewers keep their room: a room somebody watches does not expire.
   if total > 0 then refresh() end
   return {"", total, 0}
+elseif op == "roll_over" then
+  -- ARGV[5] the epoch in which a gateway found the room's seq gone back: Redis lost
+  -- acknowledged writes (a restart from an older snapshot, a failover to a lagging
+  -- replica), and new events would reuse seqs that viewers already hold. A new epoch
+  -- instead, as for a lost room. The evidence is the gateway's (what it delivered
+  -- before), which the store cannot see. A second gateway finding the same finds the
+  -- epoch already changed.
+  if read_meta() == ARGV[5] then
+    redis.call("DEL", meta)
+    known_epoch = nil
+  end
+  local epoch = room_epoch()
+  result = {epoch, tonumber(redis.call("HGET", meta, "seq")), 0}
 elseif op == "polls" then
   -- The open polls, as record bodies (shape p).
   local out = {}
