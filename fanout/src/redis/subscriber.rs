@@ -30,8 +30,9 @@
 //! is known), and every store call is bounded by `call_timeout`.
 //!
 //! # Backpressure
-//! Watch requests go through a bounded channel (`watch` waits when it is full). The
-//! redis client buffers pushed messages until this task reads them.
+//! Watch requests go through a bounded channel (`watch` waits when it is full). Pushed
+//! messages wait in a bounded buffer ([`PUSH_BUFFER`]) until this task reads them; a
+//! push that finds it full is dropped and every room caught up from its stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,10 +44,10 @@ use danmaku_protocol::RoomId;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use redis::aio::{PubSubSink, PubSubStream};
+use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::streams::StreamRangeReply;
-use redis::{AsyncCommands, PushInfo, PushKind};
+use redis::{AsyncCommands, ProtocolVersion, PushInfo, PushKind};
 use tokio::sync::{mpsc, oneshot};
 
 use super::RedisConfig;
@@ -84,11 +85,25 @@ struct RoomSub {
     /// or a position taken from a read): after a reconnect, the store must still hold
     /// that record under that seq, or it lost writes ([`print`]).
     last_print: Option<u64>,
+    /// The epochs this room left here, newest last (at most [`RETIRED_EPOCHS`]): a
+    /// message of one of them, still on its way when the room moved on, is stale.
+    retired: std::collections::VecDeque<Arc<str>>,
 }
+
+/// Left epochs remembered per room (they are random; one is enough but for a room
+/// that moves twice within one message's flight).
+const RETIRED_EPOCHS: usize = 4;
 
 impl RoomSub {
     /// Continuity restarts at `seq` of `epoch`.
     fn reset(&mut self, epoch: Arc<str>, seq: u64) {
+        let left = self.cursor.epoch();
+        if !left.is_empty() && *left != epoch {
+            if self.retired.len() == RETIRED_EPOCHS {
+                self.retired.pop_front();
+            }
+            self.retired.push_back(left.clone());
+        }
         self.cursor.reset(epoch, seq);
         self.read_upto = seq;
         self.behind = None;
@@ -440,6 +455,7 @@ impl Task {
                 behind: None,
                 read_upto: seq.unwrap_or(0),
                 last_print: None,
+                retired: std::collections::VecDeque::new(),
             },
         );
         for ack in acks {
@@ -486,6 +502,9 @@ impl Task {
             }
         };
         let seq = record.seq;
+        if sub.retired.iter().any(|e| **e == *record.epoch) {
+            return; // sequenced before the room moved on
+        }
         match sub.cursor.step_in(record.epoch, seq) {
             Step::Duplicate if seq > sub.read_upto => {
                 // Pub/sub brings each publish once: this seq was published twice.
@@ -777,30 +796,35 @@ enum Incoming {
 
 /// Messages published into pushed to this gateway: classic pub/sub on a standalone
 /// server, sharded pub/sub (SSUBSCRIBE) on a Cluster.
-enum Source {
-    Single(PubSubSink, PubSubStream),
-    Cluster {
-        conn: ClusterConnection,
-        pushes: mpsc::Receiver<PushInfo>,
-        /// Set when a push found the buffer full (it was dropped): resync.
-        overflow: Arc<AtomicBool>,
-    },
+/// The pub/sub connection: RESP3, its pushes handed to a bounded buffer (for one
+/// Redis and for a Cluster alike), so a burst the task cannot read at once costs at
+/// most [`PUSH_BUFFER`] messages of memory; beyond, pushes are dropped and the rooms
+/// caught up from their streams.
+struct Source {
+    conn: PushConn,
+    pushes: mpsc::Receiver<PushInfo>,
+    /// Set when a push found the buffer full (it was dropped): resync.
+    overflow: Arc<AtomicBool>,
 }
 
-/// Subscribes on a [`Source`]'s connection (a clone of its sink or connection).
-enum SubscribeHandle {
-    Single(PubSubSink),
+/// A connection that (un)subscribes; its messages arrive as pushes.
+#[derive(Clone)]
+enum PushConn {
+    Single(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
+
+/// Subscribes on a [`Source`]'s connection from elsewhere (a clone of it).
+struct SubscribeHandle(PushConn);
 
 impl SubscribeHandle {
     /// Subscribes, giving up after [`SUBSCRIBE_TIMEOUT`].
     async fn subscribe(&mut self, channels: &[String]) -> redis::RedisResult<()> {
         let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"));
         let subscribe = async {
-            match self {
-                Self::Single(sink) => sink.subscribe(channels).await,
-                Self::Cluster(conn) => {
+            match &mut self.0 {
+                PushConn::Single(conn) => conn.subscribe(channels).await,
+                PushConn::Cluster(conn) => {
                     // One SSUBSCRIBE per channel: channels of different slots live on
                     // different nodes.
                     for c in channels {
@@ -816,7 +840,7 @@ impl SubscribeHandle {
     }
 }
 
-/// Pushes buffered per Cluster connection; beyond, they are dropped and the rooms are
+/// Pushes buffered per pub/sub connection; beyond, they are dropped and the rooms are
 /// caught up from their streams.
 const PUSH_BUFFER: usize = 16 * 1024;
 
@@ -825,31 +849,45 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Source {
     async fn open(target: &Target) -> redis::RedisResult<Self> {
-        match target {
+        let (tx, pushes) = mpsc::channel(PUSH_BUFFER);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let full = overflow.clone();
+        let sender = move |info: PushInfo| {
+            tx.try_send(info)
+                .map_err(|_| full.store(true, Ordering::Relaxed))
+        };
+        let conn = match target {
             Target::Single(client) => {
-                let (sink, stream) = client.get_async_pubsub().await?.split();
-                Ok(Self::Single(sink, stream))
+                let info = client.get_connection_info().clone();
+                let resp3 = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let client = redis::Client::open(info.set_redis_settings(resp3))?;
+                // (Un)subscribes are bounded by SUBSCRIBE_TIMEOUT, the connection's
+                // liveness by the probe; not by the client's own 500 ms default.
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_push_sender(sender);
+                PushConn::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
             }
             Target::Cluster(seeds) => {
-                let (tx, pushes) = mpsc::channel(PUSH_BUFFER);
-                let overflow = Arc::new(AtomicBool::new(false));
-                let full = overflow.clone();
-                let sender = move |info: PushInfo| {
-                    tx.try_send(info)
-                        .map_err(|_| full.store(true, Ordering::Relaxed))
-                };
                 let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
-                    .use_protocol(redis::ProtocolVersion::RESP3)
+                    .use_protocol(ProtocolVersion::RESP3)
                     .push_sender(sender)
                     .build()?;
-                let conn = client.get_async_connection().await?;
-                Ok(Self::Cluster {
-                    conn,
-                    pushes,
-                    overflow,
-                })
+                PushConn::Cluster(client.get_async_connection().await?)
             }
-        }
+        };
+        Ok(Self {
+            conn,
+            pushes,
+            overflow,
+        })
     }
 
     /// Subscribes, giving up after [`SUBSCRIBE_TIMEOUT`] (the task must not hang on a
@@ -860,18 +898,15 @@ impl Source {
 
     /// A handle that subscribes on this connection from elsewhere.
     fn handle(&self) -> SubscribeHandle {
-        match self {
-            Self::Single(sink, _) => SubscribeHandle::Single(sink.clone()),
-            Self::Cluster { conn, .. } => SubscribeHandle::Cluster(conn.clone()),
-        }
+        SubscribeHandle(self.conn.clone())
     }
 
     async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
         let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "unsubscribe timed out"));
         let unsubscribe = async {
-            match self {
-                Self::Single(sink, _) => sink.unsubscribe(channel).await,
-                Self::Cluster { conn, .. } => conn.sunsubscribe(channel).await,
+            match &mut self.conn {
+                PushConn::Single(conn) => conn.unsubscribe(channel).await,
+                PushConn::Cluster(conn) => conn.sunsubscribe(channel).await,
             }
         };
         tokio::time::timeout(SUBSCRIBE_TIMEOUT, unsubscribe)
@@ -882,39 +917,28 @@ impl Source {
     /// The next message; `None` when the connection is gone for good.
     ///
     /// # Cancel safety
-    /// Cancel safe: both underlying receivers are.
+    /// Cancel safe: the receiver is.
     async fn next(&mut self) -> Option<Incoming> {
-        match self {
-            Self::Single(_, stream) => {
-                let m = stream.next().await?;
-                Some(Incoming::Message(
-                    m.get_channel_name().to_owned(),
-                    m.get_payload_bytes().to_vec(),
-                ))
+        loop {
+            if self.overflow.swap(false, Ordering::Relaxed) {
+                return Some(Incoming::Resync);
             }
-            Self::Cluster {
-                pushes, overflow, ..
-            } => loop {
-                if overflow.swap(false, Ordering::Relaxed) {
-                    return Some(Incoming::Resync);
-                }
-                let push = pushes.recv().await?;
-                match push.kind {
-                    PushKind::SMessage | PushKind::Message => {
-                        if let [channel, payload, ..] = push.data.as_slice()
-                            && let (redis::Value::BulkString(c), redis::Value::BulkString(p)) =
-                                (channel, payload)
-                        {
-                            return Some(Incoming::Message(
-                                String::from_utf8_lossy(c).into_owned(),
-                                p.clone(),
-                            ));
-                        }
+            let push = self.pushes.recv().await?;
+            match push.kind {
+                PushKind::SMessage | PushKind::Message => {
+                    if let [channel, payload, ..] = push.data.as_slice()
+                        && let (redis::Value::BulkString(c), redis::Value::BulkString(p)) =
+                            (channel, payload)
+                    {
+                        return Some(Incoming::Message(
+                            String::from_utf8_lossy(c).into_owned(),
+                            p.clone(),
+                        ));
                     }
-                    PushKind::Disconnection => return Some(Incoming::Disconnected),
-                    _ => {}
                 }
-            },
+                PushKind::Disconnection => return Some(Incoming::Disconnected),
+                _ => {}
+            }
         }
     }
 }
