@@ -130,8 +130,11 @@ impl Batch {
         if self.count == 0 {
             return None;
         }
-        let frame = self.frame.split().freeze();
-        if self.frame.capacity() > BATCH_BYTES {
+        // A frame of its own size: a slow viewer holding it holds these bytes, not
+        // the buffer the next batches are gathered in.
+        let frame = Bytes::copy_from_slice(&self.frame);
+        self.frame.clear();
+        if self.frame.capacity() > 2 * BATCH_BYTES {
             self.frame = BytesMut::new();
         }
         self.count = 0;

@@ -1,7 +1,9 @@
 //! The per-connection inbox that the room hub delivers into.
 //!
 //! # Backpressure
-//! A mailbox holds at most `capacity` deliveries. Delivery never blocks and never
+//! A mailbox holds at most `capacity` deliveries and, when built with a byte bound,
+//! at most that many bytes of frames (a frame larger than the bound is taken only into
+//! an empty queue). Delivery never blocks and never
 //! allocates per viewer: a full mailbox drops the delivery and records the room as
 //! *overflowed*; an overflowed room takes no more deliveries until the owner took the
 //! mark, so what is queued is always a gapless prefix (a dropped `reset` can never be
@@ -42,6 +44,8 @@ pub struct Delivery {
 #[derive(Debug, Default)]
 struct Queue {
     items: VecDeque<Delivery>,
+    /// The frames' bytes in `items`.
+    bytes: usize,
     /// Rooms whose sequenced deliveries were dropped since the owner last looked.
     overflowed: Vec<RoomKey>,
 }
@@ -61,6 +65,7 @@ pub trait Sink: Send + Sync {
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
+    max_bytes: usize,
     ready: Notify,
     receiver_gone: AtomicBool,
     sink: Option<Arc<dyn Sink>>,
@@ -70,6 +75,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("capacity", &self.capacity)
+            .field("max_bytes", &self.max_bytes)
             .field("sink", &self.sink.is_some())
             .finish_non_exhaustive()
     }
@@ -98,20 +104,30 @@ pub enum Delivered {
     Closed,
 }
 
-/// Creates a mailbox holding at most `capacity` deliveries.
+/// Creates a mailbox holding at most `capacity` deliveries (of any size).
 pub fn mailbox(capacity: usize) -> (Mailbox, MailboxReceiver) {
-    build(capacity, None)
+    build(capacity, usize::MAX, None)
 }
 
-/// Creates a mailbox whose deliveries are offered to `sink` before they are queued.
-pub fn mailbox_with_sink(capacity: usize, sink: Arc<dyn Sink>) -> (Mailbox, MailboxReceiver) {
-    build(capacity, Some(sink))
+/// Creates a mailbox holding at most `capacity` deliveries and `max_bytes` bytes of
+/// frames, whose deliveries are offered to `sink` before they are queued.
+pub fn mailbox_with_sink(
+    capacity: usize,
+    max_bytes: usize,
+    sink: Arc<dyn Sink>,
+) -> (Mailbox, MailboxReceiver) {
+    build(capacity, max_bytes, Some(sink))
 }
 
-fn build(capacity: usize, sink: Option<Arc<dyn Sink>>) -> (Mailbox, MailboxReceiver) {
+fn build(
+    capacity: usize,
+    max_bytes: usize,
+    sink: Option<Arc<dyn Sink>>,
+) -> (Mailbox, MailboxReceiver) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue::default()),
         capacity: capacity.max(1),
+        max_bytes,
         ready: Notify::new(),
         receiver_gone: AtomicBool::new(false),
         sink,
@@ -141,7 +157,9 @@ impl Mailbox {
         {
             return Delivered::Queued;
         }
-        if q.items.len() >= self.shared.capacity {
+        let len = delivery.frame.len();
+        let too_big = !q.items.is_empty() && q.bytes.saturating_add(len) > self.shared.max_bytes;
+        if q.items.len() >= self.shared.capacity || too_big {
             if delivery.seq != 0 && !q.overflowed.contains(&delivery.room) {
                 q.overflowed.push(delivery.room);
             }
@@ -149,7 +167,10 @@ impl Mailbox {
         }
         let was_empty = q.items.is_empty();
         q.items.push_back(delivery);
-        let half_full = q.items.len() == self.shared.capacity / 2;
+        q.bytes += len;
+        let half = self.shared.max_bytes / 2;
+        let half_full =
+            q.items.len() == self.shared.capacity / 2 || (q.bytes >= half && q.bytes - len < half);
         drop(q);
         // One wake-up per batch: the receiver drains everything that is queued. A second
         // one at half capacity ends a write linger before the queue can overflow.
@@ -195,6 +216,8 @@ impl MailboxReceiver {
     pub fn try_recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
         let mut q = self.shared.queue.lock();
         let n = q.items.len().min(limit);
+        let taken: usize = q.items.iter().take(n).map(|d| d.frame.len()).sum();
+        q.bytes = q.bytes.saturating_sub(taken);
         buf.extend(q.items.drain(..n));
         if q.items.is_empty() && q.items.capacity() > 256 {
             // A burst is over: give its memory back.
@@ -248,7 +271,9 @@ impl MailboxReceiver {
         if q.overflowed.is_empty() {
             return Vec::new();
         }
-        let Queue { items, overflowed } = &mut *q;
+        let Queue {
+            items, overflowed, ..
+        } = &mut *q;
         let mut ready = Vec::new();
         overflowed.retain(|room| {
             let queued = items.iter().any(|d| d.room == *room);
@@ -294,6 +319,49 @@ mod tests {
         assert!(rx.take_overflowed().is_empty());
         drop(rx);
         assert_eq!(tx.deliver(d(1, 5)), Delivered::Closed);
+    }
+
+    /// A sink that takes nothing: every delivery is queued.
+    struct NoSink;
+
+    impl Sink for NoSink {
+        fn offer(&self, _: &Delivery, _: bool) -> bool {
+            false
+        }
+
+        fn hold(&self, _: RoomKey) {}
+    }
+
+    fn sized(room: RoomKey, seq: u64, len: usize) -> Delivery {
+        Delivery {
+            frame: Bytes::from(vec![b'x'; len]),
+            ..d(room, seq)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_holds_and_is_given_back_as_frames_are_taken() {
+        let (tx, mut rx) = mailbox_with_sink(100, 1_000, Arc::new(NoSink));
+        assert_eq!(tx.deliver(sized(1, 1, 600)), Delivered::Queued);
+        assert_eq!(tx.deliver(sized(2, 1, 400)), Delivered::Queued);
+        assert_eq!(
+            tx.deliver(sized(2, 2, 1)),
+            Delivered::Dropped,
+            "1,001 bytes"
+        );
+        let mut buf = Vec::new();
+        assert_eq!(rx.recv_many(&mut buf, 1).await, 1);
+        assert_eq!(
+            rx.take_overflowed(),
+            Vec::<RoomKey>::new(),
+            "room 2 is queued"
+        );
+        assert_eq!(tx.deliver(sized(1, 2, 600)), Delivered::Queued, "600 back");
+        rx.recv_many(&mut buf, 10).await;
+        assert_eq!(rx.take_overflowed(), vec![2]);
+        // A frame over the bound still gets through an empty queue.
+        assert_eq!(tx.deliver(sized(3, 1, 5_000)), Delivered::Queued);
+        assert_eq!(tx.deliver(sized(4, 1, 1)), Delivered::Dropped);
     }
 
     #[tokio::test]
@@ -343,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn a_sink_sees_deliveries_first() {
         let sink = Arc::new(OddSink(Mutex::new(Vec::new())));
-        let (tx, mut rx) = mailbox_with_sink(8, sink.clone());
+        let (tx, mut rx) = mailbox_with_sink(8, usize::MAX, sink.clone());
         assert!(rx.when_idle(|| {}));
         for seq in 1..=5 {
             assert_eq!(tx.deliver(d(1, seq)), Delivered::Queued);

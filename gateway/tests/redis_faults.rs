@@ -331,14 +331,22 @@ impl Held {
     }
 }
 
-/// Reads `v` until the event at `last`: it must have been told that continuity
-/// restarted in an epoch other than `old`, and take no second event under a seq.
+/// Reads `v` until the event at `last` (or a reset past it): it must have been told
+/// that continuity restarted in an epoch other than `old`, and take no second event
+/// under a seq.
 async fn reset_then_up_to(v: &mut Viewer, held: &mut Held, old: &str, last: &(String, u64)) {
     let mut reset = None;
     loop {
         let m = v.next().await;
         match m["type"].as_str() {
-            Some("reset") => reset = Some(m["epoch"].as_str().unwrap().to_owned()),
+            Some("reset") => {
+                let epoch = m["epoch"].as_str().unwrap().to_owned();
+                let past = epoch == last.0 && m["seq"].as_u64() >= Some(last.1);
+                reset = Some(epoch);
+                if past {
+                    break; // the reset's snapshot already covers `last`
+                }
+            }
             // Every event is taken (and checked); the one at `last` ends the wait.
             Some("event") if held.take(&m) == *last => break,
             _ => {}

@@ -295,3 +295,103 @@ async fn a_thousand_concurrent_voters_give_exact_tallies() {
         .await;
     assert_eq!(watcher.reply(id).await["code"], "poll_closed");
 }
+
+/// The gateway's RSS growth while 8 MB goes through every viewer of a room of 128
+/// (two lanes of 64) in frames of up to 64 KB, with the first viewer of every lane
+/// reading nothing when `slow` (over a small receive window, so it backs up into the
+/// gateway at once, not into megabytes of kernel buffers). Returns the growth and the
+/// slow viewers (to read from later).
+async fn growth_with(slow: bool, queue_bytes: &str) -> (u64, Vec<Viewer>, Arc<Gateway>) {
+    use futures_util::StreamExt;
+    const VIEWERS: usize = 128;
+    const LANE: usize = 64;
+    let gw = Arc::new(Gateway::start(&[
+        "--outbound-queue-bytes",
+        queue_bytes,
+        "--history-len",
+        "100",
+        "--write-timeout-ms",
+        "120000",
+    ]));
+    // Viewers join in order, so lanes fill in order.
+    let (mut stalled, mut readers) = (Vec::new(), Vec::new());
+    for i in 0..VIEWERS {
+        let sub = format!("v{i}");
+        let mut v = if slow && i % LANE == 0 {
+            Viewer::connect_small_window(&gw, &sub, 4096).await
+        } else {
+            Viewer::connect(&gw, &sub).await
+        };
+        v.join("big").await;
+        if slow && i % LANE == 0 {
+            stalled.push(v);
+        } else {
+            readers.push(v);
+        }
+    }
+    let rss_before = gw.rss();
+    let last = format!("\"seq\":{SLOW_EVENTS},");
+    let reading: Vec<_> = readers
+        .into_iter()
+        .map(|mut v| {
+            let last = last.clone();
+            tokio::spawn(async move {
+                // Frames are searched, not parsed.
+                while let Some(Ok(m)) = v.ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                        && t.as_str().contains(&last)
+                    {
+                        return;
+                    }
+                }
+                panic!("a reader's connection ended");
+            })
+        })
+        .collect();
+    publish_many(&gw, "big", SLOW_EVENTS, 2_000, 4).await;
+    for r in reading {
+        r.await.unwrap();
+    }
+    (gw.rss().saturating_sub(rss_before), stalled, gw)
+}
+
+const SLOW_EVENTS: u64 = 4_000;
+
+/// One viewer in every lane of a room stops reading: what the gateway holds for it is
+/// bounded in bytes — `--outbound-queue-bytes` queued, as much again taken by its
+/// connection task for the next write, and the 1 MiB write buffer — however big the
+/// room's frames are, and the readers get everything. (Measured against the same room
+/// without slow viewers, run just before; unbounded, the two slow viewers here add
+/// about 21 MB.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_viewers_in_every_lane_hold_bounded_bytes() {
+    const QUEUE_BYTES: u64 = 256 * 1024;
+    let queue = std::env::var("DANMAKU_TEST_QUEUE_BYTES").unwrap_or(QUEUE_BYTES.to_string());
+    let (base, _, _) = growth_with(false, &queue).await;
+    let (growth, mut slow, gw) = growth_with(true, &queue).await;
+    let bound = slow.len() as u64 * (2 * QUEUE_BYTES + (1024 + 64) * 1024);
+    // RSS, not a count: the allocator's slack between two runs of the same room
+    // (seen up to 4 MiB here).
+    let slack = 6 * 1024 * 1024;
+    eprintln!(
+        "RSS growth: {} KiB with {} slow viewers, {} KiB without (bound {} KiB + {} KiB)",
+        growth / 1024,
+        slow.len(),
+        base / 1024,
+        bound / 1024,
+        slack / 1024
+    );
+    assert!(
+        growth.saturating_sub(base) < bound + slack,
+        "RSS grew {growth} bytes ({base} without slow viewers): the slow viewers hold more than their bound"
+    );
+    let (_, m) = gw.http_raw("GET", "/metrics", None, None).await;
+    assert!(
+        metric(&m, "danmaku_queue_drops_total") > 0,
+        "the slow viewers' mailboxes overflowed"
+    );
+    // A slow viewer that reads again gets a reset where history ends.
+    let mut v = slow.pop().unwrap();
+    let reset = v.next_of("reset").await;
+    assert!(reset["seq"].as_u64().unwrap() <= SLOW_EVENTS);
+}

@@ -252,6 +252,10 @@ settings! {
     #[arg(env = "DANMAKU_OUTBOUND_QUEUE")]
     outbound_queue: usize => value(ws.outbound_queue),
 
+    /// Bytes of frames queued per connection; beyond, as for `--outbound-queue`.
+    #[arg(env = "DANMAKU_OUTBOUND_QUEUE_BYTES")]
+    outbound_queue_bytes: usize => value(ws.outbound_queue_bytes),
+
     /// Most messages coalesced into one WebSocket frame.
     #[arg(env = "DANMAKU_MAX_BATCH")]
     max_batch: usize => value(ws.max_batch),

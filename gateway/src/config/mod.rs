@@ -97,6 +97,9 @@ pub struct WsConfig {
     pub heartbeat: Duration,
     /// Deliveries queued per connection before the slow-consumer policy applies.
     pub outbound_queue: usize,
+    /// Bytes of frames queued per connection before the slow-consumer policy applies:
+    /// with the write buffer (1 MiB), what a viewer that stops reading can hold.
+    pub outbound_queue_bytes: usize,
     /// Events coalesced into one frame at most.
     pub max_batch: usize,
     /// A write that cannot complete in this time closes the connection with 4008.
@@ -165,6 +168,7 @@ impl Default for WsConfig {
         Self {
             heartbeat: Duration::from_secs(25),
             outbound_queue: 1024,
+            outbound_queue_bytes: 1024 * 1024,
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
             write_linger: Duration::from_millis(80),

@@ -34,6 +34,10 @@ fn numbers_out_of_range_name_the_setting_and_the_range() {
         "--outbound-queue is 0; it must be at least 1"
     );
     assert_eq!(
+        refused(|c| c.ws.outbound_queue_bytes = 64 * 1024),
+        "--outbound-queue-bytes is 65536; it must be at least 131072"
+    );
+    assert_eq!(
         refused(|c| c.rates.likes.burst = 0.5),
         "--likes-burst is 0.5; it must be between 1 and 1000000"
     );

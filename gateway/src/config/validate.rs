@@ -100,6 +100,8 @@ impl Config {
         within("write-linger-ms", millis(ws.write_linger), 0, DAY_MS)?;
         within("drain-ms", millis(ws.drain_after), 0, DAY_MS)?;
         at_least("outbound-queue", ws.outbound_queue, 1)?;
+        // A hot room's frame holds up to 64 KiB: room for two.
+        at_least("outbound-queue-bytes", ws.outbound_queue_bytes, 128 * 1024)?;
         at_least("max-batch", ws.max_batch, 1)?;
         at_least("max-conns-per-ip", ws.max_conns_per_ip, 1)?;
         at_least("max-connections", ws.max_connections, 1)

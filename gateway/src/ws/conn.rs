@@ -87,7 +87,9 @@ pub(super) async fn run(
     };
     let socket =
         WebSocketStream::from_partially_read(io, read_ahead, Role::Server, Some(config)).await;
-    let (mailbox, inbox) = mailbox_with_sink(ctx.settings.ws.outbound_queue, outlet.clone());
+    let ws = &ctx.settings.ws;
+    let (mailbox, inbox) =
+        mailbox_with_sink(ws.outbound_queue, ws.outbound_queue_bytes, outlet.clone());
     let now = Instant::now();
     let rates = ctx.settings.rates;
     let mut conn = Conn {

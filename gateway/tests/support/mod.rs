@@ -215,8 +215,23 @@ impl Viewer {
         Self::connect_with(url, &[]).await
     }
 
+    /// Connects as `sub` over a socket whose receive buffer is `rcvbuf` bytes: a viewer
+    /// that stops reading then backs up into the gateway at once, not after megabytes
+    /// of kernel buffers.
+    pub async fn connect_small_window(gw: &Gateway, sub: &str, rcvbuf: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        let tcp = socket.connect(gw.addr).await.expect("connect");
+        let url = format!("{}?token={}", gw.ws_url(), token(sub));
+        Self::open(&url, &[], Some(tcp)).await
+    }
+
     /// Connects to `url` sending `headers` too (an `Origin`, say).
     pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
+        Self::open(url, headers, None).await
+    }
+
+    async fn open(url: &str, headers: &[(&'static str, &str)], tcp: Option<TcpStream>) -> Self {
         let mut req = url.into_client_request().expect("request");
         req.headers_mut().insert(
             "Sec-WebSocket-Protocol",
@@ -226,9 +241,11 @@ impl Viewer {
             req.headers_mut()
                 .insert(*name, value.parse().expect("header value"));
         }
-        let (ws, resp) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("connect");
+        let (ws, resp) = match tcp {
+            Some(tcp) => tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)).await,
+            None => tokio_tungstenite::connect_async(req).await,
+        }
+        .expect("connect");
         assert_eq!(
             resp.headers()
                 .get("sec-websocket-protocol")
