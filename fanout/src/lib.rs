@@ -28,6 +28,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::{EventKind, PollId, RoomId, Since};
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod heat;
 pub mod hub;
 pub mod idempotency;

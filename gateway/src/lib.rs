@@ -13,6 +13,9 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod likes;
 pub mod limits;

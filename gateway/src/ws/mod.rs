@@ -353,9 +353,9 @@ pub(crate) async fn fast_upgrade(
 }
 
 /// A `GET /ws` (or echo) request head parsed in place.
-struct FastRequest {
+pub(crate) struct FastRequest {
     /// Bytes of the head, blank line included.
-    len: usize,
+    pub(crate) len: usize,
     endpoint: Endpoint,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
@@ -364,7 +364,7 @@ struct FastRequest {
 impl FastRequest {
     /// The request, if `bytes` start with a complete HTTP/1.1 `GET` head of an upgrade
     /// endpoint.
-    fn parse(bytes: &[u8], echo: bool) -> Option<Self> {
+    pub(crate) fn parse(bytes: &[u8], echo: bool) -> Option<Self> {
         let mut lines = [httparse::EMPTY_HEADER; FAST_HEADERS];
         let mut req = httparse::Request::new(&mut lines);
         let httparse::Status::Complete(len) = req.parse(bytes).ok()? else {
