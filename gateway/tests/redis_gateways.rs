@@ -8,126 +8,11 @@ mod support;
 
 use std::sync::Arc;
 
-use danmaku_fanout::redis::{Publisher, RedisConfig};
-use danmaku_fanout::testing::{TestCluster, TestRedis};
+use danmaku_fanout::redis::Publisher;
 use danmaku_protocol::{EventKind, RoomId};
 use serde_json::json;
+use support::store::Store;
 use support::{API_KEY, Gateway, Viewer};
-
-/// The Redis topologies every test runs on.
-enum Store {
-    /// One standalone server.
-    Single(TestRedis),
-    /// Two standalone servers, rooms sharded by the client.
-    Shards(TestRedis, TestRedis),
-    /// A 3-master Redis Cluster.
-    Cluster(TestCluster),
-}
-
-impl Store {
-    fn single() -> Self {
-        Self::Single(TestRedis::start())
-    }
-
-    fn shards() -> Self {
-        Self::Shards(TestRedis::start(), TestRedis::start())
-    }
-
-    fn cluster() -> Self {
-        Self::Cluster(TestCluster::start())
-    }
-
-    fn config(&self) -> RedisConfig {
-        let (urls, cluster) = match self {
-            Self::Single(r) => (vec![r.url()], false),
-            Self::Shards(a, b) => (vec![a.url(), b.url()], false),
-            Self::Cluster(c) => (c.urls(), true),
-        };
-        RedisConfig {
-            urls,
-            cluster,
-            ..RedisConfig::default()
-        }
-    }
-
-    /// Three gateway processes on this store.
-    fn gateways(&self) -> Vec<Arc<Gateway>> {
-        self.gateways_with(&[])
-    }
-
-    /// Three gateway processes on this store, with `extra` flags.
-    fn gateways_with(&self, extra: &[&str]) -> Vec<Arc<Gateway>> {
-        let config = self.config();
-        let flag = if config.cluster {
-            "--redis-cluster"
-        } else {
-            "--redis-url"
-        };
-        let urls = config.urls.join(",");
-        (1..=3)
-            .map(|i| {
-                let id = format!("g{i}");
-                let mut args = vec![flag, &urls, "--gateway-id", &id];
-                args.extend_from_slice(extra);
-                Arc::new(Gateway::start(&args))
-            })
-            .collect()
-    }
-
-    /// Runs a command on the server that holds `key` (a room's key).
-    fn cli_room(&self, key: &str, args: &[&str]) -> String {
-        match self {
-            Self::Single(r) => r.cli(args),
-            Self::Shards(a, b) => {
-                let holder = if a.cli(&["EXISTS", key]).trim() == "1" {
-                    a
-                } else {
-                    b
-                };
-                holder.cli(args)
-            }
-            Self::Cluster(c) => c.cli_any(args),
-        }
-    }
-
-    /// Stops every server (their data is gone).
-    fn stop(&mut self) {
-        match self {
-            Self::Single(r) => r.stop(),
-            Self::Shards(a, b) => {
-                a.stop();
-                b.stop();
-            }
-            Self::Cluster(c) => c.stop(),
-        }
-    }
-
-    /// Starts every server again, empty.
-    fn start_again(&mut self) {
-        match self {
-            Self::Single(r) => r.restart(),
-            Self::Shards(a, b) => {
-                a.restart();
-                b.restart();
-            }
-            Self::Cluster(c) => c.restart(),
-        }
-    }
-
-    /// Kills every pub/sub connection on every server; returns how many.
-    fn kill_pubsub(&self) -> u64 {
-        let kill = ["CLIENT", "KILL", "TYPE", "pubsub"];
-        let outputs = match self {
-            Self::Single(r) => vec![r.cli(&kill)],
-            Self::Shards(a, b) => vec![a.cli(&kill), b.cli(&kill)],
-            Self::Cluster(c) => (0..3).map(|n| c.cli(n, &kill)).collect(),
-        };
-        outputs
-            .iter()
-            .map(|o| o.trim().parse::<u64>().unwrap_or(0))
-            .sum()
-    }
-}
 
 /// One viewer joined to `room` on each gateway.
 async fn one_viewer_per_gateway(gws: &[Arc<Gateway>], room: &str) -> Vec<Viewer> {
@@ -138,30 +23,6 @@ async fn one_viewer_per_gateway(gws: &[Arc<Gateway>], room: &str) -> Vec<Viewer>
         viewers.push(v);
     }
     viewers
-}
-
-/// Runs `$scenario(store)` on each topology, as three tests.
-macro_rules! on_every_store {
-    ($name:ident, $scenario:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn single_redis() {
-                $scenario(Store::single()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn two_sharded_redis() {
-                $scenario(Store::shards()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis_cluster() {
-                $scenario(Store::cluster()).await;
-            }
-        }
-    };
 }
 
 on_every_store!(

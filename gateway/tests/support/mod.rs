@@ -2,10 +2,12 @@
 //! (tokio-tungstenite) and a minimal HTTP client, all over loopback.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod store;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use danmaku_gateway::auth::{Claims, sign_hs256};
@@ -141,11 +143,28 @@ impl Gateway {
 
     /// Sends SIGTERM (to this child, by its pid).
     pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGKILL (to this child, by its pid): the process ends at once, its sockets
+    /// closed by the kernel, nothing said to its clients.
+    pub fn sigkill(&self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(&self, which: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([which, &self.pid().to_string()])
             .status()
             .expect("kill");
         assert!(ok.success());
+    }
+
+    /// Waits (off the runtime's threads) until the process has exited.
+    pub async fn exited(mut self) -> ExitStatus {
+        tokio::task::spawn_blocking(move || self.child.wait().expect("wait"))
+            .await
+            .expect("wait task")
     }
 }
 
@@ -195,6 +214,15 @@ pub fn token(sub: &str) -> String {
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a viewer's connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// A close frame with this code (1005 when it carried none).
+    Close(u16),
+    /// The socket ended or was reset without a close frame (its gateway was killed, say).
+    Lost,
+}
 
 /// A WebSocket viewer that reads messages one JSON object at a time.
 pub struct Viewer {
@@ -283,9 +311,24 @@ impl Viewer {
     }
 
     async fn next_inner(&mut self) -> Value {
+        match self.read().await {
+            Ok(v) => v,
+            Err(End::Close(code)) => panic!("closed: {code}"),
+            Err(End::Lost) => panic!("connection ended"),
+        }
+    }
+
+    /// The next message, or how the connection ended, within [`WAIT`].
+    pub async fn next_or_end(&mut self) -> Result<Value, End> {
+        tokio::time::timeout(WAIT, self.read())
+            .await
+            .expect("timed out waiting for a message or the end")
+    }
+
+    async fn read(&mut self) -> Result<Value, End> {
         loop {
             if let Some(v) = self.buffered.pop_front() {
-                return v;
+                return Ok(v);
             }
             match self.ws.next().await {
                 Some(Ok(Message::Text(t))) => {
@@ -296,9 +339,11 @@ impl Viewer {
                         );
                     }
                 }
-                Some(Ok(Message::Close(c))) => panic!("closed: {c:?}"),
+                Some(Ok(Message::Close(c))) => {
+                    return Err(End::Close(c.map_or(1005, |c| u16::from(c.code))));
+                }
                 Some(Ok(_)) => {}
-                other => panic!("connection ended: {other:?}"),
+                Some(Err(_)) | None => return Err(End::Lost),
             }
         }
     }
@@ -325,10 +370,21 @@ impl Viewer {
 
     /// Joins `room`; returns the `joined` reply.
     pub async fn join(&mut self, room: &str) -> Value {
-        let id = self.send(json!({"type": "join", "room": room})).await;
-        let r = self.reply(id).await;
+        let r = self.join_reply(room, None).await;
         assert_eq!(r["type"], "joined", "{r}");
         r
+    }
+
+    /// Sends a `join` of `room`, resuming after `since` = (epoch, seq) when given;
+    /// returns the reply as it came: `joined` (whose `recovered` says whether the
+    /// events after `seq` follow), or an `error`.
+    pub async fn join_reply(&mut self, room: &str, since: Option<(&str, u64)>) -> Value {
+        let mut join = json!({"type": "join", "room": room});
+        if let Some((epoch, seq)) = since {
+            join["since"] = json!({"epoch": epoch, "seq": seq});
+        }
+        let id = self.send(join).await;
+        self.reply(id).await
     }
 
     /// The next sequenced event of `room`.
