@@ -216,9 +216,9 @@ impl MailboxReceiver {
     pub fn try_recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
         let mut q = self.shared.queue.lock();
         let n = q.items.len().min(limit);
-        let taken: usize = q.items.iter().take(n).map(|d| d.frame.len()).sum();
+        let mut taken = 0;
+        buf.extend(q.items.drain(..n).inspect(|d| taken += d.frame.len()));
         q.bytes = q.bytes.saturating_sub(taken);
-        buf.extend(q.items.drain(..n));
         if q.items.is_empty() && q.items.capacity() > 256 {
             // A burst is over: give its memory back.
             q.items = VecDeque::new();

@@ -517,15 +517,7 @@ async fn a_paused_gateway_cut_at_the_output_buffer_limit_recovers_without_loss()
         viewers.push(v);
     }
     let before = pubsub_clients(&redis);
-    let pid = paused.child.id().to_string();
-    let signal = |which: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([which, &pid])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {which}");
-    };
-    signal("-STOP");
+    paused.signal("-STOP");
     let pad = "x".repeat(1_000);
     let publisher = std::sync::Arc::new(publisher);
     let tasks: Vec<_> = (0..ROOMS)
@@ -551,7 +543,7 @@ async fn a_paused_gateway_cut_at_the_output_buffer_limit_recovers_without_loss()
         t.await.unwrap();
     }
     let cut = pubsub_clients(&redis);
-    signal("-CONT");
+    paused.signal("-CONT");
     // (The other gateway's pub/sub connection, reading, stays.)
     assert!(
         before.iter().any(|id| !cut.contains(id)),

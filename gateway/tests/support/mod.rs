@@ -152,7 +152,8 @@ impl Gateway {
         self.signal("-KILL");
     }
 
-    fn signal(&self, which: &str) {
+    /// Sends the signal `which` (`-STOP`, `-CONT`, …) to the gateway process.
+    pub fn signal(&self, which: &str) {
         let ok = Command::new("kill")
             .args([which, &self.pid().to_string()])
             .status()
