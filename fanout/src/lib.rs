@@ -150,6 +150,14 @@ pub enum FanoutError {
         /// The seq of the event the key was first used for.
         seq: u64,
     },
+    /// A retry's idempotency key is not known, and the store may have lost it with the
+    /// events of its lifetime (a Redis restart or lost writes within the key's TTL, a
+    /// gateway restart with the memory store): the first attempt may have been
+    /// sequenced in a history that is gone. Nothing was sequenced now.
+    #[error(
+        "this retry's idempotency key is unknown and the store may have lost it (restarted or lost writes within the key's lifetime): the first attempt may have been delivered; nothing was sequenced now, send it with a new key to publish it anyway"
+    )]
+    KeyUnknown,
     /// The store holds as many rooms as it may.
     #[error("too many rooms ({0})")]
     TooManyRooms(usize),
@@ -184,6 +192,23 @@ pub trait Rooms: Send + Sync {
         kind: &EventKind,
         data: &str,
         idempotency_key: Option<&str>,
+    ) -> Result<Published, FanoutError>;
+
+    /// Publishes again an event whose first attempt under `idempotency_key` got no
+    /// certain answer ([`FanoutError::OutcomeUnknown`], a lost connection): answers the
+    /// seq the first attempt got, or sequences it now if the store can tell the first
+    /// attempt never reached it.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`], and [`FanoutError::KeyUnknown`] when the key is unknown
+    /// but the store may have lost it within its lifetime (it never gives one key two
+    /// seqs).
+    async fn publish_retry(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: &str,
     ) -> Result<Published, FanoutError>;
 
     /// Adds `delta` likes and publishes a `likes` event with the new total.
@@ -294,7 +319,8 @@ impl FanoutError {
             Self::Gone { .. }
             | Self::Ahead { .. }
             | Self::BadOption(..)
-            | Self::KeyReused { .. } => ErrorCode::BadRequest,
+            | Self::KeyReused { .. }
+            | Self::KeyUnknown => ErrorCode::BadRequest,
             Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
             Self::PollClosed(_) => ErrorCode::PollClosed,
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,

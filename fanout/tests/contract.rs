@@ -92,6 +92,37 @@ async fn idempotency(store: &dyn Fanout) {
     assert_eq!(store.info(&r).await.unwrap().seq, 1);
 }
 
+/// A retry is answered the seq its key got; on a store that began less than the key
+/// TTL ago an unknown key may be one it lost, so a retry of it is refused, while a first
+/// attempt under it is sequenced.
+async fn idempotent_retry(store: &dyn Fanout) {
+    let r = room("retry");
+    let first = store
+        .publish(&r, &comment(), "{}", Some("k"))
+        .await
+        .unwrap();
+    let again = store
+        .publish_retry(&r, &comment(), "{}", "k")
+        .await
+        .unwrap();
+    assert_eq!((again.seq, again.duplicate), (first.seq, true));
+    let unknown = store.publish_retry(&r, &comment(), "{}", "k2").await;
+    assert!(
+        matches!(unknown, Err(FanoutError::KeyUnknown)),
+        "{unknown:?}"
+    );
+    let reused = store.publish_retry(&r, &comment(), "[]", "k").await;
+    assert!(
+        matches!(reused, Err(FanoutError::KeyReused { .. })),
+        "{reused:?}"
+    );
+    assert_eq!(
+        store.info(&r).await.unwrap().seq,
+        1,
+        "nothing else sequenced"
+    );
+}
+
 async fn resume(store: &dyn Fanout) {
     let r = room("resume");
     for _ in 0..10 {
@@ -266,6 +297,7 @@ const SHORT_TTL: Duration = Duration::from_millis(1_000);
 async fn suite(store: &dyn Fanout) {
     ordering(store).await;
     idempotency(store).await;
+    idempotent_retry(store).await;
     resume(store).await;
     polls_and_likes(store).await;
     overflow_caught_up_by_cursor(store).await;
@@ -353,6 +385,68 @@ async fn redis_fills_a_lost_tail_and_resets_on_a_new_epoch() {
     store.publish(&r, &comment(), "{}", None).await.unwrap();
     let got = next_seqs(&mut rx, 1).await;
     assert_eq!(got, vec![RESET_SEQ], "never a silent gap");
+}
+
+/// With Redis up for longer than the key TTL, an unknown key is proof that the first
+/// attempt never reached it: the retry is sequenced. Once a gateway found the room's
+/// writes lost (its seq went back), a retry of an unknown key is refused for the keys'
+/// lifetime: its first attempt may have been one of the lost writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_writes_refuses_retries_of_keys_it_does_not_know() {
+    let redis = TestRedis::start();
+    let config = RedisConfig {
+        idempotency_ttl: Duration::from_secs(1),
+        ..redis_config(&redis)
+    };
+    let store = RedisFanout::connect(config, lanes()).await.unwrap();
+    let uptime = || {
+        let info = redis.cli(&["INFO", "server"]);
+        let line = info.lines().find(|l| l.starts_with("uptime_in_seconds:"));
+        line.and_then(|l| l[18..].trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    while uptime() < 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = room("lost");
+    let mut rx = viewer(&store, &r).await;
+    let never_reached = store
+        .publish_retry(&r, &comment(), "{}", "a")
+        .await
+        .unwrap();
+    assert_eq!((never_reached.seq, never_reached.duplicate), (1, false));
+    for _ in 2..=3 {
+        store.publish(&r, &comment(), "{}", None).await.unwrap();
+    }
+    assert_eq!(next_seqs(&mut rx, 3).await, vec![1, 2, 3]);
+
+    // Redis goes back to seq 1 (as a restart from an older snapshot would, but without
+    // the restart, so only the gateway's finding can tell).
+    redis.cli(&["HSET", "{dm:lost}:m", "seq", "1"]);
+    assert_eq!(
+        next_seqs(&mut rx, 1).await,
+        vec![RESET_SEQ],
+        "found by the position check"
+    );
+    let unknown = store.publish_retry(&r, &comment(), "{}", "b").await;
+    assert!(
+        matches!(unknown, Err(FanoutError::KeyUnknown)),
+        "{unknown:?}"
+    );
+    let known = store
+        .publish_retry(&r, &comment(), "{}", "a")
+        .await
+        .unwrap();
+    assert_eq!(
+        (known.seq, known.duplicate),
+        (1, true),
+        "a key that survived"
+    );
+    let first = store
+        .publish(&r, &comment(), "{}", Some("b"))
+        .await
+        .unwrap();
+    assert_eq!((first.seq, first.duplicate), (1, false), "in the new epoch");
 }
 
 /// Runs the suite on a Redis store, then publishes into `rooms` more rooms so they

@@ -446,3 +446,34 @@ async fn an_idempotency_key_reused_for_another_event_gets_409() {
     let (_, info) = gw.http("GET", "/v1/rooms/r", Some(API_KEY), None).await;
     assert_eq!(info["seq"], first["seq"], "nothing more was sequenced");
 }
+
+/// A retry names its first attempt's key; the memory store began less than the key's
+/// lifetime ago, so it cannot tell an unknown key from one it had before.
+#[tokio::test]
+async fn a_retry_without_a_key_is_400_and_of_an_unknown_key_409() {
+    let gw = gateway();
+    let post = |body: serde_json::Value| {
+        let gw = &gw;
+        async move {
+            gw.http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
+                .await
+        }
+    };
+    let (s, keyless) = post(json!({"kind": "card", "data": {}, "retry": true})).await;
+    assert_eq!(
+        (s, &keyless["error"]["code"]),
+        (400, &json!("bad_request")),
+        "{keyless}"
+    );
+    let (s, unknown) =
+        post(json!({"kind": "card", "data": {}, "idempotency_key": "k", "retry": true})).await;
+    assert_eq!(s, 409, "{unknown}");
+    assert_eq!(unknown["error"]["code"], "idempotency_key_unknown");
+    let (s, first) = post(json!({"kind": "card", "data": {}, "idempotency_key": "k"})).await;
+    assert_eq!((s, first["seq"].as_u64()), (200, Some(1)), "{first}");
+    let (s, again) =
+        post(json!({"kind": "card", "data": {}, "idempotency_key": "k", "retry": true})).await;
+    assert_eq!((s, again["seq"].as_u64()), (200, Some(1)), "{again}");
+    let (s, bad) = post(json!({"kind": "card", "data": {}, "retry": "yes"})).await;
+    assert_eq!(s, 400, "{bad}");
+}

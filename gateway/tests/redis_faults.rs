@@ -17,7 +17,17 @@ fn gateway(redis: &TestRedis) -> Gateway {
 }
 
 async fn publish(gw: &Gateway, key: &str) -> (u16, Value, Duration) {
-    let body = json!({"kind": "card", "data": {"key": key}, "idempotency_key": key});
+    send(gw, key, false).await
+}
+
+/// Publishes the event of `key` as a retry of an attempt whose outcome is unknown.
+async fn retry(gw: &Gateway, key: &str) -> (u16, Value, Duration) {
+    send(gw, key, true).await
+}
+
+async fn send(gw: &Gateway, key: &str, retry: bool) -> (u16, Value, Duration) {
+    let body =
+        json!({"kind": "card", "data": {"key": key}, "idempotency_key": key, "retry": retry});
     let started = Instant::now();
     let (status, answer) = gw
         .http("POST", "/v1/rooms/r/events", Some(API_KEY), Some(&body))
@@ -408,11 +418,25 @@ async fn a_redis_gone_back_under_an_epoch_moves_the_room_to_a_new_one() {
     let joined = late.reply(id).await;
     assert_eq!(joined["recovered"], false, "{joined}");
     assert_eq!(joined["epoch"].as_str(), Some(last.0.as_str()), "{joined}");
-    let (status, retried, _) = publish(&gws[0], "k-5").await;
+    let (status, retried, _) = retry(&gws[0], "k-5").await;
     assert_eq!(status, 200, "{retried}");
     assert_eq!(
         (retried["epoch"].as_str(), retried["seq"].as_u64()),
-        (Some(old.as_str()), Some(5))
+        (Some(old.as_str()), Some(5)),
+        "a key the snapshot kept"
+    );
+    // k-15's key went with the lost writes: its retry is refused, never a second seq.
+    let (status, refused, _) = retry(&gws[1], "k-15").await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "idempotency_key_unknown",
+        "{refused}"
+    );
+    let (_, head) = gws[2].http("GET", "/v1/rooms/r", Some(API_KEY), None).await;
+    assert_eq!(
+        head["seq"].as_u64(),
+        Some(last.1),
+        "nothing sequenced: {head}"
     );
 }
 

@@ -60,6 +60,8 @@ pub struct MemoryFanout {
     config: MemoryConfig,
     rooms: DashMap<RoomId, Arc<Mutex<RoomState>>>,
     hub: Arc<Hub>,
+    /// When this store began (ms): idempotency keys used before it are gone.
+    started_ms: u64,
 }
 
 impl MemoryFanout {
@@ -69,6 +71,7 @@ impl MemoryFanout {
             config,
             rooms: DashMap::new(),
             hub,
+            started_ms: now_ms(),
         }
     }
 
@@ -88,7 +91,9 @@ impl MemoryFanout {
                     }
                     self.rooms
                         .entry(id.clone())
-                        .or_insert_with(|| Arc::new(Mutex::new(RoomState::new(&self.config))))
+                        .or_insert_with(|| {
+                            Arc::new(Mutex::new(RoomState::new(&self.config, self.started_ms)))
+                        })
                         .clone()
                 }
             };
@@ -117,6 +122,46 @@ impl MemoryFanout {
         }
     }
 
+    /// Publishes once per idempotency key. A `retry` whose key is unknown is refused
+    /// while the room may have forgotten keys of their lifetime (the store began, or a
+    /// key was forgotten at the room's bound, less than the key TTL ago).
+    fn publish_keyed(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: Option<&str>,
+        retry: bool,
+    ) -> Result<Published, FanoutError> {
+        self.with_room(room, |state| {
+            let now = now_ms();
+            let keyed = idempotency_key.map(|key| (key, fingerprint(kind, data)));
+            if let Some((key, print)) = &keyed {
+                match state.idempotent_seq(key, now) {
+                    Some((seq, first)) if first != *print => {
+                        return Err(FanoutError::KeyReused { seq });
+                    }
+                    Some((seq, _)) => {
+                        return Ok(Published {
+                            epoch: state.epoch.clone(),
+                            seq,
+                            duplicate: true,
+                        });
+                    }
+                    None if retry && state.may_have_lost_keys(now) => {
+                        return Err(FanoutError::KeyUnknown);
+                    }
+                    None => {}
+                }
+            }
+            let published = self.publish_locked(room, state, kind, data);
+            if let Some((key, print)) = keyed {
+                state.remember_key(key, published.seq, print, now);
+            }
+            Ok(published)
+        })?
+    }
+
     fn expire_rooms(&self, now: u64) {
         let ttl = u64::try_from(self.config.room_ttl.as_millis()).unwrap_or(u64::MAX);
         self.rooms.retain(|id, room| {
@@ -139,27 +184,17 @@ impl Rooms for MemoryFanout {
         data: &str,
         idempotency_key: Option<&str>,
     ) -> Result<Published, FanoutError> {
-        self.with_room(room, |state| {
-            let now = now_ms();
-            let keyed = idempotency_key.map(|key| (key, fingerprint(kind, data)));
-            if let Some((key, print)) = &keyed
-                && let Some((seq, first)) = state.idempotent_seq(key, now)
-            {
-                if first != *print {
-                    return Err(FanoutError::KeyReused { seq });
-                }
-                return Ok(Published {
-                    epoch: state.epoch.clone(),
-                    seq,
-                    duplicate: true,
-                });
-            }
-            let published = self.publish_locked(room, state, kind, data);
-            if let Some((key, print)) = keyed {
-                state.remember_key(key, published.seq, print, now);
-            }
-            Ok(published)
-        })?
+        self.publish_keyed(room, kind, data, idempotency_key, false)
+    }
+
+    async fn publish_retry(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: &str,
+    ) -> Result<Published, FanoutError> {
+        self.publish_keyed(room, kind, data, Some(idempotency_key), true)
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {

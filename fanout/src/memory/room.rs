@@ -23,6 +23,9 @@ pub(crate) struct RoomState {
     idem_order: VecDeque<(Box<str>, u64)>,
     idem_ttl_ms: u64,
     idem_max: usize,
+    /// Until when (ms) a key of the last TTL may have been forgotten: the store's
+    /// start, then a key forgotten at `idem_max` before its TTL, plus the TTL.
+    idem_doubt_until: u64,
     polls: Vec<Poll>,
     next_poll: u64,
     last_active_ms: u64,
@@ -42,7 +45,9 @@ pub(crate) fn new_epoch() -> Arc<str> {
 }
 
 impl RoomState {
-    pub(crate) fn new(config: &MemoryConfig) -> Self {
+    /// A new room of a store that began at `store_started_ms`.
+    pub(crate) fn new(config: &MemoryConfig, store_started_ms: u64) -> Self {
+        let idem_ttl_ms = millis(config.idempotency_ttl);
         Self {
             epoch: new_epoch(),
             seq: 0,
@@ -50,8 +55,9 @@ impl RoomState {
             history: HistoryRing::new(config.history_len, millis(config.history_age)),
             idem: HashMap::new(),
             idem_order: VecDeque::new(),
-            idem_ttl_ms: millis(config.idempotency_ttl),
+            idem_ttl_ms,
             idem_max: config.idempotency_max.max(1),
+            idem_doubt_until: store_started_ms.saturating_add(idem_ttl_ms),
             polls: Vec::new(),
             next_poll: 1,
             last_active_ms: crate::now_ms(),
@@ -89,12 +95,20 @@ impl RoomState {
 
     pub(crate) fn remember_key(&mut self, key: &str, seq: u64, print: String, now: u64) {
         if self.idem.len() >= self.idem_max
-            && let Some((old, _)) = self.idem_order.pop_front()
+            && let Some((old, at)) = self.idem_order.pop_front()
         {
             self.idem.remove(&old);
+            let doubt = at.saturating_add(self.idem_ttl_ms);
+            self.idem_doubt_until = self.idem_doubt_until.max(doubt);
         }
         self.idem.insert(Box::from(key), (seq, print));
         self.idem_order.push_back((Box::from(key), now));
+    }
+
+    /// Whether a key used within its TTL may have been forgotten (so an unknown key
+    /// is no proof that its event was never sequenced).
+    pub(crate) fn may_have_lost_keys(&self, now: u64) -> bool {
+        now < self.idem_doubt_until
     }
 
     fn forget_keys(&mut self, now: u64) {

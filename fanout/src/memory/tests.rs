@@ -58,6 +58,25 @@ async fn idempotency_key_returns_first_seq() {
     assert_eq!(s.info(&r).await.expect("info").seq, 1);
 }
 
+#[test]
+fn keys_forgotten_at_the_bound_cast_doubt_for_their_lifetime() {
+    let config = MemoryConfig {
+        idempotency_max: 2,
+        idempotency_ttl: std::time::Duration::from_millis(1_000),
+        ..MemoryConfig::default()
+    };
+    let mut state = room::RoomState::new(&config, 0);
+    assert!(state.may_have_lost_keys(999), "the store's start");
+    assert!(!state.may_have_lost_keys(1_000));
+    state.remember_key("a", 1, String::new(), 5_000);
+    state.remember_key("b", 2, String::new(), 5_100);
+    assert!(!state.may_have_lost_keys(5_200), "nothing forgotten yet");
+    state.remember_key("c", 3, String::new(), 5_200); // forgets "a", used at 5,000
+    assert!(state.idempotent_seq("a", 5_200).is_none());
+    assert!(state.may_have_lost_keys(5_999));
+    assert!(!state.may_have_lost_keys(6_000), "a's lifetime is over");
+}
+
 #[tokio::test]
 async fn view_replays_or_resets() {
     let config = MemoryConfig {

@@ -183,6 +183,18 @@ impl Rooms for RedisFanout {
             .await
     }
 
+    async fn publish_retry(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: &str,
+    ) -> Result<Published, FanoutError> {
+        self.publisher
+            .publish_retry(room, kind, data, idempotency_key)
+            .await
+    }
+
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
         reply::published(
             self.publisher

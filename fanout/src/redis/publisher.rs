@@ -134,6 +134,28 @@ impl Publisher {
             kind,
             data,
             idempotency: idempotency_key,
+            retry: false,
+        };
+        reply::published(self.room_op(room, &op).await?)
+    }
+
+    /// Retries an event whose first attempt got no certain answer (see
+    /// [`crate::Rooms::publish_retry`]).
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`], and [`FanoutError::KeyUnknown`].
+    pub async fn publish_retry(
+        &self,
+        room: &RoomId,
+        kind: &EventKind,
+        data: &str,
+        idempotency_key: &str,
+    ) -> Result<Published, FanoutError> {
+        let op = RoomOp::Event {
+            kind,
+            data,
+            idempotency: Some(idempotency_key),
+            retry: true,
         };
         reply::published(self.room_op(room, &op).await?)
     }

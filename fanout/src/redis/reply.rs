@@ -17,11 +17,13 @@ use crate::{FanoutError, History, Published};
 
 /// One operation of `lua/room.lua`, with its arguments.
 pub(crate) enum RoomOp<'a> {
-    /// Sequences an event (once per idempotency key).
+    /// Sequences an event (once per idempotency key; `retry` marks a retry of an
+    /// attempt whose outcome is unknown).
     Event {
         kind: &'a EventKind,
         data: &'a str,
         idempotency: Option<&'a str>,
+        retry: bool,
     },
     /// Adds likes and sequences the new total.
     Likes { delta: u64 },
@@ -72,13 +74,20 @@ impl RoomOp<'_> {
                 kind,
                 data,
                 idempotency,
-            } => vec![
-                kind.as_str().to_owned(),
-                (*data).to_owned(),
-                idempotency.unwrap_or_default().to_owned(),
-                idempotency
-                    .map_or_else(String::new, |_| crate::idempotency::fingerprint(kind, data)),
-            ],
+                retry,
+            } => {
+                let mut args = vec![
+                    kind.as_str().to_owned(),
+                    (*data).to_owned(),
+                    idempotency.unwrap_or_default().to_owned(),
+                    idempotency
+                        .map_or_else(String::new, |_| crate::idempotency::fingerprint(kind, data)),
+                ];
+                if *retry && idempotency.is_some() {
+                    args.push("1".to_owned());
+                }
+                args
+            }
             Self::Likes { delta } => vec![delta.to_string()],
             Self::PollOpen { spec, ends_at } => vec![
                 spec.to_json(),
@@ -140,6 +149,7 @@ impl RoomOp<'_> {
                 Some(seq) => FanoutError::KeyReused { seq },
                 None => FanoutError::BadReply("DM_KEY_REUSED without the key's seq"),
             },
+            (Some("DM_KEY_UNKNOWN"), _) => FanoutError::KeyUnknown,
             (Some("DM_BAD_OPTION"), Some(p)) => {
                 let option = match self {
                     Self::Vote { option, .. } => *option,
@@ -169,7 +179,11 @@ fn never_sent(e: &redis::RedisError) -> bool {
 
 /// Redis could not be reached (or failed to answer).
 pub(crate) fn unavailable(e: &redis::RedisError) -> FanoutError {
-    FanoutError::Unavailable(e.to_string())
+    if e.is_timeout() {
+        FanoutError::Unavailable(format!("Redis is slow or not answering ({e})"))
+    } else {
+        FanoutError::Unavailable(e.to_string())
+    }
 }
 
 fn items(v: Value) -> Result<Vec<Value>, FanoutError> {

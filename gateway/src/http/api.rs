@@ -36,6 +36,9 @@ struct PublishBody<'a> {
     #[serde(borrow)]
     data: &'a RawValue,
     idempotency_key: Option<String>,
+    /// A retry of an attempt whose outcome is unknown (needs `idempotency_key`).
+    #[serde(default)]
+    retry: bool,
 }
 
 pub(super) async fn publish(
@@ -63,15 +66,24 @@ pub(super) async fn publish(
         ));
     }
     let started = Instant::now();
-    let p = app
-        .fanout
-        .publish(
-            &room,
-            &kind,
-            body.data.get(),
-            body.idempotency_key.as_deref(),
-        )
-        .await?;
+    let p = match (body.idempotency_key.as_deref(), body.retry) {
+        (Some(key), true) => {
+            app.fanout
+                .publish_retry(&room, &kind, body.data.get(), key)
+                .await?
+        }
+        (None, true) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "retry needs the idempotency_key of the first attempt",
+            ));
+        }
+        (key, false) => {
+            app.fanout
+                .publish(&room, &kind, body.data.get(), key)
+                .await?
+        }
+    };
     app.metrics.publish_latency.observe(started.elapsed());
     if !p.duplicate {
         Metrics::inc(&app.metrics.events_in);

@@ -86,9 +86,10 @@ impl ApiError {
         )
     }
 
-    /// 409: an idempotency key reused for another event.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::other(StatusCode::CONFLICT, "idempotency_key_reused", message)
+    /// 409: an idempotency key reused for another event (`idempotency_key_reused`), or
+    /// a retry's key the store may have lost (`idempotency_key_unknown`).
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::other(StatusCode::CONFLICT, code, message)
     }
 
     /// 401: the API key is missing or wrong.
@@ -129,7 +130,10 @@ impl From<FanoutError> for ApiError {
     fn from(e: FanoutError) -> Self {
         match e {
             FanoutError::Gone { .. } => Self::gone(e.to_string()),
-            FanoutError::KeyReused { .. } => Self::conflict(e.to_string()),
+            FanoutError::KeyReused { .. } => {
+                Self::conflict("idempotency_key_reused", e.to_string())
+            }
+            FanoutError::KeyUnknown => Self::conflict("idempotency_key_unknown", e.to_string()),
             _ => Self::new(e.code(), e.to_string()),
         }
     }

@@ -9,7 +9,7 @@
 --
 -- One key is passed, KEYS[1]: the room's hash tag `{<prefix>:<room>}`; the script
 -- names the room's keys from it (see fanout/src/redis/keys.rs), all in the tag's slot:
---   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win}
+--   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win, doubt}
 --   <tag>:s  stream of records, id <seq>-0
 --   <tag>:i:<key>  an idempotency key's "<seq>:<fingerprint>"
 --   <tag>:p: prefix of the room's poll keys: <p>open, <p>dirty (sets of ids),
@@ -137,6 +137,14 @@ local function close_poll(id)
   redis.call("SREM", polls .. "dirty", id)
 end
 
+-- Whether idempotency keys of the last idem_ttl seconds may be gone (see op event).
+local function may_have_lost_keys()
+  local up = string.match(redis.call("INFO", "server"), "uptime_in_seconds:(%d+)")
+  if not up or tonumber(up) < tonumber(idem_ttl) then return true end
+  local doubt = redis.call("HGET", meta, "doubt")
+  return doubt ~= false and tonumber(doubt) > tonumber(now)
+end
+
 local result
 if op == "event" then
   -- ARGV[5] kind   ARGV[6] data JSON   ARGV[7] idempotency key ("" for none)
@@ -144,16 +152,25 @@ if op == "event" then
   -- holds "<seq>:<fingerprint>:<epoch>" (older versions wrote "<seq>:<fingerprint>"
   -- and "<seq>": the seq is then of the room's current epoch). A retry is answered
   -- with the epoch and seq the event got, even when the room has a newer epoch since.
+  -- ARGV[9] "1" when the publisher marks this as a retry of an attempt whose outcome
+  -- it does not know. An unknown key is then refused (DM_KEY_UNKNOWN) if this store may
+  -- have lost it within the key's lifetime: Redis started less than idem_ttl ago (a
+  -- restart from an older snapshot or without persistence), or a gateway found the
+  -- room's writes lost (`doubt`, set by roll_over). The first attempt may then have
+  -- been sequenced in a history that is gone, and a second seq is never given to one
+  -- key. Only this rare path reads INFO.
   local idem = ARGV[7] ~= "" and tag .. ":i:" .. ARGV[7]
   local prev = idem and redis.call("GET", idem)
   local e = prev and read_meta()
   if e then
     local seq, fp, in_epoch = string.match(prev, "^(%d+):?(%x*):?(.*)$")
-    if not seq then return redis.error_reply("DM_KEY_UNREADABLE") end
+    if not seq then return {err = "DM_KEY_UNREADABLE"} end
     if fp ~= "" and fp ~= ARGV[8] then
       return redis.error_reply("DM_KEY_REUSED " .. seq)
     end
     result = {in_epoch ~= "" and in_epoch or e, tonumber(seq), 1}
+  elseif idem and ARGV[9] == "1" and may_have_lost_keys() then
+    return {err = "DM_KEY_UNKNOWN"}
   else
     result = sequence(ARGV[5], "d", ARGV[6])
     if idem then
@@ -250,6 +267,9 @@ elseif op == "roll_over" then
     known_epoch = nil
   end
   local epoch = room_epoch()
+  -- Idempotency keys written with the lost events are gone too: a retry of one is
+  -- refused as unknown for the keys' lifetime (op event).
+  redis.call("HSET", meta, "doubt", tonumber(now) + tonumber(idem_ttl) * 1000)
   result = {epoch, tonumber(redis.call("HGET", meta, "seq")), 0}
 elseif op == "polls" then
   -- The open polls, as record bodies (shape p).
