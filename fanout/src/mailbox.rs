@@ -180,6 +180,11 @@ impl Mailbox {
         Delivered::Queued
     }
 
+    /// The bytes of the frames waiting.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queue.lock().bytes
+    }
+
     /// Records that deliveries of `room` were dropped before reaching this mailbox
     /// (a full lane): the owner catches the room up from history.
     pub fn overflow(&self, room: RoomKey) {

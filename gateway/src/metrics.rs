@@ -97,6 +97,8 @@ pub struct Gauges {
     pub pubsub_stalls: u64,
     /// Rooms moved to a new epoch because the store lost writes.
     pub store_rollovers: u64,
+    /// Bytes held for writing to viewers.
+    pub outbound: crate::ws::BacklogTotals,
 }
 
 impl Metrics {
@@ -206,6 +208,16 @@ impl Metrics {
             "# HELP danmaku_rooms Rooms with local viewers\n# TYPE danmaku_rooms gauge\ndanmaku_rooms {}",
             g.rooms
         );
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_outbound_bytes Bytes held for writing to viewers: queued, being written, not yet taken by the socket\n# TYPE danmaku_outbound_bytes gauge\ndanmaku_outbound_bytes {}",
+            g.outbound.bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_outbound_bytes_max The largest outbound backlog of one connection\n# TYPE danmaku_outbound_bytes_max gauge\ndanmaku_outbound_bytes_max {}",
+            g.outbound.max_bytes
+        );
         self.join_latency.render(
             &mut out,
             "danmaku_join_seconds",
@@ -235,11 +247,17 @@ mod tests {
             queue_drops: 0,
             pubsub_stalls: 0,
             store_rollovers: 0,
+            outbound: crate::ws::BacklogTotals {
+                bytes: 7,
+                max_bytes: 4,
+            },
         });
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("danmaku_join_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("danmaku_join_seconds_count 2"));
         assert!(text.contains("danmaku_deliveries_total 5"));
         assert!(text.contains("danmaku_rooms 2"));
+        assert!(text.contains("danmaku_outbound_bytes 7\n"));
+        assert!(text.contains("danmaku_outbound_bytes_max 4\n"));
     }
 }

@@ -55,6 +55,8 @@ pub struct ConnContext {
     pub shutdown: CancellationToken,
     /// Tells every connection open now to move to another gateway.
     pub mover: Mover,
+    /// What every open connection holds for writing.
+    pub backlogs: Arc<crate::ws::Backlogs>,
     next_conn: AtomicU64,
 }
 
@@ -121,6 +123,7 @@ impl ConnContext {
             likes,
             shutdown,
             mover: Mover::default(),
+            backlogs: Arc::default(),
             next_conn: AtomicU64::new(0),
         }
     }

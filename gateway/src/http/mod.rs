@@ -129,6 +129,7 @@ async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
         queue_drops: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
         pubsub_stalls: app.fanout.pubsub_stalls(),
         store_rollovers: app.fanout.store_rollovers(),
+        outbound: app.conn.backlogs.totals(),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

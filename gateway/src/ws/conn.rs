@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::backlog::Backlog;
 use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
 use crate::auth::Identity;
@@ -63,6 +64,8 @@ pub(super) struct Conn {
     pub(super) buckets: Buckets,
     pub(super) out: Outbound,
     frames: Vec<Bytes>,
+    /// What this connection holds for writing, as `/metrics` sums it.
+    backlog: Arc<Backlog>,
     last_seen: Instant,
     /// When deliveries were last written, for the hot-room linger.
     last_write: Option<Instant>,
@@ -90,9 +93,12 @@ pub(super) async fn run(
     let ws = &ctx.settings.ws;
     let (mailbox, inbox) =
         mailbox_with_sink(ws.outbound_queue, ws.outbound_queue_bytes, outlet.clone());
+    let backlog = Arc::new(Backlog::new(mailbox.clone(), outlet.clone()));
+    let _registered = ctx.backlogs.register(key, backlog.clone());
     let now = Instant::now();
     let rates = ctx.settings.rates;
     let mut conn = Conn {
+        backlog,
         key,
         identity,
         socket,
@@ -432,6 +438,8 @@ impl Conn {
         let max_batch = self.ctx.settings.ws.max_batch;
         let messages = self.out.take_frames(max_batch, &mut self.frames);
         let frames = self.frames.len();
+        self.backlog
+            .set_in_task(self.frames.iter().map(Bytes::len).sum());
         let timeout = self.ctx.settings.ws.write_timeout;
         let socket = &mut self.socket;
         let pending = &mut self.frames;
@@ -448,6 +456,7 @@ impl Conn {
             socket.flush().await.map_err(|_| Exit::Gone)
         };
         let result = tokio::time::timeout(timeout, write).await;
+        self.backlog.set_in_task(0);
         self.last_write = Some(Instant::now());
         self.frames = Vec::new();
         let m = &self.ctx.metrics;

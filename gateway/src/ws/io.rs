@@ -140,7 +140,7 @@ impl Outlet {
         }
     }
 
-    fn pending_bytes(&self) -> usize {
+    pub(super) fn pending_bytes(&self) -> usize {
         self.state.lock().pending_bytes
     }
 

@@ -4,6 +4,7 @@
 //! connection keeps its `TcpStream`: the room hub writes quiet rooms' events to it
 //! directly (see [`io`]), while tungstenite reads client frames and writes replies.
 
+mod backlog;
 mod commands;
 mod conn;
 mod echo;
@@ -24,6 +25,8 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use backlog::{BacklogTotals, Backlogs};
 
 use crate::auth::Identity;
 use crate::http::error::ApiError;
