@@ -194,6 +194,11 @@ async fn serve_connection(
     addr: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
+    let send_buffer = state.config.ws.send_buffer_bytes;
+    if send_buffer != 0 {
+        // Best effort, as for nodelay: the kernel's autotuning stays if it refuses.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
+    }
     let accepted = tokio::time::Instant::now();
     // A viewer's upgrade is answered without hyper when it arrived whole.
     let Some(stream) = crate::ws::fast_upgrade(&state, stream, addr).await else {

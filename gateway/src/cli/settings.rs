@@ -256,6 +256,12 @@ settings! {
     #[arg(env = "DANMAKU_OUTBOUND_QUEUE_BYTES")]
     outbound_queue_bytes: usize => value(ws.outbound_queue_bytes),
 
+    /// Kernel send buffer of each viewer socket (`SO_SNDBUF`, 4 KiB to 64 MiB): bounds
+    /// the kernel memory a viewer that stops reading holds; 0 leaves it to the kernel's
+    /// autotuning (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    #[arg(env = "DANMAKU_SEND_BUFFER_BYTES")]
+    send_buffer_bytes: usize => value(ws.send_buffer_bytes),
+
     /// Most messages coalesced into one WebSocket frame.
     #[arg(env = "DANMAKU_MAX_BATCH")]
     max_batch: usize => value(ws.max_batch),

@@ -100,6 +100,10 @@ pub struct WsConfig {
     /// Bytes of frames queued per connection before the slow-consumer policy applies:
     /// with the write buffer (1 MiB), what a viewer that stops reading can hold.
     pub outbound_queue_bytes: usize,
+    /// The kernel send buffer of each viewer socket (`SO_SNDBUF`), or 0 to leave it to
+    /// the kernel's autotuning (which lets a socket that is not read hold up to
+    /// `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default, of kernel memory).
+    pub send_buffer_bytes: usize,
     /// Events coalesced into one frame at most.
     pub max_batch: usize,
     /// A write that cannot complete in this time closes the connection with 4008.
@@ -169,6 +173,7 @@ impl Default for WsConfig {
             heartbeat: Duration::from_secs(25),
             outbound_queue: 1024,
             outbound_queue_bytes: 1024 * 1024,
+            send_buffer_bytes: 0,
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
             write_linger: Duration::from_millis(80),

@@ -38,6 +38,10 @@ fn numbers_out_of_range_name_the_setting_and_the_range() {
         "--outbound-queue-bytes is 65536; it must be at least 131072"
     );
     assert_eq!(
+        refused(|c| c.ws.send_buffer_bytes = 1000),
+        "--send-buffer-bytes is 1000; it must be between 4096 and 67108864"
+    );
+    assert_eq!(
         refused(|c| c.rates.likes.burst = 0.5),
         "--likes-burst is 0.5; it must be between 1 and 1000000"
     );

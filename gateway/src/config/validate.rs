@@ -102,6 +102,14 @@ impl Config {
         at_least("outbound-queue", ws.outbound_queue, 1)?;
         // A hot room's frame holds up to 64 KiB: room for two.
         at_least("outbound-queue-bytes", ws.outbound_queue_bytes, 128 * 1024)?;
+        if ws.send_buffer_bytes != 0 {
+            within(
+                "send-buffer-bytes",
+                ws.send_buffer_bytes,
+                4096,
+                64 * 1024 * 1024,
+            )?;
+        }
         at_least("max-batch", ws.max_batch, 1)?;
         at_least("max-conns-per-ip", ws.max_conns_per_ip, 1)?;
         at_least("max-connections", ws.max_connections, 1)
