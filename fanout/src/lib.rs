@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -60,6 +60,35 @@ pub struct Published {
     pub seq: u64,
     /// Whether this was a retry of an idempotency key already published.
     pub duplicate: bool,
+}
+
+/// An event to sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// Its kind.
+    pub kind: &'a EventKind,
+    /// Its data: one valid JSON value.
+    pub data: &'a str,
+    /// Its priority (stated on the wire unless normal).
+    pub priority: Priority,
+    /// Sequenced once per key (within the key's lifetime).
+    pub idempotency_key: Option<&'a str>,
+    /// A retry of an attempt under `idempotency_key` whose outcome is unknown (see
+    /// [`Rooms::publish_retry`]).
+    pub retry: bool,
+}
+
+impl<'a> NewEvent<'a> {
+    /// A normal-priority event without a key.
+    pub fn new(kind: &'a EventKind, data: &'a str) -> Self {
+        Self {
+            kind,
+            data,
+            priority: Priority::Normal,
+            idempotency_key: None,
+            retry: false,
+        }
+    }
 }
 
 /// What a viewer needs to open a room.
@@ -181,35 +210,60 @@ pub enum FanoutError {
 /// Sequencing and reading rooms.
 #[async_trait]
 pub trait Rooms: Send + Sync {
-    /// Sequences an event and delivers it to the hub. `data` is one valid JSON value.
+    /// Sequences an event and delivers it to the hub.
     ///
     /// # Errors
-    /// [`FanoutError::KeyReused`] when `idempotency_key` was used for another event;
-    /// [`FanoutError::TooManyRooms`], [`FanoutError::Unavailable`].
+    /// [`FanoutError::KeyReused`] when the idempotency key was used for another event;
+    /// [`FanoutError::KeyUnknown`] for a retry whose key the store may have lost;
+    /// [`FanoutError::TooManyRooms`], [`FanoutError::Unavailable`],
+    /// [`FanoutError::OutcomeUnknown`].
+    async fn publish_event(
+        &self,
+        room: &RoomId,
+        event: NewEvent<'_>,
+    ) -> Result<Published, FanoutError>;
+
+    /// Sequences a normal-priority event (see [`Rooms::publish_event`]).
+    ///
+    /// # Errors
+    /// As [`Rooms::publish_event`].
     async fn publish(
         &self,
         room: &RoomId,
         kind: &EventKind,
         data: &str,
         idempotency_key: Option<&str>,
-    ) -> Result<Published, FanoutError>;
+    ) -> Result<Published, FanoutError> {
+        let event = NewEvent {
+            idempotency_key,
+            ..NewEvent::new(kind, data)
+        };
+        self.publish_event(room, event).await
+    }
 
-    /// Publishes again an event whose first attempt under `idempotency_key` got no
-    /// certain answer ([`FanoutError::OutcomeUnknown`], a lost connection): answers the
-    /// seq the first attempt got, or sequences it now if the store can tell the first
-    /// attempt never reached it.
+    /// Publishes again a normal-priority event whose first attempt under
+    /// `idempotency_key` got no certain answer ([`FanoutError::OutcomeUnknown`], a lost
+    /// connection): answers the seq the first attempt got, or sequences it now if the
+    /// store can tell the first attempt never reached it.
     ///
     /// # Errors
-    /// As [`Rooms::publish`], and [`FanoutError::KeyUnknown`] when the key is unknown
-    /// but the store may have lost it within its lifetime (it never gives one key two
-    /// seqs).
+    /// As [`Rooms::publish_event`], and [`FanoutError::KeyUnknown`] when the key is
+    /// unknown but the store may have lost it within its lifetime (it never gives one
+    /// key two seqs).
     async fn publish_retry(
         &self,
         room: &RoomId,
         kind: &EventKind,
         data: &str,
         idempotency_key: &str,
-    ) -> Result<Published, FanoutError>;
+    ) -> Result<Published, FanoutError> {
+        let event = NewEvent {
+            idempotency_key: Some(idempotency_key),
+            retry: true,
+            ..NewEvent::new(kind, data)
+        };
+        self.publish_event(room, event).await
+    }
 
     /// Adds `delta` likes and publishes a `likes` event with the new total.
     ///

@@ -13,9 +13,9 @@ use danmaku_fanout::position::{Cursor, Step};
 use danmaku_fanout::redis::{RedisConfig, RedisFanout};
 use danmaku_fanout::testing::TestRedis;
 use danmaku_fanout::{
-    Fanout, FanoutError, Hub, MailboxReceiver, NewPoll, RESET_SEQ, Rooms, mailbox, now_ms,
+    Fanout, FanoutError, Hub, MailboxReceiver, NewEvent, NewPoll, RESET_SEQ, Rooms, mailbox, now_ms,
 };
-use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
 
 fn room(s: &str) -> RoomId {
     RoomId::new(s).unwrap()
@@ -209,6 +209,57 @@ async fn polls_and_likes(store: &dyn Fanout) {
     assert_eq!(store.info(&r).await.unwrap().likes, 12);
 }
 
+/// Every event states its priority (nothing for normal), live and in history; the
+/// room's own kinds have theirs (likes low, polls high).
+async fn priorities(store: &dyn Fanout) {
+    let r = room("prio");
+    let mut rx = viewer(store, &r).await;
+    let card = EventKind::new("card").unwrap();
+    for p in [Priority::High, Priority::Normal, Priority::Low] {
+        let event = NewEvent {
+            priority: p,
+            ..NewEvent::new(&card, "{}")
+        };
+        store.publish_event(&r, event).await.unwrap();
+    }
+    store.add_likes(&r, 1).await.unwrap();
+    let new = NewPoll {
+        question: "Which?".into(),
+        options: vec!["a".into(), "b".into()],
+        duration_s: 60,
+    };
+    store.create_poll(&r, new).await.unwrap();
+    let want = [
+        Priority::High,
+        Priority::Normal,
+        Priority::Low,
+        Priority::Low,
+        Priority::High,
+    ];
+    let mut live = Vec::new();
+    let mut buf = Vec::new();
+    while live.len() < want.len() {
+        buf.clear();
+        tokio::time::timeout(Duration::from_secs(10), rx.recv_many(&mut buf, 100))
+            .await
+            .expect("deliveries in time");
+        for d in buf.iter().filter(|d| d.seq != 0) {
+            live.extend(d.frame.split(|&b| b == b'\n').map(Priority::of_frame));
+        }
+    }
+    assert_eq!(live, want, "live");
+    let h = store.history(&r, 0, 10).await.unwrap();
+    let stored: Vec<_> = h.events.iter().map(|e| Priority::of_frame(e)).collect();
+    assert_eq!(stored, want, "history");
+    let high: serde_json::Value = serde_json::from_slice(&h.events[0]).unwrap();
+    assert_eq!(high["priority"], "high");
+    let normal: serde_json::Value = serde_json::from_slice(&h.events[1]).unwrap();
+    assert!(
+        normal.get("priority").is_none(),
+        "a v1 event is unchanged: {normal}"
+    );
+}
+
 /// The hub as the gateway builds it: lanes of 64 viewers, hot rooms batched.
 fn lanes() -> Arc<Hub> {
     Arc::new(Hub::with_lanes(64, Duration::from_millis(80)))
@@ -300,6 +351,7 @@ async fn suite(store: &dyn Fanout) {
     idempotent_retry(store).await;
     resume(store).await;
     polls_and_likes(store).await;
+    priorities(store).await;
     overflow_caught_up_by_cursor(store).await;
 }
 

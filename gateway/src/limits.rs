@@ -28,14 +28,35 @@ impl TokenBucket {
         }
     }
 
+    /// Takes one token if more than `reserve` tokens would be left above zero after
+    /// it (a bucket kept for better uses); says whether it did.
+    pub fn take_above(&mut self, now: Instant, reserve: f64) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 + reserve {
+            self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    /// Takes a token if there is one; never refuses (the bucket only runs dry).
+    pub fn take_any(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate.per_s).min(self.rate.burst);
+    }
+
     /// Takes one token, or says how long until one is available.
     ///
     /// # Errors
     /// The wait in milliseconds when the bucket is empty.
     pub fn take(&mut self, now: Instant) -> Result<(), u64> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate.per_s).min(self.rate.burst);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return Ok(());

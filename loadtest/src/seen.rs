@@ -221,7 +221,16 @@ mod tests {
                 votes: &votes,
                 ends_at: 9,
             };
-            EventFrame::encode(&room, "e", seq, &EventKind::poll(), 0, &doc.encode()).bytes
+            EventFrame::encode(
+                &room,
+                "e",
+                seq,
+                &EventKind::poll(),
+                danmaku_protocol::Priority::High,
+                0,
+                &doc.encode(),
+            )
+            .bytes
         };
         s.on_line(&poll(2, 5), 0);
         s.on_line(&poll(1, 3), 0);

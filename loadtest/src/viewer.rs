@@ -139,6 +139,7 @@ pub fn join_command(room: &RoomId, since: Option<(&str, u64)>) -> String {
             epoch: epoch.to_owned(),
             seq,
         }),
+        mode: danmaku_protocol::Mode::All,
     }
     .encode()
 }

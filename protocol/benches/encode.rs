@@ -1,6 +1,8 @@
 //! Encoding cost of the frames on the hot path.
 use criterion::{Criterion, criterion_group, criterion_main};
-use danmaku_protocol::{EventFrame, EventKind, Limits, RoomId, ServerFrame, decode_command};
+use danmaku_protocol::{
+    EventFrame, EventKind, Limits, Priority, RoomId, ServerFrame, decode_command,
+};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -14,6 +16,7 @@ fn bench(c: &mut Criterion) {
                 "8f3a9c1d2e4b5a60",
                 131,
                 &kind,
+                Priority::Normal,
                 1_764_011_234_890,
                 black_box(data),
             )

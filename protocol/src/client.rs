@@ -35,6 +35,9 @@ pub enum Command {
         /// Resume point, if the client saw the room before.
         #[serde(skip_serializing_if = "Option::is_none")]
         since: Option<Since>,
+        /// Every event, or an adaptive share of them.
+        #[serde(flatten, skip_serializing_if = "Mode::is_all")]
+        mode: Mode,
     },
     /// Leave a room.
     Leave {
@@ -100,6 +103,35 @@ impl Command {
     }
 }
 
+/// What a viewer receives of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Mode {
+    /// Every event (the default, v1).
+    #[default]
+    #[serde(skip)]
+    All,
+    /// Every `high` event; `normal` and `low` ones only within `max_rate` events per
+    /// second and while the viewer keeps up. What is not delivered is told by a
+    /// `skipped` marker before the next event that is.
+    Adaptive {
+        /// Events per second the viewer wants at most.
+        max_rate: u32,
+    },
+}
+
+impl Mode {
+    /// Whether this is the v1 mode, every event.
+    pub fn is_all(&self) -> bool {
+        *self == Self::All
+    }
+
+    /// `max_rate` when a join does not say.
+    pub const DEFAULT_MAX_RATE: u32 = 20;
+    /// The largest `max_rate` a join may ask for.
+    pub const MAX_MAX_RATE: u32 = 1_000;
+}
+
 /// The loose shape every command is first read into.
 #[derive(Deserialize)]
 struct Wire<'a> {
@@ -115,6 +147,8 @@ struct Wire<'a> {
     poll: Option<Cow<'a, str>>,
     option: Option<serde_json::Value>,
     since: Option<serde_json::Value>,
+    mode: Option<serde_json::Value>,
+    max_rate: Option<serde_json::Value>,
 }
 
 /// Splits a client text frame into its JSON objects (separated by `\n`), skipping
@@ -161,6 +195,7 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             id,
             room,
             since: since(&wire, id)?,
+            mode: mode(&wire, id)?,
         }),
         "leave" => Ok(Command::Leave { id, room }),
         "comment" => Ok(Command::Comment {
@@ -195,6 +230,33 @@ fn since(wire: &Wire<'_>, id: u64) -> Result<Option<Since>, DecodeError> {
                 "`since` must be {\"epoch\": string, \"seq\": unsigned integer}",
             )
         }),
+    }
+}
+
+fn mode(wire: &Wire<'_>, id: u64) -> Result<Mode, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let mode = match &wire.mode {
+        None => None,
+        Some(v) => Some(v.as_str().ok_or_else(|| bad("`mode` must be a string"))?),
+    };
+    match mode {
+        None | Some("all") if wire.max_rate.is_none() => Ok(Mode::All),
+        None | Some("all") => Err(bad("`max_rate` needs `\"mode\":\"adaptive\"`")),
+        Some("adaptive") => {
+            let max_rate = match &wire.max_rate {
+                None => Mode::DEFAULT_MAX_RATE,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|r| (1..=u64::from(Mode::MAX_MAX_RATE)).contains(r))
+                    .and_then(|r| u32::try_from(r).ok())
+                    .ok_or_else(|| bad("`max_rate` must be an integer from 1 to 1000"))?,
+            };
+            Ok(Mode::Adaptive { max_rate })
+        }
+        Some(other) => Err(bad(&format!(
+            "`mode` must be \"all\" or \"adaptive\", not `{}`",
+            truncate(other, 32)
+        ))),
     }
 }
 

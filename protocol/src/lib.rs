@@ -14,6 +14,7 @@
 //! # Layout
 //! - [`ids`]: validated identifiers (room ids, event kinds, poll ids).
 //! - [`limits`]: the configurable bounds (text length, like counts, rooms per connection).
+//! - [`priority`]: event priorities (`high`, `normal`, `low`) and their defaults.
 //! - [`client`]: decoding and validating client commands.
 //! - [`server`]: encoding server frames (`hello`, `joined`, `event`, …).
 //! - [`received`]: decoding server frames, for clients (the load test, SDKs' tests).
@@ -28,16 +29,18 @@ pub mod data;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod priority;
 pub mod received;
 pub mod server;
 
-pub use client::{Command, Since, decode_command, split_frame};
+pub use client::{Command, Mode, Since, decode_command, split_frame};
 pub use close::CloseCode;
 pub use error::{DecodeError, ErrorCode};
 pub use ids::{EventKind, IdError, PollId, RoomId};
 pub use limits::Limits;
+pub use priority::Priority;
 pub use received::{FrameType, JoinedReply, ServerLine};
-pub use server::{EventFrame, ServerFrame, Snapshot};
+pub use server::{EventFrame, ServerFrame, SkipReason, Snapshot};
 
 /// The WebSocket subprotocol of this version.
 pub const SUBPROTOCOL: &str = "danmaku.v1";

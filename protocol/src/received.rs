@@ -223,7 +223,15 @@ mod tests {
     #[test]
     fn an_event_reads_back_whatever_the_order_of_its_keys() {
         let kind = EventKind::new("card").expect("kind");
-        let ev = EventFrame::encode(&room(), "e1", 7, &kind, 11, r#"{"sku":"x"}"#);
+        let ev = EventFrame::encode(
+            &room(),
+            "e1",
+            7,
+            &kind,
+            crate::Priority::Normal,
+            11,
+            r#"{"sku":"x"}"#,
+        );
         let reordered =
             br#"{"data":{"sku":"x"},"ts":11,"kind":"card","seq":7,"epoch":"e1","room":"shop-1","type":"event"}"#;
         for line in [&ev.bytes[..], &reordered[..]] {
@@ -252,7 +260,15 @@ mod tests {
             ends_at: 99,
         }
         .encode();
-        let ev = EventFrame::encode(&room(), "e", 1, &EventKind::comment(), 5, "{}");
+        let ev = EventFrame::encode(
+            &room(),
+            "e",
+            1,
+            &EventKind::comment(),
+            crate::Priority::Normal,
+            5,
+            "{}",
+        );
         let snap = Snapshot {
             recent: vec![ev.bytes.clone()],
             likes: 7,

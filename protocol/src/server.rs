@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::error::ErrorCode;
 use crate::ids::{EventKind, RoomId};
+use crate::priority::Priority;
 
 /// One sequenced event, encoded once as its complete `{"type":"event",…}` JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,15 +25,19 @@ impl EventFrame {
     /// `data` must be one valid JSON value (the caller parsed or built it); room, epoch
     /// and kind are validated identifiers and need no escaping. Line breaks between
     /// the value's tokens become spaces, so the frame is one line.
+    ///
+    /// A `priority` other than normal is stated after `kind`, before `data` (where
+    /// [`crate::Priority::of_frame`] looks for it).
     pub fn encode(
         room: &RoomId,
         epoch: &str,
         seq: u64,
         kind: &EventKind,
+        priority: Priority,
         ts_ms: u64,
         data: &str,
     ) -> Self {
-        let mut out = Vec::with_capacity(96 + room.as_str().len() + epoch.len() + data.len());
+        let mut out = Vec::with_capacity(116 + room.as_str().len() + epoch.len() + data.len());
         out.extend_from_slice(b"{\"type\":\"event\",\"room\":\"");
         out.extend_from_slice(room.as_str().as_bytes());
         out.extend_from_slice(b"\",\"epoch\":");
@@ -41,6 +46,10 @@ impl EventFrame {
         push_u64(&mut out, seq);
         out.extend_from_slice(b",\"kind\":\"");
         out.extend_from_slice(kind.as_str().as_bytes());
+        if priority != Priority::Normal {
+            out.extend_from_slice(b"\",\"priority\":\"");
+            out.extend_from_slice(priority.as_str().as_bytes());
+        }
         out.extend_from_slice(b"\",\"ts\":");
         push_u64(&mut out, ts_ms);
         out.extend_from_slice(b",\"data\":");
@@ -221,6 +230,40 @@ pub enum ServerFrame<'a> {
         /// When the server will close the connection.
         after_ms: u64,
     },
+    /// Seqs `from..=to` of a room were not delivered to this viewer (and never will
+    /// be on this connection); written just before the next event that is.
+    Skipped {
+        /// The room.
+        room: &'a str,
+        /// The first seq not delivered.
+        from: u64,
+        /// The last.
+        to: u64,
+        /// `to - from + 1`.
+        count: u64,
+        /// Why.
+        reason: SkipReason,
+    },
+}
+
+/// Why a viewer did not receive events of a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipReason {
+    /// An adaptive viewer's budget (`max_rate`, or its socket backing up) had no room.
+    Sampled,
+    /// The events were for another audience.
+    Targeted,
+}
+
+impl SkipReason {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sampled => "sampled",
+            Self::Targeted => "targeted",
+        }
+    }
 }
 
 impl ServerFrame<'_> {
@@ -282,7 +325,15 @@ mod tests {
     fn an_event_is_one_line_whatever_its_data() {
         let room = RoomId::new("r").expect("room");
         let kind = EventKind::new("card").expect("kind");
-        let f = EventFrame::encode(&room, "e", 1, &kind, 2, "{\n  \"a\": \"x\\ny\"\r\n}");
+        let f = EventFrame::encode(
+            &room,
+            "e",
+            1,
+            &kind,
+            Priority::Normal,
+            2,
+            "{\n  \"a\": \"x\\ny\"\r\n}",
+        );
         assert!(!f.bytes.contains(&b'\n') && !f.bytes.contains(&b'\r'));
         assert_eq!(parse(&f.bytes)["data"]["a"], "x\ny");
     }
@@ -296,6 +347,7 @@ mod tests {
             "8f3a",
             131,
             &kind,
+            Priority::Normal,
             1_764_011_234_890,
             r#"{"user":"u-1","text":"好"}"#,
         );
@@ -305,13 +357,18 @@ mod tests {
                    "ts":1_764_011_234_890u64,"data":{"user":"u-1","text":"好"}})
         );
         assert_eq!(ev.seq, 131);
+        for p in [Priority::High, Priority::Low] {
+            let ev = EventFrame::encode(&room, "8f3a", 131, &kind, p, 1, "{}");
+            assert_eq!(parse(&ev.bytes)["priority"], p.as_str());
+            assert_eq!(Priority::of_frame(&ev.bytes), p);
+        }
     }
 
     #[test]
     fn joined_and_reset_embed_snapshot() {
         let room = RoomId::new("r").expect("room");
         let kind = EventKind::new("comment").expect("kind");
-        let ev = EventFrame::encode(&room, "e", 1, &kind, 5, "{}");
+        let ev = EventFrame::encode(&room, "e", 1, &kind, Priority::Normal, 5, "{}");
         let snap = Snapshot {
             recent: vec![ev.bytes.clone()],
             likes: 7,
@@ -385,6 +442,17 @@ mod tests {
                 .encode()
             ),
             json!({"type":"presence","room":"r","online":10})
+        );
+        assert_eq!(
+            &ServerFrame::Skipped {
+                room: "shop-42",
+                from: 131,
+                to: 139,
+                count: 9,
+                reason: SkipReason::Sampled,
+            }
+            .encode()[..],
+            br#"{"type":"skipped","room":"shop-42","from":131,"to":139,"count":9,"reason":"sampled"}"#
         );
         assert_eq!(
             parse(&encode_history("e", &[])),

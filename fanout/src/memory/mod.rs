@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::idempotency::fingerprint;
 use crate::{
-    Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
+    Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
+    Rooms, now_ms,
 };
 use room::RoomState;
 pub(crate) use room::new_epoch;
@@ -106,6 +107,7 @@ impl MemoryFanout {
         }
     }
 
+    /// Sequences an event the room makes itself (likes, polls), at its kind's priority.
     fn publish_locked(
         &self,
         id: &RoomId,
@@ -113,7 +115,18 @@ impl MemoryFanout {
         kind: &EventKind,
         data: &str,
     ) -> Published {
-        let frame = state.append(id, kind, data, now_ms());
+        self.sequence_locked(id, state, kind, Priority::of_room(kind), data)
+    }
+
+    fn sequence_locked(
+        &self,
+        id: &RoomId,
+        state: &mut RoomState,
+        kind: &EventKind,
+        priority: Priority,
+        data: &str,
+    ) -> Published {
+        let frame = state.append(id, kind, priority, data, now_ms());
         self.hub.deliver(id, frame.seq, &frame.bytes);
         Published {
             epoch: state.epoch.clone(),
@@ -125,14 +138,14 @@ impl MemoryFanout {
     /// Publishes once per idempotency key. A `retry` whose key is unknown is refused
     /// while the room may have forgotten keys of their lifetime (the store began, or a
     /// key was forgotten at the room's bound, less than the key TTL ago).
-    fn publish_keyed(
-        &self,
-        room: &RoomId,
-        kind: &EventKind,
-        data: &str,
-        idempotency_key: Option<&str>,
-        retry: bool,
-    ) -> Result<Published, FanoutError> {
+    fn publish_keyed(&self, room: &RoomId, event: NewEvent<'_>) -> Result<Published, FanoutError> {
+        let NewEvent {
+            kind,
+            data,
+            priority,
+            idempotency_key,
+            retry,
+        } = event;
         self.with_room(room, |state| {
             let now = now_ms();
             let keyed = idempotency_key.map(|key| (key, fingerprint(kind, data)));
@@ -154,7 +167,7 @@ impl MemoryFanout {
                     None => {}
                 }
             }
-            let published = self.publish_locked(room, state, kind, data);
+            let published = self.sequence_locked(room, state, kind, priority, data);
             if let Some((key, print)) = keyed {
                 state.remember_key(key, published.seq, print, now);
             }
@@ -177,24 +190,12 @@ impl MemoryFanout {
 
 #[async_trait]
 impl Rooms for MemoryFanout {
-    async fn publish(
+    async fn publish_event(
         &self,
         room: &RoomId,
-        kind: &EventKind,
-        data: &str,
-        idempotency_key: Option<&str>,
+        event: NewEvent<'_>,
     ) -> Result<Published, FanoutError> {
-        self.publish_keyed(room, kind, data, idempotency_key, false)
-    }
-
-    async fn publish_retry(
-        &self,
-        room: &RoomId,
-        kind: &EventKind,
-        data: &str,
-        idempotency_key: &str,
-    ) -> Result<Published, FanoutError> {
-        self.publish_keyed(room, kind, data, Some(idempotency_key), true)
+        self.publish_keyed(room, event)
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use danmaku_protocol::{EventFrame, EventKind, PollId, RoomId, Since};
+use danmaku_protocol::{EventFrame, EventKind, PollId, Priority, RoomId, Since};
 
 use super::MemoryConfig;
 use super::history::HistoryRing;
@@ -78,11 +78,12 @@ impl RoomState {
         &mut self,
         room: &RoomId,
         kind: &EventKind,
+        priority: Priority,
         data: &str,
         now: u64,
     ) -> EventFrame {
         self.seq += 1;
-        let frame = EventFrame::encode(room, &self.epoch, self.seq, kind, now, data);
+        let frame = EventFrame::encode(room, &self.epoch, self.seq, kind, priority, now, data);
         self.history.push(self.seq, now, frame.bytes.clone());
         frame
     }

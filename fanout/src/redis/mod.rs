@@ -33,10 +33,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
-use danmaku_protocol::{EventKind, PollId, RoomId, Since};
+use danmaku_protocol::{PollId, RoomId, Since};
 
 use crate::{
-    Fanout, FanoutError, History, Hub, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms, now_ms,
+    Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
+    Rooms, now_ms,
 };
 use conn::Conn;
 pub use publisher::Publisher;
@@ -171,28 +172,12 @@ fn new_epoch() -> String {
 
 #[async_trait]
 impl Rooms for RedisFanout {
-    async fn publish(
+    async fn publish_event(
         &self,
         room: &RoomId,
-        kind: &EventKind,
-        data: &str,
-        idempotency_key: Option<&str>,
+        event: NewEvent<'_>,
     ) -> Result<Published, FanoutError> {
-        self.publisher
-            .publish(room, kind, data, idempotency_key)
-            .await
-    }
-
-    async fn publish_retry(
-        &self,
-        room: &RoomId,
-        kind: &EventKind,
-        data: &str,
-        idempotency_key: &str,
-    ) -> Result<Published, FanoutError> {
-        self.publisher
-            .publish_retry(room, kind, data, idempotency_key)
-            .await
+        self.publisher.publish_event(room, event).await
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use danmaku_protocol::{EventKind, RoomId};
+use danmaku_protocol::{EventKind, Priority, RoomId};
 
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
 use super::reply::{self, RoomOp, unavailable};
 use super::{RedisConfig, new_epoch};
-use crate::{FanoutError, Published, now_ms};
+use crate::{FanoutError, NewEvent, Published, now_ms};
 
 /// Publishes into rooms from any process: the publisher library for backend services
 /// (no gateway, no subscription), and the write half of [`RedisFanout`].
@@ -119,10 +119,12 @@ impl Publisher {
         &self.shards[shard_index(room, self.shards.len())]
     }
 
-    /// Sequences one event into `room` (see [`crate::Rooms::publish`]).
+    /// Sequences one event into `room` as a backend does: at the kind's backend
+    /// priority (high, except the chatter kinds), once per `idempotency_key`.
     ///
     /// # Errors
-    /// [`FanoutError::Unavailable`] when Redis cannot be reached.
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached, and as
+    /// [`Publisher::publish_event`].
     pub async fn publish(
         &self,
         room: &RoomId,
@@ -130,17 +132,16 @@ impl Publisher {
         data: &str,
         idempotency_key: Option<&str>,
     ) -> Result<Published, FanoutError> {
-        let op = RoomOp::Event {
-            kind,
-            data,
-            idempotency: idempotency_key,
-            retry: false,
+        let event = NewEvent {
+            priority: Priority::of_backend(kind),
+            idempotency_key,
+            ..NewEvent::new(kind, data)
         };
-        reply::published(self.room_op(room, &op).await?)
+        self.publish_event(room, event).await
     }
 
-    /// Retries an event whose first attempt got no certain answer (see
-    /// [`crate::Rooms::publish_retry`]).
+    /// Retries an event a backend published (see [`Publisher::publish`]) whose first
+    /// attempt got no certain answer (see [`crate::Rooms::publish_retry`]).
     ///
     /// # Errors
     /// As [`Publisher::publish`], and [`FanoutError::KeyUnknown`].
@@ -151,11 +152,31 @@ impl Publisher {
         data: &str,
         idempotency_key: &str,
     ) -> Result<Published, FanoutError> {
-        let op = RoomOp::Event {
-            kind,
-            data,
-            idempotency: Some(idempotency_key),
+        let event = NewEvent {
+            priority: Priority::of_backend(kind),
+            idempotency_key: Some(idempotency_key),
             retry: true,
+            ..NewEvent::new(kind, data)
+        };
+        self.publish_event(room, event).await
+    }
+
+    /// Sequences `event` into `room` (see [`crate::Rooms::publish_event`]).
+    ///
+    /// # Errors
+    /// [`FanoutError::Unavailable`] when Redis cannot be reached; the refusals of
+    /// [`crate::Rooms::publish_event`].
+    pub async fn publish_event(
+        &self,
+        room: &RoomId,
+        event: NewEvent<'_>,
+    ) -> Result<Published, FanoutError> {
+        let op = RoomOp::Event {
+            kind: event.kind,
+            data: event.data,
+            priority: event.priority,
+            idempotency: event.idempotency_key,
+            retry: event.retry,
         };
         reply::published(self.room_op(room, &op).await?)
     }

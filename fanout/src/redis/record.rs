@@ -6,12 +6,13 @@
 //! frame with [`danmaku_protocol::EventFrame::encode`] — once per message on the
 //! subscriber, shared by every local viewer — so both stores send the same bytes.
 //!
-//! Shapes: `d` (body: the data), `l` (likes, `<total>:<delta>`), `p` (a poll's
-//! state, `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`).
+//! Shapes: `d` (body: the data; `dh` and `dl` for a high or low priority), `l` (likes,
+//! `<total>:<delta>`, low), `p` (a poll's state, high,
+//! `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`).
 
 use bytes::Bytes;
 use danmaku_protocol::data::{PollDoc, PollSpec, likes_data};
-use danmaku_protocol::{EventFrame, EventKind, RoomId};
+use danmaku_protocol::{EventFrame, EventKind, Priority, RoomId};
 
 use crate::FanoutError;
 
@@ -22,7 +23,17 @@ pub(crate) struct Record<'a> {
     pub(crate) epoch: &'a str,
     ts: u64,
     kind: &'a str,
+    priority: Priority,
     body: Body<'a>,
+}
+
+/// The shape of a data record of `priority`.
+pub(crate) fn data_shape(priority: Priority) -> &'static str {
+    match priority {
+        Priority::High => "dh",
+        Priority::Normal => "d",
+        Priority::Low => "dl",
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,16 +70,19 @@ impl<'a> Record<'a> {
         let kind = next()?;
         let shape = next()?;
         let body = next()?;
-        let body = match shape {
-            "d" => Body::Data(body),
+        let (priority, body) = match shape {
+            "d" => (Priority::Normal, Body::Data(body)),
+            "dh" => (Priority::High, Body::Data(body)),
+            "dl" => (Priority::Low, Body::Data(body)),
             "l" => {
                 let (total, delta) = body.split_once(':').ok_or(BAD)?;
-                Body::Likes {
+                let likes = Body::Likes {
                     total: total.parse().map_err(|_| BAD)?,
                     delta: delta.parse().map_err(|_| BAD)?,
-                }
+                };
+                (Priority::Low, likes)
             }
-            "p" => Body::Poll(PollState::parse(body)?),
+            "p" => (Priority::High, Body::Poll(PollState::parse(body)?)),
             _ => return Err(BAD),
         };
         Ok(Self {
@@ -76,6 +90,7 @@ impl<'a> Record<'a> {
             epoch,
             ts,
             kind,
+            priority,
             body,
         })
     }
@@ -98,7 +113,16 @@ impl<'a> Record<'a> {
                 &owned
             }
         };
-        Ok(EventFrame::encode(room, self.epoch, self.seq, &kind, self.ts, data).bytes)
+        let frame = EventFrame::encode(
+            room,
+            self.epoch,
+            self.seq,
+            &kind,
+            self.priority,
+            self.ts,
+            data,
+        );
+        Ok(frame.bytes)
     }
 }
 
@@ -169,14 +193,37 @@ mod tests {
         let record = data_record(7, "e1", 123, "comment", data);
         let r = Record::parse(record.as_bytes()).expect("record");
         assert_eq!((r.seq, r.epoch), (7, "e1"));
-        let want = EventFrame::encode(&room(), "e1", 7, &EventKind::comment(), 123, data);
+        let want = EventFrame::encode(
+            &room(),
+            "e1",
+            7,
+            &EventKind::comment(),
+            Priority::Normal,
+            123,
+            data,
+        );
         assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+        for p in [Priority::High, Priority::Low] {
+            let record = format!("7:e1:123:card:{}:{{}}", data_shape(p));
+            let r = Record::parse(record.as_bytes()).expect("record");
+            let card = EventKind::new("card").expect("kind");
+            let want = EventFrame::encode(&room(), "e1", 7, &card, p, 123, "{}");
+            assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+        }
     }
 
     #[test]
     fn likes_and_polls_use_the_protocol_payloads() {
         let r = Record::parse(b"3:e:9:likes:l:12:5").expect("likes");
-        let want = EventFrame::encode(&room(), "e", 3, &EventKind::likes(), 9, &likes_data(12, 5));
+        let want = EventFrame::encode(
+            &room(),
+            "e",
+            3,
+            &EventKind::likes(),
+            Priority::Low,
+            9,
+            &likes_data(12, 5),
+        );
         assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
 
         let spec = PollSpec {
@@ -192,7 +239,15 @@ mod tests {
             votes: &[2, 0],
             ends_at: 500,
         };
-        let want = EventFrame::encode(&room(), "e", 4, &EventKind::poll(), 9, &doc.encode());
+        let want = EventFrame::encode(
+            &room(),
+            "e",
+            4,
+            &EventKind::poll(),
+            Priority::High,
+            9,
+            &doc.encode(),
+        );
         assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
     }
 

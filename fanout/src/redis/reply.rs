@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
-use danmaku_protocol::{EventKind, PollId, RoomId};
+use danmaku_protocol::{EventKind, PollId, Priority, RoomId};
 use redis::Value;
 
 use super::record::{PollState, Record};
@@ -22,6 +22,7 @@ pub(crate) enum RoomOp<'a> {
     Event {
         kind: &'a EventKind,
         data: &'a str,
+        priority: Priority,
         idempotency: Option<&'a str>,
         retry: bool,
     },
@@ -73,11 +74,12 @@ impl RoomOp<'_> {
             Self::Event {
                 kind,
                 data,
+                priority,
                 idempotency,
                 retry,
             } => {
                 let mut args = vec![
-                    kind.as_str().to_owned(),
+                    format!("{}:{}", kind.as_str(), super::record::data_shape(*priority)),
                     (*data).to_owned(),
                     idempotency.unwrap_or_default().to_owned(),
                     idempotency

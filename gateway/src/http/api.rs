@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use danmaku_fanout::NewPoll;
-use danmaku_protocol::{ErrorCode, EventKind, PollId, RoomId};
+use danmaku_fanout::{NewEvent, NewPoll};
+use danmaku_protocol::{ErrorCode, EventKind, PollId, Priority, RoomId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -39,6 +39,8 @@ struct PublishBody<'a> {
     /// A retry of an attempt whose outcome is unknown (needs `idempotency_key`).
     #[serde(default)]
     retry: bool,
+    /// `high`, `normal` or `low`; by default high, except for the chatter kinds.
+    priority: Option<String>,
 }
 
 pub(super) async fn publish(
@@ -65,25 +67,30 @@ pub(super) async fn publish(
             "idempotency_key must be 1..=128 bytes",
         ));
     }
-    let started = Instant::now();
-    let p = match (body.idempotency_key.as_deref(), body.retry) {
-        (Some(key), true) => {
-            app.fanout
-                .publish_retry(&room, &kind, body.data.get(), key)
-                .await?
-        }
-        (None, true) => {
-            return Err(ApiError::new(
+    if body.retry && body.idempotency_key.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "retry needs the idempotency_key of the first attempt",
+        ));
+    }
+    let priority = match body.priority.as_deref() {
+        None => Priority::of_backend(&kind),
+        Some(p) => Priority::parse(p).ok_or_else(|| {
+            ApiError::new(
                 ErrorCode::BadRequest,
-                "retry needs the idempotency_key of the first attempt",
-            ));
-        }
-        (key, false) => {
-            app.fanout
-                .publish(&room, &kind, body.data.get(), key)
-                .await?
-        }
+                format!("priority `{p}` is not one of high, normal, low"),
+            )
+        })?,
     };
+    let event = NewEvent {
+        kind: &kind,
+        data: body.data.get(),
+        priority,
+        idempotency_key: body.idempotency_key.as_deref(),
+        retry: body.retry,
+    };
+    let started = Instant::now();
+    let p = app.fanout.publish_event(&room, event).await?;
     app.metrics.publish_latency.observe(started.elapsed());
     if !p.duplicate {
         Metrics::inc(&app.metrics.events_in);

@@ -89,7 +89,8 @@ impl Backlog {
         self.in_task.store(bytes, Ordering::Relaxed);
     }
 
-    fn held(&self) -> usize {
+    /// Bytes this connection holds for writing now.
+    pub(super) fn held(&self) -> usize {
         self.mailbox.queued_bytes()
             + self.outlet.pending_bytes()
             + self.in_task.load(Ordering::Relaxed)

@@ -4,8 +4,9 @@ use std::time::Instant;
 
 use danmaku_fanout::FanoutError;
 use danmaku_protocol::server::Joined;
-use danmaku_protocol::{Command, ErrorCode, EventKind, PollId, RoomId, ServerFrame, Since};
+use danmaku_protocol::{Command, ErrorCode, EventKind, Mode, PollId, RoomId, ServerFrame, Since};
 
+use super::adaptive::Adaptive;
 use super::conn::{Conn, JoinedRoom};
 use crate::metrics::Metrics;
 use danmaku_fanout::position::Cursor;
@@ -18,7 +19,12 @@ impl Conn {
             Err(e) => return self.error(e.id, e.code, &e.message, None),
         };
         match command {
-            Command::Join { id, room, since } => self.join(id, room, since).await,
+            Command::Join {
+                id,
+                room,
+                since,
+                mode,
+            } => self.join(id, room, since, mode).await,
             Command::Leave { id, room } => self.leave(id, &room),
             Command::Comment { id, room, text } => self.comment(id, &room, &text).await,
             Command::Like { id, room, count } => self.like(id, &room, count),
@@ -38,7 +44,7 @@ impl Conn {
         }
     }
 
-    async fn join(&mut self, id: u64, room: RoomId, since: Option<Since>) {
+    async fn join(&mut self, id: u64, room: RoomId, since: Option<Since>, mode: Mode) {
         if !self.identity.may_join(room.as_str()) {
             return self.error(
                 Some(id),
@@ -85,11 +91,25 @@ impl Conn {
             snapshot: &snapshot,
         };
         self.out.push(joined.encode());
-        for event in replay.into_iter().flatten() {
-            self.out.push(event);
+        let adaptive = match mode {
+            Mode::All => None,
+            Mode::Adaptive { max_rate } => Some(Adaptive::new(max_rate, Instant::now())),
+        };
+        self.outlet
+            .track(key, Cursor::new(epoch, seq), adaptive.is_some());
+        self.rooms.push(JoinedRoom {
+            room,
+            key,
+            adaptive,
+        });
+        // A replay is the events after `since` (a seq in history, so below the head),
+        // up to `seq`.
+        if let (Some(replay), Some(since)) = (replay, since) {
+            let idx = self.rooms.len() - 1;
+            for (i, event) in replay.into_iter().enumerate() {
+                self.emit(idx, since.seq.saturating_add(1 + i as u64), event);
+            }
         }
-        self.outlet.track(key, Cursor::new(epoch, seq));
-        self.rooms.push(JoinedRoom { room, key });
         self.ctx.metrics.join_latency.observe(started.elapsed());
     }
 

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::adaptive::Adaptive;
 use super::backlog::Backlog;
 use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
@@ -45,6 +46,9 @@ pub(super) enum Exit {
 pub(super) struct JoinedRoom {
     pub(super) room: RoomId,
     pub(super) key: RoomKey,
+    /// For a viewer that joined with `"mode":"adaptive"`: its budget and what it has
+    /// not been told it skipped.
+    pub(super) adaptive: Option<Adaptive>,
 }
 
 pub(super) struct Buckets {
@@ -294,6 +298,16 @@ impl Conn {
                 .unwrap_or(Step::Duplicate);
         }
         match step {
+            Step::Write { skip } if self.rooms[idx].adaptive.is_some() => {
+                // Each event is its own decision: a batch is taken apart.
+                if skip == 0 && d.first == d.seq {
+                    self.emit(idx, d.seq, d.frame.clone());
+                } else {
+                    for (i, line) in split_lines(&d.frame).enumerate().skip(skip) {
+                        self.emit(idx, d.first.saturating_add(i as u64), line);
+                    }
+                }
+            }
             Step::Write { skip: 0 } => self.out.push(d.frame.clone()),
             Step::Write { skip } => {
                 // A batch partly written already: its lines are events first..=seq.
@@ -307,6 +321,21 @@ impl Conn {
         }
         self.outlet.cursor(key, |c| c.wrote(d.seq));
         Ok(())
+    }
+
+    /// Queues event `seq` of room `idx` (encoded as `event`): as it is, or through the
+    /// viewer's adaptive budget, which may skip it (and tells so before the next).
+    pub(super) fn emit(&mut self, idx: usize, seq: u64, event: Bytes) {
+        let backlog = self.backlog.held();
+        let room = &mut self.rooms[idx];
+        match &mut room.adaptive {
+            None => self.out.push(event),
+            Some(a) => {
+                if let Some(bytes) = a.pass(&room.room, seq, &event, backlog, Instant::now()) {
+                    self.out.push(bytes);
+                }
+            }
+        }
     }
 
     /// Fills a room's gap from history, up to `upto` or the room's head; sends `reset`
@@ -339,8 +368,8 @@ impl Conn {
                     if filled == 0 {
                         return Ok(());
                     }
-                    for ev in h.events {
-                        self.out.push(ev);
+                    for (i, ev) in h.events.into_iter().enumerate() {
+                        self.emit(idx, last.saturating_add(1 + i as u64), ev);
                     }
                     self.outlet.cursor(key, |c| c.filled(filled));
                 }
@@ -368,6 +397,9 @@ impl Conn {
         let snapshot = snapshot(&self.ctx, &room, view).await;
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
+        if let Some(a) = &mut self.rooms[idx].adaptive {
+            a.forget();
+        }
         Metrics::inc(&self.ctx.metrics.resets);
         Ok(())
     }

@@ -76,6 +76,9 @@ struct Slot {
     /// The viewer's position in the room. While it is direct, only the hub moves it;
     /// otherwise only the connection task.
     cursor: Cursor,
+    /// Written by the connection task only, never handed over (an adaptive viewer's
+    /// room: each of its events is a decision of the task).
+    pinned: bool,
 }
 
 impl Outlet {
@@ -150,10 +153,15 @@ impl Outlet {
     }
 
     /// Tracks a joined room at `cursor`, not yet handed over.
-    pub(crate) fn track(&self, key: RoomKey, cursor: Cursor) {
+    /// A `pinned` room is never handed over to direct writes.
+    pub(crate) fn track(&self, key: RoomKey, cursor: Cursor, pinned: bool) {
         let mut s = self.state.lock();
         s.rooms.retain(|r| r.key != key);
-        s.rooms.push(Slot { key, cursor });
+        s.rooms.push(Slot {
+            key,
+            cursor,
+            pinned,
+        });
     }
 
     /// Forgets a room the viewer left.
@@ -179,14 +187,18 @@ impl Outlet {
         if s.sealed || !s.pending.is_empty() {
             return;
         }
-        for r in &mut s.rooms {
+        for r in s.rooms.iter_mut().filter(|r| !r.pinned) {
             r.cursor.set_direct(true);
         }
     }
 
-    /// Whether every joined room is written directly.
+    /// Whether every joined room that may be is written directly.
     pub(crate) fn all_direct(&self) -> bool {
-        self.state.lock().rooms.iter().all(|r| r.cursor.is_direct())
+        self.state
+            .lock()
+            .rooms
+            .iter()
+            .all(|r| r.pinned || r.cursor.is_direct())
     }
 
     /// Stops direct writes for good (closing).
@@ -474,7 +486,7 @@ mod tests {
         let (mut client, server) = pair().await;
         server.writable().await.expect("writable");
         let outlet = Arc::new(Outlet::new(Arc::new(server), Duration::ZERO));
-        outlet.track(1, Cursor::new(Arc::from("e"), 0));
+        outlet.track(1, Cursor::new(Arc::from("e"), 0), false);
         outlet.hand_over();
         assert_eq!(outlet.cursor(1, |c| c.is_direct()), Some(true));
         // The viewer reads nothing: direct writes fill the socket until one is

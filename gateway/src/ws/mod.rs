@@ -4,6 +4,7 @@
 //! connection keeps its `TcpStream`: the room hub writes quiet rooms' events to it
 //! directly (see [`io`]), while tungstenite reads client frames and writes replies.
 
+mod adaptive;
 mod backlog;
 mod commands;
 mod conn;

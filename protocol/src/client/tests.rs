@@ -15,7 +15,8 @@ fn decodes_every_command() {
         Ok(Command::Join {
             id: 1,
             room: room("shop-42"),
-            since: None
+            since: None,
+            mode: Mode::All,
         })
     );
     assert_eq!(
@@ -26,7 +27,8 @@ fn decodes_every_command() {
             since: Some(Since {
                 epoch: "8f3a".into(),
                 seq: 117
-            })
+            }),
+            mode: Mode::All,
         })
     );
     assert_eq!(
@@ -172,4 +174,47 @@ proptest::proptest! {
         let json = serde_json::json!({"type":"comment","id":id,"room":"r","text":text}).to_string();
         proptest::prop_assert_eq!(dec(&json), Ok(Command::Comment { id, room: room("r"), text }));
     }
+}
+
+#[test]
+fn a_join_may_ask_for_adaptive_delivery() {
+    let join = |extra: &str| dec(&format!(r#"{{"type":"join","id":1,"room":"r"{extra}}}"#));
+    let adaptive = |max_rate| Command::Join {
+        id: 1,
+        room: room("r"),
+        since: None,
+        mode: Mode::Adaptive { max_rate },
+    };
+    assert_eq!(join(r#","mode":"adaptive""#), Ok(adaptive(20)));
+    assert_eq!(join(r#","mode":"adaptive","max_rate":5"#), Ok(adaptive(5)));
+    assert!(matches!(
+        join(r#","mode":"all""#),
+        Ok(Command::Join {
+            mode: Mode::All,
+            ..
+        })
+    ));
+    for bad in [
+        r#","mode":"some""#,
+        r#","mode":"adaptive","max_rate":0"#,
+        r#","mode":"adaptive","max_rate":1001"#,
+        r#","mode":"adaptive","max_rate":"5""#,
+        r#","max_rate":5"#,
+        r#","mode":7"#,
+    ] {
+        let e = join(bad).expect_err(bad);
+        assert_eq!((e.id, e.code), (Some(1), ErrorCode::BadRequest), "{bad}");
+    }
+    // Encoded as a client sends it: v1 joins unchanged.
+    assert_eq!(
+        adaptive(5).encode(),
+        r#"{"type":"join","id":1,"room":"r","mode":"adaptive","max_rate":5}"#
+    );
+    let plain = Command::Join {
+        id: 1,
+        room: room("r"),
+        since: None,
+        mode: Mode::All,
+    };
+    assert_eq!(plain.encode(), r#"{"type":"join","id":1,"room":"r"}"#);
 }

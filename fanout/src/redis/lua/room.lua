@@ -3,7 +3,7 @@
 --
 -- No JSON is made here: an event is stored and published as a *record* that Rust
 -- encodes (fanout/src/redis/record.rs), `<seq>:<epoch>:<ts>:<kind>:<shape>:<body>`:
---   shape d  body = the event's data, JSON made by Rust
+--   shape d  body = the event's data, JSON made by Rust (dh: high priority, dl: low)
 --   shape l  body = <total>:<delta>                     (likes)
 --   shape p  body = <id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON made by Rust> (poll)
 --
@@ -91,11 +91,12 @@ local function trim_by_age(seq)
   end
 end
 
-local function sequence(kind, shape, body)
+-- Sequences one event: `head` is its "<kind>:<shape>", `body` the rest of its record.
+local function sequence(head, body)
   local epoch = room_epoch()
   local seq = redis.call("HINCRBY", meta, "seq", 1)
   local s = tostring(seq)
-  local record = s .. ":" .. epoch .. ":" .. now .. ":" .. kind .. ":" .. shape .. ":" .. body
+  local record = s .. ":" .. epoch .. ":" .. now .. ":" .. head .. ":" .. body
   redis.call("XADD", stream, "MAXLEN", "~", max_len, s .. "-0", "r", record)
   trim_by_age(seq)
   if spublish then
@@ -139,7 +140,8 @@ end
 
 local result
 if op == "event" then
-  -- ARGV[5] kind   ARGV[6] data JSON   ARGV[7] idempotency key ("" for none)
+  -- ARGV[5] "<kind>:<shape>" (shape d, dh or dl by priority)   ARGV[6] data JSON
+  -- ARGV[7] idempotency key ("" for none)
   -- ARGV[8] with a key, the event's fingerprint (fanout/src/idempotency.rs). The key
   -- holds "<seq>:<fingerprint>:<epoch>" (older versions wrote "<seq>:<fingerprint>"
   -- and "<seq>": the seq is then of the room's current epoch). A retry is answered
@@ -171,7 +173,7 @@ if op == "event" then
     end
   end
   if not e then
-    result = sequence(ARGV[5], "d", ARGV[6])
+    result = sequence(ARGV[5], ARGV[6])
     if idem then
       redis.call("SET", idem, result[2] .. ":" .. ARGV[8] .. ":" .. result[1], "EX", idem_ttl)
     end
@@ -180,7 +182,7 @@ elseif op == "likes" then
   -- ARGV[5] delta
   room_epoch()
   local total = redis.call("HINCRBY", meta, "likes", ARGV[5])
-  result = sequence("likes", "l", total .. ":" .. ARGV[5])
+  result = sequence("likes:l", total .. ":" .. ARGV[5])
 elseif op == "poll_open" then
   -- ARGV[5] spec JSON   ARGV[6] option count   ARGV[7] ends_at (ms)
   room_epoch()
@@ -190,7 +192,7 @@ elseif op == "poll_open" then
   redis.call("HSET", polls .. id, "spec", ARGV[5], "n", ARGV[6], "ends", ARGV[7], "open", 1)
   redis.call("SADD", polls .. "open", id)
   expire_poll(id, ARGV[7])
-  result = sequence("poll", "p", poll_body(id))
+  result = sequence("poll:p", poll_body(id))
   table.insert(result, id)
 elseif op == "poll_close" then
   -- ARGV[5] poll id
@@ -200,7 +202,7 @@ elseif op == "poll_close" then
   if state[1] ~= "1" then return {err = "DM_POLL_CLOSED"} end
   close_poll(id)
   expire_poll(id, state[2])
-  result = sequence("poll", "p", poll_body(id))
+  result = sequence("poll:p", poll_body(id))
 elseif op == "vote" then
   -- ARGV[5] poll id   ARGV[6] user   ARGV[7] option (0-based)
   local id = ARGV[5]
@@ -230,7 +232,7 @@ elseif op == "poll_flush" then
         dirty = true
       end
       if dirty then
-        sequence("poll", "p", poll_body(id))
+        sequence("poll:p", poll_body(id))
         published = published + 1
       end
     end
