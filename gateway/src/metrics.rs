@@ -72,6 +72,9 @@ pub struct Metrics {
     pub messages_out: AtomicU64,
     /// `reset` frames sent.
     pub resets: AtomicU64,
+    /// Events not delivered to adaptive viewers (told by `skipped`), by priority:
+    /// low, normal (high events are never sampled).
+    pub skipped_sampled: [AtomicU64; 2],
     /// Connections closed as slow consumers (4008).
     pub slow_closes: AtomicU64,
     /// Commands refused with `rate_limited`.
@@ -185,6 +188,17 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP danmaku_skipped_total Events not delivered to a viewer and told by a skipped marker\n# TYPE danmaku_skipped_total counter"
+        );
+        for (priority, n) in ["low", "normal"].iter().zip(&self.skipped_sampled) {
+            let _ = writeln!(
+                out,
+                "danmaku_skipped_total{{reason=\"sampled\",priority=\"{priority}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP danmaku_pubsub_stalls_total Pub/sub connections found stalled by the liveness probe and replaced\n# TYPE danmaku_pubsub_stalls_total counter\ndanmaku_pubsub_stalls_total {}",
             g.pubsub_stalls
         );
@@ -258,6 +272,7 @@ mod tests {
         assert!(text.contains("danmaku_deliveries_total 5"));
         assert!(text.contains("danmaku_rooms 2"));
         assert!(text.contains("danmaku_outbound_bytes 7\n"));
+        assert!(text.contains("danmaku_skipped_total{reason=\"sampled\",priority=\"normal\"} 0\n"));
         assert!(text.contains("danmaku_outbound_bytes_max 4\n"));
     }
 }

@@ -162,6 +162,14 @@ async fn adaptive_viewer_in_a_busy_room(gws: &[Arc<Gateway>]) {
         "{} events",
         got.events.len()
     );
+    let (_, metrics) = gws[gws.len() - 1].http_raw("GET", "/metrics", None, None).await;
+    let counted: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("danmaku_skipped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let skipped = (got.order.len() - got.events.len()) as u64;
+    assert_eq!(counted, skipped, "every skipped event counted, by priority");
     let everything = Coverage::read_to(&mut all, EVENTS).await;
     assert_eq!(everything.events, (1..=EVENTS).collect::<Vec<_>>());
     assert_eq!(everything.markers, 0);

@@ -51,7 +51,7 @@ impl Adaptive {
 
     /// The decision for event `seq` (the encoded `event`) with `backlog` bytes waiting
     /// for the viewer's socket: the bytes to write — the event, after the marker of
-    /// what was skipped before it — or `None` when it is skipped.
+    /// what was skipped before it — or the priority of the event it skipped.
     pub(super) fn pass(
         &mut self,
         room: &RoomId,
@@ -59,16 +59,17 @@ impl Adaptive {
         event: &Bytes,
         backlog: usize,
         now: Instant,
-    ) -> Option<Bytes> {
-        if !self.admit(Priority::of_frame(event), backlog, now) {
+    ) -> Result<Bytes, Priority> {
+        let priority = Priority::of_frame(event);
+        if !self.admit(priority, backlog, now) {
             self.skipped = Some(match self.skipped {
                 Some((from, _)) => (from, seq),
                 None => (seq, seq),
             });
-            return None;
+            return Err(priority);
         }
         let Some((from, to)) = self.skipped.take() else {
-            return Some(event.clone());
+            return Ok(event.clone());
         };
         let marker = ServerFrame::Skipped {
             room: room.as_str(),
@@ -82,7 +83,7 @@ impl Adaptive {
         both.put_slice(&marker);
         both.put_u8(b'\n');
         both.put_slice(event);
-        Some(both.freeze())
+        Ok(both.freeze())
     }
 
     /// Continuity restarted (a `reset`): what was skipped before is not told.
@@ -163,7 +164,7 @@ mod tests {
                 Priority::Normal
             };
             let now = start + Duration::from_millis(seq * 20);
-            written.extend(a.pass(&room(), seq, &event(seq, p), 0, now));
+            written.extend(a.pass(&room(), seq, &event(seq, p), 0, now).ok());
         }
         let (events, markers, _) = read(&written);
         let high: Vec<u64> = events
@@ -189,7 +190,10 @@ mod tests {
         let mut a = Adaptive::new(1_000, now);
         let low = event(1, Priority::Low);
         let normal = event(2, Priority::Normal);
-        assert!(a.pass(&room(), 1, &low, LOW_BACKLOG, now).is_none());
+        assert_eq!(
+            a.pass(&room(), 1, &low, LOW_BACKLOG, now),
+            Err(Priority::Low)
+        );
         let out = a
             .pass(&room(), 2, &normal, LOW_BACKLOG, now)
             .unwrap_or_default();
@@ -198,10 +202,13 @@ mod tests {
             (events, markers),
             (vec![(2, Priority::Normal)], vec![(1, 1)])
         );
-        assert!(a.pass(&room(), 3, &normal, NORMAL_BACKLOG, now).is_none());
+        assert_eq!(
+            a.pass(&room(), 3, &normal, NORMAL_BACKLOG, now),
+            Err(Priority::Normal)
+        );
         assert!(
             a.pass(&room(), 4, &event(4, Priority::High), usize::MAX, now)
-                .is_some()
+                .is_ok()
         );
     }
 
@@ -222,11 +229,11 @@ mod tests {
                 if priority(*p) == Priority::High {
                     highs.push(seq);
                 }
-                written.extend(a.pass(&room(), seq, &event(seq, priority(*p)), *backlog, at));
+                written.extend(a.pass(&room(), seq, &event(seq, priority(*p)), *backlog, at).ok());
             }
             // What is still skipped at the end is told before the next event: make one.
             let last = steps.len() as u64 + 1;
-            written.extend(a.pass(&room(), last, &event(last, Priority::High), 0, at));
+            written.extend(a.pass(&room(), last, &event(last, Priority::High), 0, at).ok());
             highs.push(last);
             let (events, _, order) = read(&written);
             prop_assert_eq!(order, (1..=last).collect::<Vec<_>>());

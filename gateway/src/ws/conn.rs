@@ -16,7 +16,7 @@ use danmaku_fanout::{
     Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, RoomView, mailbox_with_sink,
 };
 use danmaku_protocol::server::encode_reset;
-use danmaku_protocol::{CloseCode, ErrorCode, RoomId, ServerFrame, Snapshot};
+use danmaku_protocol::{CloseCode, ErrorCode, Priority, RoomId, ServerFrame, Snapshot};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -330,11 +330,13 @@ impl Conn {
         let room = &mut self.rooms[idx];
         match &mut room.adaptive {
             None => self.out.push(event),
-            Some(a) => {
-                if let Some(bytes) = a.pass(&room.room, seq, &event, backlog, Instant::now()) {
-                    self.out.push(bytes);
+            Some(a) => match a.pass(&room.room, seq, &event, backlog, Instant::now()) {
+                Ok(bytes) => self.out.push(bytes),
+                Err(priority) => {
+                    let i = usize::from(priority != Priority::Low);
+                    Metrics::inc(&self.ctx.metrics.skipped_sampled[i]);
                 }
-            }
+            },
         }
     }
 
