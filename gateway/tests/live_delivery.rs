@@ -162,7 +162,9 @@ async fn adaptive_viewer_in_a_busy_room(gws: &[Arc<Gateway>]) {
         "{} events",
         got.events.len()
     );
-    let (_, metrics) = gws[gws.len() - 1].http_raw("GET", "/metrics", None, None).await;
+    let (_, metrics) = gws[gws.len() - 1]
+        .http_raw("GET", "/metrics", None, None)
+        .await;
     let counted: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("danmaku_skipped_total{"))

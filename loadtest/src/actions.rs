@@ -132,6 +132,9 @@ mod tests {
             size: 100,
             duration_s: 1.0,
             publishers: 0,
+            adaptive_fraction: 0.0,
+            adaptive_max_rate: 20,
+            high_share: 1.0,
         }
     }
 

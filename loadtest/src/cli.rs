@@ -144,6 +144,36 @@ pub struct Load {
     /// Concurrent publisher connections (0: from the rate).
     #[arg(long, default_value_t = 0)]
     pub publishers: usize,
+    /// Share of the viewers (0–1, spread evenly) that join with `"mode":"adaptive"`,
+    /// as a phone on a weak network would: the gateway sends them every high event and
+    /// samples the rest, telling the skips. Skipped seqs count as covered, not lost.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub adaptive_fraction: f64,
+    /// The `max_rate` (events/s) the adaptive viewers ask for.
+    #[arg(long, default_value_t = 20)]
+    #[serde(default = "default_max_rate")]
+    pub adaptive_max_rate: u32,
+    /// Share of the published events (0–1, spread evenly) that are `high`; the others
+    /// are published `normal`. At 1 (the default) every event is high, as a backend's
+    /// are by default. Below 1, latency is measured on the high events only, and not
+    /// at the adaptive viewers (what every viewer must get at once).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one")]
+    pub high_share: f64,
+}
+
+fn default_max_rate() -> u32 {
+    20
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Whether item `i` of a sequence is one of an evenly spread `share` (0–1) of them.
+pub fn in_share(i: usize, share: f64) -> bool {
+    share >= 1.0 || (share > 0.0 && ((i + 1) as f64 * share).floor() > (i as f64 * share).floor())
 }
 
 impl Scenario {

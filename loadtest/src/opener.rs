@@ -57,6 +57,8 @@ pub struct Opener {
     pub connected: Duration,
     /// When the current step runs out of time.
     pub deadline: Instant,
+    /// The `max_rate` of an adaptive join.
+    adaptive: Option<u32>,
 }
 
 impl Opener {
@@ -81,6 +83,7 @@ impl Opener {
             started,
             connected: Duration::ZERO,
             deadline: Instant::now() + STEP_TIMEOUT,
+            adaptive: plan.adaptive(index),
         })
     }
 
@@ -127,7 +130,7 @@ impl Opener {
                 self.connected = self.started.elapsed();
                 let join = self
                     .frames
-                    .text_frame(join_command(&self.room, None).as_bytes());
+                    .text_frame(join_command(&self.room, None, self.adaptive).as_bytes());
                 match (&self.stream).write(&join) {
                     Ok(n) if n == join.len() => {}
                     _ => return Some(Opened::Failed("send_error".into())),

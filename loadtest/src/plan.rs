@@ -78,6 +78,20 @@ impl Plan {
     }
 
     /// How viewer `i` connects (its `attempt`th connection picks the next gateway).
+    /// The `max_rate` viewer `i` joins adaptive with, when it is one of the
+    /// `--adaptive-fraction`.
+    pub fn adaptive(&self, i: usize) -> Option<u32> {
+        let load = self.scenario().load()?;
+        crate::cli::in_share(i, load.adaptive_fraction).then_some(load.adaptive_max_rate)
+    }
+
+    /// Whether viewer `i` measures latency: every viewer, unless some events are not
+    /// high; then the high events, at the viewers that get every event.
+    pub fn measures(&self, i: usize) -> (bool, bool) {
+        let high_only = self.scenario().load().is_some_and(|l| l.high_share < 1.0);
+        (!high_only || self.adaptive(i).is_none(), high_only)
+    }
+
     pub fn dial(&self, i: usize, attempt: usize) -> Dial {
         let g = (i + attempt) % self.addrs.len();
         let base = &self.cli.common.urls[g];

@@ -82,6 +82,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         let order = order.clone();
         let key = plan.cli.common.api_key.clone();
         let pad = pad.clone();
+        let high_share = load.high_share;
         let counter = published.clone();
         tasks.push(tokio::spawn(async move {
             let mut stats = PublishStats::default();
@@ -96,8 +97,14 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 let late = Instant::now().saturating_duration_since(at);
                 let _ = lag.record((late.as_micros() as u64).max(1));
                 let room = &rooms[order[k as usize % order.len()]];
+                // Below a high share of 1, the events outside it are normal.
+                let priority = if crate::cli::in_share(k as usize, high_share) {
+                    ""
+                } else {
+                    ",\"priority\":\"normal\""
+                };
                 let body = format!(
-                    "{{\"kind\":\"{EVENT_KIND}\",\"data\":{{\"t\":{},\"pad\":\"{pad}\"}}}}",
+                    "{{\"kind\":\"{EVENT_KIND}\"{priority},\"data\":{{\"t\":{},\"pad\":\"{pad}\"}}}}",
                     crate::now_us()
                 );
                 match http

@@ -26,7 +26,7 @@ pub enum Pending {
 }
 
 /// What one viewer counted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Seen {
     /// Seq accounting.
     pub track: Track,
@@ -54,6 +54,29 @@ pub struct Seen {
     pub reconnect_asked: bool,
     /// (publish → receive µs) samples not yet merged into the shared histogram.
     pub latencies: Vec<(u64, u64)>,
+    /// Whether this viewer's latencies count, and whether only its high events'.
+    pub measures: (bool, bool),
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            track: Track::default(),
+            delivered: 0,
+            frames: 0,
+            resets: 0,
+            errors: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            acks: 0,
+            likes_acked: 0,
+            votes_acked: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            last_poll: None,
+            reconnect_asked: false,
+            latencies: Vec::new(),
+            measures: (true, false),
+        }
+    }
 }
 
 impl Seen {
@@ -90,6 +113,13 @@ impl Seen {
                 }
             }
             FrameType::Reconnect => self.reconnect_asked = true,
+            FrameType::Skipped => {
+                if let (Some(from), Some(to)) = (l.from, l.to)
+                    && from <= to
+                {
+                    self.track.on_skipped(from, to);
+                }
+            }
             FrameType::Hello
             | FrameType::Joined
             | FrameType::Left
@@ -106,7 +136,10 @@ impl Seen {
         self.delivered += 1;
         self.track.on_event(seq);
         if let Some(t) = published_at(l) {
-            self.latencies.push((now_us, now_us.saturating_sub(t)));
+            let (measured, high_only) = self.measures;
+            if measured && (!high_only || l.priority.as_deref() == Some("high")) {
+                self.latencies.push((now_us, now_us.saturating_sub(t)));
+            }
         } else if let Some(votes) = poll_votes(l)
             && self.last_poll.as_ref().is_none_or(|(s, _)| seq > *s)
         {
@@ -238,5 +271,37 @@ mod tests {
         s.on_line(b"not json", 0);
         s.on_line(b"", 0);
         assert_eq!(s.errors.get(UNDECODABLE), Some(&1));
+    }
+
+    #[test]
+    fn skipped_markers_cover_seqs_that_are_not_lost() {
+        let mut s = Seen {
+            track: Track::start(0),
+            ..Seen::default()
+        };
+        let event = |seq: u64| format!(r#"{{"type":"event","seq":{seq},"kind":"x","data":{{}}}}"#);
+        let skipped = |from: u64, to: u64| {
+            format!(
+                r#"{{"type":"skipped","room":"r","from":{from},"to":{to},"count":{},"reason":"sampled"}}"#,
+                to - from + 1
+            )
+        };
+        for line in [event(1), skipped(2, 4), event(5), skipped(4, 4), event(5)] {
+            s.on_line(line.as_bytes(), 0);
+        }
+        let t = &s.track;
+        assert_eq!((t.distinct, t.skipped, t.duplicated, t.next), (2, 3, 2, 6));
+    }
+
+    #[test]
+    fn a_share_is_spread_evenly() {
+        let picked: Vec<usize> = (0..20).filter(|&i| crate::cli::in_share(i, 0.1)).collect();
+        assert_eq!(picked, vec![9, 19]);
+        assert_eq!(
+            (0..100).filter(|&i| crate::cli::in_share(i, 0.25)).count(),
+            25
+        );
+        assert!((0..10).all(|i| crate::cli::in_share(i, 1.0)));
+        assert!(!(0..10).any(|i| crate::cli::in_share(i, 0.0)));
     }
 }

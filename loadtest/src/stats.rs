@@ -53,6 +53,8 @@ pub struct Track {
     pub reordered: u64,
     /// Events lost to a `reset` or an unrecovered rejoin.
     pub reset_lost: u64,
+    /// Distinct seqs a `skipped` marker covered (not delivered, and told).
+    pub skipped: u64,
 }
 
 impl Track {
@@ -67,21 +69,39 @@ impl Track {
 
     /// Counts one received event.
     pub fn on_event(&mut self, seq: u64) {
-        if seq == self.next {
+        if self.cover(seq) {
             self.distinct += 1;
+        }
+    }
+
+    /// Counts the seqs `from..=to` a `skipped` marker covered.
+    pub fn on_skipped(&mut self, from: u64, to: u64) {
+        // Bounded like the holes below: a marker covers at most 100,000 seqs here.
+        for seq in from..=to.min(from.saturating_add(100_000)) {
+            if self.cover(seq) {
+                self.skipped += 1;
+            }
+        }
+    }
+
+    /// Accounts `seq` as covered; whether it was new (a second cover is a duplicate).
+    fn cover(&mut self, seq: u64) -> bool {
+        if seq == self.next {
             self.next += 1;
+            true
         } else if seq > self.next {
             // Bounded: a viewer far behind records at most 100,000 holes.
             for s in self.next..seq.min(self.next + 100_000) {
                 self.missing.insert(s);
             }
-            self.distinct += 1;
             self.next = seq + 1;
+            true
         } else if self.missing.remove(&seq) {
-            self.distinct += 1;
             self.reordered += 1;
+            true
         } else {
             self.duplicated += 1;
+            false
         }
     }
 
@@ -110,6 +130,9 @@ pub struct RoomCount {
     pub reordered: u64,
     /// Events skipped by resets.
     pub reset_lost: u64,
+    /// Events not delivered to adaptive viewers and told by `skipped` markers.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl RoomCount {
@@ -121,6 +144,7 @@ impl RoomCount {
         self.duplicated += t.duplicated;
         self.reordered += t.reordered;
         self.reset_lost += t.reset_lost;
+        self.skipped += t.skipped;
     }
 
     fn merge(&mut self, o: &Self) {
@@ -130,6 +154,7 @@ impl RoomCount {
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
         self.reset_lost += o.reset_lost;
+        self.skipped += o.skipped;
     }
 }
 

@@ -48,7 +48,7 @@ pub async fn run_task(shared: Arc<Shared>, i: usize, permit: OwnedSemaphorePermi
         Err(cause) => return shared.fail(cause),
     };
     let connected = t0.elapsed();
-    let joined = match viewer::join(&mut ws, &room, None).await {
+    let joined = match viewer::join(&mut ws, &room, None, plan.adaptive(i)).await {
         Ok(j) => j,
         Err(cause) => return shared.fail(cause),
     };
@@ -63,6 +63,7 @@ pub async fn run_task(shared: Arc<Shared>, i: usize, permit: OwnedSemaphorePermi
 impl Viewer {
     /// Viewer `index`, just joined to `room`: it counts seqs from the `joined` reply's.
     pub fn joined(shared: Arc<Shared>, index: usize, room: RoomId, j: &Joined) -> Self {
+        let measures = shared.plan.measures(index);
         let mut v = Self {
             shared,
             index,
@@ -70,6 +71,7 @@ impl Viewer {
             epoch: j.epoch.clone(),
             seen: Seen {
                 track: Track::start(j.seq),
+                measures,
                 ..Seen::default()
             },
             poll: j.poll.clone(),
@@ -278,7 +280,9 @@ impl Viewer {
                     continue;
                 }
             };
-            let Ok(j) = viewer::join(&mut ws, &self.room, Some((&self.epoch, since))).await else {
+            let resume = Some((self.epoch.as_str(), since));
+            let adaptive = plan.adaptive(self.index);
+            let Ok(j) = viewer::join(&mut ws, &self.room, resume, adaptive).await else {
                 self.attempt += 1;
                 continue;
             };

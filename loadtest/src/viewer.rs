@@ -109,8 +109,9 @@ pub async fn join(
     ws: &mut Ws,
     room: &RoomId,
     since: Option<(&str, u64)>,
+    adaptive: Option<u32>,
 ) -> Result<Joined, String> {
-    ws.send_text(join_command(room, since).as_bytes())
+    ws.send_text(join_command(room, since, adaptive).as_bytes())
         .await
         .map_err(|_| "send_error".to_string())?;
     let wait = async {
@@ -130,8 +131,9 @@ pub async fn join(
         .map_err(|_| "join_timeout".to_string())?
 }
 
-/// The `join` command (id 1) for `room`, resuming after `since` when given.
-pub fn join_command(room: &RoomId, since: Option<(&str, u64)>) -> String {
+/// The `join` command (id 1) for `room`, resuming after `since` when given, adaptive
+/// with `max_rate` when given.
+pub fn join_command(room: &RoomId, since: Option<(&str, u64)>, adaptive: Option<u32>) -> String {
     Command::Join {
         id: 1,
         room: room.clone(),
@@ -139,7 +141,9 @@ pub fn join_command(room: &RoomId, since: Option<(&str, u64)>) -> String {
             epoch: epoch.to_owned(),
             seq,
         }),
-        mode: danmaku_protocol::Mode::All,
+        mode: adaptive.map_or(danmaku_protocol::Mode::All, |max_rate| {
+            danmaku_protocol::Mode::Adaptive { max_rate }
+        }),
     }
     .encode()
 }

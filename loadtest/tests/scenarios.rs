@@ -247,6 +247,47 @@ fn fanout_scenario_counts_every_delivery() {
     assert_eq!(v["pass"], true);
 }
 
+/// A tenth of the viewers are adaptive at 2 events/s in a room of 40 events/s, a tenth
+/// of the events high: what they skip is told and counted as skipped, never lost, and
+/// every viewer has every seq covered.
+#[test]
+fn adaptive_viewers_skips_are_counted_not_lost() {
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "100",
+            "--rate",
+            "40",
+            "--duration-s",
+            "3",
+            "--adaptive-fraction",
+            "0.1",
+            "--adaptive-max-rate",
+            "2",
+            "--high-share",
+            "0.1",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let e = &v["events"];
+    assert_eq!(e["published"], 120);
+    assert_eq!(e["expected"], 100 * 120);
+    let (delivered, skipped) = (
+        e["delivered"].as_u64().unwrap(),
+        e["skipped"].as_u64().unwrap(),
+    );
+    assert_eq!(delivered + skipped, 100 * 120, "{e}");
+    // The ten adaptive viewers get their 12 high events and a few others each.
+    assert!((10 * 60..=10 * 110).contains(&skipped), "{e}");
+    assert_eq!(
+        (e["lost"].as_u64(), e["duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
 #[test]
 fn passive_viewers_answer_heartbeats_and_stay_connected() {
     // Fanout viewers are read by the reader threads' epoll loops; they must still answer

@@ -38,6 +38,8 @@ pub enum FrameType {
     Reconnect,
     /// A room's online count.
     Presence,
+    /// Seqs `from..=to` of a room were not delivered to this viewer.
+    Skipped,
     /// A type this version does not know (a newer gateway's): skip the line.
     #[serde(other)]
     Unknown,
@@ -79,6 +81,16 @@ pub struct ServerLine<'a> {
     pub online: Option<u64>,
     /// When the server closes the connection (`reconnect`).
     pub after_ms: Option<u64>,
+    /// The first seq skipped (`skipped`).
+    pub from: Option<u64>,
+    /// The last seq skipped (`skipped`).
+    pub to: Option<u64>,
+    /// Why (`skipped`).
+    #[serde(borrow)]
+    pub reason: Option<Cow<'a, str>>,
+    /// The event's priority when not normal (`event`).
+    #[serde(borrow)]
+    pub priority: Option<Cow<'a, str>>,
 }
 
 impl<'a> ServerLine<'a> {
@@ -194,11 +206,27 @@ mod tests {
                 },
                 FrameType::Reconnect,
             ),
+            (
+                ServerFrame::Skipped {
+                    room: "r",
+                    from: 3,
+                    to: 4,
+                    count: 2,
+                    reason: crate::SkipReason::Sampled,
+                },
+                FrameType::Skipped,
+            ),
         ];
         for (frame, ty) in cases {
             let bytes = frame.encode();
             let l = ServerLine::decode(&bytes).expect("decodes");
             assert_eq!(l.ty, ty, "{frame:?}");
+            if ty == FrameType::Skipped {
+                assert_eq!(
+                    (l.from, l.to, l.reason.as_deref()),
+                    (Some(3), Some(4), Some("sampled"))
+                );
+            }
         }
         let bytes = ServerFrame::Error {
             id: Some(3),

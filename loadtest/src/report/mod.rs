@@ -95,8 +95,10 @@ fn events(r: &WorkerReport, finals: &BTreeMap<String, u64>, published: u64) -> E
         e.duplicated += c.duplicated;
         e.reordered += c.reordered;
         e.lost_to_resets += c.reset_lost;
+        e.skipped += c.skipped;
     }
-    e.lost = e.expected.saturating_sub(e.delivered);
+    // Skipped events were told (adaptive viewers): not lost.
+    e.lost = e.expected.saturating_sub(e.delivered + e.skipped);
     e
 }
 

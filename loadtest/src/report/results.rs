@@ -173,8 +173,11 @@ pub struct Events {
     pub expected: u64,
     /// Distinct seqs received.
     pub delivered: u64,
-    /// Expected − delivered.
+    /// Expected − delivered − skipped.
     pub lost: u64,
+    /// Seqs adaptive viewers were told they skipped (`skipped` markers).
+    #[serde(default)]
+    pub skipped: u64,
     /// Seqs received twice.
     pub duplicated: u64,
     /// Seqs received after a later one.

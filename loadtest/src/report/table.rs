@@ -53,8 +53,15 @@ pub fn render(r: &Results) -> String {
     let e = &r.events;
     let _ = writeln!(
         s,
-        "events              published {}  expected {}  delivered {}  lost {}  dup {}  reordered {}  resets {}",
-        e.published, e.expected, e.delivered, e.lost, e.duplicated, e.reordered, e.resets
+        "events              published {}  expected {}  delivered {}  skipped {}  lost {}  dup {}  reordered {}  resets {}",
+        e.published,
+        e.expected,
+        e.delivered,
+        e.skipped,
+        e.lost,
+        e.duplicated,
+        e.reordered,
+        e.resets
     );
     let _ = writeln!(
         s,
