@@ -296,12 +296,11 @@ async fn a_thousand_concurrent_voters_give_exact_tallies() {
     assert_eq!(watcher.reply(id).await["code"], "poll_closed");
 }
 
-/// The gateway's RSS growth while 8 MB goes through every viewer of a room of 128
-/// (two lanes of 64) in frames of up to 64 KB, with the first viewer of every lane
-/// reading nothing when `slow` (over a small receive window, so it backs up into the
-/// gateway at once, not into megabytes of kernel buffers). Returns the growth and the
-/// slow viewers (to read from later).
-async fn growth_with(slow: bool, queue_bytes: &str) -> (u64, Vec<Viewer>, Arc<Gateway>) {
+/// 8 MB through every viewer of a room of 128 (two lanes of 64) in frames of up to
+/// 64 KB, the first viewer of every lane reading nothing (over a small receive window,
+/// so it backs up into the gateway at once, not into megabytes of kernel buffers).
+/// Returns the gateway's RSS growth and the slow viewers (to read from later).
+async fn with_slow_viewers(queue_bytes: &str) -> (u64, Vec<Viewer>, Arc<Gateway>) {
     use futures_util::StreamExt;
     const VIEWERS: usize = 128;
     const LANE: usize = 64;
@@ -317,13 +316,13 @@ async fn growth_with(slow: bool, queue_bytes: &str) -> (u64, Vec<Viewer>, Arc<Ga
     let (mut stalled, mut readers) = (Vec::new(), Vec::new());
     for i in 0..VIEWERS {
         let sub = format!("v{i}");
-        let mut v = if slow && i % LANE == 0 {
+        let mut v = if i % LANE == 0 {
             Viewer::connect_small_window(&gw, &sub, 4096).await
         } else {
             Viewer::connect(&gw, &sub).await
         };
         v.join("big").await;
-        if slow && i % LANE == 0 {
+        if i % LANE == 0 {
             stalled.push(v);
         } else {
             readers.push(v);
@@ -370,7 +369,7 @@ async fn slow_viewers_in_every_lane_hold_bounded_bytes() {
     const QUEUE_BYTES: u64 = 128 * 1024;
     const FRAME: u64 = 64 * 1024;
     let queue = std::env::var("DANMAKU_TEST_QUEUE_BYTES").unwrap_or(QUEUE_BYTES.to_string());
-    let (growth, mut slow, gw) = growth_with(true, &queue).await;
+    let (growth, mut slow, gw) = with_slow_viewers(&queue).await;
     let per_conn = 2 * (QUEUE_BYTES + FRAME) + 1024 * 1024 + FRAME;
     let (_, m) = gw.http_raw("GET", "/metrics", None, None).await;
     let (held, max) = (
