@@ -89,6 +89,15 @@ impl<'a> NewEvent<'a> {
             retry: false,
         }
     }
+
+    /// An event a backend publishes, at its kind's backend priority (high, except the
+    /// chatter kinds), without a key.
+    pub fn from_backend(kind: &'a EventKind, data: &'a str) -> Self {
+        Self {
+            priority: Priority::of_backend(kind),
+            ..Self::new(kind, data)
+        }
+    }
 }
 
 /// What a viewer needs to open a room.

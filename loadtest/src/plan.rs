@@ -85,11 +85,17 @@ impl Plan {
         crate::cli::in_share(i, load.adaptive_fraction).then_some(load.adaptive_max_rate)
     }
 
-    /// Whether viewer `i` measures latency: every viewer, unless some events are not
-    /// high; then the high events, at the viewers that get every event.
-    pub fn measures(&self, i: usize) -> (bool, bool) {
-        let high_only = self.scenario().load().is_some_and(|l| l.high_share < 1.0);
-        (!high_only || self.adaptive(i).is_none(), high_only)
+    /// Which events viewer `i` measures the latency of: all, unless some events are
+    /// not high; then the high events, at the viewers that get every event.
+    pub fn measures(&self, i: usize) -> crate::seen::LatencyOf {
+        use crate::seen::LatencyOf;
+        if !self.scenario().load().is_some_and(|l| l.high_share < 1.0) {
+            LatencyOf::All
+        } else if self.adaptive(i).is_some() {
+            LatencyOf::None
+        } else {
+            LatencyOf::High
+        }
     }
 
     pub fn dial(&self, i: usize, attempt: usize) -> Dial {

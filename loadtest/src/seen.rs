@@ -25,8 +25,20 @@ pub enum Pending {
     Vote(u32),
 }
 
+/// Which of a viewer's events have their latency measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LatencyOf {
+    /// Every event.
+    #[default]
+    All,
+    /// The high-priority events only.
+    High,
+    /// None (an adaptive viewer's, when only high events are measured).
+    None,
+}
+
 /// What one viewer counted.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Seen {
     /// Seq accounting.
     pub track: Track,
@@ -54,29 +66,8 @@ pub struct Seen {
     pub reconnect_asked: bool,
     /// (publish → receive µs) samples not yet merged into the shared histogram.
     pub latencies: Vec<(u64, u64)>,
-    /// Whether this viewer's latencies count, and whether only its high events'.
-    pub measures: (bool, bool),
-}
-
-impl Default for Seen {
-    fn default() -> Self {
-        Self {
-            track: Track::default(),
-            delivered: 0,
-            frames: 0,
-            resets: 0,
-            errors: BTreeMap::new(),
-            refused: BTreeMap::new(),
-            acks: 0,
-            likes_acked: 0,
-            votes_acked: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            last_poll: None,
-            reconnect_asked: false,
-            latencies: Vec::new(),
-            measures: (true, false),
-        }
-    }
+    /// Which of this viewer's events have their latency measured.
+    pub measures: LatencyOf,
 }
 
 impl Seen {
@@ -136,8 +127,12 @@ impl Seen {
         self.delivered += 1;
         self.track.on_event(seq);
         if let Some(t) = published_at(l) {
-            let (measured, high_only) = self.measures;
-            if measured && (!high_only || l.priority.as_deref() == Some("high")) {
+            let measured = match self.measures {
+                LatencyOf::All => true,
+                LatencyOf::High => l.priority.as_deref() == Some("high"),
+                LatencyOf::None => false,
+            };
+            if measured {
                 self.latencies.push((now_us, now_us.saturating_sub(t)));
             }
         } else if let Some(votes) = poll_votes(l)

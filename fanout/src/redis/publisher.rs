@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use danmaku_protocol::{EventKind, Priority, RoomId};
+use danmaku_protocol::{EventKind, RoomId};
 
 use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
@@ -133,9 +133,8 @@ impl Publisher {
         idempotency_key: Option<&str>,
     ) -> Result<Published, FanoutError> {
         let event = NewEvent {
-            priority: Priority::of_backend(kind),
             idempotency_key,
-            ..NewEvent::new(kind, data)
+            ..NewEvent::from_backend(kind, data)
         };
         self.publish_event(room, event).await
     }
@@ -153,10 +152,9 @@ impl Publisher {
         idempotency_key: &str,
     ) -> Result<Published, FanoutError> {
         let event = NewEvent {
-            priority: Priority::of_backend(kind),
             idempotency_key: Some(idempotency_key),
             retry: true,
-            ..NewEvent::new(kind, data)
+            ..NewEvent::from_backend(kind, data)
         };
         self.publish_event(room, event).await
     }
@@ -171,14 +169,7 @@ impl Publisher {
         room: &RoomId,
         event: NewEvent<'_>,
     ) -> Result<Published, FanoutError> {
-        let op = RoomOp::Event {
-            kind: event.kind,
-            data: event.data,
-            priority: event.priority,
-            idempotency: event.idempotency_key,
-            retry: event.retry,
-        };
-        reply::published(self.room_op(room, &op).await?)
+        reply::published(self.room_op(room, &RoomOp::Event(event)).await?)
     }
 
     pub(super) fn keys(&self, room: &RoomId) -> RoomKeys {

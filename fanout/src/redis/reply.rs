@@ -9,23 +9,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
-use danmaku_protocol::{EventKind, PollId, Priority, RoomId};
+use danmaku_protocol::{PollId, RoomId};
 use redis::Value;
 
 use super::record::{PollState, Record};
-use crate::{FanoutError, History, Published};
+use crate::{FanoutError, History, NewEvent, Published};
 
 /// One operation of `lua/room.lua`, with its arguments.
 pub(crate) enum RoomOp<'a> {
-    /// Sequences an event (once per idempotency key; `retry` marks a retry of an
-    /// attempt whose outcome is unknown).
-    Event {
-        kind: &'a EventKind,
-        data: &'a str,
-        priority: Priority,
-        idempotency: Option<&'a str>,
-        retry: bool,
-    },
+    /// Sequences an event (once per idempotency key).
+    Event(NewEvent<'a>),
     /// Adds likes and sequences the new total.
     Likes { delta: u64 },
     /// Opens a poll.
@@ -56,7 +49,7 @@ impl RoomOp<'_> {
     /// The op's name in the script.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Self::Event { .. } => "event",
+            Self::Event(_) => "event",
             Self::Likes { .. } => "likes",
             Self::PollOpen { .. } => "poll_open",
             Self::PollClose { .. } => "poll_close",
@@ -71,21 +64,17 @@ impl RoomOp<'_> {
     /// The op's own arguments (`ARGV[5..]`), after the common ones.
     pub(crate) fn args(&self) -> Vec<String> {
         match self {
-            Self::Event {
-                kind,
-                data,
-                priority,
-                idempotency,
-                retry,
-            } => {
+            Self::Event(e) => {
+                let shape = super::record::data_shape(e.priority);
                 let mut args = vec![
-                    format!("{}:{}", kind.as_str(), super::record::data_shape(*priority)),
-                    (*data).to_owned(),
-                    idempotency.unwrap_or_default().to_owned(),
-                    idempotency
-                        .map_or_else(String::new, |_| crate::idempotency::fingerprint(kind, data)),
+                    format!("{}:{shape}", e.kind.as_str()),
+                    e.data.to_owned(),
+                    e.idempotency_key.unwrap_or_default().to_owned(),
+                    e.idempotency_key.map_or_else(String::new, |_| {
+                        crate::idempotency::fingerprint(e.kind, e.data)
+                    }),
                 ];
-                if *retry && idempotency.is_some() {
+                if e.retry && e.idempotency_key.is_some() {
                     args.push("1".to_owned());
                 }
                 args
@@ -116,7 +105,7 @@ impl RoomOp<'_> {
     fn sequences(&self) -> bool {
         matches!(
             self,
-            Self::Event { .. }
+            Self::Event(_)
                 | Self::Likes { .. }
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }

@@ -326,11 +326,11 @@ impl Conn {
     /// Queues event `seq` of room `idx` (encoded as `event`): as it is, or through the
     /// viewer's adaptive budget, which may skip it (and tells so before the next).
     pub(super) fn emit(&mut self, idx: usize, seq: u64, event: Bytes) {
-        let backlog = self.backlog.held();
         let room = &mut self.rooms[idx];
         match &mut room.adaptive {
             None => self.out.push(event),
-            Some(a) => match a.pass(&room.room, seq, &event, backlog, Instant::now()) {
+            // The backlog is read (two locks) only for an adaptive room's decision.
+            Some(a) => match a.pass(&room.room, seq, &event, self.backlog.held(), Instant::now()) {
                 Ok(bytes) => self.out.push(bytes),
                 Err(priority) => {
                     let i = usize::from(priority != Priority::Low);
