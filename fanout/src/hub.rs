@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use danmaku_protocol::RoomId;
+use danmaku_protocol::audience::{self, Audience, Targeted, Viewer};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
@@ -55,6 +56,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 struct Subscriber {
     conn: ConnKey,
     mailbox: Mailbox,
+    /// Who the connection is, for counting a targeted event's audience.
+    viewer: Option<Arc<Viewer>>,
 }
 
 /// A slice of a room's subscribers, drained by at most one task at a time.
@@ -194,6 +197,18 @@ impl Hub {
 
     /// Adds `conn` as a subscriber of `room`; returns the room's key for its deliveries.
     pub fn subscribe(&self, room: &RoomId, conn: ConnKey, mailbox: Mailbox) -> RoomKey {
+        self.subscribe_as(room, conn, mailbox, None)
+    }
+
+    /// Adds `conn`, watching as `viewer`, as a subscriber of `room` (see
+    /// [`Hub::subscribe`]); the viewer is counted in the audiences it matches.
+    pub fn subscribe_as(
+        &self,
+        room: &RoomId,
+        conn: ConnKey,
+        mailbox: Mailbox,
+        viewer: Option<Arc<Viewer>>,
+    ) -> RoomKey {
         loop {
             let local = self
                 .rooms
@@ -229,7 +244,11 @@ impl Hub {
                     lane
                 }
             };
-            lane.subscribers.lock().push(Subscriber { conn, mailbox });
+            lane.subscribers.lock().push(Subscriber {
+                conn,
+                mailbox,
+                viewer,
+            });
             lanes.viewers += 1;
             return local.key;
         }
@@ -282,7 +301,9 @@ impl Hub {
         }
         let now = Instant::now();
         let sequenced = seq != 0 && seq != crate::RESET_SEQ;
-        let batching = !self.linger.is_zero() && sequenced;
+        // A targeted event goes alone: each viewer's connection decides whether it is
+        // in the audience, which a batch shared by the lane could not carry.
+        let batching = !self.linger.is_zero() && sequenced && !audience::is_targeted(frame);
         let hot = batching && {
             lanes.heat.arrive(now);
             lanes.heat.within(self.linger * HOT_LINGERS, now)
@@ -331,6 +352,24 @@ impl Hub {
             }
             drop(lane.push(q, seq, seq, frame, &self.stats, single));
         }
+    }
+
+    /// Viewers of `room` on this process who are in `audience`.
+    pub fn audience_online(&self, room: &RoomId, audience: &Audience) -> u64 {
+        let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
+            return 0;
+        };
+        let Some(targeted) = Targeted::split(&audience.wrap(b"")) else {
+            return 0;
+        };
+        let lanes = local.lanes.lock();
+        let mut n = 0;
+        for lane in &lanes.lanes {
+            let subs = lane.subscribers.lock();
+            let matched = subs.iter().filter_map(|s| s.viewer.as_deref());
+            n += matched.filter(|v| targeted.includes(v)).count() as u64;
+        }
+        n
     }
 
     /// Viewers of `room` on this process.

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use danmaku_protocol::audience::Audience;
 use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
 
 #[cfg(feature = "fuzzing")]
@@ -47,6 +48,10 @@ pub use hub::{ConnKey, Hub};
 pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, Sink, mailbox, mailbox_with_sink};
 pub use time::now_ms;
 
+/// The most distinct comment texts a room tracks for merging at once; a new text beyond
+/// it (when no window ended to make room) is sequenced without merging.
+pub const MERGE_TEXTS: usize = 1_024;
+
 /// The seq of a delivery that means "this room's continuity restarts": the room's
 /// epoch changed or a gap can no longer be filled; the viewer gets a `reset`.
 pub const RESET_SEQ: u64 = u64::MAX;
@@ -60,6 +65,29 @@ pub struct Published {
     pub seq: u64,
     /// Whether this was a retry of an idempotency key already published.
     pub duplicate: bool,
+    /// A viewer comment merged into its room's next `comment.merged` event: nothing was
+    /// sequenced now (`seq` is 0).
+    pub merged: bool,
+}
+
+/// How a viewer's comment enters its room: the room's comment budget and the merging
+/// of repeated comments. Comments of hosts, moderators and backends have none.
+#[derive(Debug, Clone, Copy)]
+pub struct Ingress<'a> {
+    /// Viewer comments the room admits per second, on every gateway together (0: no
+    /// budget). Beyond it: [`FanoutError::RoomBusy`].
+    pub per_s: u32,
+    /// The sender, named in `comment.merged` (up to 5 senders; one with control
+    /// characters is counted, not named).
+    pub user: &'a str,
+    /// The comment's normalized text ([`danmaku_protocol::data::merge_text`]); `None`
+    /// never merges.
+    pub merge_text: Option<&'a str>,
+    /// Copies of one text sequenced one by one within a window before further copies
+    /// merge (0: never merge).
+    pub merge_after: u32,
+    /// How long a window lasts from its first copy, in ms.
+    pub merge_window_ms: u64,
 }
 
 /// An event to sequence.
@@ -76,6 +104,10 @@ pub struct NewEvent<'a> {
     /// A retry of an attempt under `idempotency_key` whose outcome is unknown (see
     /// [`Rooms::publish_retry`]).
     pub retry: bool,
+    /// Only these viewers receive it; the others are told they skipped its seq.
+    pub audience: Option<&'a Audience>,
+    /// A viewer's comment: the room's budget and merging apply.
+    pub ingress: Option<Ingress<'a>>,
 }
 
 impl<'a> NewEvent<'a> {
@@ -87,6 +119,23 @@ impl<'a> NewEvent<'a> {
             priority: Priority::Normal,
             idempotency_key: None,
             retry: false,
+            audience: None,
+            ingress: None,
+        }
+    }
+
+    /// What the store keeps of the event besides kind and priority: its data, behind
+    /// the audience's tag when targeted (see [`danmaku_protocol::audience`]). An
+    /// idempotency key's fingerprint covers it all.
+    pub fn body(&self) -> std::borrow::Cow<'a, str> {
+        match self.audience {
+            None => std::borrow::Cow::Borrowed(self.data),
+            Some(a) => {
+                // The tag is ASCII: ids are checked strings, the marks control bytes.
+                let mut body = String::from_utf8(a.tag()).unwrap_or_default();
+                body.push_str(self.data);
+                std::borrow::Cow::Owned(body)
+            }
         }
     }
 
@@ -196,6 +245,16 @@ pub enum FanoutError {
         "this retry's idempotency key is unknown and the store may have lost it (restarted or lost writes within the key's lifetime): the first attempt may have been delivered; nothing was sequenced now, send it with a new key to publish it anyway"
     )]
     KeyUnknown,
+    /// The room admitted its budget of viewer comments this second.
+    #[error(
+        "this room takes at most {per_s} viewer comments a second; retry in {retry_after_ms} ms"
+    )]
+    RoomBusy {
+        /// The room's budget.
+        per_s: u32,
+        /// When the next second begins.
+        retry_after_ms: u64,
+    },
     /// The store holds as many rooms as it may.
     #[error("too many rooms ({0})")]
     TooManyRooms(usize),
@@ -389,6 +448,7 @@ impl FanoutError {
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
+            Self::RoomBusy { .. } => ErrorCode::RoomBusy,
             Self::BadReply(_) => ErrorCode::Internal,
         }
     }

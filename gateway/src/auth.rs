@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use danmaku_protocol::audience::{self, Viewer};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,12 @@ pub struct Identity {
     /// When the token expires, Unix seconds (`exp`); `None` for anonymous viewers. The
     /// connection is closed with 4001 then, and the client reconnects with a fresh one.
     pub expires_at: Option<u64>,
+    /// The user id and `tags` claim, as targeting matches them.
+    pub viewer: Arc<Viewer>,
+    /// The `level` claim (0 when absent).
+    pub level: i64,
+    /// The `cohort` claim.
+    pub cohort: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -48,7 +55,7 @@ impl Identity {
 }
 
 /// The claims of a viewer token.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Claims {
     /// User id.
     pub sub: String,
@@ -63,6 +70,15 @@ pub struct Claims {
     /// Allow-list of room ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rooms: Option<Vec<String>>,
+    /// Tags targeting matches (at most 32 of `[a-z0-9_.:-]{1,32}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// The viewer's level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i64>,
+    /// The viewer's cohort (an experiment's variant, when it names one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cohort: Option<String>,
 }
 
 /// Why a viewer's handshake was refused. The messages are for people: they reach the
@@ -107,6 +123,12 @@ pub enum AuthError {
     /// The `role` claim is not one we know.
     #[error("unknown role `{0}`")]
     Role(String),
+    /// The `tags` claim holds more than 32 tags or one that is not `[a-z0-9_.:-]{1,32}`.
+    #[error("the tags claim must hold at most 32 tags matching [a-z0-9_.:-]{{1,32}}")]
+    Tags,
+    /// The `cohort` claim is longer than 64 bytes.
+    #[error("the cohort claim must be at most 64 bytes")]
+    Cohort,
     /// Anything else the JWT library refused.
     #[error("token refused: {0}")]
     Other(jsonwebtoken::errors::Error),
@@ -233,6 +255,9 @@ impl Auth {
             let user: Arc<str> = Arc::from(format!("anon-{n}"));
             return Ok(Identity {
                 name: user.clone(),
+                viewer: Arc::new(Viewer::new(user.clone(), Vec::new())),
+                level: 0,
+                cohort: None,
                 user,
                 role: Role::Viewer,
                 rooms: None,
@@ -253,9 +278,19 @@ impl Auth {
             Some("host") => Role::Host,
             Some(other) => return Err(AuthError::Role(other.to_owned())),
         };
+        let tags = claims.tags.unwrap_or_default();
+        if tags.len() > audience::MAX_TAGS || !tags.iter().all(|t| audience::valid_tag(t)) {
+            return Err(AuthError::Tags);
+        }
+        if claims.cohort.as_ref().is_some_and(|c| c.len() > 64) {
+            return Err(AuthError::Cohort);
+        }
         let user: Arc<str> = Arc::from(claims.sub);
         Ok(Identity {
             name: claims.name.map_or_else(|| user.clone(), Arc::from),
+            viewer: Arc::new(Viewer::new(user.clone(), tags)),
+            level: claims.level.unwrap_or(0),
+            cohort: claims.cohort.map(Arc::from),
             user,
             role,
             rooms: claims.rooms,
@@ -345,6 +380,7 @@ mod tests {
             name: Some("Ann".into()),
             role: None,
             rooms: None,
+            ..Claims::default()
         }
     }
 

@@ -75,6 +75,15 @@ pub struct Metrics {
     /// Events not delivered to adaptive viewers (told by `skipped`), by priority:
     /// low, normal (high events are never sampled).
     pub skipped_sampled: [AtomicU64; 2],
+    /// Targeted events not delivered to viewers outside their audience (told by
+    /// `skipped`), by priority: high, normal, low.
+    pub skipped_targeted: [AtomicU64; 3],
+    /// Targeted events delivered to viewers of their audience.
+    pub targeted_delivered: AtomicU64,
+    /// Viewer comments merged into a `comment.merged` instead of sequenced.
+    pub comments_merged: AtomicU64,
+    /// Viewer comments refused with `room_busy` (the room's comment budget).
+    pub room_busy: AtomicU64,
     /// Connections closed as slow consumers (4008).
     pub slow_closes: AtomicU64,
     /// Commands refused with `rate_limited`.
@@ -197,6 +206,24 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        for (priority, n) in ["high", "normal", "low"].iter().zip(&self.skipped_targeted) {
+            let _ = writeln!(
+                out,
+                "danmaku_skipped_total{{reason=\"targeted\",priority=\"{priority}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_comments_merged_total Viewer comments merged into a comment.merged event instead of sequenced\n# TYPE danmaku_comments_merged_total counter\ndanmaku_comments_merged_total {}\n# HELP danmaku_room_busy_total Viewer comments refused with room_busy (the room's comment budget)\n# TYPE danmaku_room_busy_total counter\ndanmaku_room_busy_total {}",
+            self.comments_merged.load(Ordering::Relaxed),
+            self.room_busy.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_targeted_deliveries_total Targeted events delivered to a viewer of their audience\n# TYPE danmaku_targeted_deliveries_total counter\ndanmaku_targeted_deliveries_total {}",
+            self.targeted_delivered.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP danmaku_pubsub_stalls_total Pub/sub connections found stalled by the liveness probe and replaced\n# TYPE danmaku_pubsub_stalls_total counter\ndanmaku_pubsub_stalls_total {}",

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use danmaku_protocol::Limits;
 
 use crate::auth::Auth;
-use crate::config::{Config, Rates, WsConfig};
+use crate::config::{Config, Rates, RoomDefaults, WsConfig};
 use crate::likes::LikeAggregator;
 use crate::limits::{ApiQuota, ConnLimiter};
 use crate::metrics::Metrics;
@@ -100,6 +100,8 @@ pub struct ConnSettings {
     pub limits: Limits,
     /// Per-connection command rates.
     pub rates: Rates,
+    /// Every room's comment budget and merging.
+    pub rooms: RoomDefaults,
 }
 
 impl ConnContext {
@@ -117,6 +119,7 @@ impl ConnContext {
                 ws: config.ws.clone(),
                 limits: config.limits.clone(),
                 rates: config.rates,
+                rooms: config.rooms,
             },
             fanout,
             metrics,

@@ -143,6 +143,7 @@ async fn bad_tokens_get_401_before_the_upgrade() {
         name: None,
         role: None,
         rooms: None,
+        ..Claims::default()
     };
     let forged = sign_hs256(b"not-the-secret-at-all", &claims(exp)).unwrap();
     let expired = sign_hs256(SECRET.as_bytes(), &claims(1_000_000)).unwrap();

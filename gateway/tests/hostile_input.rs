@@ -320,6 +320,7 @@ async fn a_token_that_expires_mid_session_closes_with_4001() {
             name: None,
             role: None,
             rooms: None,
+            ..Claims::default()
         },
     )
     .unwrap();

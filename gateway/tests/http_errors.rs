@@ -146,6 +146,7 @@ async fn a_bad_viewer_token_is_refused_in_words() {
         name: None,
         role: None,
         rooms: None,
+        ..danmaku_gateway::auth::Claims::default()
     };
     let far = danmaku_fanout::now_ms() / 1000 + 3600;
     let sign = |secret: &str, exp| {
@@ -158,6 +159,17 @@ async fn a_bad_viewer_token_is_refused_in_words() {
         ),
         (sign(SECRET, 1_000), "token expired"),
         ("not-a-token".to_owned(), "token malformed"),
+        (
+            danmaku_gateway::auth::sign_hs256(
+                SECRET.as_bytes(),
+                &danmaku_gateway::auth::Claims {
+                    tags: Some(vec!["VIP".into()]),
+                    ..claims(far)
+                },
+            )
+            .expect("sign"),
+            "the tags claim must hold at most 32 tags matching [a-z0-9_.:-]{1,32}",
+        ),
     ];
     for (token, message) in &cases {
         for in_header in [false, true] {

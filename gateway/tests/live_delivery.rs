@@ -1,6 +1,7 @@
 //! The live-room delivery classes over real gateways (one with the memory store, three
-//! on every Redis topology): priorities on the wire, and adaptive viewers whose events
-//! and `skipped` markers cover every seq once while every `high` event reaches them.
+//! on every Redis topology): priorities on the wire, adaptive viewers whose events
+//! and `skipped` markers cover every seq once while every `high` event reaches them, and
+//! targeted events that reach exactly their audience (live, on resume, in snapshots).
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -191,3 +192,147 @@ on_every_store!(
     an_adaptive_viewer_on_three_gateways_gets_every_high_event_and_every_seq_told,
     adaptive_on_redis
 );
+
+/// What a viewer read of a room: `Ok(seq)` an event, `Err((from, to))` a targeted skip.
+type Read = Vec<Result<u64, (u64, u64)>>;
+
+/// Reads events and `skipped` markers until `last` is covered.
+async fn read_targeted(v: &mut Viewer, last: u64) -> Read {
+    let mut got = Read::new();
+    let covered = |g: &Read| g.last().map(|r| *r.as_ref().unwrap_or_else(|s| &s.1));
+    while covered(&got) != Some(last) {
+        let m = v.next().await;
+        got.extend(targeted_item(&m));
+    }
+    got
+}
+
+fn targeted_item(m: &Value) -> Option<Result<u64, (u64, u64)>> {
+    match m["type"].as_str()? {
+        "event" => Some(Ok(m["seq"].as_u64().unwrap())),
+        "skipped" => {
+            assert_eq!(m["reason"], "targeted", "{m}");
+            let (from, to) = (m["from"].as_u64().unwrap(), m["to"].as_u64().unwrap());
+            assert_eq!(m["count"].as_u64(), Some(to - from + 1), "{m}");
+            Some(Err((from, to)))
+        }
+        _ => None,
+    }
+}
+
+/// Six events, four of them targeted: a user, any of a tag, all of two tags, any of a
+/// tag; three viewers, each on another gateway when there are several. Each gets the
+/// events of its audiences and one `targeted` marker for each run of the others', live,
+/// on a resume with `since` and in a fresh join's `snapshot.recent`; a backend's
+/// history holds all six, without any audience tag.
+async fn targeted_events(gws: &[Arc<Gateway>]) {
+    let gw = |i: usize| &gws[i % gws.len()];
+    let mut one = Viewer::connect_tagged(gw(0), "u-1", &["new"]).await;
+    let mut vip = Viewer::connect_tagged(gw(1), "u-2", &["vip", "new"]).await;
+    let mut plain = Viewer::connect(gw(2), "u-3").await;
+    let epoch = one.join("t").await["epoch"].as_str().unwrap().to_owned();
+    vip.join("t").await;
+    plain.join("t").await;
+    let audiences = [
+        None,
+        Some(json!({"users": ["u-1"]})),
+        Some(json!({"tags": ["vip"]})),
+        Some(json!({"tags_all": ["new", "vip"]})),
+        Some(json!({"tags": ["new"]})),
+        None,
+    ];
+    for (i, audience) in audiences.iter().enumerate() {
+        let mut body = json!({"kind": "coupon", "data": {"i": i}});
+        if let Some(a) = audience {
+            body["audience"] = a.clone();
+        }
+        let (s, p) = gw(i)
+            .http("POST", "/v1/rooms/t/events", Some(API_KEY), Some(&body))
+            .await;
+        assert_eq!((s, p["seq"].as_u64()), (200, Some(i as u64 + 1)), "{p}");
+        assert_eq!(
+            p.get("audience_online").is_some(),
+            audience.is_some(),
+            "{p}"
+        );
+        if gws.len() == 1 && audience.is_some() {
+            let matched = [1, 1, 1, 2][i - 1];
+            assert_eq!(p["audience_online"], matched, "{audience:?}");
+        }
+    }
+    let want_one: Read = vec![Ok(1), Ok(2), Err((3, 4)), Ok(5), Ok(6)];
+    let want_vip: Read = vec![Ok(1), Err((2, 2)), Ok(3), Ok(4), Ok(5), Ok(6)];
+    let want_plain: Read = vec![Ok(1), Err((2, 5)), Ok(6)];
+    assert_eq!(read_targeted(&mut one, 6).await, want_one);
+    assert_eq!(read_targeted(&mut vip, 6).await, want_vip);
+    assert_eq!(read_targeted(&mut plain, 6).await, want_plain);
+
+    // A resume after seq 1 replays the same, from another gateway.
+    let mut again = Viewer::connect(gw(1), "u-3").await;
+    let r = again.join_reply("t", Some((&epoch, 1))).await;
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(read_targeted(&mut again, 6).await, want_plain[1..].to_vec());
+    // A fresh join's snapshot: the same view of the recent events.
+    let mut fresh = Viewer::connect_tagged(gw(2), "u-2", &["vip", "new"]).await;
+    let recent = fresh.join("t").await["snapshot"]["recent"].clone();
+    let seen: Read = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(targeted_item)
+        .collect();
+    assert_eq!(seen, want_vip);
+    for e in recent.as_array().unwrap() {
+        assert!(
+            e.get("audience").is_none(),
+            "no audience reaches a client: {e}"
+        );
+    }
+    // A backend sees every event.
+    let (s, h) = gw(0)
+        .http("GET", "/v1/rooms/t/history?since=0", Some(API_KEY), None)
+        .await;
+    assert_eq!(s, 200, "{h}");
+    let seqs: Vec<u64> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targeted_event_reaches_exactly_its_audience_and_the_others_are_told() {
+    let gw = Arc::new(Gateway::start(&[]));
+    targeted_events(&[gw]).await;
+}
+
+async fn targeted_on_redis(store: Store) {
+    targeted_events(&store.gateways()).await;
+}
+
+on_every_store!(
+    targeted_events_on_three_gateways_reach_exactly_their_audience,
+    targeted_on_redis
+);
+
+/// An audience that is not one of the three shapes, or holds bad ids, is refused.
+#[tokio::test]
+async fn a_bad_audience_is_refused_with_400() {
+    let gw = Gateway::start(&[]);
+    for audience in [
+        json!({"users": []}),
+        json!({"tags": ["Not A Tag"]}),
+        json!({"users": ["a"], "tags": ["b"]}),
+        json!("vip"),
+    ] {
+        let body = json!({"kind": "coupon", "data": {}, "audience": audience});
+        let (s, e) = publish(&gw, body).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{audience}: {e}"
+        );
+    }
+}

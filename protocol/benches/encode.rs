@@ -27,6 +27,7 @@ fn bench(c: &mut Criterion) {
             ServerFrame::Ack {
                 id: black_box(3),
                 seq: Some(131),
+                merged: false,
             }
             .encode()
         })

@@ -1,4 +1,5 @@
-//! The `data` of the event kinds the gateway makes itself: `likes` and `poll`.
+//! The `data` of the event kinds the gateway makes itself: `likes`, `poll` and
+//! `comment.merged`.
 //!
 //! Defined once, here: the memory store and the Redis store both encode these payloads
 //! with these functions (the Redis script keeps only counters and Rust-made text), so
@@ -9,6 +10,25 @@ use serde::{Deserialize, Serialize};
 /// The `data` of a `likes` event: `{"total":…,"delta":…}`.
 pub fn likes_data(total: u64, delta: u64) -> String {
     format!("{{\"total\":{total},\"delta\":{delta}}}")
+}
+
+/// Senders a `comment.merged` event names at most.
+pub const MERGED_USERS: usize = 5;
+
+/// A comment's text as merging compares it: Unicode NFKC, trimmed, lower-cased (so
+/// "６６６ " and "666" are one text, as are "Nice" and "nice").
+pub fn merge_text(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let nfkc: String = text.nfkc().collect();
+    nfkc.trim().to_lowercase()
+}
+
+/// The `data` of a `comment.merged` event:
+/// `{"text":…,"count":…,"users":[…]}` (`count` merged copies of the normalized `text`,
+/// `users` up to [`MERGED_USERS`] of their senders).
+pub fn merged_data<'a>(text: &str, count: u64, users: impl IntoIterator<Item = &'a str>) -> String {
+    let users: Vec<&str> = users.into_iter().take(MERGED_USERS).collect();
+    serde_json::json!({"text": text, "count": count, "users": users}).to_string()
 }
 
 /// What a poll asks: fixed when it opens.
@@ -122,6 +142,18 @@ impl PollState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_comments_compare_normalized() {
+        assert_eq!(merge_text(" ６６６ "), "666");
+        assert_eq!(merge_text("Nice"), merge_text("nice"));
+        assert_eq!(merge_text("ｱ"), "ア", "half-width katakana folds");
+        assert_ne!(merge_text("666"), merge_text("6666"));
+        let data = merged_data("666", 328, ["u-1", "u-2", "u-3", "u-4", "u-5", "u-6"]);
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+        assert_eq!(v["count"], 328);
+        assert_eq!(v["users"].as_array().map(Vec::len), Some(MERGED_USERS));
+    }
 
     #[test]
     fn likes_and_polls_encode_in_the_documented_shape() {

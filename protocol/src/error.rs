@@ -32,6 +32,9 @@ pub enum ErrorCode {
     /// The store took the request but did not confirm it in time: it may or may not
     /// have been done. Retry with the same idempotency key.
     OutcomeUnknown,
+    /// The room takes no more viewer comments this second (its comment budget); retry
+    /// after `retry_after_ms`.
+    RoomBusy,
     /// An unexpected server error.
     Internal,
 }
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::TooManyRooms => "too_many_rooms",
             Self::Unavailable => "unavailable",
             Self::OutcomeUnknown => "outcome_unknown",
+            Self::RoomBusy => "room_busy",
             Self::Internal => "internal",
         }
     }
@@ -63,7 +67,7 @@ impl ErrorCode {
     }
 
     /// Every code, in declaration order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::Forbidden,
@@ -77,6 +81,7 @@ impl ErrorCode {
         Self::TooManyRooms,
         Self::Unavailable,
         Self::OutcomeUnknown,
+        Self::RoomBusy,
         Self::Internal,
     ];
 
@@ -89,7 +94,7 @@ impl ErrorCode {
             Self::UnknownPoll => 404,
             Self::PollClosed | Self::AlreadyVoted => 409,
             Self::TooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::RoomBusy => 429,
             Self::Unavailable => 503,
             Self::OutcomeUnknown => 504,
             Self::Internal => 500,
@@ -145,6 +150,6 @@ mod tests {
             assert_eq!(code as usize, i, "{code} out of place in ALL");
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
-        assert_eq!(ErrorCode::parse("room_busy"), None);
+        assert_eq!(ErrorCode::parse("sold_out"), None);
     }
 }

@@ -145,6 +145,11 @@ impl EventKind {
     pub fn comment() -> Self {
         Self(Arc::from("comment"))
     }
+
+    /// `comment.merged`: repeated copies of one comment, counted.
+    pub fn comment_merged() -> Self {
+        Self(Arc::from("comment.merged"))
+    }
 }
 
 #[cfg(test)]

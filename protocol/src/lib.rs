@@ -15,14 +15,17 @@
 //! - [`ids`]: validated identifiers (room ids, event kinds, poll ids).
 //! - [`limits`]: the configurable bounds (text length, like counts, rooms per connection).
 //! - [`priority`]: event priorities (`high`, `normal`, `low`) and their defaults.
+//! - [`audience`]: targeting inside a room (users, tags) and the targeted frame's tag.
 //! - [`client`]: decoding and validating client commands.
 //! - [`server`]: encoding server frames (`hello`, `joined`, `event`, …).
 //! - [`received`]: decoding server frames, for clients (the load test, SDKs' tests).
-//! - [`data`]: the payloads of the gateway's own event kinds (likes, polls).
+//! - [`data`]: the payloads of the gateway's own event kinds (likes, polls, merged
+//!   comments).
 //! - [`error`]: protocol error codes and decode errors.
 //! - [`close`]: WebSocket close codes the gateway uses.
 #![warn(missing_docs)]
 
+pub mod audience;
 pub mod client;
 pub mod close;
 pub mod data;

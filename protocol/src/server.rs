@@ -70,6 +70,23 @@ impl EventFrame {
     }
 }
 
+impl EventFrame {
+    /// The seq of an encoded event frame (read from its head, as [`EventFrame::encode`]
+    /// writes it); `None` for anything else.
+    pub fn seq_of(frame: &[u8]) -> Option<u64> {
+        const FIELD: &[u8] = b",\"seq\":";
+        let at = frame.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+        let digits = frame[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        std::str::from_utf8(&frame[at..at + digits])
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
+
 /// Everything a viewer needs to render a room at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -188,6 +205,9 @@ pub enum ServerFrame<'a> {
         /// The seq the command's event got, when it was sequenced at once.
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+        /// A comment merged into the room's next `comment.merged` event (no seq).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        merged: bool,
     },
     /// The reply to `leave`.
     Left {
@@ -339,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn an_events_seq_is_read_from_its_head() {
+        let room = RoomId::new("r").expect("room");
+        for seq in [1, 42, u64::MAX - 1] {
+            let f = EventFrame::encode(
+                &room,
+                "e",
+                seq,
+                &EventKind::comment(),
+                Priority::Low,
+                2,
+                "{}",
+            );
+            assert_eq!(EventFrame::seq_of(&f.bytes), Some(seq));
+        }
+        assert_eq!(EventFrame::seq_of(br#"{"type":"pong"}"#), None);
+    }
+
+    #[test]
     fn event_frame_is_valid_json() {
         let room = RoomId::new("shop-42").expect("room");
         let kind = EventKind::new("comment").expect("kind");
@@ -413,14 +451,22 @@ mod tests {
             parse(
                 &ServerFrame::Ack {
                     id: 3,
-                    seq: Some(131)
+                    seq: Some(131),
+                    merged: false,
                 }
                 .encode()
             ),
             json!({"type":"ack","id":3,"seq":131})
         );
         assert_eq!(
-            parse(&ServerFrame::Ack { id: 3, seq: None }.encode()),
+            parse(
+                &ServerFrame::Ack {
+                    id: 3,
+                    seq: None,
+                    merged: false,
+                }
+                .encode()
+            ),
             json!({"type":"ack","id":3})
         );
         assert_eq!(

@@ -6,6 +6,7 @@
 //! whichever thread published. Nothing awaits under the lock.
 
 mod history;
+mod ingress;
 mod poll;
 mod room;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use danmaku_protocol::audience::Audience;
 use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -22,6 +24,8 @@ use crate::{
     Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
     Rooms, now_ms,
 };
+use ingress::Admit;
+pub(crate) use ingress::nameable;
 use room::RoomState;
 pub(crate) use room::new_epoch;
 
@@ -115,23 +119,27 @@ impl MemoryFanout {
         kind: &EventKind,
         data: &str,
     ) -> Published {
-        self.sequence_locked(id, state, kind, Priority::of_room(kind), data)
+        self.sequence_for(id, state, kind, Priority::of_room(kind), data, None)
     }
 
-    fn sequence_locked(
+    /// Sequences an event, for `audience` alone when given (see
+    /// [`danmaku_protocol::audience`]).
+    fn sequence_for(
         &self,
         id: &RoomId,
         state: &mut RoomState,
         kind: &EventKind,
         priority: Priority,
         data: &str,
+        audience: Option<&Audience>,
     ) -> Published {
-        let frame = state.append(id, kind, priority, data, now_ms());
+        let frame = state.append(id, kind, priority, data, audience, now_ms());
         self.hub.deliver(id, frame.seq, &frame.bytes);
         Published {
             epoch: state.epoch.clone(),
             seq: frame.seq,
             duplicate: false,
+            merged: false,
         }
     }
 
@@ -145,10 +153,12 @@ impl MemoryFanout {
             priority,
             idempotency_key,
             retry,
+            audience,
+            ingress,
         } = event;
         self.with_room(room, |state| {
             let now = now_ms();
-            let keyed = idempotency_key.map(|key| (key, fingerprint(kind, data)));
+            let keyed = idempotency_key.map(|key| (key, fingerprint(kind, &event.body())));
             if let Some((key, print)) = &keyed {
                 match state.idempotent_seq(key, now) {
                     Some((seq, first)) if first != *print => {
@@ -159,6 +169,7 @@ impl MemoryFanout {
                             epoch: state.epoch.clone(),
                             seq,
                             duplicate: true,
+                            merged: false,
                         });
                     }
                     None if retry && state.may_have_lost_keys(now) => {
@@ -167,7 +178,27 @@ impl MemoryFanout {
                     None => {}
                 }
             }
-            let published = self.sequence_locked(room, state, kind, priority, data);
+            if let Some(c) = &ingress {
+                match state.comments.admit(c, now)? {
+                    Admit::Merged => {
+                        return Ok(Published {
+                            epoch: state.epoch.clone(),
+                            seq: 0,
+                            duplicate: false,
+                            merged: true,
+                        });
+                    }
+                    // The text's last window ended with merged copies: told first.
+                    Admit::Sequence { flush: Some(data) } => {
+                        self.publish_locked(room, state, &EventKind::comment_merged(), &data);
+                    }
+                    Admit::Sequence { flush: None } => {}
+                }
+            }
+            let published = self.sequence_for(room, state, kind, priority, data, audience);
+            if let Some(c) = &ingress {
+                state.comments.sequenced(c, now);
+            }
             if let Some((key, print)) = keyed {
                 state.remember_key(key, published.seq, print, now);
             }
@@ -272,6 +303,7 @@ impl Polls for MemoryFanout {
 
     async fn tick(&self) {
         let kind = EventKind::poll();
+        let merged = EventKind::comment_merged();
         let now = now_ms();
         let rooms: Vec<(RoomId, Arc<Mutex<RoomState>>)> = self
             .rooms
@@ -285,6 +317,9 @@ impl Polls for MemoryFanout {
             }
             for data in state.due_poll_updates(now) {
                 self.publish_locked(&id, &mut state, &kind, &data);
+            }
+            for data in state.comments.due(now) {
+                self.publish_locked(&id, &mut state, &merged, &data);
             }
         }
         self.expire_rooms(now);

@@ -4,10 +4,12 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use danmaku_protocol::audience::Audience;
 use danmaku_protocol::{EventFrame, EventKind, PollId, Priority, RoomId, Since};
 
 use super::MemoryConfig;
 use super::history::HistoryRing;
+use super::ingress::CommentGate;
 use super::poll::Poll;
 use crate::{FanoutError, History, NewPoll, RoomView};
 
@@ -28,6 +30,8 @@ pub(crate) struct RoomState {
     idem_doubt_until: u64,
     polls: Vec<Poll>,
     next_poll: u64,
+    /// Viewer comments: the budget's second and the merge windows.
+    pub(crate) comments: CommentGate,
     last_active_ms: u64,
     /// Set when the room was expired; a holder of a stale handle must look it up again.
     pub(crate) removed: bool,
@@ -60,6 +64,7 @@ impl RoomState {
             idem_doubt_until: store_started_ms.saturating_add(idem_ttl_ms),
             polls: Vec::new(),
             next_poll: 1,
+            comments: CommentGate::default(),
             last_active_ms: crate::now_ms(),
             removed: false,
         }
@@ -73,17 +78,21 @@ impl RoomState {
         now.saturating_sub(self.last_active_ms)
     }
 
-    /// Sequences and encodes one event.
+    /// Sequences and encodes one event (behind its audience's tag when targeted).
     pub(crate) fn append(
         &mut self,
         room: &RoomId,
         kind: &EventKind,
         priority: Priority,
         data: &str,
+        audience: Option<&Audience>,
         now: u64,
     ) -> EventFrame {
         self.seq += 1;
-        let frame = EventFrame::encode(room, &self.epoch, self.seq, kind, priority, now, data);
+        let mut frame = EventFrame::encode(room, &self.epoch, self.seq, kind, priority, now, data);
+        if let Some(a) = audience {
+            frame.bytes = a.wrap(&frame.bytes);
+        }
         self.history.push(self.seq, now, frame.bytes.clone());
         frame
     }

@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
 use danmaku_protocol::{PollId, RoomId, Since};
+use dashmap::DashMap;
 
 use crate::{
     Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
@@ -119,6 +120,9 @@ pub struct RedisFanout {
     subscribers: Vec<Subscriber>,
     /// Rooms with votes taken here since the last flush (their tallies are due).
     votes_pending: dashmap::DashSet<RoomId>,
+    /// Rooms where this gateway merged comments, by when the first window ends (at most
+    /// one entry per room with local commenters; taken by [`Polls::tick`]).
+    merges_due: DashMap<RoomId, u64>,
     /// Rooms seen with open polls, swept now and then to close polls past their end.
     poll_rooms: dashmap::DashSet<RoomId>,
     /// Counts ticks, for the slower sweep.
@@ -154,6 +158,7 @@ impl RedisFanout {
             hub,
             subscribers,
             votes_pending: dashmap::DashSet::new(),
+            merges_due: DashMap::new(),
             poll_rooms: dashmap::DashSet::new(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
@@ -177,7 +182,18 @@ impl Rooms for RedisFanout {
         room: &RoomId,
         event: NewEvent<'_>,
     ) -> Result<Published, FanoutError> {
-        self.publisher.publish_event(room, event).await
+        if event.ingress.is_none() {
+            return self.publisher.publish_event(room, event).await;
+        }
+        let answer = self.publisher.room_op(room, &RoomOp::Event(event)).await?;
+        let (published, due) = reply::published_or_merged(answer)?;
+        if let Some(due) = due {
+            // This gateway sequences the window's merged copies when it ends; any
+            // gateway with viewers of the room does too within a presence interval.
+            let mut at = self.merges_due.entry(room.clone()).or_insert(due);
+            *at = (*at).min(due);
+        }
+        Ok(published)
     }
 
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
@@ -358,6 +374,20 @@ impl Polls for RedisFanout {
             if let Err(e) = self.publisher.room_op(&room, &RoomOp::PollFlush).await {
                 tracing::warn!(%room, error = %e, "poll tallies not flushed");
                 self.votes_pending.insert(room);
+            }
+        }
+        let now = now_ms();
+        let due: Vec<RoomId> = self
+            .merges_due
+            .iter()
+            .filter(|e| *e.value() <= now)
+            .map(|e| e.key().clone())
+            .collect();
+        for room in due {
+            self.merges_due.remove(&room);
+            if let Err(e) = self.publisher.room_op(&room, &RoomOp::MergeFlush).await {
+                tracing::warn!(%room, error = %e, "merged comments not flushed yet");
+                self.merges_due.insert(room, now);
             }
         }
     }

@@ -6,9 +6,11 @@
 //! frame with [`danmaku_protocol::EventFrame::encode`] — once per message on the
 //! subscriber, shared by every local viewer — so both stores send the same bytes.
 //!
-//! Shapes: `d` (body: the data; `dh` and `dl` for a high or low priority), `l` (likes,
+//! Shapes: `d` (body: the data, behind its audience tag when targeted — see
+//! [`danmaku_protocol::audience`]; `dh` and `dl` for a high or low priority), `l` (likes,
 //! `<total>:<delta>`, low), `p` (a poll's state, high,
-//! `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`).
+//! `<id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON>`), `g` (merged comments, low,
+//! `<count>:<senders, \x1f-separated>\x1e<normalized text>`).
 
 use bytes::Bytes;
 use danmaku_protocol::data::{PollDoc, PollSpec, likes_data};
@@ -39,8 +41,17 @@ pub(crate) fn data_shape(priority: Priority) -> &'static str {
 #[derive(Debug, PartialEq, Eq)]
 enum Body<'a> {
     Data(&'a str),
-    Likes { total: u64, delta: u64 },
+    Likes {
+        total: u64,
+        delta: u64,
+    },
     Poll(PollState<'a>),
+    /// `count` merged copies of `text`, by `users` (`\x1f`-separated).
+    Merged {
+        count: u64,
+        users: &'a str,
+        text: &'a str,
+    },
 }
 
 /// A poll as the script reports it (a record body of shape `p`, or an open poll).
@@ -83,6 +94,16 @@ impl<'a> Record<'a> {
                 (Priority::Low, likes)
             }
             "p" => (Priority::High, Body::Poll(PollState::parse(body)?)),
+            "g" => {
+                let (count, rest) = body.split_once(':').ok_or(BAD)?;
+                let (users, text) = rest.split_once('\x1e').ok_or(BAD)?;
+                let merged = Body::Merged {
+                    count: count.parse().map_err(|_| BAD)?,
+                    users,
+                    text,
+                };
+                (Priority::Low, merged)
+            }
             _ => return Err(BAD),
         };
         Ok(Self {
@@ -102,14 +123,24 @@ impl<'a> Record<'a> {
     pub(crate) fn encode(&self, room: &RoomId) -> Result<Bytes, FanoutError> {
         let kind = EventKind::new(self.kind).map_err(|_| BAD)?;
         let owned;
+        let mut tag = "";
         let data = match &self.body {
-            Body::Data(d) => *d,
+            Body::Data(d) => {
+                let (t, data) = danmaku_protocol::audience::split_tag(d);
+                tag = t;
+                data
+            }
             Body::Likes { total, delta } => {
                 owned = likes_data(*total, *delta);
                 &owned
             }
             Body::Poll(p) => {
                 owned = p.encode()?;
+                &owned
+            }
+            Body::Merged { count, users, text } => {
+                let users = users.split('\x1f').filter(|u| !u.is_empty());
+                owned = danmaku_protocol::data::merged_data(text, *count, users);
                 &owned
             }
         };
@@ -122,7 +153,13 @@ impl<'a> Record<'a> {
             self.ts,
             data,
         );
-        Ok(frame.bytes)
+        if tag.is_empty() {
+            return Ok(frame.bytes);
+        }
+        let mut targeted = Vec::with_capacity(tag.len() + frame.bytes.len());
+        targeted.extend_from_slice(tag.as_bytes());
+        targeted.extend_from_slice(&frame.bytes);
+        Ok(Bytes::from(targeted))
     }
 }
 
@@ -185,6 +222,27 @@ mod tests {
 
     fn room() -> RoomId {
         RoomId::new("shop-42").expect("room")
+    }
+
+    #[test]
+    fn merged_and_targeted_records_encode_as_the_memory_store_would() {
+        let record = "9:e1:5:comment.merged:g:3:u-1\x1fu:2\x1e6:6 6";
+        let r = Record::parse(record.as_bytes()).expect("record");
+        let data = danmaku_protocol::data::merged_data("6:6 6", 3, ["u-1", "u:2"]);
+        let kind = EventKind::comment_merged();
+        let want = EventFrame::encode(&room(), "e1", 9, &kind, Priority::Low, 5, &data);
+        assert_eq!(r.encode(&room()).expect("encode"), want.bytes);
+
+        let audience = danmaku_protocol::audience::Audience::Users(vec!["u-1".into()]);
+        let tag = String::from_utf8(audience.tag()).expect("ascii");
+        let record = format!("4:e1:5:card:dh:{tag}{{\"a\":1}}");
+        let r = Record::parse(record.as_bytes()).expect("record");
+        let card = EventKind::new("card").expect("kind");
+        let frame = EventFrame::encode(&room(), "e1", 4, &card, Priority::High, 5, "{\"a\":1}");
+        assert_eq!(
+            r.encode(&room()).expect("encode"),
+            audience.wrap(&frame.bytes)
+        );
     }
 
     #[test]

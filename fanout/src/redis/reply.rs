@@ -43,12 +43,15 @@ pub(crate) enum RoomOp<'a> {
     RollOver { epoch: &'a str },
     /// The open polls.
     Polls,
+    /// Sequences the merged comments of windows that ended.
+    MergeFlush,
 }
 
 impl RoomOp<'_> {
     /// The op's name in the script.
     pub(crate) fn name(&self) -> &'static str {
         match self {
+            Self::Event(e) if e.ingress.is_some() => "comment",
             Self::Event(_) => "event",
             Self::Likes { .. } => "likes",
             Self::PollOpen { .. } => "poll_open",
@@ -58,6 +61,7 @@ impl RoomOp<'_> {
             Self::Online { .. } => "online",
             Self::RollOver { .. } => "roll_over",
             Self::Polls => "polls",
+            Self::MergeFlush => "merge_flush",
         }
     }
 
@@ -66,16 +70,33 @@ impl RoomOp<'_> {
         match self {
             Self::Event(e) => {
                 let shape = super::record::data_shape(e.priority);
+                let body = e.body();
                 let mut args = vec![
                     format!("{}:{shape}", e.kind.as_str()),
-                    e.data.to_owned(),
+                    body.clone().into_owned(),
                     e.idempotency_key.unwrap_or_default().to_owned(),
                     e.idempotency_key.map_or_else(String::new, |_| {
-                        crate::idempotency::fingerprint(e.kind, e.data)
+                        crate::idempotency::fingerprint(e.kind, &body)
                     }),
                 ];
                 if e.retry && e.idempotency_key.is_some() {
                     args.push("1".to_owned());
+                }
+                if let Some(c) = &e.ingress {
+                    args.truncate(4);
+                    args.push(String::new());
+                    let text = c.merge_text.filter(|_| c.merge_after > 0);
+                    let hash = text
+                        .map_or_else(String::new, |t| crate::idempotency::fingerprint(e.kind, t));
+                    let named = crate::memory::nameable(c.user);
+                    args.extend([
+                        c.per_s.to_string(),
+                        hash,
+                        c.merge_after.to_string(),
+                        c.merge_window_ms.to_string(),
+                        if named { c.user } else { "" }.to_owned(),
+                        text.unwrap_or_default().to_owned(),
+                    ]);
                 }
                 args
             }
@@ -92,7 +113,7 @@ impl RoomOp<'_> {
                 option.to_string(),
             ],
             Self::RollOver { epoch } => vec![(*epoch).to_owned()],
-            Self::PollFlush | Self::Polls => Vec::new(),
+            Self::PollFlush | Self::Polls | Self::MergeFlush => Vec::new(),
             Self::Online {
                 gateway,
                 count,
@@ -110,6 +131,7 @@ impl RoomOp<'_> {
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
+                | Self::MergeFlush
         )
     }
 
@@ -141,6 +163,20 @@ impl RoomOp<'_> {
                 None => FanoutError::BadReply("DM_KEY_REUSED without the key's seq"),
             },
             (Some("DM_KEY_UNKNOWN"), _) => FanoutError::KeyUnknown,
+            (Some("DM_ROOM_BUSY"), _) => {
+                match (self, e.detail().and_then(|d| d.trim().parse().ok())) {
+                    (
+                        Self::Event(NewEvent {
+                            ingress: Some(c), ..
+                        }),
+                        Some(retry_after_ms),
+                    ) => FanoutError::RoomBusy {
+                        per_s: c.per_s,
+                        retry_after_ms,
+                    },
+                    _ => FanoutError::BadReply("DM_ROOM_BUSY without its wait"),
+                }
+            }
             (Some("DM_BAD_OPTION"), Some(p)) => {
                 let option = match self {
                     Self::Vote { option, .. } => *option,
@@ -210,12 +246,22 @@ fn field(a: &[Value], i: usize) -> Result<&Value, FanoutError> {
 
 /// `{epoch, seq, duplicate}` of a sequencing op.
 pub(crate) fn published(v: Value) -> Result<Published, FanoutError> {
+    Ok(published_or_merged(v)?.0)
+}
+
+/// `{epoch, seq, duplicate}` of a sequencing op, or `{"", due, 2}` of a merged comment:
+/// the publish, and for a merged one when its window ends (ms).
+pub(crate) fn published_or_merged(v: Value) -> Result<(Published, Option<u64>), FanoutError> {
     let a = items(v)?;
-    Ok(Published {
+    let (n, flag) = (number(field(&a, 1)?)?, number(field(&a, 2)?)?);
+    let merged = flag == 2;
+    let published = Published {
         epoch: Arc::from(text(field(&a, 0)?)?),
-        seq: number(field(&a, 1)?)?,
-        duplicate: number(field(&a, 2)?)? == 1,
-    })
+        seq: if merged { 0 } else { n },
+        duplicate: flag == 1,
+        merged,
+    };
+    Ok((published, merged.then_some(n)))
 }
 
 /// `{epoch, seq, duplicate, poll id}` of `poll_open`.

@@ -35,6 +35,7 @@ impl DevMode {
                 name: Some("Dev".into()),
                 role: None,
                 rooms: None,
+                ..Claims::default()
             };
             exports.push(format!("TOKEN={}", sign_hs256(secret.as_bytes(), &claims)?));
         }

@@ -277,6 +277,22 @@ settings! {
     #[arg(env = "DANMAKU_WRITE_LINGER_MS")]
     write_linger_ms: u64 => millis(ws.write_linger),
 
+    /// Viewer comments a room admits per second, on every gateway together; beyond, a
+    /// comment gets `room_busy` (hosts, moderators and backends are never refused for
+    /// it); 0: no budget.
+    #[arg(env = "DANMAKU_ROOM_COMMENTS_PER_S")]
+    room_comments_per_s: u32 => value(rooms.comments_per_s),
+
+    /// Copies of one comment (NFKC, trimmed, lower-cased) sequenced one by one within
+    /// a merge window; further copies are acked `merged:true` and told in one
+    /// `comment.merged` when the window ends; 0: never merge.
+    #[arg(env = "DANMAKU_MERGE_AFTER")]
+    merge_after: u32 => value(rooms.merge_after),
+
+    /// How long a merge window lasts from its text's first copy, in ms.
+    #[arg(env = "DANMAKU_MERGE_WINDOW_MS")]
+    merge_window_ms: u64 => millis(rooms.merge_window),
+
     /// Online counts (`presence`) are announced at most this often per room, in ms.
     #[arg(env = "DANMAKU_PRESENCE_INTERVAL_MS")]
     presence_interval_ms: u64 => millis(presence_interval),

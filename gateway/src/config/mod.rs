@@ -30,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// Per-connection command rates.
     pub rates: Rates,
+    /// What every room starts with: its comment budget and merging.
+    pub rooms: RoomDefaults,
     /// The embedded store's bounds.
     pub memory: MemoryConfig,
     /// The Redis store, when configured (otherwise the embedded memory store is used).
@@ -123,6 +125,29 @@ pub struct WsConfig {
     pub drain_after: Duration,
 }
 
+/// A room's ingress of viewer comments, the same for every room.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomDefaults {
+    /// Viewer comments a room admits per second, on every gateway together (`room_busy`
+    /// beyond; 0: no budget). Hosts, moderators and backends are never refused for it.
+    pub comments_per_s: u32,
+    /// Copies of one comment (normalized) sequenced one by one within a merge window;
+    /// further copies merge into one `comment.merged` (0: never merge).
+    pub merge_after: u32,
+    /// How long a merge window lasts from its first copy.
+    pub merge_window: Duration,
+}
+
+impl Default for RoomDefaults {
+    fn default() -> Self {
+        Self {
+            comments_per_s: 200,
+            merge_after: 3,
+            merge_window: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Token-bucket rates per connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Rates {
@@ -152,6 +177,7 @@ impl Default for Config {
             ws: WsConfig::default(),
             limits: Limits::default(),
             rates: Rates::default(),
+            rooms: RoomDefaults::default(),
             memory: MemoryConfig::default(),
             redis: None,
             likes_window: Duration::from_millis(200),

@@ -79,6 +79,19 @@ impl Config {
         self.validate_store()?;
         within("likes-window-ms", millis(self.likes_window), 10, DAY_MS)?;
         within(
+            "room-comments-per-s",
+            self.rooms.comments_per_s,
+            0,
+            1_000_000,
+        )?;
+        within("merge-after", self.rooms.merge_after, 0, 1_000)?;
+        within(
+            "merge-window-ms",
+            millis(self.rooms.merge_window),
+            100,
+            60_000,
+        )?;
+        within(
             "presence-interval-ms",
             millis(self.presence_interval),
             100,

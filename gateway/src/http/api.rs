@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use danmaku_fanout::{NewEvent, NewPoll};
+use danmaku_protocol::audience::Audience;
 use danmaku_protocol::{ErrorCode, EventKind, PollId, Priority, RoomId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -41,6 +42,9 @@ struct PublishBody<'a> {
     retry: bool,
     /// `high`, `normal` or `low`; by default high, except for the chatter kinds.
     priority: Option<String>,
+    /// Only these viewers receive it: `{"users":[…]}`, `{"tags":[…]}` or
+    /// `{"tags_all":[…]}`.
+    audience: Option<serde_json::Value>,
 }
 
 pub(super) async fn publish(
@@ -82,12 +86,21 @@ pub(super) async fn publish(
             )
         })?,
     };
+    let audience = match &body.audience {
+        None => None,
+        Some(a) => Some(
+            Audience::from_json(a)
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
+        ),
+    };
     let event = NewEvent {
         kind: &kind,
         data: body.data.get(),
         priority,
         idempotency_key: body.idempotency_key.as_deref(),
         retry: body.retry,
+        audience: audience.as_ref(),
+        ingress: None,
     };
     let started = Instant::now();
     let p = app.fanout.publish_event(&room, event).await?;
@@ -95,7 +108,10 @@ pub(super) async fn publish(
     if !p.duplicate {
         Metrics::inc(&app.metrics.events_in);
     }
-    let reply = serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq});
+    let mut reply = serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq});
+    if let Some(a) = &audience {
+        reply["audience_online"] = app.fanout.hub().audience_online(&room, a).into();
+    }
     Ok((StatusCode::OK, Json(reply)).into_response())
 }
 
@@ -186,6 +202,12 @@ pub(super) async fn history(
         .fanout
         .history(&room, q.since.unwrap_or(0), limit)
         .await?;
-    let body = danmaku_protocol::server::encode_history(&h.epoch, &h.events);
+    // Backends see every event, targeted ones without their audience tag.
+    let events: Vec<_> = h
+        .events
+        .iter()
+        .map(danmaku_protocol::audience::untagged)
+        .collect();
+    let body = danmaku_protocol::server::encode_history(&h.epoch, &events);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -12,8 +12,7 @@
 
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use danmaku_protocol::{Priority, RoomId, ServerFrame, SkipReason};
+use danmaku_protocol::Priority;
 
 use crate::config::Rate;
 use crate::limits::TokenBucket;
@@ -29,8 +28,6 @@ pub(super) struct Adaptive {
     budget: TokenBucket,
     /// The reserve a `low` event leaves in the budget: half of it.
     low_reserve: f64,
-    /// Seqs not delivered since the last event that was: told before the next one.
-    skipped: Option<(u64, u64)>,
 }
 
 impl Adaptive {
@@ -45,53 +42,26 @@ impl Adaptive {
                 now,
             ),
             low_reserve: rate / 2.0,
-            skipped: None,
         }
     }
 
-    /// The decision for event `seq` (the encoded `event`) with `backlog` bytes waiting
-    /// for the viewer's socket: the bytes to write — the event, after the marker of
-    /// what was skipped before it — or the priority of the event it skipped.
-    pub(super) fn pass(
+    /// Whether the encoded `event` is delivered, with `backlog` bytes waiting for the
+    /// viewer's socket; `Err` says the priority of the event it skips.
+    pub(super) fn admit(
         &mut self,
-        room: &RoomId,
-        seq: u64,
-        event: &Bytes,
+        event: &[u8],
         backlog: usize,
         now: Instant,
-    ) -> Result<Bytes, Priority> {
+    ) -> Result<(), Priority> {
         let priority = Priority::of_frame(event);
-        if !self.admit(priority, backlog, now) {
-            self.skipped = Some(match self.skipped {
-                Some((from, _)) => (from, seq),
-                None => (seq, seq),
-            });
-            return Err(priority);
+        if self.take(priority, backlog, now) {
+            Ok(())
+        } else {
+            Err(priority)
         }
-        let Some((from, to)) = self.skipped.take() else {
-            return Ok(event.clone());
-        };
-        let marker = ServerFrame::Skipped {
-            room: room.as_str(),
-            from,
-            to,
-            count: to - from + 1,
-            reason: SkipReason::Sampled,
-        }
-        .encode();
-        let mut both = BytesMut::with_capacity(marker.len() + 1 + event.len());
-        both.put_slice(&marker);
-        both.put_u8(b'\n');
-        both.put_slice(event);
-        Ok(both.freeze())
     }
 
-    /// Continuity restarted (a `reset`): what was skipped before is not told.
-    pub(super) fn forget(&mut self) {
-        self.skipped = None;
-    }
-
-    fn admit(&mut self, priority: Priority, backlog: usize, now: Instant) -> bool {
+    fn take(&mut self, priority: Priority, backlog: usize, now: Instant) -> bool {
         match priority {
             Priority::High => {
                 self.budget.take_any(now);
@@ -111,6 +81,27 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::ws::skips::Skips;
+    use bytes::Bytes;
+    use danmaku_protocol::{RoomId, SkipReason};
+
+    /// One decision, with the markers as the connection writes them.
+    fn pass(
+        a: &mut Adaptive,
+        s: &mut Skips,
+        seq: u64,
+        event: &Bytes,
+        backlog: usize,
+        now: Instant,
+    ) -> Result<Bytes, Priority> {
+        match a.admit(event, backlog, now) {
+            Ok(()) => Ok(s.before(&room(), event.clone())),
+            Err(p) => {
+                assert!(s.add(&room(), seq, SkipReason::Sampled).is_empty());
+                Err(p)
+            }
+        }
+    }
 
     fn room() -> RoomId {
         RoomId::new("r").unwrap_or_else(|_| unreachable!())
@@ -155,6 +146,7 @@ mod tests {
     fn a_budget_of_ten_a_second_keeps_every_high_event_and_tells_the_rest() {
         let start = Instant::now();
         let mut a = Adaptive::new(10, start);
+        let mut s = Skips::default();
         let mut written = Vec::new();
         // 50 events a second for two seconds, every tenth high.
         for seq in 1..=100u64 {
@@ -164,7 +156,7 @@ mod tests {
                 Priority::Normal
             };
             let now = start + Duration::from_millis(seq * 20);
-            written.extend(a.pass(&room(), seq, &event(seq, p), 0, now).ok());
+            written.extend(pass(&mut a, &mut s, seq, &event(seq, p), 0, now).ok());
         }
         let (events, markers, _) = read(&written);
         let high: Vec<u64> = events
@@ -188,27 +180,33 @@ mod tests {
     fn a_backed_up_socket_loses_low_events_first() {
         let now = Instant::now();
         let mut a = Adaptive::new(1_000, now);
+        let mut s = Skips::default();
         let low = event(1, Priority::Low);
         let normal = event(2, Priority::Normal);
         assert_eq!(
-            a.pass(&room(), 1, &low, LOW_BACKLOG, now),
+            pass(&mut a, &mut s, 1, &low, LOW_BACKLOG, now),
             Err(Priority::Low)
         );
-        let out = a
-            .pass(&room(), 2, &normal, LOW_BACKLOG, now)
-            .unwrap_or_default();
+        let out = pass(&mut a, &mut s, 2, &normal, LOW_BACKLOG, now).unwrap_or_default();
         let (events, markers, _) = read(&[out]);
         assert_eq!(
             (events, markers),
             (vec![(2, Priority::Normal)], vec![(1, 1)])
         );
         assert_eq!(
-            a.pass(&room(), 3, &normal, NORMAL_BACKLOG, now),
+            pass(&mut a, &mut s, 3, &normal, NORMAL_BACKLOG, now),
             Err(Priority::Normal)
         );
         assert!(
-            a.pass(&room(), 4, &event(4, Priority::High), usize::MAX, now)
-                .is_ok()
+            pass(
+                &mut a,
+                &mut s,
+                4,
+                &event(4, Priority::High),
+                usize::MAX,
+                now
+            )
+            .is_ok()
         );
     }
 
@@ -222,6 +220,7 @@ mod tests {
         ) {
             let start = Instant::now();
             let mut a = Adaptive::new(max_rate, start);
+        let mut s = Skips::default();
             let (mut written, mut at, mut highs) = (Vec::new(), start, Vec::new());
             for (i, (p, gap_ms, backlog)) in steps.iter().enumerate() {
                 let seq = i as u64 + 1;
@@ -229,11 +228,11 @@ mod tests {
                 if priority(*p) == Priority::High {
                     highs.push(seq);
                 }
-                written.extend(a.pass(&room(), seq, &event(seq, priority(*p)), *backlog, at).ok());
+                written.extend(pass(&mut a, &mut s, seq, &event(seq, priority(*p)), *backlog, at).ok());
             }
             // What is still skipped at the end is told before the next event: make one.
             let last = steps.len() as u64 + 1;
-            written.extend(a.pass(&room(), last, &event(last, Priority::High), 0, at).ok());
+            written.extend(pass(&mut a, &mut s, last, &event(last, Priority::High), 0, at).ok());
             highs.push(last);
             let (events, _, order) = read(&written);
             prop_assert_eq!(order, (1..=last).collect::<Vec<_>>());

@@ -2,12 +2,17 @@
 
 use std::time::Instant;
 
-use danmaku_fanout::FanoutError;
+use danmaku_fanout::{FanoutError, Ingress, NewEvent};
+use danmaku_protocol::data::merge_text;
 use danmaku_protocol::server::Joined;
-use danmaku_protocol::{Command, ErrorCode, EventKind, Mode, PollId, RoomId, ServerFrame, Since};
+use danmaku_protocol::{
+    Command, ErrorCode, EventKind, Mode, PollId, Priority, RoomId, ServerFrame, Since,
+};
 
 use super::adaptive::Adaptive;
 use super::conn::{Conn, JoinedRoom};
+use super::skips::Skips;
+use crate::auth::Role;
 use crate::metrics::Metrics;
 use danmaku_fanout::position::Cursor;
 
@@ -70,7 +75,8 @@ impl Conn {
         let hub = self.ctx.fanout.hub().clone();
         // Subscribe before reading the room's position: an event sequenced in between
         // is then both in the mailbox and covered by `seq`, and dropped as a duplicate.
-        let key = hub.subscribe(&room, self.key, self.mailbox.clone());
+        let viewer = Some(self.identity.viewer.clone());
+        let key = hub.subscribe_as(&room, self.key, self.mailbox.clone(), viewer);
         let recent = self.ctx.settings.ws.snapshot_recent;
         let mut view = match self.ctx.fanout.view(&room, since.as_ref(), recent).await {
             Ok(v) => v,
@@ -81,7 +87,7 @@ impl Conn {
         };
         let replay = view.replay.take();
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = super::conn::snapshot(&self.ctx, &room, view).await;
+        let snapshot = super::conn::snapshot(&self.ctx, &room, view, &self.identity.viewer).await;
         let joined = Joined {
             id,
             room: &room,
@@ -95,12 +101,14 @@ impl Conn {
             Mode::All => None,
             Mode::Adaptive { max_rate } => Some(Adaptive::new(max_rate, Instant::now())),
         };
-        self.outlet
-            .track(key, Cursor::new(epoch, seq), adaptive.is_some());
+        let pinned = adaptive.is_some();
+        self.outlet.track(key, Cursor::new(epoch, seq), pinned);
         self.rooms.push(JoinedRoom {
             room,
             key,
             adaptive,
+            skips: Skips::default(),
+            pinned,
         });
         // A replay is the events after `since` (a seq in history, so below the head),
         // up to `seq`.
@@ -143,26 +151,47 @@ impl Conn {
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
         }
         let data = serde_json::json!({"user": &*self.identity.user, "name": &*self.identity.name, "text": text});
-        let Ok(kind) = EventKind::new("comment") else {
-            return;
+        let data = data.to_string();
+        let kind = EventKind::comment();
+        // A host's or moderator's words are high and never budgeted nor merged.
+        let staff = self.identity.role != Role::Viewer;
+        let rooms = self.ctx.settings.rooms;
+        let normalized = (!staff && rooms.merge_after > 0).then(|| merge_text(text));
+        let event = NewEvent {
+            priority: Priority::of_viewer(&kind, staff),
+            ingress: (!staff).then(|| Ingress {
+                per_s: rooms.comments_per_s,
+                user: &self.identity.user,
+                merge_text: normalized.as_deref().filter(|t| !t.is_empty()),
+                merge_after: rooms.merge_after,
+                merge_window_ms: u64::try_from(rooms.merge_window.as_millis()).unwrap_or(u64::MAX),
+            }),
+            ..NewEvent::new(&kind, &data)
         };
         let started = Instant::now();
-        match self
-            .ctx
-            .fanout
-            .publish(room, &kind, &data.to_string(), None)
-            .await
-        {
+        match self.ctx.fanout.publish_event(room, event).await {
             Ok(p) => {
                 self.ctx.metrics.publish_latency.observe(started.elapsed());
-                Metrics::inc(&self.ctx.metrics.events_in);
-                self.out.push(
-                    ServerFrame::Ack {
-                        id,
-                        seq: Some(p.seq),
-                    }
-                    .encode(),
-                );
+                let m = &self.ctx.metrics;
+                Metrics::inc(if p.merged {
+                    &m.comments_merged
+                } else {
+                    &m.events_in
+                });
+                let ack = ServerFrame::Ack {
+                    id,
+                    seq: (!p.merged).then_some(p.seq),
+                    merged: p.merged,
+                };
+                self.out.push(ack.encode());
+            }
+            Err(FanoutError::RoomBusy {
+                per_s,
+                retry_after_ms,
+            }) => {
+                Metrics::inc(&self.ctx.metrics.room_busy);
+                let msg = format!("this room takes at most {per_s} comments a second");
+                self.error(Some(id), ErrorCode::RoomBusy, &msg, Some(retry_after_ms));
             }
             Err(e) => self.fanout_error(id, &e),
         }
@@ -181,7 +210,7 @@ impl Conn {
             .metrics
             .likes_in
             .fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
-        self.out.push(ServerFrame::Ack { id, seq: None }.encode());
+        self.ack(id);
     }
 
     async fn vote(&mut self, id: u64, room: &RoomId, poll: &PollId, option: u32) {
@@ -200,7 +229,7 @@ impl Conn {
         {
             Ok(()) => {
                 Metrics::inc(&self.ctx.metrics.votes_in);
-                self.out.push(ServerFrame::Ack { id, seq: None }.encode());
+                self.ack(id);
             }
             Err(e) => self.fanout_error(id, &e),
         }
@@ -222,6 +251,16 @@ impl Conn {
             return false;
         }
         true
+    }
+
+    /// Queues the `ack` of a command that sequenced nothing.
+    fn ack(&mut self, id: u64) {
+        let ack = ServerFrame::Ack {
+            id,
+            seq: None,
+            merged: false,
+        };
+        self.out.push(ack.encode());
     }
 
     fn fanout_error(&mut self, id: u64, e: &FanoutError) {

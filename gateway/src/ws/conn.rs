@@ -15,8 +15,11 @@ use danmaku_fanout::position::{Behind, Cursor, Step};
 use danmaku_fanout::{
     Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, RoomView, mailbox_with_sink,
 };
+use danmaku_protocol::audience::{Targeted, Viewer, is_targeted};
 use danmaku_protocol::server::encode_reset;
-use danmaku_protocol::{CloseCode, ErrorCode, Priority, RoomId, ServerFrame, Snapshot};
+use danmaku_protocol::{
+    CloseCode, ErrorCode, EventFrame, Priority, RoomId, ServerFrame, SkipReason, Snapshot,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -28,6 +31,7 @@ use super::adaptive::Adaptive;
 use super::backlog::Backlog;
 use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
+use super::skips::Skips;
 use crate::auth::Identity;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
@@ -46,9 +50,13 @@ pub(super) enum Exit {
 pub(super) struct JoinedRoom {
     pub(super) room: RoomId,
     pub(super) key: RoomKey,
-    /// For a viewer that joined with `"mode":"adaptive"`: its budget and what it has
-    /// not been told it skipped.
+    /// For a viewer that joined with `"mode":"adaptive"`: its budget.
     pub(super) adaptive: Option<Adaptive>,
+    /// What the viewer was not sent and not told yet.
+    pub(super) skips: Skips,
+    /// Whether the outlet was told to leave this room to the task (adaptive, or
+    /// markers waiting for the next event).
+    pub(super) pinned: bool,
 }
 
 pub(super) struct Buckets {
@@ -297,8 +305,10 @@ impl Conn {
                 .cursor(key, |c| c.step(d.first, d.seq))
                 .unwrap_or(Step::Duplicate);
         }
+        let room = &self.rooms[idx];
+        let decided = room.adaptive.is_some() || !room.skips.is_empty() || is_targeted(&d.frame);
         match step {
-            Step::Write { skip } if self.rooms[idx].adaptive.is_some() => {
+            Step::Write { skip } if decided => {
                 // Each event is its own decision: a batch is taken apart.
                 if skip == 0 && d.first == d.seq {
                     self.emit(idx, d.seq, d.frame.clone());
@@ -323,20 +333,54 @@ impl Conn {
         Ok(())
     }
 
-    /// Queues event `seq` of room `idx` (encoded as `event`): as it is, or through the
-    /// viewer's adaptive budget, which may skip it (and tells so before the next).
+    /// Queues event `seq` of room `idx` (encoded as `event`, behind its audience tag when
+    /// targeted): as it is, or — when it is for others, or beyond an adaptive viewer's
+    /// budget — skipped, which is told before the next event the viewer is sent.
     pub(super) fn emit(&mut self, idx: usize, seq: u64, event: Bytes) {
+        let m = &self.ctx.metrics;
         let room = &mut self.rooms[idx];
-        match &mut room.adaptive {
-            None => self.out.push(event),
-            // The backlog is read (two locks) only for an adaptive room's decision.
-            Some(a) => match a.pass(&room.room, seq, &event, self.backlog.held(), Instant::now()) {
-                Ok(bytes) => self.out.push(bytes),
-                Err(priority) => {
-                    let i = usize::from(priority != Priority::Low);
-                    Metrics::inc(&self.ctx.metrics.skipped_sampled[i]);
+        let event = match Targeted::split(&event) {
+            None => event,
+            Some(t) if t.includes(&self.identity.viewer) => {
+                Metrics::inc(&m.targeted_delivered);
+                t.event
+            }
+            Some(t) => {
+                let i = match Priority::of_frame(&t.event) {
+                    Priority::High => 0,
+                    Priority::Normal => 1,
+                    Priority::Low => 2,
+                };
+                Metrics::inc(&m.skipped_targeted[i]);
+                for marker in room.skips.add(&room.room, seq, SkipReason::Targeted) {
+                    self.out.push(marker);
                 }
-            },
+                return self.pin(idx);
+            }
+        };
+        if let Some(a) = &mut room.adaptive {
+            // The backlog is read (two locks) only for an adaptive room's decision.
+            if let Err(priority) = a.admit(&event, self.backlog.held(), Instant::now()) {
+                Metrics::inc(&m.skipped_sampled[usize::from(priority != Priority::Low)]);
+                for marker in room.skips.add(&room.room, seq, SkipReason::Sampled) {
+                    self.out.push(marker);
+                }
+                return;
+            }
+        }
+        let bytes = room.skips.before(&room.room, event);
+        self.out.push(bytes);
+        self.pin(idx);
+    }
+
+    /// Keeps room `idx` with the task while it is adaptive or markers wait (a direct
+    /// write would leave them untold), and hands it back once they are told.
+    fn pin(&mut self, idx: usize) {
+        let room = &mut self.rooms[idx];
+        let pinned = room.adaptive.is_some() || !room.skips.is_empty();
+        if pinned != room.pinned {
+            room.pinned = pinned;
+            self.outlet.pin(room.key, pinned);
         }
     }
 
@@ -396,12 +440,11 @@ impl Conn {
             .await
             .map_err(|_| Exit::Close(CloseCode::InternalError))?;
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = snapshot(&self.ctx, &room, view).await;
+        let snapshot = snapshot(&self.ctx, &room, view, &self.identity.viewer).await;
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
-        if let Some(a) = &mut self.rooms[idx].adaptive {
-            a.forget();
-        }
+        self.rooms[idx].skips.forget();
+        self.pin(idx);
         Metrics::inc(&self.ctx.metrics.resets);
         Ok(())
     }
@@ -529,18 +572,52 @@ impl Conn {
     }
 }
 
-/// A room's snapshot from its view, with the online count of every gateway.
-pub(super) async fn snapshot(ctx: &ConnContext, room: &RoomId, view: RoomView) -> Snapshot {
+/// A room's snapshot from its view, as `viewer` sees it (targeted events for others
+/// are `skipped` markers), with the online count of every gateway.
+pub(super) async fn snapshot(
+    ctx: &ConnContext,
+    room: &RoomId,
+    view: RoomView,
+    viewer: &Viewer,
+) -> Snapshot {
     let online = match ctx.fanout.online(room).await {
         Ok(n) => n,
         Err(_) => ctx.fanout.hub().online(room),
     };
     Snapshot {
-        recent: view.recent,
+        recent: recent_for(room, view.recent, viewer),
         likes: view.likes,
         online,
         polls: view.polls,
     }
+}
+
+/// A room's recent events as `viewer` may see them: a targeted event outside its
+/// audience becomes a `skipped` marker (consecutive ones joined), in place.
+fn recent_for(room: &RoomId, recent: Vec<Bytes>, viewer: &Viewer) -> Vec<Bytes> {
+    if !recent.iter().any(|e| is_targeted(e)) {
+        return recent;
+    }
+    let (mut out, mut skips) = (Vec::with_capacity(recent.len()), Skips::default());
+    for event in recent {
+        match Targeted::split(&event) {
+            None => {
+                out.extend(skips.take(room));
+                out.push(event);
+            }
+            Some(t) if t.includes(viewer) => {
+                out.extend(skips.take(room));
+                out.push(t.event);
+            }
+            Some(t) => {
+                if let Some(seq) = EventFrame::seq_of(&t.event) {
+                    out.extend(skips.add(room, seq, SkipReason::Targeted));
+                }
+            }
+        }
+    }
+    out.extend(skips.take(room));
+    out
 }
 
 /// A write that must finish within `timeout`: a failed one means the peer is gone, a

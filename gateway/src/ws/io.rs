@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use danmaku_fanout::position::{Cursor, Step};
 use danmaku_fanout::{Delivery, Heat, RoomKey, Sink};
+use danmaku_protocol::audience;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -165,6 +166,14 @@ impl Outlet {
     }
 
     /// Forgets a room the viewer left.
+    /// Keeps a room with the connection task (`pinned`) or lets it be handed over again.
+    pub(crate) fn pin(&self, key: RoomKey, pinned: bool) {
+        let mut s = self.state.lock();
+        if let Some(slot) = s.rooms.iter_mut().find(|r| r.key == key) {
+            slot.pinned = pinned;
+        }
+    }
+
     pub(crate) fn untrack(&self, key: RoomKey) {
         self.state.lock().rooms.retain(|r| r.key != key);
     }
@@ -300,9 +309,11 @@ impl Sink for Outlet {
                 if queue_empty
                     && !s.sealed
                     && s.pending.is_empty()
-                    && !s.heat.within(self.linger, now) => {}
-            // A gap, a partly written batch, a reset, a hot room, a backed-up socket:
-            // the connection task takes it from here.
+                    && !s.heat.within(self.linger, now)
+                    && !audience::is_targeted(&d.frame) => {}
+            // A gap, a partly written batch, a reset, a hot room, a backed-up socket, a
+            // targeted event (whose audience the task checks): the connection task
+            // takes it from here.
             _ => {
                 s.hold(d.room);
                 return false;

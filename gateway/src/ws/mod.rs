@@ -11,6 +11,7 @@ mod conn;
 mod echo;
 mod io;
 mod outbound;
+mod skips;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -200,6 +200,11 @@ fn dechunk(body: &str) -> String {
 
 /// A viewer token for `sub`, valid for an hour.
 pub fn token(sub: &str) -> String {
+    token_with(sub, Claims::default())
+}
+
+/// A viewer token for `sub`, valid for an hour, with the other `claims` given.
+pub fn token_with(sub: &str, claims: Claims) -> String {
     let exp = danmaku_fanout::now_ms() / 1000 + 3600;
     sign_hs256(
         SECRET.as_bytes(),
@@ -207,8 +212,7 @@ pub fn token(sub: &str) -> String {
             sub: sub.into(),
             exp,
             name: Some(format!("name-{sub}")),
-            role: None,
-            rooms: None,
+            ..claims
         },
     )
     .expect("sign")
@@ -238,6 +242,21 @@ impl Viewer {
     /// Connects with a token for `sub` and reads `hello`.
     pub async fn connect(gw: &Gateway, sub: &str) -> Self {
         Self::connect_url(&format!("{}?token={}", gw.ws_url(), token(sub))).await
+    }
+
+    /// Connects with a token for `sub` carrying the `tags` claim.
+    pub async fn connect_tagged(gw: &Gateway, sub: &str, tags: &[&str]) -> Self {
+        let claims = Claims {
+            tags: Some(tags.iter().map(|t| (*t).to_owned()).collect()),
+            ..Claims::default()
+        };
+        Self::connect_claims(gw, sub, claims).await
+    }
+
+    /// Connects with a token for `sub` carrying the other `claims` given.
+    pub async fn connect_claims(gw: &Gateway, sub: &str, claims: Claims) -> Self {
+        let url = format!("{}?token={}", gw.ws_url(), token_with(sub, claims));
+        Self::connect_url(&url).await
     }
 
     pub async fn connect_url(url: &str) -> Self {

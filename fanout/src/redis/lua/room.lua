@@ -6,6 +6,7 @@
 --   shape d  body = the event's data, JSON made by Rust (dh: high priority, dl: low)
 --   shape l  body = <total>:<delta>                     (likes)
 --   shape p  body = <id>:<open 1|0>:<ends_at>:<votes,…>:<spec JSON made by Rust> (poll)
+--   shape g  body = <count>:<senders, \31-separated>\30<normalized text> (comment.merged)
 --
 -- One key is passed, KEYS[1]: the room's hash tag `{<prefix>:<room>}`; the script
 -- names the room's keys from it (see fanout/src/redis/keys.rs), all in the tag's slot:
@@ -15,9 +16,14 @@
 --   <tag>:p: prefix of the room's poll keys: <p>open, <p>dirty (sets of ids),
 --            <p><id> (hash: spec, n, ends, open, v0..), <p>voters:<id> (set)
 --   <tag>:on online hash {gateway: "<count>:<expires ms>"}
+--   <tag>:b:<second>  viewer comments admitted in that second (Redis TIME)
+--   <tag>:g:<h>  copies of the comment text hashed <h> sequenced in its window (the
+--            key lives as long as the window)
+--   <tag>:gm:<h> the window's merged copies {c count, u senders, t text, due}
+--   <tag>:gd zset of the texts with merged copies, by when their window ends
 --   <tag>:c  the channel every record is published on
--- ARGV[1] op: event | likes | poll_open | poll_close | vote | poll_flush | online |
---          roll_over | polls
+-- ARGV[1] op: event | comment | likes | poll_open | poll_close | vote | poll_flush |
+--          merge_flush | online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
 -- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
 -- ARGV[5..] per op (below).
@@ -138,7 +144,80 @@ local function close_poll(id)
   redis.call("SREM", polls .. "dirty", id)
 end
 
+-- Sequences the merged copies of the text hashed `h` (its window ended) and forgets them.
+local function flush_merge(h)
+  local gm = tag .. ":gm:" .. h
+  local m = redis.call("HMGET", gm, "c", "u", "t")
+  redis.call("DEL", gm)
+  redis.call("ZREM", tag .. ":gd", h)
+  if m[1] and m[3] then
+    sequence("comment.merged:g", m[1] .. ":" .. (m[2] or "") .. "\30" .. m[3])
+  end
+end
+
+-- Flushes up to `limit` windows that ended by now; returns how many.
+local function flush_due(limit)
+  local due = redis.call("ZRANGEBYSCORE", tag .. ":gd", "-inf", now, "LIMIT", 0, limit)
+  for _, h in ipairs(due) do flush_merge(h) end
+  return #due
+end
+
 local result
+-- For op comment: {window key, copies sequenced in it (nil: no window)} of its text.
+local comment_window
+
+if op == "comment" then
+  -- A viewer's comment: ARGV[5..9] as for op event (ARGV[7..9] empty), then
+  -- ARGV[10] the room's budget of viewer comments a second ("0": none)
+  -- ARGV[11] the hash of its normalized text ("": it never merges)
+  -- ARGV[12] merge_after   ARGV[13] the merge window (ms)
+  -- ARGV[14] the sender ("": not named)   ARGV[15] the normalized text
+  -- A copy beyond merge_after within its text's window is counted, not sequenced:
+  -- {"", <when the window ends>, 2}. A copy after the window first sequences the
+  -- merged copies of the window that ended. Merged copies spend no budget; a comment
+  -- beyond the budget of this second (Redis TIME, the same clock for every gateway)
+  -- is refused with DM_ROOM_BUSY <ms to the next second>.
+  local h = ARGV[11]
+  if h ~= "" then
+    local gk, gm = tag .. ":g:" .. h, tag .. ":gm:" .. h
+    local n = redis.call("GET", gk)
+    if n and tonumber(n) >= tonumber(ARGV[12]) then
+      local due, user = nil, ARGV[14]
+      if redis.call("HINCRBY", gm, "c", 1) == 1 then
+        due = tonumber(now) + math.max(redis.call("PTTL", gk), 0)
+        redis.call("HSET", gm, "t", ARGV[15], "u", user, "due", due)
+        redis.call("PEXPIRE", gm, ttl)
+        redis.call("ZADD", tag .. ":gd", due, h)
+        redis.call("PEXPIRE", tag .. ":gd", ttl)
+      else
+        local m = redis.call("HMGET", gm, "u", "due")
+        local u = m[1] or ""
+        due = tonumber(m[2]) or 0
+        if user ~= "" then
+          local _, seps = string.gsub(u, "\31", "")
+          local named = u == "" and 0 or seps + 1
+          if named < 5 and not string.find("\31" .. u .. "\31", "\31" .. user .. "\31", 1, true) then
+            redis.call("HSET", gm, "u", u == "" and user or u .. "\31" .. user)
+          end
+        end
+      end
+      refresh()
+      return {"", due, 2}
+    end
+    if not n and redis.call("EXISTS", gm) == 1 then flush_merge(h) end
+    comment_window = {gk, n}
+  end
+  if ARGV[10] ~= "0" then
+    local t = redis.call("TIME")
+    local bk = tag .. ":b:" .. t[1]
+    local spent = redis.call("INCR", bk)
+    if spent == 1 then redis.call("PEXPIRE", bk, 2000) end
+    if spent > tonumber(ARGV[10]) then
+      return redis.error_reply("DM_ROOM_BUSY " .. (1000 - math.floor(tonumber(t[2]) / 1000)))
+    end
+  end
+  op = "event"
+end
 if op == "event" then
   -- ARGV[5] "<kind>:<shape>" (shape d, dh or dl by priority)   ARGV[6] data JSON
   -- ARGV[7] idempotency key ("" for none)
@@ -238,9 +317,15 @@ elseif op == "poll_flush" then
     end
   end
   result = {"", published, 0}
+elseif op == "merge_flush" then
+  result = {"", flush_due(64), 0}
 elseif op == "online" then
   -- ARGV[5] gateway id   ARGV[6] its local count   ARGV[7] TTL of the count (ms)
   -- Each gateway's count carries its own expiry; the total skips (and drops) stale ones.
+  -- Every gateway with viewers of the room reports once per presence interval, so it
+  -- also sequences the merged comments of windows that ended, whichever gateway took
+  -- them (and whether it is still there).
+  flush_due(16)
   local t = tonumber(now)
   redis.call("HSET", online, ARGV[5], ARGV[6] .. ":" .. (t + tonumber(ARGV[7])))
   redis.call("PEXPIRE", online, ARGV[7])
@@ -282,6 +367,14 @@ elseif op == "polls" then
   return out
 else
   return {err = "DM_UNKNOWN_OP " .. op}
+end
+if comment_window then
+  -- The copy was sequenced: counted in its text's window (opened by the first copy).
+  if comment_window[2] then
+    redis.call("INCR", comment_window[1])
+  else
+    redis.call("SET", comment_window[1], 1, "PX", ARGV[13])
+  end
 end
 refresh()
 return result
