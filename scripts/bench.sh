@@ -75,9 +75,13 @@ run memory-10k        1 connect --connections 10000 --hold-s 2
 run memory-19k        1 connect --connections 19000 --procs 2 --hold-s 2
 run ramp-asap-10k     1 connect --connections 10000 --in-flight 2000 --threads 2
 run ramp-2000ps-5k    1 connect --connections 5000 --ramp-rate 2000
+run small-busy-room-200x25 1 fanout --viewers 200 --rooms 1 --rate 25 --size 100 --duration-s 20
 run huge-room-latency 1 fanout --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --threads 2
 run huge-room-saturation 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
 GW_EXTRA="--write-linger-ms 50" run huge-room-saturation-linger50 1 fanout --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20
+# 5,000 viewers cheering "666" together (50 comments/s): merged (the default) and not.
+run merge-666-5k 1 interact --viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote --repeat-share 1
+GW_EXTRA="--merge-after 0" run merge-666-5k-unmerged 1 interact --viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote --repeat-share 1
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3

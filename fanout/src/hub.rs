@@ -9,10 +9,14 @@
 //! writes costs more than the writes). A hub built with [`Hub::new`] delivers inline
 //! instead (one lane, no tasks), for tests and tools.
 //!
-//! A *hot* room ([`HOT_EVENTS`] events within [`HOT_LINGERS`] lingers) is batched per
-//! lane: each lane gathers the room's events and hands them on once per linger as one
-//! frame (`Delivery::first..=seq`). Lanes tick on staggered phases, so a big room's
-//! writes spread over the linger instead of bunching at one instant.
+//! A *hot* room is batched per lane: each lane gathers the room's events and hands them
+//! on once per linger as one frame (`Delivery::first..=seq`). Lanes tick on staggered
+//! phases, so a big room's writes spread over the linger instead of bunching at one
+//! instant. A room is hot when its writes cost: [`HOT_EVENTS`] events within
+//! [`HOT_LINGERS`] lingers *and* its viewers × its event rate reach the hub's
+//! `hot_writes` per second (about what half a core writes). A small busy room (200
+//! viewers at 25 events/s: 5,000 writes/s) stays immediate; a big one at that rate is
+//! coalesced before its writes saturate a core.
 //!
 //! # Backpressure
 //! A lane queues at most [`LANE_QUEUE`] deliveries. Past that, the lane drops what it
@@ -153,6 +157,9 @@ pub struct HubStats {
     pub delivered: AtomicU64,
     /// Frames dropped because a mailbox or a lane was full.
     pub dropped: AtomicU64,
+    /// Writes the sequenced events asked for: each event times the room's local viewers
+    /// (whether batched or not), the load that decides coalescing.
+    pub demand: AtomicU64,
 }
 
 /// Local subscriptions of this process.
@@ -164,6 +171,8 @@ pub struct Hub {
     lane_size: Option<usize>,
     /// Hot rooms are written once per linger (zero: never batched).
     linger: Duration,
+    /// Writes per second (viewers × events) from which a busy room is batched.
+    hot_writes: f64,
 }
 
 impl Default for Hub {
@@ -181,6 +190,7 @@ impl Hub {
             stats: Arc::default(),
             lane_size: None,
             linger: Duration::ZERO,
+            hot_writes: 0.0,
         }
     }
 
@@ -192,6 +202,15 @@ impl Hub {
             lane_size: Some(lane_size.max(1)),
             linger,
             ..Self::new()
+        }
+    }
+
+    /// Batches a busy room only once its viewers × events per second reach
+    /// `writes_per_s` (0: whatever its size).
+    pub fn with_hot_writes(self, writes_per_s: u64) -> Self {
+        Self {
+            hot_writes: writes_per_s as f64,
+            ..self
         }
     }
 
@@ -301,12 +320,16 @@ impl Hub {
         }
         let now = Instant::now();
         let sequenced = seq != 0 && seq != crate::RESET_SEQ;
+        if sequenced {
+            let viewers = lanes.viewers as u64;
+            self.stats.demand.fetch_add(viewers, Ordering::Relaxed);
+        }
         // A targeted event goes alone: each viewer's connection decides whether it is
         // in the audience, which a batch shared by the lane could not carry.
         let batching = !self.linger.is_zero() && sequenced && !audience::is_targeted(frame);
         let hot = batching && {
             lanes.heat.arrive(now);
-            lanes.heat.within(self.linger * HOT_LINGERS, now)
+            lanes.heat.within(self.hot_window(lanes.viewers), now)
         };
         let (n, single) = (lanes.lanes.len(), lanes.lanes.len() == 1);
         for (i, lane) in lanes.lanes.iter().enumerate() {
@@ -352,6 +375,17 @@ impl Hub {
             }
             drop(lane.push(q, seq, seq, frame, &self.stats, single));
         }
+    }
+
+    /// A room of `viewers` is hot when [`HOT_EVENTS`] events came within this: at least
+    /// two events per linger, and enough for `viewers` × the rate to reach `hot_writes`.
+    fn hot_window(&self, viewers: usize) -> Duration {
+        let busy = self.linger * HOT_LINGERS;
+        if self.hot_writes <= 0.0 {
+            return busy;
+        }
+        let costly = Duration::from_secs_f64(HOT_EVENTS as f64 * viewers as f64 / self.hot_writes);
+        busy.min(costly)
     }
 
     /// Viewers of `room` on this process who are in `audience`.
@@ -595,6 +629,35 @@ mod tests {
         want.push((8, 12, &b"e8\ne9\ne10\ne11\ne12"[..]));
         want.push((0, 0, &b"presence"[..]));
         assert_eq!(shape, want);
+    }
+
+    /// Frames one of `viewers` gets for 24 events 2 ms (or more) apart, with a linger
+    /// of 30 ms and batching from 2,000 writes a second.
+    async fn frames_at_500_per_s(viewers: u64) -> usize {
+        let hub = Hub::with_lanes(64, Duration::from_millis(30)).with_hot_writes(2_000);
+        let room = RoomId::new("r").expect("room");
+        let mut inboxes = self::viewers(&hub, &room, viewers, 1_000);
+        for seq in 1..=24 {
+            hub.deliver(&room, seq, &Bytes::from(format!("e{seq}")));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (mut got, mut frames) = (0, 0);
+        while got < 24 {
+            let mut batch = Vec::new();
+            inboxes[0].recv_many(&mut batch, 1_000).await;
+            frames += batch.len();
+            got += batch.iter().map(|d| d.seq - d.first + 1).sum::<u64>();
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn a_busy_room_is_batched_only_when_its_writes_cost() {
+        // One viewer at 500 events/s is 500 writes/s: each event goes at once.
+        assert_eq!(frames_at_500_per_s(1).await, 24);
+        // 64 viewers at that rate are 32,000 writes/s: batched.
+        let frames = frames_at_500_per_s(64).await;
+        assert!(frames < 20, "{frames} frames: not batched");
     }
 
     #[tokio::test]

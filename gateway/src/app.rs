@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,7 +39,10 @@ impl App {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         let listener =
             listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
-        let hub = Arc::new(Hub::with_lanes(LANE_SIZE, config.ws.write_linger));
+        let hub = Arc::new(
+            Hub::with_lanes(LANE_SIZE, config.ws.write_linger)
+                .with_hot_writes(config.ws.coalesce_writes_per_s),
+        );
         let fanout: Arc<dyn Fanout> = match &config.redis {
             Some(redis) => Arc::new(
                 RedisFanout::connect(redis.clone(), hub)
@@ -269,9 +273,10 @@ fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
         },
     ));
     let store = tokio::spawn(watch_store(state.clone()));
+    let pressure = tokio::spawn(watch_write_pressure(state.clone()));
     let state = state.clone();
     tokio::spawn(async move {
-        let _ = tokio::join!(presence, likes, polls, store);
+        let _ = tokio::join!(presence, likes, polls, store, pressure);
         // Finish what is in flight: likes already acknowledged to clients.
         state.likes.flush(&state.fanout).await;
     })
@@ -305,6 +310,34 @@ async fn watch_store(state: Arc<AppState>) {
             );
             state.conn.mover.move_all();
             moved = true;
+        }
+    }
+}
+
+/// Keeps `write_pressure` up to date: on once the writes the rooms ask for (events ×
+/// local viewers, batched or not) reach `coalesce_writes_per_s` over 100 ms, off again
+/// below three quarters of it. Nothing to do when coalescing is unconditional.
+async fn watch_write_pressure(state: Arc<AppState>) {
+    let threshold = state.config.ws.coalesce_writes_per_s as f64;
+    if threshold <= 0.0 {
+        return;
+    }
+    let demand = &state.fanout.hub().stats().demand;
+    let (mut last, mut at) = (demand.load(Ordering::Relaxed), tokio::time::Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        let (now, then) = (demand.load(Ordering::Relaxed), tokio::time::Instant::now());
+        let secs = then.duration_since(at).as_secs_f64().max(1e-3);
+        let rate = now.saturating_sub(last) as f64 / secs;
+        (last, at) = (now, then);
+        let pressure = &state.conn.write_pressure;
+        let on = pressure.load(Ordering::Relaxed);
+        if (!on && rate >= threshold) || (on && rate < threshold * 0.75) {
+            pressure.store(!on, Ordering::Relaxed);
         }
     }
 }

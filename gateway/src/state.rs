@@ -2,7 +2,7 @@
 //! the gateway, built by `app.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use danmaku_fanout::Fanout;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +57,9 @@ pub struct ConnContext {
     pub mover: Mover,
     /// What every open connection holds for writing.
     pub backlogs: Arc<crate::ws::Backlogs>,
+    /// Set while this gateway's rooms ask for at least `coalesce_writes_per_s` writes:
+    /// only then is a viewer's own stream coalesced (see [`crate::ws`]).
+    pub write_pressure: Arc<AtomicBool>,
     next_conn: AtomicU64,
 }
 
@@ -127,6 +130,7 @@ impl ConnContext {
             shutdown,
             mover: Mover::default(),
             backlogs: Arc::default(),
+            write_pressure: Arc::new(AtomicBool::new(config.ws.coalesce_writes_per_s == 0)),
             next_conn: AtomicU64::new(0),
         }
     }

@@ -336,3 +336,41 @@ async fn a_bad_audience_is_refused_with_400() {
         );
     }
 }
+
+/// A small room publishing as fast as a backend can (each publish awaiting the last)
+/// asks for few writes: its events go out as they come, not coalesced by the hot-room
+/// linger. With coalescing at any cost (`--coalesce-writes-per-s 0`) the same room is
+/// batched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_busy_room_is_written_event_by_event() {
+    async fn frames_for_100_events(extra: &[&str]) -> u64 {
+        let gw = Gateway::start(extra);
+        let mut v = Viewer::connect(&gw, "u").await;
+        v.join("small").await;
+        let frames_before = v.frames;
+        for i in 0..100 {
+            let body = json!({"kind": "card", "data": {"i": i}});
+            let (s, _) = gw
+                .http("POST", "/v1/rooms/small/events", Some(API_KEY), Some(&body))
+                .await;
+            assert_eq!(s, 200);
+        }
+        let mut seen = 0;
+        while seen < 100 {
+            if v.next().await["type"] == "event" {
+                seen += 1;
+            }
+        }
+        v.frames - frames_before
+    }
+    let immediate = frames_for_100_events(&[]).await;
+    assert!(
+        immediate > 50,
+        "{immediate} frames for 100 events: coalesced"
+    );
+    let batched = frames_for_100_events(&["--coalesce-writes-per-s", "0"]).await;
+    assert!(
+        batched < 50,
+        "{batched} frames for 100 events: not coalesced"
+    );
+}

@@ -180,3 +180,47 @@ async fn budget_on_redis(store: Store) {
 }
 
 on_every_store!(the_room_budget_on_three_gateways_is_exact, budget_on_redis);
+
+/// The gateway that merged a window's copies is killed before the window ends: the
+/// merged copies are still told, exactly once, by a gateway that has viewers of the
+/// room (its presence report sequences the windows that ended).
+async fn merged_copies_outlive_their_gateway(store: Store) {
+    let gws = store.gateways_with(WINDOW);
+    let mut watcher = Viewer::connect(&gws[1], "watcher").await;
+    watcher.join("m").await;
+    let mut senders = viewers(&gws[..1], "s", 6, "m").await;
+    let mut merged = 0;
+    for v in &mut senders {
+        if comment(v, "m", "好看").await["merged"] == true {
+            merged += 1;
+        }
+    }
+    assert_eq!(merged, 3);
+    gws[0].sigkill();
+    let mut told = Vec::new();
+    while told.is_empty() {
+        let e = watcher.next_event().await;
+        if e["kind"] == "comment.merged" {
+            told.push(e);
+        }
+    }
+    assert_eq!(told[0]["data"]["count"], 3, "{}", told[0]);
+    // Exactly once: a later event follows it directly, with no second merged one.
+    let (s, p) = gws[2]
+        .http(
+            "POST",
+            "/v1/rooms/m/events",
+            Some(API_KEY),
+            Some(&json!({"kind": "card", "data": {}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let next = watcher.next_event().await;
+    assert_eq!(next["kind"], "card", "{next}");
+    assert_eq!(next["seq"].as_u64(), p["seq"].as_u64());
+}
+
+on_every_store!(
+    merged_copies_are_told_when_their_gateway_is_gone,
+    merged_copies_outlive_their_gateway
+);

@@ -13,6 +13,8 @@ pub struct Actions {
     pub like_every: Option<f64>,
     /// Whether the viewer still has to vote.
     pub vote: bool,
+    /// Whether the viewer's comments are all the same text (a cheer the room floods).
+    pub repeats: bool,
     /// (fraction of viewers that drop in a round, seconds between rounds).
     pub drop: Option<(f64, f64)>,
     rng: u64,
@@ -37,6 +39,7 @@ impl Actions {
             comment_every: None,
             like_every: None,
             vote: false,
+            repeats: false,
             drop: None,
             rng: (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
@@ -45,11 +48,13 @@ impl Actions {
                 comment_rate,
                 like_rate,
                 no_vote,
+                repeat_share,
                 ..
             } => {
                 a.comment_every = every(*comment_rate);
                 a.like_every = every(*like_rate);
                 a.vote = !*no_vote;
+                a.repeats = crate::cli::in_share(i, *repeat_share);
             }
             Scenario::Resume {
                 drop_fraction,
@@ -145,6 +150,7 @@ mod tests {
             comment_rate: 1.0,
             like_rate: 1.0,
             no_vote: false,
+            repeat_share: 0.0,
         };
         let mut a = Actions::new(&scenario, 3);
         assert!(a.first_wait(true).is_some());

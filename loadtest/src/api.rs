@@ -74,6 +74,43 @@ pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u
     Ok((finals, likes))
 }
 
+/// What every gateway's `/metrics` counted of the events viewers were told they
+/// skipped, by `<reason>/<priority>` (summed over the gateways; a gateway that cannot be
+/// read is left out). The load test tells the reason of each marker itself; only the
+/// gateway knows the priority of an event it did not send.
+pub async fn gateway_skips(plan: &Plan) -> BTreeMap<String, u64> {
+    let mut skips = BTreeMap::new();
+    for base in &plan.http {
+        let Ok(mut http) = Http::new(base) else {
+            continue;
+        };
+        let Ok((200, body)) = http.request("GET", "/metrics", "", b"").await else {
+            continue;
+        };
+        for (key, n) in parse_skips(&String::from_utf8_lossy(&body)) {
+            *skips.entry(key).or_default() += n;
+        }
+    }
+    skips
+}
+
+/// `danmaku_skipped_total{reason="r",priority="p"} n` lines as (`r/p`, n), zeros left out.
+fn parse_skips(metrics: &str) -> Vec<(String, u64)> {
+    let label = |l: &str, name: &str| {
+        let start = l.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(l[start..].split('"').next()?.to_owned())
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("danmaku_skipped_total{"))
+        .filter_map(|l| {
+            let n: u64 = l.rsplit(' ').next()?.parse().ok()?;
+            let key = format!("{}/{}", label(l, "reason")?, label(l, "priority")?);
+            (n > 0).then_some((key, n))
+        })
+        .collect()
+}
+
 /// Opens a poll in each room; returns (room, poll id) pairs.
 ///
 /// # Errors
@@ -102,5 +139,22 @@ pub async fn close_polls(plan: &Plan, polls: &[(RoomId, String)]) {
         {
             eprintln!("closing poll {poll} of {room}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_are_read_by_reason_and_priority() {
+        let text = "# HELP danmaku_skipped_total x\ndanmaku_skipped_total{reason=\"sampled\",priority=\"low\"} 7\ndanmaku_skipped_total{reason=\"targeted\",priority=\"high\"} 0\ndanmaku_skipped_total{reason=\"targeted\",priority=\"normal\"} 2\ndanmaku_resets_total 3\n";
+        assert_eq!(
+            parse_skips(text),
+            vec![
+                ("sampled/low".to_owned(), 7),
+                ("targeted/normal".to_owned(), 2)
+            ]
+        );
     }
 }

@@ -104,6 +104,12 @@ pub enum Scenario {
         /// Skip the poll (by default each viewer votes once in a poll opened at the start).
         #[arg(long)]
         no_vote: bool,
+        /// Share of the viewers (0–1, spread evenly) whose comments are all the same
+        /// text ("666"), as a room floods a cheer: the gateway merges the copies beyond
+        /// its `--merge-after` into one `comment.merged` per window.
+        #[arg(long, default_value_t = 0.0)]
+        #[serde(default)]
+        repeat_share: f64,
     },
     /// As fanout, and viewers drop and reconnect with `since` during the run.
     Resume {

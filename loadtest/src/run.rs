@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::api::{close_polls, open_polls, room_state};
+use crate::api::{close_polls, gateway_skips, open_polls, room_state};
 use crate::cli::Scenario;
 use crate::control::{FromWorker, Progress, ToWorker};
 use crate::plan::Plan;
@@ -111,6 +111,11 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     } else {
         (BTreeMap::new(), 0)
     };
+    let skips_by_priority = if plan.scenario().load().is_some() {
+        gateway_skips(&plan).await
+    } else {
+        BTreeMap::new()
+    };
     workers.broadcast(ToWorker::Stop(finals.clone())).await;
     line.phase("reading the last events", &counters);
     let report = |m| match m {
@@ -137,6 +142,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         publish,
         finals,
         likes_total,
+        skips_by_priority,
         gateways,
         ramp_s,
         measured_s,

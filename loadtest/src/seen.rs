@@ -54,6 +54,8 @@ pub struct Seen {
     pub refused: BTreeMap<String, u64>,
     /// Acks.
     pub acks: u64,
+    /// Comments acked `merged:true`.
+    pub merged_acks: u64,
     /// Likes acknowledged.
     pub likes_acked: u64,
     /// Votes acknowledged, by option.
@@ -84,6 +86,7 @@ impl Seen {
             FrameType::Event => self.on_event(&l, now_us),
             FrameType::Ack => {
                 self.acks += 1;
+                self.merged_acks += u64::from(l.merged == Some(true));
                 match l.id.and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Like(n)) => self.likes_acked += n,
                     Some(Pending::Vote(o)) => *self.votes_acked.entry(o).or_default() += 1,
@@ -108,7 +111,8 @@ impl Seen {
                 if let (Some(from), Some(to)) = (l.from, l.to)
                     && from <= to
                 {
-                    self.track.on_skipped(from, to);
+                    let targeted = l.reason.as_deref() == Some("targeted");
+                    self.track.on_skipped(from, to, targeted);
                 }
             }
             FrameType::Hello

@@ -235,6 +235,7 @@ impl Shared {
         r.frames += seen.frames;
         r.resets += seen.resets;
         r.acks += seen.acks;
+        r.merged_acks += seen.merged_acks;
         r.likes_acked += seen.likes_acked;
         for (code, n) in &seen.errors {
             *r.errors.entry(code.clone()).or_default() += n;

@@ -55,6 +55,8 @@ pub struct Track {
     pub reset_lost: u64,
     /// Distinct seqs a `skipped` marker covered (not delivered, and told).
     pub skipped: u64,
+    /// Of those, the seqs told with reason `targeted` (events for other viewers).
+    pub skipped_targeted: u64,
 }
 
 impl Track {
@@ -74,12 +76,14 @@ impl Track {
         }
     }
 
-    /// Counts the seqs `from..=to` a `skipped` marker covered.
-    pub fn on_skipped(&mut self, from: u64, to: u64) {
+    /// Counts the seqs `from..=to` a `skipped` marker covered (`targeted`: for reason
+    /// `targeted`, otherwise `sampled`).
+    pub fn on_skipped(&mut self, from: u64, to: u64, targeted: bool) {
         // Bounded like the holes below: a marker covers at most 100,000 seqs here.
         for seq in from..=to.min(from.saturating_add(100_000)) {
             if self.cover(seq) {
                 self.skipped += 1;
+                self.skipped_targeted += u64::from(targeted);
             }
         }
     }
@@ -133,6 +137,9 @@ pub struct RoomCount {
     /// Events not delivered to adaptive viewers and told by `skipped` markers.
     #[serde(default)]
     pub skipped: u64,
+    /// Of those, events for other viewers (reason `targeted`).
+    #[serde(default)]
+    pub skipped_targeted: u64,
 }
 
 impl RoomCount {
@@ -145,6 +152,7 @@ impl RoomCount {
         self.reordered += t.reordered;
         self.reset_lost += t.reset_lost;
         self.skipped += t.skipped;
+        self.skipped_targeted += t.skipped_targeted;
     }
 
     fn merge(&mut self, o: &Self) {
@@ -155,6 +163,7 @@ impl RoomCount {
         self.reordered += o.reordered;
         self.reset_lost += o.reset_lost;
         self.skipped += o.skipped;
+        self.skipped_targeted += o.skipped_targeted;
     }
 }
 
@@ -194,6 +203,9 @@ pub struct WorkerReport {
     pub commands: u64,
     /// `ack` replies.
     pub acks: u64,
+    /// Of those, comments acked `merged:true`.
+    #[serde(default)]
+    pub merged_acks: u64,
     /// Likes acknowledged (sum of counts).
     pub likes_acked: u64,
     /// Votes acknowledged per room and option.
@@ -237,6 +249,7 @@ impl WorkerReport {
         self.recovered += o.recovered;
         self.commands += o.commands;
         self.acks += o.acks;
+        self.merged_acks += o.merged_acks;
         self.likes_acked += o.likes_acked;
         for (room, opts) in &o.votes_acked {
             let mine = self.votes_acked.entry(room.clone()).or_default();

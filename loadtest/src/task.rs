@@ -20,6 +20,9 @@ use crate::stats::Track;
 use crate::viewer::{self, Joined, Ws};
 use crate::wsclient::Frame;
 
+/// The text of the comments of viewers that repeat one (`--repeat-share`).
+const REPEATED: &str = "666";
+
 /// Attempts at reconnecting before the viewer counts as failed.
 const RECONNECT_ATTEMPTS: usize = 5;
 
@@ -250,7 +253,11 @@ impl Viewer {
             }
             // `next` only answers `Vote` when there is a poll to vote in.
             (Act::Comment | Act::Vote, _) => {
-                let text = format!("lt comment {id}");
+                let text = if a.repeats {
+                    REPEATED.to_owned()
+                } else {
+                    format!("lt comment {id}")
+                };
                 (Command::Comment { id, room, text }, Pending::Comment)
             }
             (Act::Like(n), _) => {

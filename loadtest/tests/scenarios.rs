@@ -286,6 +286,51 @@ fn adaptive_viewers_skips_are_counted_not_lost() {
         (e["lost"].as_u64(), e["duplicated"].as_u64()),
         (Some(0), Some(0))
     );
+    // Every skip was sampled (nothing was targeted), and the gateway counted each one
+    // by priority: high events are never sampled.
+    assert_eq!(e["skipped_targeted"], 0, "{e}");
+    let by = v["skips_by_priority"].as_object().unwrap();
+    let counted: u64 = by.values().filter_map(serde_json::Value::as_u64).sum();
+    assert_eq!(counted, skipped, "{by:?}");
+    assert!(
+        by.keys()
+            .all(|k| k.starts_with("sampled/") && k != "sampled/high"),
+        "{by:?}"
+    );
+}
+
+#[test]
+fn repeated_comments_are_merged_and_counted() {
+    let gw = gateway(&["--merge-window-ms", "500"]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "interact",
+            "--viewers",
+            "50",
+            "--rate",
+            "2",
+            "--duration-s",
+            "3",
+            "--comment-rate",
+            "1",
+            "--like-rate",
+            "0",
+            "--no-vote",
+            "--repeat-share",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let i = &v["interact"];
+    let (acks, merged) = (
+        i["acks"].as_u64().unwrap(),
+        i["merged_acks"].as_u64().unwrap(),
+    );
+    // About 150 copies of "666" over 3 s: 3 per half-second window are sequenced.
+    assert!(merged > acks / 2, "{i}");
+    assert!(acks - merged <= 3 * 10, "{i}");
+    assert_eq!(v["events"]["lost"], 0, "{v}");
 }
 
 #[test]

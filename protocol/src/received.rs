@@ -91,6 +91,8 @@ pub struct ServerLine<'a> {
     /// The event's priority when not normal (`event`).
     #[serde(borrow)]
     pub priority: Option<Cow<'a, str>>,
+    /// A comment merged into the room's next `comment.merged` (`ack`).
+    pub merged: Option<bool>,
 }
 
 impl<'a> ServerLine<'a> {

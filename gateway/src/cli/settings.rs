@@ -277,6 +277,13 @@ settings! {
     #[arg(env = "DANMAKU_WRITE_LINGER_MS")]
     write_linger_ms: u64 => millis(ws.write_linger),
 
+    /// Writes per second from which coalescing pays (about half a core's writes): a
+    /// busy room is batched only once its viewers × events per second reach it, and a
+    /// viewer's own events only while the gateway's rooms ask for that many; below, every
+    /// event is written at once; 0 coalesces whatever the cost.
+    #[arg(env = "DANMAKU_COALESCE_WRITES_PER_S")]
+    coalesce_writes_per_s: u64 => value(ws.coalesce_writes_per_s),
+
     /// Viewer comments a room admits per second, on every gateway together; beyond, a
     /// comment gets `room_busy` (hosts, moderators and backends are never refused for
     /// it); 0: no budget.

@@ -113,6 +113,10 @@ pub struct WsConfig {
     /// Hot rooms batch: once 8 events of a room came within 4 times this, its viewers
     /// get its events once per this time, in one frame (0 disables).
     pub write_linger: Duration,
+    /// Coalescing pays from this many writes per second: a room is batched only when
+    /// its viewers × events per second reach it, and a viewer's own stream only while
+    /// the whole gateway's rooms ask for that many (0: whatever the cost).
+    pub coalesce_writes_per_s: u64,
     /// Time allowed from TCP accept to the HTTP request head.
     pub handshake_timeout: Duration,
     /// Open connections allowed per client IP.
@@ -203,6 +207,7 @@ impl Default for WsConfig {
             max_batch: 64,
             write_timeout: Duration::from_secs(10),
             write_linger: Duration::from_millis(80),
+            coalesce_writes_per_s: 50_000,
             handshake_timeout: Duration::from_secs(5),
             max_conns_per_ip: 10_000,
             max_connections: 100_000,

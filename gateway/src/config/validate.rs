@@ -111,6 +111,12 @@ impl Config {
         )?;
         within("write-timeout-ms", millis(ws.write_timeout), 1, DAY_MS)?;
         within("write-linger-ms", millis(ws.write_linger), 0, DAY_MS)?;
+        within(
+            "coalesce-writes-per-s",
+            ws.coalesce_writes_per_s,
+            0,
+            1_000_000_000,
+        )?;
         within("drain-ms", millis(ws.drain_after), 0, DAY_MS)?;
         at_least("outbound-queue", ws.outbound_queue, 1)?;
         // A hot room's frame holds up to 64 KiB: room for two.

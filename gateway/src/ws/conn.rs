@@ -93,7 +93,11 @@ pub(super) async fn run(
     identity: Identity,
 ) {
     let key = ctx.next_conn();
-    let outlet = Arc::new(Outlet::new(Arc::new(stream), ctx.settings.ws.write_linger));
+    let outlet = Arc::new(Outlet::new(
+        Arc::new(stream),
+        ctx.settings.ws.write_linger,
+        ctx.write_pressure.clone(),
+    ));
     if let Some(bytes) = preface {
         outlet.preface(bytes);
     }
@@ -247,7 +251,7 @@ impl Conn {
     async fn linger(&mut self, inbox: &mut MailboxReceiver, batch: &mut Vec<Delivery>) {
         let linger = self.ctx.settings.ws.write_linger;
         let Some(last) = self.last_write else { return };
-        if linger.is_zero() || last.elapsed() >= linger || !self.outlet.is_hot() {
+        if linger.is_zero() || last.elapsed() >= linger || !self.outlet.coalesces() {
             return;
         }
         // The linger ends early when the mailbox is half full: coalescing must never

@@ -27,7 +27,11 @@ pub(super) async fn run(
     config: WebSocketConfig,
     write_timeout: Duration,
 ) {
-    let outlet = Arc::new(Outlet::new(Arc::new(stream), Duration::ZERO));
+    let outlet = Arc::new(Outlet::new(
+        Arc::new(stream),
+        Duration::ZERO,
+        Arc::default(),
+    ));
     if let Some(bytes) = preface {
         outlet.preface(bytes);
     }

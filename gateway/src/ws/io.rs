@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -53,8 +54,11 @@ pub(crate) struct Outlet {
     state: Mutex<State>,
     /// Woken when a direct write left bytes pending: the connection task flushes them.
     kick: Notify,
-    /// Rooms whose recent event rate is above this get coalesced by the connection task.
+    /// Rooms whose recent event rate is above this get coalesced by the connection task
+    /// (while the gateway is under write pressure).
     linger: Duration,
+    /// Set while coalescing pays (the gateway's rooms ask for many writes).
+    pressure: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -83,13 +87,20 @@ struct Slot {
 }
 
 impl Outlet {
-    pub(crate) fn new(stream: Arc<TcpStream>, linger: Duration) -> Self {
+    pub(crate) fn new(stream: Arc<TcpStream>, linger: Duration, pressure: Arc<AtomicBool>) -> Self {
         Self {
             stream,
             state: Mutex::new(State::default()),
             kick: Notify::new(),
             linger,
+            pressure,
         }
+    }
+
+    /// Whether this viewer's own stream is hot enough, and the gateway busy enough,
+    /// that its events are better coalesced than written one by one.
+    pub(crate) fn coalesces(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed) && self.is_hot()
     }
 
     /// Queues bytes to go out ahead of the first frame, in the same write: the 101
@@ -309,7 +320,8 @@ impl Sink for Outlet {
                 if queue_empty
                     && !s.sealed
                     && s.pending.is_empty()
-                    && !s.heat.within(self.linger, now)
+                    && !(self.pressure.load(Ordering::Relaxed)
+                        && s.heat.within(self.linger, now))
                     && !audience::is_targeted(&d.frame) => {}
             // A gap, a partly written batch, a reset, a hot room, a backed-up socket, a
             // targeted event (whose audience the task checks): the connection task
@@ -477,7 +489,11 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = pair().await;
         let mut io = ConnIo {
-            outlet: Arc::new(Outlet::new(Arc::new(server), Duration::ZERO)),
+            outlet: Arc::new(Outlet::new(
+                Arc::new(server),
+                Duration::ZERO,
+                Arc::default(),
+            )),
         };
         let mut buf = [0u8; 64];
         for round in 0..50u8 {
@@ -496,7 +512,11 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let (mut client, server) = pair().await;
         server.writable().await.expect("writable");
-        let outlet = Arc::new(Outlet::new(Arc::new(server), Duration::ZERO));
+        let outlet = Arc::new(Outlet::new(
+            Arc::new(server),
+            Duration::ZERO,
+            Arc::default(),
+        ));
         outlet.track(1, Cursor::new(Arc::from("e"), 0), false);
         outlet.hand_over();
         assert_eq!(outlet.cursor(1, |c| c.is_direct()), Some(true));

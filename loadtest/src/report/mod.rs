@@ -48,6 +48,8 @@ pub struct Outcome {
     pub finals: BTreeMap<String, u64>,
     /// The rooms' like totals at the end.
     pub likes_total: u64,
+    /// What the gateways counted of skipped events, by `<reason>/<priority>`.
+    pub skips_by_priority: BTreeMap<String, u64>,
     /// The watched gateways.
     pub gateways: Vec<GatewayStats>,
     /// Seconds until every viewer had joined or failed.
@@ -96,6 +98,7 @@ fn events(r: &WorkerReport, finals: &BTreeMap<String, u64>, published: u64) -> E
         e.reordered += c.reordered;
         e.lost_to_resets += c.reset_lost;
         e.skipped += c.skipped;
+        e.skipped_targeted += c.skipped_targeted;
     }
     // Skipped events were told (adaptive viewers): not lost.
     e.lost = e.expected.saturating_sub(e.delivered + e.skipped);
@@ -124,6 +127,7 @@ impl Summary {
         let interact = matches!(plan.scenario(), Scenario::Interact { .. }).then(|| Interact {
             commands: r.commands,
             acks: r.acks,
+            merged_acks: r.merged_acks,
             likes_acked: r.likes_acked,
             likes_total: o.likes_total,
             polls_exact: polls_mismatched(r).is_empty(),
@@ -157,6 +161,7 @@ impl Summary {
             },
             publish: o.publish.clone(),
             errors: r.errors.clone(),
+            skips_by_priority: o.skips_by_priority.clone(),
             interact,
             resume: Resume {
                 reconnects: r.reconnects,
@@ -242,13 +247,18 @@ fn polls_mismatched(r: &WorkerReport) -> Vec<String> {
 }
 
 /// Whether the commands the run was asked to send were refused. Refusals for rate
-/// limiting do not fail the run (the rates are above the gateway's limits, and the
-/// refusals are reported under `errors`) unless no command was acknowledged at all.
+/// limiting and the room's comment budget (`room_busy`) do not fail the run (the rates
+/// are above the gateway's limits, and the refusals are reported under `errors`) unless
+/// no command was acknowledged at all.
 fn refusals(i: &Interact, signed: bool) -> Option<String> {
     let refused: BTreeMap<&str, u64> = i
         .refused
         .iter()
-        .filter(|(code, _)| code.as_str() != ErrorCode::RateLimited.as_str())
+        .filter(|(code, _)| {
+            ![ErrorCode::RateLimited, ErrorCode::RoomBusy]
+                .iter()
+                .any(|c| c.as_str() == code.as_str())
+        })
         .map(|(code, n)| (code.as_str(), *n))
         .collect();
     let n: u64 = refused.values().sum();

@@ -46,6 +46,10 @@ pub struct Results {
     pub publish: Option<PublishStats>,
     /// `error` replies by code.
     pub errors: BTreeMap<String, u64>,
+    /// Events viewers were told they skipped, as the gateways counted them, by
+    /// `<reason>/<priority>` (`sampled/low`, `targeted/high`, …).
+    #[serde(default)]
+    pub skips_by_priority: BTreeMap<String, u64>,
     /// The `interact` checks; `None` for other scenarios.
     pub interact: Option<Interact>,
     /// Reconnects.
@@ -175,9 +179,13 @@ pub struct Events {
     pub delivered: u64,
     /// Expected − delivered − skipped.
     pub lost: u64,
-    /// Seqs adaptive viewers were told they skipped (`skipped` markers).
+    /// Seqs viewers were told they skipped (`skipped` markers).
     #[serde(default)]
     pub skipped: u64,
+    /// Of those, seqs of events for other viewers (reason `targeted`); the rest were
+    /// `sampled`.
+    #[serde(default)]
+    pub skipped_targeted: u64,
     /// Seqs received twice.
     pub duplicated: u64,
     /// Seqs received after a later one.
@@ -195,6 +203,9 @@ pub struct Interact {
     pub commands: u64,
     /// `ack` replies.
     pub acks: u64,
+    /// Of those, comments acked `merged:true` (merged into a `comment.merged`).
+    #[serde(default)]
+    pub merged_acks: u64,
     /// Likes acknowledged.
     pub likes_acked: u64,
     /// The rooms' like totals at the end.

@@ -63,6 +63,24 @@ pub fn render(r: &Results) -> String {
         e.reordered,
         e.resets
     );
+    if e.skipped > 0 {
+        let by: Vec<String> = r
+            .skips_by_priority
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "skipped             sampled {}  targeted {}  (gateways, by reason/priority: {})",
+            e.skipped - e.skipped_targeted,
+            e.skipped_targeted,
+            if by.is_empty() {
+                "—".to_owned()
+            } else {
+                by.join(", ")
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "throughput          {} deliveries/s, {} frames/s, {} events/frame",
@@ -70,6 +88,21 @@ pub fn render(r: &Results) -> String {
         num(r.frames_per_s),
         num(r.events_per_frame)
     );
+    if let Some(i) = &r.interact {
+        let refused: Vec<String> = i.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "interact            commands {}  acks {} (merged {})  refused {}",
+            i.commands,
+            i.acks,
+            i.merged_acks,
+            if refused.is_empty() {
+                "0".to_owned()
+            } else {
+                refused.join(", ")
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "load generator      {} CPU-s, {} µs per delivery",

@@ -44,6 +44,7 @@ fn outcome(delivered: u64) -> Outcome {
         }),
         finals: BTreeMap::from([("t-0".to_owned(), 20)]),
         likes_total: 0,
+        skips_by_priority: BTreeMap::new(),
         gateways: Vec::new(),
         ramp_s: 0.5,
         measured_s: 2.0,
