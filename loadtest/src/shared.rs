@@ -228,6 +228,13 @@ impl Shared {
     /// Merges what a finished viewer of `room` counted.
     pub fn finish(&self, room: &str, seen: &mut Seen) {
         self.record_latencies(&mut seen.latencies);
+        // Events sequenced after the final seqs were read (a merged comment's window
+        // ending late) are not in `expected`: left out of the accounting too.
+        if let Phase::Stop(finals) = self.phase.get()
+            && let Some(&last) = finals.get(room)
+        {
+            seen.track.cap(last);
+        }
         let mut agg = self.agg();
         let r = &mut agg.report;
         r.rooms.entry(room.to_owned()).or_default().add(&seen.track);

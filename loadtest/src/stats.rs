@@ -109,6 +109,22 @@ impl Track {
         }
     }
 
+    /// Forgets what was covered after `last` (the room's final seq as the coordinator
+    /// read it): the accounting stops there. The covers taken back count as events
+    /// first, then as skipped seqs.
+    pub fn cap(&mut self, last: u64) {
+        if self.next <= last.saturating_add(1) {
+            return;
+        }
+        let holes = self.missing.split_off(&last.saturating_add(1)).len() as u64;
+        let covered = (self.next - 1 - last).saturating_sub(holes);
+        let events = covered.min(self.distinct);
+        self.distinct -= events;
+        self.skipped = self.skipped.saturating_sub(covered - events);
+        self.skipped_targeted = self.skipped_targeted.min(self.skipped);
+        self.next = last + 1;
+    }
+
     /// Continuity restarts after `seq` (a `reset` or `recovered:false`).
     pub fn restart(&mut self, seq: u64) {
         if seq >= self.next {
@@ -305,6 +321,18 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_after_the_final_seq_leave_the_accounting() {
+        let mut t = Track::start(0);
+        for seq in [1, 2, 3, 5, 6] {
+            t.on_event(seq);
+        }
+        t.cap(4);
+        assert_eq!((t.distinct, t.next), (3, 5), "5 and 6 came after the final seq 4");
+        t.cap(9);
+        assert_eq!(t.distinct, 3, "a later cap takes nothing back");
+    }
 
     #[test]
     fn track_counts_loss_dups_and_reorders() {
