@@ -137,6 +137,7 @@ mod tests {
             size: 100,
             duration_s: 1.0,
             publishers: 0,
+            publish_by_room: false,
             adaptive_fraction: 0.0,
             adaptive_max_rate: 20,
             high_share: 1.0,

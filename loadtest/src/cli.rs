@@ -63,6 +63,14 @@ pub struct Common {
     /// Connections opened per second (0: as fast as `--in-flight` allows).
     #[arg(long, global = true, default_value_t = 0.0)]
     pub ramp_rate: f64,
+    /// The viewers' WebSocket client: `own` (the load test's lean client, read by epoll
+    /// reader threads where viewers only read) or `tungstenite` (plain tokio-tungstenite
+    /// clients, one task each, on a single-threaded runtime per worker process, as a
+    /// typical app's would be; give `--procs` 2 or more so the viewers do not share the
+    /// publishers' runtime).
+    #[arg(long, global = true, value_enum, default_value_t = ClientKind::Own)]
+    #[serde(default)]
+    pub client: ClientKind,
     /// Internal: this process is worker N of `--procs`.
     #[arg(long, global = true, hide = true)]
     pub worker_index: Option<usize>,
@@ -126,6 +134,17 @@ pub enum Scenario {
     },
 }
 
+/// Which WebSocket client the viewers use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// The load test's own client (epoll readers for passive viewers).
+    #[default]
+    Own,
+    /// tokio-tungstenite, a task per viewer.
+    Tungstenite,
+}
+
 /// Viewers, rooms and the publish load.
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 pub struct Load {
@@ -150,6 +169,13 @@ pub struct Load {
     /// Concurrent publisher connections (0: from the rate).
     #[arg(long, default_value_t = 0)]
     pub publishers: usize,
+    /// Each room publishes over one connection of its own (room r on connection
+    /// r mod publishers, as a backend with a client per room would; at most one
+    /// connection per room), each request still waiting for the answer to the last.
+    /// Without it every connection publishes into every room in turn.
+    #[arg(long)]
+    #[serde(default)]
+    pub publish_by_room: bool,
     /// Share of the viewers (0–1, spread evenly) that join with `"mode":"adaptive"`,
     /// as a phone on a weak network would: the gateway sends them every high event and
     /// samples the rest, telling the skips. Skipped seqs count as covered, not lost.

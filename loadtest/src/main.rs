@@ -41,10 +41,20 @@ pub fn now_us() -> u64 {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let threads = cli.common.threads.max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build();
+    // A worker process of ordinary clients runs them as a typical app would: on one
+    // single-threaded runtime.
+    let ordinary =
+        cli.common.client == cli::ClientKind::Tungstenite && cli.common.worker_index.is_some();
+    let runtime = if ordinary {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
     let Ok(runtime) = runtime else {
         eprintln!("cannot start the runtime");
         return ExitCode::from(2);

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use danmaku_protocol::RoomId;
 use serde::Serialize;
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, ClientKind, Scenario};
 use crate::viewer::Dial;
 
 /// Rooms and viewers of a run.
@@ -112,6 +112,7 @@ impl Plan {
             addr: self.addrs[g],
             source,
             seed: ((i as u64) << 16) | attempt as u64,
+            tungstenite: self.cli.common.client == ClientKind::Tungstenite,
         }
     }
 

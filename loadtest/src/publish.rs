@@ -31,6 +31,9 @@ pub struct PublishStats {
     pub errors: BTreeMap<String, u64>,
     /// p99 of how late publishes started, ms.
     pub lag_p99_ms: f64,
+    /// Publisher connections used.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// The order in which rooms take turns publishing: every room once per cycle, but
@@ -67,11 +70,15 @@ pub fn scheduled(load: &Load) -> u64 {
 pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> PublishStats {
     let rate = load.rate;
     let total = scheduled(load);
-    let p = if load.publishers > 0 {
+    let mut p = if load.publishers > 0 {
         load.publishers
     } else {
         ((rate / 50.0).ceil() as usize).clamp(2, 64)
     } as u64;
+    let by_room = load.publish_by_room;
+    if by_room {
+        p = p.min(plan.rooms.len().max(1) as u64);
+    }
     let pad = "x".repeat(load.size.saturating_sub(32));
     let order = Arc::new(publish_order(plan.rooms.len()));
     let t0 = Instant::now() + Duration::from_millis(50);
@@ -90,8 +97,14 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
             let Ok(mut http) = Http::new(&http_base) else {
                 return (stats, lag);
             };
-            let mut k = j;
+            // Events `k` of this connection: every `p`th, or those of its rooms.
+            let mine = |k: u64| !by_room || order[k as usize % order.len()] as u64 % p == j;
+            let mut k = if by_room { 0 } else { j };
             while k < total {
+                if !mine(k) {
+                    k += 1;
+                    continue;
+                }
                 let at = t0 + Duration::from_secs_f64(k as f64 / rate);
                 tokio::time::sleep_until(at).await;
                 let late = Instant::now().saturating_duration_since(at);
@@ -126,13 +139,14 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                     Ok((status, _)) => *stats.errors.entry(status.to_string()).or_default() += 1,
                     Err(_) => *stats.errors.entry("io".into()).or_default() += 1,
                 }
-                k += p;
+                k += if by_room { 1 } else { p };
             }
             (stats, lag)
         }));
     }
     let mut all = PublishStats {
         scheduled: total,
+        connections: p,
         ..PublishStats::default()
     };
     let mut lag: Histogram<u64> = histogram();

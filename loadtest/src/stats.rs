@@ -329,7 +329,11 @@ mod tests {
             t.on_event(seq);
         }
         t.cap(4);
-        assert_eq!((t.distinct, t.next), (3, 5), "5 and 6 came after the final seq 4");
+        assert_eq!(
+            (t.distinct, t.next),
+            (3, 5),
+            "5 and 6 came after the final seq 4"
+        );
         t.cap(9);
         assert_eq!(t.distinct, 3, "a later cap takes nothing back");
     }

@@ -27,6 +27,8 @@ pub struct Dial {
     pub source: Option<IpAddr>,
     /// Seeds the connection's WebSocket key and masks.
     pub seed: u64,
+    /// Open a plain tokio-tungstenite client instead of the load test's own.
+    pub tungstenite: bool,
 }
 
 /// Opens the TCP connection and the WebSocket.
@@ -52,6 +54,13 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
     };
     let _ = stream.set_nodelay(true);
     let (host, path) = target(&d.url)?;
+    if d.tungstenite {
+        let open = Client::handshake_tungstenite(stream, &d.url);
+        return match tokio::time::timeout(STEP_TIMEOUT, open).await {
+            Err(_) => Err("handshake_timeout".into()),
+            Ok(r) => r,
+        };
+    }
     match tokio::time::timeout(STEP_TIMEOUT, Client::handshake(stream, host, path, d.seed)).await {
         Err(_) => Err("handshake_timeout".into()),
         Ok(r) => r,
@@ -202,6 +211,7 @@ mod tests {
             addr,
             source: None,
             seed: 1,
+            tungstenite: false,
         };
         let cause = open(&dial).await.err().expect("nothing listens there");
         assert_eq!(cause, format!("connect_connectionrefused@{addr}"));

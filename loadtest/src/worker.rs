@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::cli::Scenario;
+use crate::cli::{ClientKind, Scenario};
 use crate::control::{FromWorker, ToWorker};
 use crate::passive::{Handback, Readers};
 use crate::plan::Plan;
@@ -30,7 +30,9 @@ pub async fn run(
     let procs = plan.cli.common.procs.max(1);
     let in_flight = (plan.cli.common.in_flight / procs).max(1);
     let mine: Vec<usize> = plan.viewers_of(index).collect();
-    let readers = if passive(plan.scenario()) {
+    // Ordinary clients are tasks, whatever the scenario.
+    let own = plan.cli.common.client == ClientKind::Own;
+    let readers = if own && passive(plan.scenario()) {
         match Readers::start(plan.cli.common.threads, in_flight, &shared) {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {

@@ -1,22 +1,37 @@
 //! A lean WebSocket client for many viewers: one reusable buffer per connection, frames
 //! parsed in place, no allocation or zeroing per frame. It speaks just what the load
 //! test needs: the client handshake, masked text frames out, unfragmented server
-//! frames in, pong replies to pings.
+//! frames in, pong replies to pings. With `--client tungstenite` a viewer's connection
+//! is a plain tokio-tungstenite client instead, behind the same [`Client`].
 
 use std::io;
 
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Initial buffer; grows (up to [`MAX_FRAME`]) only for larger frames.
 const INITIAL: usize = 4 * 1024;
 /// Largest server frame accepted.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// One connection.
+/// One connection: the load test's own client, or a plain tokio-tungstenite one.
 pub struct Client {
-    stream: TcpStream,
-    frames: Frames,
+    inner: Inner,
+}
+
+enum Inner {
+    Own {
+        stream: TcpStream,
+        frames: Frames,
+    },
+    /// An ordinary client, as a typical app's; `last` holds the text frame last read.
+    Tungstenite {
+        ws: Box<WebSocketStream<TcpStream>>,
+        last: Utf8Bytes,
+    },
 }
 
 /// A connection's read buffer and frame parser, apart from its socket: the same
@@ -70,7 +85,8 @@ impl Client {
             .map_err(|_| "handshake_write".to_string())?;
         loop {
             if frames.take_head()? {
-                return Ok(Self { stream, frames });
+                let inner = Inner::Own { stream, frames };
+                return Ok(Self { inner });
             }
             let n = stream
                 .read(frames.head_room()?)
@@ -83,40 +99,83 @@ impl Client {
         }
     }
 
+    /// Opens `url` over `stream` with tokio-tungstenite, its defaults unchanged.
+    ///
+    /// # Errors
+    /// `http_<status>` when the server refuses the upgrade, or the client's cause.
+    pub async fn handshake_tungstenite(stream: TcpStream, url: &str) -> Result<Self, String> {
+        use tokio_tungstenite::tungstenite::Error;
+        match tokio_tungstenite::client_async(url, stream).await {
+            Ok((ws, _)) => Ok(Self {
+                inner: Inner::Tungstenite {
+                    ws: Box::new(ws),
+                    last: Utf8Bytes::default(),
+                },
+            }),
+            Err(Error::Http(r)) => Err(format!("http_{}", r.status().as_u16())),
+            Err(e) => Err(format!("handshake_{}", tungstenite_cause(&e))),
+        }
+    }
+
     /// Sends one masked text frame.
     ///
     /// # Errors
     /// On I/O errors.
     pub async fn send_text(&mut self, payload: &[u8]) -> io::Result<()> {
-        let frame = self.frames.text_frame(payload);
-        if !self.frames.out.is_empty() {
-            let pending = std::mem::take(&mut self.frames.out);
-            self.stream.write_all(&pending).await?;
+        match &mut self.inner {
+            Inner::Own { stream, frames } => {
+                let frame = frames.text_frame(payload);
+                if !frames.out.is_empty() {
+                    let pending = std::mem::take(&mut frames.out);
+                    stream.write_all(&pending).await?;
+                }
+                stream.write_all(&frame).await
+            }
+            Inner::Tungstenite { ws, .. } => {
+                let text = String::from_utf8_lossy(payload).into_owned();
+                ws.send(Message::text(text)).await.map_err(io::Error::other)
+            }
         }
-        self.stream.write_all(&frame).await
     }
 
     /// The next text or close frame; answers pings on the way.
     ///
     /// # Cancel safety
     /// Cancel safe: bytes read are kept in the connection's buffer, and control
-    /// replies are written without waiting.
+    /// replies are written without waiting (tokio-tungstenite's stream is cancel safe
+    /// too, and answers pings itself).
     ///
     /// # Errors
     /// On I/O errors, EOF, or a frame this client does not speak.
     pub async fn next_frame(&mut self) -> io::Result<Frame<'_>> {
-        loop {
-            let parsed = self.frames.parse()?;
-            self.flush_control();
-            if let Some(p) = parsed {
-                return Ok(self.frames.frame(p));
-            }
-            quickack_off(&socket2::SockRef::from(&self.stream));
-            let n = self.stream.read(self.frames.spare()?).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.frames.filled(n);
+        match &mut self.inner {
+            Inner::Own { stream, frames } => loop {
+                let parsed = frames.parse()?;
+                flush_control(stream, frames);
+                if let Some(p) = parsed {
+                    return Ok(frames.frame(p));
+                }
+                quickack_off(&socket2::SockRef::from(&*stream));
+                let n = stream.read(frames.spare()?).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                frames.filled(n);
+            },
+            Inner::Tungstenite { ws, last } => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        *last = t;
+                        return Ok(Frame::Text(last.as_bytes()));
+                    }
+                    Some(Ok(Message::Close(c))) => {
+                        return Ok(Frame::Close(c.map(|c| u16::from(c.code))));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                    None => return Err(io::ErrorKind::UnexpectedEof.into()),
+                }
+            },
         }
     }
 
@@ -125,33 +184,59 @@ impl Client {
     ///
     /// # Errors
     /// When the close frame cannot be written.
-    pub async fn close(mut self, wait: std::time::Duration) -> io::Result<()> {
-        let mut frame = Vec::with_capacity(8);
-        self.frames.encode(0x8, &1000u16.to_be_bytes(), &mut frame);
-        self.stream.write_all(&frame).await?;
-        let mut sink = [0u8; 512];
-        let eof = async {
-            // Whatever the server still sends (its close frame) until it closes.
-            while let Ok(n) = self.stream.read(&mut sink).await {
-                if n == 0 {
-                    return;
-                }
+    pub async fn close(self, wait: std::time::Duration) -> io::Result<()> {
+        match self.inner {
+            Inner::Own {
+                mut stream,
+                mut frames,
+            } => {
+                let mut frame = Vec::with_capacity(8);
+                frames.encode(0x8, &1000u16.to_be_bytes(), &mut frame);
+                stream.write_all(&frame).await?;
+                let mut sink = [0u8; 512];
+                let eof = async {
+                    // Whatever the server still sends (its close frame) until it closes.
+                    while let Ok(n) = stream.read(&mut sink).await {
+                        if n == 0 {
+                            return;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(wait, eof).await;
             }
-        };
-        let _ = tokio::time::timeout(wait, eof).await;
-        Ok(())
-    }
-
-    fn flush_control(&mut self) {
-        let out = &mut self.frames.out;
-        while !out.is_empty() {
-            match self.stream.try_write(out) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    out.drain(..n);
-                }
+            Inner::Tungstenite { mut ws, .. } => {
+                ws.send(Message::Close(None))
+                    .await
+                    .map_err(io::Error::other)?;
+                let eof = async { while let Some(Ok(_)) = ws.next().await {} };
+                let _ = tokio::time::timeout(wait, eof).await;
             }
         }
+        Ok(())
+    }
+}
+
+/// Writes what control replies the socket takes now.
+fn flush_control(stream: &TcpStream, frames: &mut Frames) {
+    let out = &mut frames.out;
+    while !out.is_empty() {
+        match stream.try_write(out) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.drain(..n);
+            }
+        }
+    }
+}
+
+/// A short label for a failed tokio-tungstenite handshake.
+fn tungstenite_cause(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Io(io) => format!("{:?}", io.kind()).to_lowercase(),
+        Error::Protocol(_) => "protocol".into(),
+        Error::Url(_) => "bad_url".into(),
+        _ => "failed".into(),
     }
 }
 
@@ -399,8 +484,10 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let c = Client {
-            stream: client.expect("connect"),
-            frames: Frames::new(16, 7),
+            inner: Inner::Own {
+                stream: client.expect("connect"),
+                frames: Frames::new(16, 7),
+            },
         };
         (c, server.expect("accept").0)
     }

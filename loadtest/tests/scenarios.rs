@@ -247,6 +247,52 @@ fn fanout_scenario_counts_every_delivery() {
     assert_eq!(v["pass"], true);
 }
 
+#[test]
+fn ordinary_clients_count_every_delivery_too() {
+    // Plain tokio-tungstenite viewers on single-threaded runtimes in two worker
+    // processes, publishers over one keep-alive connection per room (8 asked for, one
+    // per room at most).
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--client",
+            "tungstenite",
+            "--procs",
+            "2",
+            "--viewers",
+            "100",
+            "--rooms",
+            "4",
+            "--rate",
+            "40",
+            "--duration-s",
+            "2",
+            "--publish-by-room",
+            "--publishers",
+            "8",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let e = &v["events"];
+    assert_eq!(e["published"], 80);
+    assert_eq!(
+        (e["expected"].as_u64(), e["delivered"].as_u64()),
+        (Some(100 * 20), Some(100 * 20))
+    );
+    assert_eq!(
+        (e["lost"].as_u64(), e["duplicated"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        v["parameters"]["client"], "tungstenite",
+        "{}",
+        v["parameters"]
+    );
+    assert_eq!(v["publish"]["connections"], 4, "{}", v["publish"]);
+}
+
 /// A tenth of the viewers are adaptive at 2 events/s in a room of 40 events/s, a tenth
 /// of the events high: what they skip is told and counted as skipped, never lost, and
 /// every viewer has every seq covered.

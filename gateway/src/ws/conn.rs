@@ -697,4 +697,56 @@ mod tests {
         assert_eq!(&lines[2][..], b"{\"seq\":3}");
         assert_eq!(lines[1].as_ptr(), frame[10..].as_ptr());
     }
+
+    /// Every connection's task allocates its whole future for as long as it lives, idle
+    /// or not: the states of its rare paths (a comment's publish, a join) must not make
+    /// every idle viewer bigger.
+    #[tokio::test]
+    async fn a_connection_tasks_future_stays_small() {
+        let config = crate::config::Config::default();
+        let hub = Arc::new(danmaku_fanout::Hub::new());
+        let fanout = Arc::new(danmaku_fanout::memory::MemoryFanout::new(
+            config.memory.clone(),
+            hub,
+        ));
+        let ctx = Arc::new(ConnContext::new(
+            &config,
+            fanout,
+            Arc::default(),
+            Arc::default(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let user: Arc<str> = Arc::from("u");
+        let identity = Identity {
+            user: user.clone(),
+            name: user.clone(),
+            role: crate::auth::Role::Viewer,
+            rooms: None,
+            read_only: false,
+            expires_at: None,
+            viewer: Arc::new(danmaku_protocol::audience::Viewer::new(user, Vec::new())),
+            level: 0,
+            cohort: None,
+        };
+        let task = run(
+            ctx,
+            server,
+            Vec::new(),
+            None,
+            WebSocketConfig::default(),
+            identity,
+        );
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection task future: {size} bytes");
+        assert!(
+            size <= 2_560,
+            "the connection task's future is {size} bytes"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, ClientKind, Scenario};
 use crate::publish::PublishStats;
 
 /// The results of a run.
@@ -75,6 +75,9 @@ pub struct Parameters {
     pub signed_tokens: bool,
     /// Worker processes.
     pub procs: usize,
+    /// The viewers' WebSocket client.
+    #[serde(default)]
+    pub client: ClientKind,
     /// Runtime (and reader) threads per process.
     pub threads: usize,
     /// Source addresses of the viewers.
@@ -102,6 +105,7 @@ impl Parameters {
             urls: c.urls.clone(),
             signed_tokens: c.jwt_secret.is_some(),
             procs: c.procs,
+            client: c.client,
             threads: c.threads,
             source_addrs: c.source_addrs.clone(),
             in_flight: c.in_flight,
