@@ -98,6 +98,24 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   REDIS_PID=""
 fi
 
+# Ordinary clients: plain tokio-tungstenite viewers in two single-threaded processes,
+# each room publishing over a keep-alive connection of its own, on Redis — the shape of
+# an independent generator — beside the load test's own readers in the same shapes.
+if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"ordinary"; then
+  start_redis
+  R="--redis-url redis://127.0.0.1:18790"
+  ORD="--client tungstenite --procs 2"
+  for c in own ordinary; do
+    flags=""; [ "$c" = ordinary ] && flags=$ORD
+    GW_EXTRA=$R FILTER= run "$c-redis-100x50" 1 fanout $flags --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20 --publishers 8 --publish-by-room
+    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-1gw" 1 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
+    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-2gw" 2 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
+  done
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=""
+fi
+
 # The kernel's own cost per loopback write and read, for reading the figures above
 # (see "The floor" in BENCHMARKS.md).
 if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"floor"; then
