@@ -99,10 +99,12 @@ impl Conn {
         self.out.push(joined.encode());
         let adaptive = match mode {
             Mode::All => None,
-            Mode::Adaptive { max_rate } => Some(Adaptive::new(max_rate, Instant::now())),
+            Mode::Adaptive { max_rate } => Some(Box::new(Adaptive::new(max_rate, Instant::now()))),
         };
         let pinned = adaptive.is_some();
         self.outlet.track(key, Cursor::new(epoch, seq), pinned);
+        // One room more, not four (a vector's first growth): most viewers join one.
+        self.rooms.reserve_exact(1);
         self.rooms.push(JoinedRoom {
             room,
             key,

@@ -51,7 +51,8 @@ pub(super) struct JoinedRoom {
     pub(super) room: RoomId,
     pub(super) key: RoomKey,
     /// For a viewer that joined with `"mode":"adaptive"`: its budget.
-    pub(super) adaptive: Option<Adaptive>,
+    /// Boxed: few viewers are adaptive, and every joined room holds the field.
+    pub(super) adaptive: Option<Box<Adaptive>>,
     /// What the viewer was not sent and not told yet.
     pub(super) skips: Skips,
     /// Whether the outlet was told to leave this room to the task (adaptive, or
@@ -227,7 +228,9 @@ impl Conn {
         match message {
             Message::Text(text) => {
                 for line in danmaku_protocol::split_frame(text.as_str()) {
-                    self.on_command(line).await;
+                    // Boxed: a command's states (a join's store calls, a comment's
+                    // publish) would otherwise be part of every idle viewer's task.
+                    Box::pin(self.on_command(line)).await;
                 }
             }
             Message::Binary(_) => self.error(
@@ -288,7 +291,7 @@ impl Conn {
         }
         for key in inbox.take_overflowed() {
             if let Some(idx) = self.rooms.iter().position(|r| r.key == key) {
-                self.catch_up(idx, None).await?;
+                Box::pin(self.catch_up(idx, None)).await?;
             }
         }
         self.flush().await
@@ -303,7 +306,8 @@ impl Conn {
             return Ok(());
         };
         if let Step::Gap { to, .. } = step {
-            self.catch_up(idx, Some(to)).await?;
+            // Boxed, like the reset below: the rare paths stay out of the task's size.
+            Box::pin(self.catch_up(idx, Some(to))).await?;
             step = self
                 .outlet
                 .cursor(key, |c| c.step(d.first, d.seq))
@@ -331,7 +335,7 @@ impl Conn {
             }
             Step::Duplicate => return Ok(()),
             // Reset, or a gap history could not fill: continuity restarts, told.
-            Step::Reset | Step::Gap { .. } => return self.reset(idx).await,
+            Step::Reset | Step::Gap { .. } => return Box::pin(self.reset(idx)).await,
         }
         self.outlet.cursor(key, |c| c.wrote(d.seq));
         Ok(())

@@ -169,6 +169,9 @@ impl Outlet {
     pub(crate) fn track(&self, key: RoomKey, cursor: Cursor, pinned: bool) {
         let mut s = self.state.lock();
         s.rooms.retain(|r| r.key != key);
+        // One slot more, not four: most viewers watch one room, and a vector's first
+        // growth would hold four slots per connection.
+        s.rooms.reserve_exact(1);
         s.rooms.push(Slot {
             key,
             cursor,
