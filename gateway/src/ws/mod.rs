@@ -36,9 +36,11 @@ use crate::limits::{ConnPermit, LimitError};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
-/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated
-/// eagerly per connection) would dominate a viewer's memory; client frames are tiny.
-const READ_BUFFER: usize = 1024;
+/// Bytes tungstenite reads from the socket at a time, and keeps allocated per
+/// connection for as long as it lives. Its default (128 KiB) would dominate a viewer's
+/// memory; client commands are a few hundred bytes at most (a 200-character comment is
+/// at most 800 bytes: four reads), and rare, so every idle viewer holds 256 bytes here.
+const READ_BUFFER: usize = 256;
 
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
