@@ -145,9 +145,6 @@ impl Outlet {
                     }
                 }
                 if s.pending.is_empty() {
-                    if s.pending.capacity() > 8 {
-                        s.pending = VecDeque::new();
-                    }
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -265,6 +262,11 @@ impl State {
                 front.advance(n);
                 n = 0;
             }
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // An idle viewer keeps no queue: its first one (the 101 response, `hello`)
+            // would otherwise hold four slots for the connection's life.
+            self.pending = VecDeque::new();
         }
     }
 
