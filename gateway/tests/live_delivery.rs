@@ -289,16 +289,7 @@ async fn targeted_events(gws: &[Arc<Gateway>]) {
         );
     }
     // A backend sees every event.
-    let (s, h) = gw(0)
-        .http("GET", "/v1/rooms/t/history?since=0", Some(API_KEY), None)
-        .await;
-    assert_eq!(s, 200, "{h}");
-    let seqs: Vec<u64> = h["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = gw(0).history_seqs("t", 0, 100).await;
     assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
 }
 
@@ -349,11 +340,8 @@ async fn a_small_busy_room_is_written_event_by_event() {
         v.join("small").await;
         let frames_before = v.frames;
         for i in 0..100 {
-            let body = json!({"kind": "card", "data": {"i": i}});
-            let (s, _) = gw
-                .http("POST", "/v1/rooms/small/events", Some(API_KEY), Some(&body))
+            gw.publish_event("small", &json!({"kind": "card", "data": {"i": i}}))
                 .await;
-            assert_eq!(s, 200);
         }
         let mut seen = 0;
         while seen < 100 {

@@ -83,16 +83,32 @@ impl Gateway {
 
     /// `POST /v1/rooms/{room}/events` with a comment-like payload; returns the seq.
     pub async fn publish(&self, room: &str, data: Value) -> u64 {
-        let (status, body) = self
-            .http(
-                "POST",
-                &format!("/v1/rooms/{room}/events"),
-                Some(API_KEY),
-                Some(&json!({"kind": "comment", "data": data})),
-            )
+        let body = self
+            .publish_event(room, &json!({"kind": "comment", "data": data}))
             .await;
-        assert_eq!(status, 200, "publish failed: {body}");
         body["seq"].as_u64().expect("seq")
+    }
+
+    /// Publishes the request `body` into `room` through the HTTP API; returns the 200
+    /// answer.
+    pub async fn publish_event(&self, room: &str, body: &Value) -> Value {
+        let path = format!("/v1/rooms/{room}/events");
+        let (status, answer) = self.http("POST", &path, Some(API_KEY), Some(body)).await;
+        assert_eq!(status, 200, "publish failed: {answer}");
+        answer
+    }
+
+    /// The seqs of `room`'s history after `since` (`limit` at most), as a backend reads them.
+    pub async fn history_seqs(&self, room: &str, since: u64, limit: usize) -> Vec<u64> {
+        let path = format!("/v1/rooms/{room}/history?since={since}&limit={limit}");
+        let (status, h) = self.http("GET", &path, Some(API_KEY), None).await;
+        assert_eq!(status, 200, "{h}");
+        h["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["seq"].as_u64().expect("seq"))
+            .collect()
     }
 
     /// One HTTP/1.1 request; returns status and JSON body (`Value::Null` when not JSON).
