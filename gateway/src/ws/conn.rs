@@ -27,8 +27,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::Held;
 use super::adaptive::Adaptive;
-use super::backlog::Backlog;
+use super::backlog::{Backlog, Registered};
 use super::io::{ConnIo, Outlet};
 use super::outbound::Outbound;
 use super::skips::Skips;
@@ -79,60 +80,35 @@ pub(super) struct Conn {
     frames: Vec<Bytes>,
     /// What this connection holds for writing, as `/metrics` sums it.
     backlog: Arc<Backlog>,
+    /// Keeps `backlog` in the registry while the connection lives.
+    _registered: Registered,
+    _held: Held,
     last_seen: Instant,
     /// When deliveries were last written, for the hot-room linger.
     last_write: Option<Instant>,
 }
 
+/// What a connection starts from: everything its task needs once, at the start.
+///
+/// Handed to the task boxed and consumed by [`Conn::open`]: a task's future keeps the
+/// arguments it was created with for as long as it lives, so these are one pointer
+/// there, not the hundreds of bytes of a stream, a config and an identity held twice.
+pub(super) struct Opening {
+    pub(super) ctx: Arc<ConnContext>,
+    pub(super) stream: TcpStream,
+    /// Bytes the client sent behind its handshake.
+    pub(super) read_ahead: Vec<u8>,
+    /// The 101 response, when hyper did not send it: it goes out with `hello`.
+    pub(super) preface: Option<Bytes>,
+    pub(super) config: WebSocketConfig,
+    pub(super) identity: Identity,
+    /// Released when the connection ends.
+    pub(super) held: Held,
+}
+
 /// Runs one connection to its end.
-pub(super) async fn run(
-    ctx: Arc<ConnContext>,
-    stream: TcpStream,
-    read_ahead: Vec<u8>,
-    preface: Option<Bytes>,
-    config: WebSocketConfig,
-    identity: Identity,
-) {
-    let key = ctx.next_conn();
-    let outlet = Arc::new(Outlet::new(
-        Arc::new(stream),
-        ctx.settings.ws.write_linger,
-        ctx.write_pressure.clone(),
-    ));
-    if let Some(bytes) = preface {
-        outlet.preface(bytes);
-    }
-    let io = ConnIo {
-        outlet: outlet.clone(),
-    };
-    let socket =
-        WebSocketStream::from_partially_read(io, read_ahead, Role::Server, Some(config)).await;
-    let ws = &ctx.settings.ws;
-    let (mailbox, inbox) =
-        mailbox_with_sink(ws.outbound_queue, ws.outbound_queue_bytes, outlet.clone());
-    let backlog = Arc::new(Backlog::new(mailbox.clone(), outlet.clone()));
-    let _registered = ctx.backlogs.register(key, backlog.clone());
-    let now = Instant::now();
-    let rates = ctx.settings.rates;
-    let mut conn = Conn {
-        backlog,
-        key,
-        identity,
-        socket,
-        outlet,
-        mailbox,
-        rooms: Vec::new(),
-        buckets: Buckets {
-            comments: TokenBucket::new(rates.comments, now),
-            likes: TokenBucket::new(rates.likes, now),
-            votes: TokenBucket::new(rates.votes, now),
-        },
-        out: Outbound::default(),
-        frames: Vec::new(),
-        last_seen: now,
-        last_write: None,
-        ctx,
-    };
+pub(super) async fn run(opening: Box<Opening>) {
+    let (mut conn, inbox) = Conn::open(opening).await;
     conn.ctx
         .metrics
         .connections
@@ -143,7 +119,7 @@ pub(super) async fn run(
     conn.finish(exit).await;
     conn.count_direct_writes();
     for r in std::mem::take(&mut conn.rooms) {
-        conn.ctx.fanout.hub().unsubscribe(&r.room, key);
+        conn.ctx.fanout.hub().unsubscribe(&r.room, conn.key);
     }
     conn.ctx
         .metrics
@@ -152,6 +128,62 @@ pub(super) async fn run(
 }
 
 impl Conn {
+    /// The connection's state, registered, and its mailbox's receiving end.
+    async fn open(opening: Box<Opening>) -> (Self, MailboxReceiver) {
+        let Opening {
+            ctx,
+            stream,
+            read_ahead,
+            preface,
+            config,
+            identity,
+            held,
+        } = *opening;
+        let key = ctx.next_conn();
+        let outlet = Arc::new(Outlet::new(
+            Arc::new(stream),
+            ctx.settings.ws.write_linger,
+            ctx.write_pressure.clone(),
+        ));
+        if let Some(bytes) = preface {
+            outlet.preface(bytes);
+        }
+        let io = ConnIo {
+            outlet: outlet.clone(),
+        };
+        let socket =
+            WebSocketStream::from_partially_read(io, read_ahead, Role::Server, Some(config)).await;
+        let ws = &ctx.settings.ws;
+        let (mailbox, inbox) =
+            mailbox_with_sink(ws.outbound_queue, ws.outbound_queue_bytes, outlet.clone());
+        let backlog = Arc::new(Backlog::new(mailbox.clone(), outlet.clone()));
+        let registered = ctx.backlogs.register(key, backlog.clone());
+        let now = Instant::now();
+        let rates = ctx.settings.rates;
+        let conn = Self {
+            backlog,
+            _registered: registered,
+            _held: held,
+            key,
+            identity,
+            socket,
+            outlet,
+            mailbox,
+            rooms: Vec::new(),
+            buckets: Buckets {
+                comments: TokenBucket::new(rates.comments, now),
+                likes: TokenBucket::new(rates.likes, now),
+                votes: TokenBucket::new(rates.votes, now),
+            },
+            out: Outbound::default(),
+            frames: Vec::new(),
+            last_seen: now,
+            last_write: None,
+            ctx,
+        };
+        (conn, inbox)
+    }
+
     async fn drive(&mut self, mut inbox: MailboxReceiver) -> Exit {
         let hello = ServerFrame::Hello {
             conn: &format!("{}-{:06}", self.ctx.settings.gateway_id, self.key),
@@ -186,7 +218,9 @@ impl Conn {
                     self.linger(&mut inbox, &mut batch).await;
                     self.on_deliveries(&mut batch, &inbox).await
                 }
-                frame = self.socket.next() => self.on_frame(frame).await,
+                // Boxed: a client frame is rare next to deliveries, and its handling
+                // is the biggest state of the loop.
+                frame = self.socket.next() => Box::pin(self.on_frame(frame)).await,
                 () = self.outlet.kicked() => self.drain_outlet().await,
                 _ = ping.tick() => self.on_heartbeat().await,
                 () = &mut cancelled, if drain_at.is_none() => self.on_drain(&mut drain_at, "draining").await,
@@ -738,18 +772,25 @@ mod tests {
             level: 0,
             cohort: None,
         };
-        let task = run(
+        let held = super::super::Held {
+            _tracked: tokio_util::task::TaskTracker::new().token(),
+            _permit: crate::limits::ConnLimiter::new(1, 1)
+                .acquire(addr.ip())
+                .expect("a first connection is admitted"),
+        };
+        let task = run(Box::new(Opening {
             ctx,
-            server,
-            Vec::new(),
-            None,
-            WebSocketConfig::default(),
+            stream: server,
+            read_ahead: Vec::new(),
+            preface: None,
+            config: WebSocketConfig::default(),
             identity,
-        );
+            held,
+        }));
         let size = std::mem::size_of_val(&task);
         eprintln!("connection task future: {size} bytes");
         assert!(
-            size <= 2_560,
+            size <= 1_536,
             "the connection task's future is {size} bytes"
         );
     }

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 pub use backlog::{BacklogTotals, Backlogs};
 
@@ -133,7 +134,6 @@ fn accept(
     // The tracker token keeps shutdown waiting until this connection has drained.
     let tracked = app.tracker.token();
     tokio::spawn(async move {
-        let _tracked = tracked;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
@@ -146,9 +146,8 @@ fn accept(
         // is a view into hyper's 8 KiB connection buffer, which must not live on.
         let read_ahead = parts.read_buf.to_vec();
         drop(parts.read_buf);
-        admitted
-            .run(app, parts.io.into_inner(), read_ahead, None)
-            .await;
+        // A task of its own: this one holds hyper's upgrade state.
+        admitted.start(&app, tracked, parts.io.into_inner(), read_ahead, None);
     });
     Ok(response)
 }
@@ -162,20 +161,37 @@ struct Admitted {
     permit: ConnPermit,
 }
 
+/// What a connection holds until it ends: its place under the connection caps, and
+/// the token that keeps shutdown waiting for it.
+pub(super) struct Held {
+    _tracked: TaskTrackerToken,
+    _permit: ConnPermit,
+}
+
 impl Admitted {
-    /// Runs the connection; `preface` (the 101 response, when hyper did not send it)
-    /// goes out in one write with `hello`.
-    async fn run(
+    /// Spawns the connection's task; `preface` (the 101 response, when hyper did not
+    /// send it) goes out in one write with `hello`.
+    fn start(
         self,
-        app: Arc<AppState>,
+        app: &Arc<AppState>,
+        tracked: TaskTrackerToken,
         stream: TcpStream,
         read_ahead: Vec<u8>,
         preface: Option<Bytes>,
     ) {
-        let _permit = self.permit;
+        let held = Held {
+            _tracked: tracked,
+            _permit: self.permit,
+        };
         let identity = match self.identity {
             Ok(identity) => identity,
-            Err(why) => return refuse(stream, read_ahead, preface, &why).await,
+            Err(why) => {
+                tokio::spawn(async move {
+                    let _held = held;
+                    refuse(stream, read_ahead, preface, &why).await;
+                });
+                return;
+            }
         };
         let frame_limit = app.config.limits.max_frame_bytes;
         let config = WebSocketConfig::default()
@@ -186,17 +202,22 @@ impl Admitted {
             .max_frame_size(Some(frame_limit));
         if self.endpoint == Endpoint::Echo {
             let timeout = app.config.ws.write_timeout;
-            return echo::run(stream, read_ahead, preface, config, timeout).await;
+            tokio::spawn(async move {
+                let _held = held;
+                echo::run(stream, read_ahead, preface, config, timeout).await;
+            });
+            return;
         }
-        conn::run(
-            app.conn.clone(),
+        // The only argument of the viewer's task is this box: see `Opening`.
+        tokio::spawn(conn::run(Box::new(conn::Opening {
+            ctx: app.conn.clone(),
             stream,
             read_ahead,
             preface,
             config,
             identity,
-        )
-        .await;
+            held,
+        })));
     }
 }
 
@@ -348,14 +369,9 @@ pub(crate) async fn fast_upgrade(
     }
     drop(head);
     let preface = admitted.handshake.response_head();
-    let app = app.clone();
     // A task of its own (as after hyper's upgrade): the HTTP task ends here, and the
     // connection's state is not carried inside every HTTP connection's future.
-    let tracked = app.tracker.token();
-    tokio::spawn(async move {
-        let _tracked = tracked;
-        admitted.run(app, stream, Vec::new(), Some(preface)).await;
-    });
+    admitted.start(app, app.tracker.token(), stream, Vec::new(), Some(preface));
     None
 }
 
