@@ -87,7 +87,7 @@ run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 10
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3
 run scale-40k-3gw     3 connect --connections 40000 --procs 3 --hold-s 2 --source-addrs 127.0.0.2,127.0.0.3,127.0.0.4
 
-# Redis-backed (issue 4): the latency Redis adds, and 30,000 viewers over 3 gateways.
+# Redis-backed: the latency Redis adds, and 30,000 viewers over 3 gateways.
 if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   start_redis
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
@@ -110,7 +110,24 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"ordinary"; then
     GW_EXTRA=$R FILTER= run "$c-redis-100x50" 1 fanout $flags --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20 --publishers 8 --publish-by-room
     GW_EXTRA=$R FILTER= run "$c-redis-1x5000-1gw" 1 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
     GW_EXTRA=$R FILTER= run "$c-redis-1x5000-2gw" 2 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
+    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-50ps" 1 fanout $flags --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20 --publishers 8 --publish-by-room
+    GW_EXTRA=$R FILTER= run "$c-redis-idle-5k" 1 connect $flags --connections 5000 --hold-s 2
+    GW_EXTRA=$R FILTER= run "$c-redis-ramp-10k" 1 connect $flags --connections 10000 --in-flight 2000
   done
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=""
+fi
+
+# 100,000 joined viewers over 6 gateways on one Redis, from one load test of 6 worker
+# processes over 8 source addresses: 5 rooms of 20,000, one of them getting 10 events/s
+# for a minute. Only when asked for by name (a few minutes, ~2 GiB).
+if [ -n "$FILTER" ] && grep -qE "$FILTER" <<<"scale-100k"; then
+  start_redis
+  SRC=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
+  GW_EXTRA="--redis-url redis://127.0.0.1:18790" FILTER= run scale-100k-6gw 6 fanout \
+    --viewers 100000 --rooms 5 --publish-rooms 1 --rate 10 --size 100 --duration-s 60 \
+    --procs 6 --source-addrs "$SRC" --in-flight 3000
   kill "$REDIS_PID" 2>/dev/null || true
   wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=""

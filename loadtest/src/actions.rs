@@ -138,6 +138,7 @@ mod tests {
             duration_s: 1.0,
             publishers: 0,
             publish_by_room: false,
+            publish_rooms: 0,
             adaptive_fraction: 0.0,
             adaptive_max_rate: 20,
             high_share: 1.0,

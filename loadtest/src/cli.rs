@@ -176,6 +176,12 @@ pub struct Load {
     #[arg(long)]
     #[serde(default)]
     pub publish_by_room: bool,
+    /// Publish into the first N rooms only (0: every room). Rooms are ranked by size,
+    /// so with `--zipf` these are the biggest; the other rooms' viewers stay joined
+    /// and idle, as most of a platform's are.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub publish_rooms: usize,
     /// Share of the viewers (0–1, spread evenly) that join with `"mode":"adaptive"`,
     /// as a phone on a weak network would: the gateway sends them every high event and
     /// samples the rest, telling the skips. Skipped seqs count as covered, not lost.

@@ -60,6 +60,14 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// How many of `rooms` (the first, the biggest) `load` publishes into.
+pub fn publish_rooms(load: &Load, rooms: usize) -> usize {
+    match load.publish_rooms {
+        0 => rooms,
+        n => n.min(rooms),
+    }
+}
+
 /// Events to publish for `load`.
 pub fn scheduled(load: &Load) -> u64 {
     (load.rate * load.duration_s).round() as u64
@@ -76,11 +84,12 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         ((rate / 50.0).ceil() as usize).clamp(2, 64)
     } as u64;
     let by_room = load.publish_by_room;
+    let published_rooms = publish_rooms(load, plan.rooms.len());
     if by_room {
-        p = p.min(plan.rooms.len().max(1) as u64);
+        p = p.min(published_rooms.max(1) as u64);
     }
     let pad = "x".repeat(load.size.saturating_sub(32));
-    let order = Arc::new(publish_order(plan.rooms.len()));
+    let order = Arc::new(publish_order(published_rooms));
     let t0 = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
     for j in 0..p {

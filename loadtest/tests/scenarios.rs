@@ -654,3 +654,40 @@ fn interact_fails_when_its_commands_are_refused() {
         "{why}"
     );
 }
+
+#[test]
+fn publishing_into_the_biggest_rooms_only_leaves_the_others_idle() {
+    // 5 rooms of 20 viewers (uniform), events into the first 2 only: the viewers of
+    // those two get every event, the others are joined and get none, and none is lost.
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "100",
+            "--rooms",
+            "5",
+            "--rate",
+            "20",
+            "--duration-s",
+            "2",
+            "--publish-rooms",
+            "2",
+            "--publish-by-room",
+            "--publishers",
+            "8",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let e = &v["events"];
+    assert_eq!(e["published"], 40);
+    assert_eq!(v["publish"]["connections"], 2, "{}", v["publish"]);
+    // 40 events over 2 rooms: 20 each, to 20 viewers each.
+    assert_eq!(
+        (e["expected"].as_u64(), e["delivered"].as_u64()),
+        (Some(2 * 20 * 20), Some(2 * 20 * 20))
+    );
+    assert_eq!(e["lost"].as_u64(), Some(0));
+    assert_eq!(v["connections"]["established"], 100);
+}
