@@ -125,9 +125,16 @@ fi
 if [ -n "$FILTER" ] && grep -qE "$FILTER" <<<"scale-100k"; then
   start_redis
   SRC=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
+  # What the kernel holds meanwhile (sockets, their buffers, slab), every 5 s.
+  (for _ in $(seq 1 40); do
+     date +%T; grep -E '^TCP:' /proc/net/sockstat; grep -E '^(MemAvailable|Slab|SUnreclaim):' /proc/meminfo
+     sleep 5
+   done) > "$OUT/scale-100k-kernel.txt" &
+  SAMPLER=$!
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" FILTER= run scale-100k-6gw 6 fanout \
     --viewers 100000 --rooms 5 --publish-rooms 1 --rate 10 --size 100 --duration-s 60 \
     --procs 6 --source-addrs "$SRC" --in-flight 3000
+  kill "$SAMPLER" 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
   wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=""

@@ -179,7 +179,8 @@ impl Summary {
             gateways: o
                 .gateways
                 .iter()
-                .map(|g| gateway(g, r.established, events.delivered))
+                // Viewer n dials gateway n mod G: each holds its share of them.
+                .map(|g| gateway(g, share(r.established, common.urls.len()), events.delivered))
                 .collect(),
             pass: false,
             failures: Vec::new(),
@@ -208,6 +209,11 @@ impl Summary {
             &self.first_render,
         )
     }
+}
+
+/// The connections one of `gateways` holds when `established` were spread over them.
+fn share(established: u64, gateways: usize) -> u64 {
+    established.div_ceil(gateways.max(1) as u64)
 }
 
 fn gateway(g: &GatewayStats, established: u64, delivered: u64) -> Gateway {

@@ -252,7 +252,8 @@ pub struct Gateway {
     pub rss_start_bytes: u64,
     /// Highest RSS seen.
     pub rss_peak_bytes: u64,
-    /// (peak − start RSS) / established connections.
+    /// (peak − start RSS) / the connections this gateway holds (the established
+    /// ones over the gateways, which viewers dial in turn).
     pub rss_growth_per_connection_bytes: u64,
     /// CPU seconds in the measured phase.
     pub cpu_s: f64,
