@@ -133,7 +133,7 @@ if [ -n "$FILTER" ] && grep -qE "$FILTER" <<<"scale-100k"; then
   SAMPLER=$!
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" FILTER= run scale-100k-6gw 6 fanout \
     --viewers 100000 --rooms 5 --publish-rooms 1 --rate 10 --size 100 --duration-s 60 \
-    --procs 6 --source-addrs "$SRC" --in-flight 3000
+    --procs 6 --source-addrs "$SRC" --in-flight 3000 --idempotent
   kill "$SAMPLER" 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
   wait "$REDIS_PID" 2>/dev/null || true

@@ -139,6 +139,7 @@ mod tests {
             publishers: 0,
             publish_by_room: false,
             publish_rooms: 0,
+            idempotent: false,
             adaptive_fraction: 0.0,
             adaptive_max_rate: 20,
             high_share: 1.0,

@@ -182,6 +182,12 @@ pub struct Load {
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub publish_rooms: usize,
+    /// Publish with idempotency keys, and retry a publish answered 503 or 504
+    /// (`outcome_unknown`) or cut off, up to 3 times with its key, as a careful backend
+    /// does: the event is then sequenced once whatever happened to the first attempt.
+    #[arg(long)]
+    #[serde(default)]
+    pub idempotent: bool,
     /// Share of the viewers (0–1, spread evenly) that join with `"mode":"adaptive"`,
     /// as a phone on a weak network would: the gateway sends them every high event and
     /// samples the rest, telling the skips. Skipped seqs count as covered, not lost.

@@ -34,6 +34,10 @@ pub struct PublishStats {
     /// Publisher connections used.
     #[serde(default)]
     pub connections: u64,
+    /// Publishes retried with their idempotency key after a 503, a 504 or a broken
+    /// connection (`--idempotent`).
+    #[serde(default)]
+    pub retried: u64,
 }
 
 /// The order in which rooms take turns publishing: every room once per cycle, but
@@ -60,6 +64,9 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// Attempts after the first for a publish whose outcome is unknown (`--idempotent`).
+const PUBLISH_RETRIES: u32 = 3;
+
 /// How many of `rooms` (the first, the biggest) `load` publishes into.
 pub fn publish_rooms(load: &Load, rooms: usize) -> usize {
     match load.publish_rooms {
@@ -84,6 +91,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         ((rate / 50.0).ceil() as usize).clamp(2, 64)
     } as u64;
     let by_room = load.publish_by_room;
+    let retries = if load.idempotent { PUBLISH_RETRIES } else { 0 };
     let published_rooms = publish_rooms(load, plan.rooms.len());
     if by_room {
         p = p.min(published_rooms.max(1) as u64);
@@ -125,19 +133,29 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 } else {
                     ",\"priority\":\"normal\""
                 };
-                let body = format!(
-                    "{{\"kind\":\"{EVENT_KIND}\"{priority},\"data\":{{\"t\":{},\"pad\":\"{pad}\"}}}}",
-                    crate::now_us()
-                );
-                match http
-                    .request(
-                        "POST",
-                        &format!("/v1/rooms/{room}/events"),
-                        &key,
-                        body.as_bytes(),
-                    )
-                    .await
-                {
+                let t = crate::now_us();
+                let path = format!("/v1/rooms/{room}/events");
+                let mut answer = None;
+                for attempt in 0..=retries {
+                    // With keys, a retry names the first attempt's key: sequenced once.
+                    let idempotency = match (retries, attempt) {
+                        (0, _) => String::new(),
+                        (_, 0) => format!(",\"idempotency_key\":\"lt-{k}\""),
+                        _ => format!(",\"idempotency_key\":\"lt-{k}\",\"retry\":true"),
+                    };
+                    let body = format!(
+                        "{{\"kind\":\"{EVENT_KIND}\"{priority}{idempotency},\"data\":{{\"t\":{t},\"pad\":\"{pad}\"}}}}"
+                    );
+                    let a = http.request("POST", &path, &key, body.as_bytes()).await;
+                    let unknown = matches!(a, Ok((503 | 504, _)) | Err(_));
+                    answer = Some(a);
+                    if !unknown || attempt == retries {
+                        break;
+                    }
+                    stats.retried += 1;
+                }
+                let Some(answer) = answer else { break };
+                match answer {
                     Ok((200, _)) => {
                         stats.published += 1;
                         counter.fetch_add(1, Ordering::Relaxed);
@@ -163,6 +181,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         if let Ok((s, l)) = t.await {
             all.published += s.published;
             all.on_time += s.on_time;
+            all.retried += s.retried;
             for (k, v) in s.errors {
                 *all.errors.entry(k).or_default() += v;
             }

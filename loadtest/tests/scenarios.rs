@@ -691,3 +691,66 @@ fn publishing_into_the_biggest_rooms_only_leaves_the_others_idle() {
     assert_eq!(e["lost"].as_u64(), Some(0));
     assert_eq!(v["connections"]["established"], 100);
 }
+
+#[test]
+fn idempotent_publishes_carry_keys_the_gateway_accepts() {
+    // Every publish carries a key (a malformed one would be refused with 400 and
+    // count as an error); nothing needed a retry, and each event arrived once.
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "20",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--duration-s",
+            "1",
+            "--idempotent",
+            "--room-prefix",
+            "idem",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["publish"]["published"], 20, "{}", v["publish"]);
+    assert_eq!(v["publish"]["retried"], 0, "{}", v["publish"]);
+    let e = &v["events"];
+    assert_eq!(
+        (e["delivered"].as_u64(), e["duplicated"].as_u64()),
+        (Some(20 * 10), Some(0))
+    );
+    // The first event (room idem-0) was published with the key `lt-0`: another event
+    // under that key is refused as a reuse.
+    let (status, answer) = post(
+        &gw,
+        "/v1/rooms/idem-0/events",
+        r#"{"kind":"other","data":{},"idempotency_key":"lt-0"}"#,
+    );
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.contains("idempotency_key_reused"), "{answer}");
+}
+
+/// One HTTP request to the gateway's API: its status and body.
+fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = gw.url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
