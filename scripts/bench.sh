@@ -123,6 +123,12 @@ fi
 # processes over 8 source addresses: 5 rooms of 20,000, one of them getting 10 events/s
 # for a minute. Only when asked for by name (a few minutes, ~2 GiB).
 if [ -n "$FILTER" ] && grep -qE "$FILTER" <<<"scale-100k"; then
+  # The last run's connections linger in TIME_WAIT for a minute, and a new connection
+  # on one of their address pairs is refused: wait until they are gone.
+  for _ in $(seq 1 120); do
+    [ "$(awk '/^TCP:/ {print $7}' /proc/net/sockstat)" -lt 1000 ] && break
+    sleep 1
+  done
   start_redis
   SRC=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9
   # What the kernel holds meanwhile (sockets, their buffers, slab), every 5 s.

@@ -77,6 +77,11 @@ impl Plan {
         })
     }
 
+    /// The gateway (`--url` index) of viewer `i`'s `attempt`th connection.
+    pub fn gateway(&self, i: usize, attempt: usize) -> usize {
+        (i + attempt) % self.addrs.len().max(1)
+    }
+
     /// How viewer `i` connects (its `attempt`th connection picks the next gateway).
     /// The `max_rate` viewer `i` joins adaptive with, when it is one of the
     /// `--adaptive-fraction`.
@@ -99,7 +104,7 @@ impl Plan {
     }
 
     pub fn dial(&self, i: usize, attempt: usize) -> Dial {
-        let g = (i + attempt) % self.addrs.len();
+        let g = self.gateway(i, attempt);
         let base = &self.cli.common.urls[g];
         let url = match &self.cli.common.jwt_secret {
             Some(secret) => format!("{base}?token={}", token(secret, &format!("lt-{i}"))),

@@ -31,6 +31,14 @@ pub struct PublishStats {
     pub errors: BTreeMap<String, u64>,
     /// p99 of how late publishes started, ms.
     pub lag_p99_ms: f64,
+    /// Median and p99 of a publish's answer time (request sent → answer read, retries
+    /// included), ms: the share of the end-to-end latency before the event is sequenced
+    /// and sent to the gateways.
+    #[serde(default)]
+    pub answer_p50_ms: f64,
+    /// See `answer_p50_ms`.
+    #[serde(default)]
+    pub answer_p99_ms: f64,
     /// Publisher connections used.
     #[serde(default)]
     pub connections: u64,
@@ -110,9 +118,9 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         let counter = published.clone();
         tasks.push(tokio::spawn(async move {
             let mut stats = PublishStats::default();
-            let mut lag = histogram();
+            let (mut lag, mut answers) = (histogram(), histogram());
             let Ok(mut http) = Http::new(&http_base) else {
-                return (stats, lag);
+                return (stats, lag, answers);
             };
             // Events `k` of this connection: every `p`th, or those of its rooms.
             let mine = |k: u64| !by_room || order[k as usize % order.len()] as u64 % p == j;
@@ -136,6 +144,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 let t = crate::now_us();
                 let path = format!("/v1/rooms/{room}/events");
                 let mut answer = None;
+                let sent = Instant::now();
                 for attempt in 0..=retries {
                     // With keys, a retry names the first attempt's key: sequenced once.
                     let idempotency = match (retries, attempt) {
@@ -154,6 +163,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                     }
                     stats.retried += 1;
                 }
+                let _ = answers.record((sent.elapsed().as_micros() as u64).max(1));
                 let Some(answer) = answer else { break };
                 match answer {
                     Ok((200, _)) => {
@@ -168,7 +178,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 }
                 k += if by_room { 1 } else { p };
             }
-            (stats, lag)
+            (stats, lag, answers)
         }));
     }
     let mut all = PublishStats {
@@ -176,9 +186,10 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         connections: p,
         ..PublishStats::default()
     };
-    let mut lag: Histogram<u64> = histogram();
+    let (mut lag, mut answers): (Histogram<u64>, Histogram<u64>) = (histogram(), histogram());
     for t in tasks {
-        if let Ok((s, l)) = t.await {
+        if let Ok((s, l, a)) = t.await {
+            let _ = answers.add(&a);
             all.published += s.published;
             all.on_time += s.on_time;
             all.retried += s.retried;
@@ -189,6 +200,8 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         }
     }
     all.lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1000.0;
+    all.answer_p50_ms = answers.value_at_quantile(0.5) as f64 / 1000.0;
+    all.answer_p99_ms = answers.value_at_quantile(0.99) as f64 / 1000.0;
     all
 }
 

@@ -68,6 +68,8 @@ pub struct Seen {
     pub reconnect_asked: bool,
     /// (publish → receive µs) samples not yet merged into the shared histogram.
     pub latencies: Vec<(u64, u64)>,
+    /// The gateway (`--url` index) the viewer is connected to, for its latencies.
+    pub gateway: usize,
     /// Which of this viewer's events have their latency measured.
     pub measures: LatencyOf,
 }

@@ -79,6 +79,8 @@ struct Agg {
     latency: Histogram<u64>,
     /// Latency by the second of the run it was received in.
     series: Vec<Histogram<u64>>,
+    /// Latency by the viewer's gateway.
+    by_gateway: Vec<Histogram<u64>>,
     report: WorkerReport,
 }
 
@@ -116,6 +118,7 @@ impl Shared {
                 first_render: histogram(),
                 latency: histogram(),
                 series: Vec::new(),
+                by_gateway: Vec::new(),
                 report: WorkerReport::default(),
             }),
         })
@@ -205,14 +208,21 @@ impl Shared {
         }
     }
 
-    /// Merges (received at µs, latency µs) samples into the histograms, each into the
-    /// second of the run it was received in, and empties `samples`.
-    pub fn record_latencies(&self, samples: &mut Vec<(u64, u64)>) {
+    /// Merges (received at µs, latency µs) samples of a viewer of `gateway` into the
+    /// histograms, each into the second of the run it was received in, and empties
+    /// `samples`.
+    pub fn record_latencies(&self, samples: &mut Vec<(u64, u64)>, gateway: usize) {
         if samples.is_empty() {
             return;
         }
         let go = self.go_at_us.load(Ordering::Relaxed);
         let mut agg = self.agg();
+        let gateways = self.plan.cli.common.urls.len();
+        while agg.by_gateway.len() < gateways {
+            agg.by_gateway.push(histogram());
+        }
+        let agg = &mut *agg;
+        let mut by_gateway = agg.by_gateway.get_mut(gateway);
         for &(at, lat) in samples.iter() {
             let sec = ((at.saturating_sub(go) / 1_000_000) as usize).min(3_600);
             while agg.series.len() <= sec {
@@ -221,13 +231,16 @@ impl Shared {
             let v = lat.max(1);
             let _ = agg.latency.record(v);
             let _ = agg.series[sec].record(v);
+            if let Some(h) = by_gateway.as_mut() {
+                let _ = h.record(v);
+            }
         }
         samples.clear();
     }
 
     /// Merges what a finished viewer of `room` counted.
     pub fn finish(&self, room: &str, seen: &mut Seen) {
-        self.record_latencies(&mut seen.latencies);
+        self.record_latencies(&mut seen.latencies, seen.gateway);
         // Events sequenced after the final seqs were read (a merged comment's window
         // ending late) are not in `expected`: left out of the accounting too.
         if let Phase::Stop(finals) = self.phase.get()
@@ -268,6 +281,7 @@ impl Shared {
         r.first_render_us = to_buckets(&agg.first_render);
         r.latency_us = to_buckets(&agg.latency);
         r.latency_series = agg.series.iter().map(to_buckets).collect();
+        r.latency_by_gateway = agg.by_gateway.iter().map(to_buckets).collect();
         let at_go = f64::from_bits(self.cpu_at_go.load(Ordering::Relaxed));
         r.cpu_s = (crate::stats::cpu_seconds("self").unwrap_or(0.0) - at_go).max(0.0);
         r

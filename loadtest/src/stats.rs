@@ -198,6 +198,9 @@ pub struct WorkerReport {
     pub latency_us: Buckets,
     /// Latency per second of the run, µs.
     pub latency_series: Vec<Buckets>,
+    /// Latency by the gateway the viewer was connected to (the `--url` index), µs.
+    #[serde(default)]
+    pub latency_by_gateway: Vec<Buckets>,
     /// Delivery accounting per room.
     pub rooms: BTreeMap<String, RoomCount>,
     /// Events received (all, with duplicates).
@@ -232,6 +235,16 @@ pub struct WorkerReport {
     pub cpu_s: f64,
 }
 
+/// Adds each of `other`'s histograms into the one at its index in `into`.
+fn merge_each(into: &mut Vec<Buckets>, other: &[Buckets]) {
+    if into.len() < other.len() {
+        into.resize(other.len(), Vec::new());
+    }
+    for (i, b) in other.iter().enumerate() {
+        into[i].extend_from_slice(b);
+    }
+}
+
 impl WorkerReport {
     /// Adds another worker's report into this one.
     pub fn merge(&mut self, o: &WorkerReport) {
@@ -242,13 +255,8 @@ impl WorkerReport {
         self.connect_us.extend_from_slice(&o.connect_us);
         self.first_render_us.extend_from_slice(&o.first_render_us);
         self.latency_us.extend_from_slice(&o.latency_us);
-        if self.latency_series.len() < o.latency_series.len() {
-            self.latency_series
-                .resize(o.latency_series.len(), Vec::new());
-        }
-        for (i, b) in o.latency_series.iter().enumerate() {
-            self.latency_series[i].extend_from_slice(b);
-        }
+        merge_each(&mut self.latency_series, &o.latency_series);
+        merge_each(&mut self.latency_by_gateway, &o.latency_by_gateway);
         for (k, v) in &o.rooms {
             self.rooms.entry(k.clone()).or_default().merge(v);
         }

@@ -67,6 +67,7 @@ impl Viewer {
     /// Viewer `index`, just joined to `room`: it counts seqs from the `joined` reply's.
     pub fn joined(shared: Arc<Shared>, index: usize, room: RoomId, j: &Joined) -> Self {
         let measures = shared.plan.measures(index);
+        let gateway = shared.plan.gateway(index, 0);
         let mut v = Self {
             shared,
             index,
@@ -74,6 +75,7 @@ impl Viewer {
             epoch: j.epoch.clone(),
             seen: Seen {
                 track: Track::start(j.seq),
+                gateway,
                 measures,
                 ..Seen::default()
             },
@@ -228,7 +230,8 @@ impl Viewer {
         }
         self.shared.delivered(self.seen.delivered - before);
         if self.seen.latencies.len() >= 256 {
-            self.shared.record_latencies(&mut self.seen.latencies);
+            self.shared
+                .record_latencies(&mut self.seen.latencies, self.seen.gateway);
         }
     }
 
@@ -275,6 +278,9 @@ impl Viewer {
     async fn reconnect(&mut self) -> Option<Ws> {
         self.attempt += 1;
         self.seen.reconnect_asked = false;
+        // What was measured on the last gateway counts there.
+        self.shared
+            .record_latencies(&mut self.seen.latencies, self.seen.gateway);
         let plan = self.shared.plan.clone();
         let since = self.seen.track.next.saturating_sub(1);
         for _ in 0..RECONNECT_ATTEMPTS {
@@ -294,6 +300,7 @@ impl Viewer {
                 continue;
             };
             self.shared.reconnected(j.recovered);
+            self.seen.gateway = plan.gateway(self.index, self.attempt);
             if !j.recovered {
                 self.seen.resets += 1;
                 self.seen.track.restart(j.seq);

@@ -754,3 +754,36 @@ fn post(gw: &Gateway, path: &str, body: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, answer)
 }
+
+#[test]
+fn latency_is_told_per_gateway_and_publishes_by_their_answer_time() {
+    // The same gateway twice: viewers alternate between the two URLs, and each URL's
+    // viewers get a latency of their own; the publishers' answer times are told.
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--url",
+            &gw.url,
+            "--viewers",
+            "20",
+            "--rate",
+            "20",
+            "--duration-s",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["parameters"]["urls"].as_array().map(Vec::len), Some(2));
+    let by_gateway = v["latency_ms_by_gateway"].as_array().unwrap();
+    assert_eq!(by_gateway.len(), 2, "{v}");
+    for q in by_gateway {
+        let (p50, max) = (q["p50"].as_f64().unwrap(), q["max"].as_f64().unwrap());
+        assert!(p50 > 0.0 && max >= p50, "{q}");
+        assert!(max <= v["latency_ms"]["max"].as_f64().unwrap(), "{q}");
+    }
+    let p = &v["publish"];
+    assert!(p["answer_p50_ms"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(p["answer_p99_ms"].as_f64().unwrap() >= p["answer_p50_ms"].as_f64().unwrap());
+}

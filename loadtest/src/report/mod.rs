@@ -152,6 +152,14 @@ impl Summary {
             latency_ms: quantiles(&latency, true),
             events,
             latency_p99_ms_by_second: series.iter().map(|h| ms(h, 0.99)).collect(),
+            latency_ms_by_gateway: if r.latency_by_gateway.len() > 1 {
+                r.latency_by_gateway
+                    .iter()
+                    .map(|b| quantiles(&merge_hist(b), true))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             deliveries_per_s: per_s(events.delivered),
             frames_per_s: per_s(r.frames),
             events_per_frame: if r.frames > 0 {

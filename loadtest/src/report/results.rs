@@ -36,6 +36,11 @@ pub struct Results {
     pub events: Events,
     /// End-to-end p99 of each second of the measured phase.
     pub latency_p99_ms_by_second: Vec<f64>,
+    /// Publish → receive at the viewers of each gateway (in `--url` order), with
+    /// several gateways: the events published through one gateway reach the others'
+    /// viewers over Redis.
+    #[serde(default)]
+    pub latency_ms_by_gateway: Vec<Quantiles>,
     /// Distinct events received by all viewers per second of the measured phase.
     pub deliveries_per_s: f64,
     /// WebSocket frames received per second.

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::figures::num;
-use super::results::Results;
+use super::results::{Quantiles, Results};
 
 /// The scenario's flags, `name value` pairs on one line.
 pub fn flags_line(r: &Results) -> String {
@@ -37,11 +37,18 @@ pub fn render(r: &Results) -> String {
         "connections         {} / {} established, {} failed",
         c.established, c.target, c.failed
     );
-    for (name, q) in [
-        ("connect", &r.connect_ms),
-        ("first render", &r.first_render_ms),
-        ("latency", &r.latency_ms),
-    ] {
+    let by_gateway: Vec<(String, &Quantiles)> = r
+        .latency_ms_by_gateway
+        .iter()
+        .enumerate()
+        .map(|(g, q)| (format!("  at gateway {}", g + 1), q))
+        .collect();
+    let rows = [
+        ("connect".to_owned(), &r.connect_ms),
+        ("first render".to_owned(), &r.first_render_ms),
+        ("latency".to_owned(), &r.latency_ms),
+    ];
+    for (name, q) in rows.into_iter().chain(by_gateway) {
         let _ = writeln!(
             s,
             "{name:<20}p50 {} ms  p99 {} ms  max {} ms",
