@@ -105,14 +105,19 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"ordinary"; then
   start_redis
   R="--redis-url redis://127.0.0.1:18790"
   ORD="--client tungstenite --procs 2"
-  for c in own ordinary; do
-    flags=""; [ "$c" = ordinary ] && flags=$ORD
-    GW_EXTRA=$R FILTER= run "$c-redis-100x50" 1 fanout $flags --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20 --publishers 8 --publish-by-room
-    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-1gw" 1 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
-    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-2gw" 2 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --publishers 8 --publish-by-room
-    GW_EXTRA=$R FILTER= run "$c-redis-1x5000-50ps" 1 fanout $flags --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20 --publishers 8 --publish-by-room
-    GW_EXTRA=$R FILTER= run "$c-redis-idle-5k" 1 connect $flags --connections 5000 --hold-s 2
-    GW_EXTRA=$R FILTER= run "$c-redis-ramp-10k" 1 connect $flags --connections 10000 --in-flight 2000
+  P="--publishers 8 --publish-by-room"
+  # Rounds alternate the two clients; the table shows each round and the median.
+  for round in $(seq 1 "${DANMAKU_BENCH_ROUNDS:-2}"); do
+    for c in own ordinary; do
+      flags=""; [ "$c" = ordinary ] && flags=$ORD
+      r="-r$round"
+      GW_EXTRA=$R FILTER= run "$c-redis-100x50$r" 1 fanout $flags --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20 $P
+      GW_EXTRA=$R FILTER= run "$c-redis-1x5000-1gw$r" 1 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 $P
+      GW_EXTRA=$R FILTER= run "$c-redis-1x5000-2gw$r" 2 fanout $flags --viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 $P
+      GW_EXTRA=$R FILTER= run "$c-redis-1x5000-50ps$r" 1 fanout $flags --viewers 5000 --rooms 1 --rate 50 --size 100 --duration-s 20 $P
+      GW_EXTRA=$R FILTER= run "$c-redis-idle-5k$r" 1 connect $flags --connections 5000 --hold-s 2
+      GW_EXTRA=$R FILTER= run "$c-redis-ramp-10k$r" 1 connect $flags --connections 10000 --in-flight 2000
+    done
   done
   kill "$REDIS_PID" 2>/dev/null || true
   wait "$REDIS_PID" 2>/dev/null || true

@@ -78,7 +78,8 @@ impl Conn {
         let viewer = Some(self.identity.viewer.clone());
         let key = hub.subscribe_as(&room, self.key, self.mailbox.clone(), viewer);
         let recent = self.ctx.settings.ws.snapshot_recent;
-        let mut view = match self.ctx.fanout.view(&room, since.as_ref(), recent).await {
+        let viewed = super::conn::view_and_online(&self.ctx, &room, since.as_ref(), recent).await;
+        let (mut view, online) = match viewed {
             Ok(v) => v,
             Err(e) => {
                 hub.unsubscribe(&room, self.key);
@@ -87,7 +88,7 @@ impl Conn {
         };
         let replay = view.replay.take();
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = super::conn::snapshot(&self.ctx, &room, view, &self.identity.viewer).await;
+        let snapshot = super::conn::snapshot(&room, view, online, &self.identity.viewer);
         let joined = Joined {
             id,
             room: &room,

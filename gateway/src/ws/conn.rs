@@ -18,7 +18,7 @@ use danmaku_fanout::{
 use danmaku_protocol::audience::{Targeted, Viewer, is_targeted};
 use danmaku_protocol::server::encode_reset;
 use danmaku_protocol::{
-    CloseCode, ErrorCode, EventFrame, Priority, RoomId, ServerFrame, SkipReason, Snapshot,
+    CloseCode, ErrorCode, EventFrame, Priority, RoomId, ServerFrame, Since, SkipReason, Snapshot,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -475,14 +475,12 @@ impl Conn {
     /// Tells the viewer that continuity of a room restarts now, with a fresh snapshot.
     async fn reset(&mut self, idx: usize) -> Result<(), Exit> {
         let (room, key) = (self.rooms[idx].room.clone(), self.rooms[idx].key);
-        let view = self
-            .ctx
-            .fanout
-            .view(&room, None, self.ctx.settings.ws.snapshot_recent)
-            .await
-            .map_err(|_| Exit::Close(CloseCode::InternalError))?;
+        let (view, online) =
+            view_and_online(&self.ctx, &room, None, self.ctx.settings.ws.snapshot_recent)
+                .await
+                .map_err(|_| Exit::Close(CloseCode::InternalError))?;
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = snapshot(&self.ctx, &room, view, &self.identity.viewer).await;
+        let snapshot = snapshot(&room, view, online, &self.identity.viewer);
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
         self.rooms[idx].skips.forget();
@@ -614,18 +612,26 @@ impl Conn {
     }
 }
 
-/// A room's snapshot from its view, as `viewer` sees it (targeted events for others
-/// are `skipped` markers), with the online count of every gateway.
-pub(super) async fn snapshot(
+/// A room's view (for a join with `since`, or a reset) and its online count of every
+/// gateway, asked for together: with Redis they are two round trips, sent at once.
+/// The count falls back to this gateway's when the store cannot tell it.
+pub(super) async fn view_and_online(
     ctx: &ConnContext,
     room: &RoomId,
-    view: RoomView,
-    viewer: &Viewer,
-) -> Snapshot {
-    let online = match ctx.fanout.online(room).await {
-        Ok(n) => n,
-        Err(_) => ctx.fanout.hub().online(room),
-    };
+    since: Option<&Since>,
+    recent: usize,
+) -> Result<(RoomView, u64), FanoutError> {
+    let (view, online) = tokio::join!(
+        ctx.fanout.view(room, since, recent),
+        ctx.fanout.online(room)
+    );
+    let online = online.unwrap_or_else(|_| ctx.fanout.hub().online(room));
+    Ok((view?, online))
+}
+
+/// A room's snapshot from its view, as `viewer` sees it (targeted events for others
+/// are `skipped` markers), with the online count of every gateway.
+pub(super) fn snapshot(room: &RoomId, view: RoomView, online: u64, viewer: &Viewer) -> Snapshot {
     Snapshot {
         recent: recent_for(room, view.recent, viewer),
         likes: view.likes,
