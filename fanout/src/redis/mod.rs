@@ -234,7 +234,12 @@ impl Rooms for RedisFanout {
             .await
             .map_err(|e| unavailable(&e))?;
         let view = reply::view(room, v)?;
-        let polls = self.open_polls(room).await?;
+        // One round trip more only for a room with open polls.
+        let polls = if view.open_polls > 0 {
+            self.open_polls(room).await?
+        } else {
+            Vec::new()
+        };
         if !polls.is_empty() {
             self.poll_rooms.insert(room.clone());
         }

@@ -298,6 +298,8 @@ pub(crate) struct View {
     pub(crate) seq: u64,
     pub(crate) likes: u64,
     pub(crate) recovered: bool,
+    /// Open polls in the room (read separately, when there are any).
+    pub(crate) open_polls: u64,
     pub(crate) events: Vec<Bytes>,
 }
 
@@ -308,7 +310,8 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         seq: number(field(&a, 1)?)?,
         likes: number(field(&a, 2)?)?,
         recovered: number(field(&a, 3)?)? == 1,
-        events: events(room, a.get(4..).unwrap_or_default())?,
+        open_polls: number(field(&a, 4)?)?,
+        events: events(room, a.get(5..).unwrap_or_default())?,
     })
 }
 
