@@ -162,6 +162,8 @@ pub struct RoomView {
     pub recent: Vec<Bytes>,
     /// Open polls, encoded.
     pub polls: Vec<Bytes>,
+    /// The room's stage object, when one is set.
+    pub stage: Option<Bytes>,
     /// With a `since` in this epoch and still in history: the events after it, in order.
     pub replay: Option<Vec<Bytes>>,
 }
@@ -332,6 +334,15 @@ pub trait Rooms: Send + Sync {
         };
         self.publish_event(room, event).await
     }
+
+    /// Sets the room's stage to `stage` (a JSON object) or clears it (`None`), and
+    /// sequences a high `stage` event with it (`null` when cleared), in one step: a
+    /// viewer who joins after the event finds the stage in its snapshot.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn set_stage(&self, room: &RoomId, stage: Option<&str>)
+    -> Result<Published, FanoutError>;
 
     /// Adds `delta` likes and publishes a `likes` event with the new total.
     ///

@@ -136,6 +136,11 @@ impl EventKind {
         Self(Arc::from("likes"))
     }
 
+    /// `stage`: the room's stage (the pinned product) was set, replaced or cleared.
+    pub fn stage() -> Self {
+        Self(Arc::from("stage"))
+    }
+
     /// `poll`: a poll opened, its tallies changed, or it closed.
     pub fn poll() -> Self {
         Self(Arc::from("poll"))

@@ -152,6 +152,9 @@ pub struct SnapshotState {
     pub online: u64,
     /// Open polls.
     pub polls: Vec<PollState>,
+    /// The room's stage, when one is set.
+    #[serde(default)]
+    pub stage: Option<Box<RawValue>>,
 }
 
 #[cfg(test)]
@@ -305,6 +308,7 @@ mod tests {
             likes: 7,
             online: 3,
             polls: vec![Bytes::from(poll)],
+            stage: None,
         };
         let joined = Joined {
             id: 4,

@@ -98,6 +98,9 @@ pub struct Snapshot {
     pub online: u64,
     /// Open polls, each an encoded poll state object.
     pub polls: Vec<Bytes>,
+    /// The room's stage (the encoded object of its last `stage` event), when one is
+    /// set; the key is left out otherwise.
+    pub stage: Option<Bytes>,
 }
 
 impl Snapshot {
@@ -111,6 +114,10 @@ impl Snapshot {
         push_u64(out, self.online);
         out.extend_from_slice(b",\"polls\":");
         write_raw_array(out, &self.polls);
+        if let Some(stage) = &self.stage {
+            out.extend_from_slice(b",\"stage\":");
+            out.extend_from_slice(stage);
+        }
         out.push(b'}');
     }
 }
@@ -412,6 +419,9 @@ mod tests {
             likes: 7,
             online: 3,
             polls: vec![Bytes::from_static(br#"{"poll":"p-1"}"#)],
+            stage: Some(Bytes::from_static(
+                br#"{"product":{"sku":"A-1"},"since":5}"#,
+            )),
         };
         let j = Joined {
             id: 4,
@@ -427,6 +437,7 @@ mod tests {
         assert_eq!(v["snapshot"]["recent"][0]["seq"], 1);
         assert_eq!(v["snapshot"]["likes"], 7);
         assert_eq!(v["snapshot"]["polls"][0]["poll"], "p-1");
+        assert_eq!(v["snapshot"]["stage"]["product"]["sku"], "A-1");
         let r = parse(&encode_reset(&room, "e2", 9, &Snapshot::default()));
         assert_eq!(
             r,

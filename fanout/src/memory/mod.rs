@@ -229,6 +229,18 @@ impl Rooms for MemoryFanout {
         self.publish_keyed(room, event)
     }
 
+    async fn set_stage(
+        &self,
+        room: &RoomId,
+        stage: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        let kind = EventKind::stage();
+        self.with_room(room, |state| {
+            state.stage = stage.map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()));
+            self.publish_locked(room, state, &kind, stage.unwrap_or("null"))
+        })
+    }
+
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
         let kind = EventKind::likes();
         self.with_room(room, |state| {

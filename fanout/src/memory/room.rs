@@ -30,6 +30,8 @@ pub(crate) struct RoomState {
     idem_doubt_until: u64,
     polls: Vec<Poll>,
     next_poll: u64,
+    /// The stage object, when one is set.
+    pub(crate) stage: Option<bytes::Bytes>,
     /// Viewer comments: the budget's second and the merge windows.
     pub(crate) comments: CommentGate,
     last_active_ms: u64,
@@ -64,6 +66,7 @@ impl RoomState {
             idem_doubt_until: store_started_ms.saturating_add(idem_ttl_ms),
             polls: Vec::new(),
             next_poll: 1,
+            stage: None,
             comments: CommentGate::default(),
             last_active_ms: crate::now_ms(),
             removed: false,
@@ -151,6 +154,7 @@ impl RoomState {
                 .filter(|p| p.open)
                 .map(Poll::encode)
                 .collect(),
+            stage: self.stage.clone(),
             replay,
         }
     }

@@ -196,6 +196,18 @@ impl Rooms for RedisFanout {
         Ok(published)
     }
 
+    async fn set_stage(
+        &self,
+        room: &RoomId,
+        stage: Option<&str>,
+    ) -> Result<Published, FanoutError> {
+        reply::published(
+            self.publisher
+                .room_op(room, &RoomOp::Stage { stage })
+                .await?,
+        )
+    }
+
     async fn add_likes(&self, room: &RoomId, delta: u64) -> Result<Published, FanoutError> {
         reply::published(
             self.publisher
@@ -254,6 +266,7 @@ impl Rooms for RedisFanout {
             likes: view.likes,
             recent,
             polls,
+            stage: view.stage,
             replay,
         })
     }

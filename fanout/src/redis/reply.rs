@@ -21,6 +21,8 @@ pub(crate) enum RoomOp<'a> {
     Event(NewEvent<'a>),
     /// Adds likes and sequences the new total.
     Likes { delta: u64 },
+    /// Sets (a JSON object) or clears the stage, and sequences it.
+    Stage { stage: Option<&'a str> },
     /// Opens a poll.
     PollOpen { spec: &'a PollSpec, ends_at: u64 },
     /// Closes a poll.
@@ -54,6 +56,7 @@ impl RoomOp<'_> {
             Self::Event(e) if e.ingress.is_some() => "comment",
             Self::Event(_) => "event",
             Self::Likes { .. } => "likes",
+            Self::Stage { .. } => "stage",
             Self::PollOpen { .. } => "poll_open",
             Self::PollClose { .. } => "poll_close",
             Self::Vote { .. } => "vote",
@@ -101,6 +104,7 @@ impl RoomOp<'_> {
                 args
             }
             Self::Likes { delta } => vec![delta.to_string()],
+            Self::Stage { stage } => vec![stage.unwrap_or_default().to_owned()],
             Self::PollOpen { spec, ends_at } => vec![
                 spec.to_json(),
                 spec.options.len().to_string(),
@@ -128,6 +132,7 @@ impl RoomOp<'_> {
             self,
             Self::Event(_)
                 | Self::Likes { .. }
+                | Self::Stage { .. }
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
@@ -300,6 +305,8 @@ pub(crate) struct View {
     pub(crate) recovered: bool,
     /// Open polls in the room (read separately, when there are any).
     pub(crate) open_polls: u64,
+    /// The stage object, when one is set.
+    pub(crate) stage: Option<Bytes>,
     pub(crate) events: Vec<Bytes>,
 }
 
@@ -311,7 +318,11 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         likes: number(field(&a, 2)?)?,
         recovered: number(field(&a, 3)?)? == 1,
         open_polls: number(field(&a, 4)?)?,
-        events: events(room, a.get(5..).unwrap_or_default())?,
+        stage: match field(&a, 5)? {
+            Value::BulkString(b) if !b.is_empty() => Some(Bytes::copy_from_slice(b)),
+            _ => None,
+        },
+        events: events(room, a.get(6..).unwrap_or_default())?,
     })
 }
 

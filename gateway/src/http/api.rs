@@ -20,7 +20,14 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Kinds the gateway sequences itself; a backend cannot forge them.
-const RESERVED_KINDS: [&str; 2] = ["likes", "poll"];
+/// Kinds only the gateway sequences: a backend's event of one would pass for the room's
+/// own state.
+const RESERVED_KINDS: [&str; 3] = ["likes", "poll", "stage"];
+
+/// Most bytes of a stage object (the product, its label and times).
+pub const MAX_STAGE_BYTES: usize = 8 * 1024;
+/// Most characters of a stage's label.
+const MAX_STAGE_LABEL: usize = 64;
 
 fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::new(raw).map_err(|e| ApiError::new(ErrorCode::InvalidRoom, e.to_string()))
@@ -113,6 +120,89 @@ pub(super) async fn publish(
         reply["audience_online"] = app.fanout.hub().audience_online(&room, a).into();
     }
     Ok((StatusCode::OK, Json(reply)).into_response())
+}
+
+#[derive(Deserialize)]
+struct StageBody<'a> {
+    /// The product on stage: any JSON value the clients render.
+    #[serde(borrow)]
+    product: Option<&'a serde_json::value::RawValue>,
+    /// When its countdown ends (Unix ms, server clock).
+    ends_at: Option<u64>,
+    /// A short label ("flash sale", "new").
+    label: Option<String>,
+}
+
+/// `PUT /v1/rooms/{room}/stage`: puts a product on the room's stage (replacing what was
+/// there), announced as a high `stage` event and held in every joiner's snapshot.
+pub(super) async fn set_stage(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: JsonBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let body: StageBody<'_> = json_body(&body)?;
+    let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+    let product = body
+        .product
+        .filter(|p| p.get() != "null")
+        .ok_or_else(|| bad("`product` is required".into()))?;
+    let now = danmaku_fanout::now_ms();
+    if let Some(at) = body.ends_at
+        && at <= now
+    {
+        return Err(bad(format!(
+            "`ends_at` ({at}) is not in the future (server time {now})"
+        )));
+    }
+    if let Some(label) = &body.label
+        && (label.trim().is_empty() || label.chars().count() > MAX_STAGE_LABEL)
+    {
+        return Err(bad(format!(
+            "`label` must have 1..={MAX_STAGE_LABEL} characters"
+        )));
+    }
+    let mut stage = serde_json::Map::new();
+    stage.insert(
+        "product".into(),
+        serde_json::to_value(product).map_err(|e| bad(e.to_string()))?,
+    );
+    if let Some(at) = body.ends_at {
+        stage.insert("ends_at".into(), at.into());
+    }
+    if let Some(label) = body.label {
+        stage.insert("label".into(), label.into());
+    }
+    stage.insert("since".into(), now.into());
+    let stage = serde_json::Value::Object(stage).to_string();
+    if stage.len() > MAX_STAGE_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "the stage is {} bytes; at most {MAX_STAGE_BYTES}",
+                stage.len()
+            ),
+        ));
+    }
+    let p = app.fanout.set_stage(&room, Some(&stage)).await?;
+    Ok(sequenced(&room, &p))
+}
+
+/// The answer to a call that sequenced one event.
+fn sequenced(room: &RoomId, p: &danmaku_fanout::Published) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq}))
+}
+
+/// `DELETE /v1/rooms/{room}/stage`: clears the stage (a `stage` event with `null`).
+pub(super) async fn clear_stage(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let p = app.fanout.set_stage(&room, None).await?;
+    Ok(sequenced(&room, &p))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::metrics::{Gauges, Metrics};
 use crate::state::AppState;
@@ -23,6 +23,10 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/rooms/{room}/events", post(api::publish))
         .route("/v1/rooms/{room}/polls", post(api::create_poll))
+        .route(
+            "/v1/rooms/{room}/stage",
+            put(api::set_stage).delete(api::clear_stage),
+        )
         .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
         .route("/v1/rooms/{room}", get(api::room_info))
         .route("/v1/rooms/{room}/history", get(api::history))

@@ -637,6 +637,7 @@ pub(super) fn snapshot(room: &RoomId, view: RoomView, online: u64, viewer: &View
         likes: view.likes,
         online,
         polls: view.polls,
+        stage: view.stage,
     }
 }
 

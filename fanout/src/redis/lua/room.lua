@@ -10,7 +10,7 @@
 --
 -- One key is passed, KEYS[1]: the room's hash tag `{<prefix>:<room>}`; the script
 -- names the room's keys from it (see fanout/src/redis/keys.rs), all in the tag's slot:
---   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win, doubt}
+--   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win, doubt, stage}
 --   <tag>:s  stream of records, id <seq>-0
 --   <tag>:i:<key>  an idempotency key's "<seq>:<fingerprint>"
 --   <tag>:p: prefix of the room's poll keys: <p>open, <p>dirty (sets of ids),
@@ -22,7 +22,7 @@
 --   <tag>:gm:<h> the window's merged copies {c count, u senders, t text, due}
 --   <tag>:gd zset of the texts with merged copies, by when their window ends
 --   <tag>:c  the channel every record is published on
--- ARGV[1] op: event | comment | likes | poll_open | poll_close | vote | poll_flush |
+-- ARGV[1] op: event | comment | likes | stage | poll_open | poll_close | vote | poll_flush |
 --          merge_flush | online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
 -- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
@@ -262,6 +262,17 @@ elseif op == "likes" then
   room_epoch()
   local total = redis.call("HINCRBY", meta, "likes", ARGV[5])
   result = sequence("likes:l", total .. ":" .. ARGV[5])
+elseif op == "stage" then
+  -- ARGV[5] the stage object's JSON, "" to clear it. Kept in the meta hash (read by
+  -- joins), and sequenced as a high `stage` event (`null` when cleared).
+  room_epoch()
+  if ARGV[5] == "" then
+    redis.call("HDEL", meta, "stage")
+    result = sequence("stage:dh", "null")
+  else
+    redis.call("HSET", meta, "stage", ARGV[5])
+    result = sequence("stage:dh", ARGV[5])
+  end
 elseif op == "poll_open" then
   -- ARGV[5] spec JSON   ARGV[6] option count   ARGV[7] ends_at (ms)
   room_epoch()

@@ -3,10 +3,10 @@
 -- ARGV[1] epoch to create if the room has none   ARGV[2] recent count
 -- ARGV[3] since epoch ("" for none)   ARGV[4] since seq
 -- ARGV[5] now (ms)   ARGV[6] history age (ms)   ARGV[7] room TTL (ms)
--- Returns {epoch, seq, likes, recovered(0/1), open polls, records...}: with
+-- Returns {epoch, seq, likes, recovered(0/1), open polls, stage, records...}: with
 -- recovered = 1 the records are the events after since (in order); otherwise the last
 -- `recent` events. `open polls` counts the room's open polls, so a join reads them only
--- when there are any (most rooms have none).
+-- when there are any (most rooms have none); `stage` is the stage object ("" when none).
 -- Records older than the history age are not history any more.
 local meta, stream = KEYS[1], KEYS[2]
 local cutoff = tonumber(ARGV[5]) - tonumber(ARGV[6])
@@ -24,7 +24,8 @@ local function fresh(record)
 end
 local seq = tonumber(redis.call("HGET", meta, "seq") or "0")
 local likes = tonumber(redis.call("HGET", meta, "likes") or "0")
-local out = {epoch, seq, likes, 0, redis.call("SCARD", KEYS[3] .. "open")}
+local stage = redis.call("HGET", meta, "stage") or ""
+local out = {epoch, seq, likes, 0, redis.call("SCARD", KEYS[3] .. "open"), stage}
 local since = tonumber(ARGV[4])
 if ARGV[3] == epoch and since <= seq then
   if since == seq then
