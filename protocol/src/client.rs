@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DecodeError, ErrorCode};
-use crate::ids::{PollId, RoomId};
+use crate::ids::{InteractionId, PollId, RoomId};
 use crate::limits::Limits;
 
 /// Where a client resumes a room: the epoch and the last seq it saw.
@@ -75,6 +75,15 @@ pub enum Command {
         /// Index of the chosen option.
         option: u32,
     },
+    /// Claim one of a coupon's stock.
+    Claim {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The coupon.
+        coupon: InteractionId,
+    },
     /// Round-trip check.
     Ping {
         /// Echoed in the reply.
@@ -91,6 +100,7 @@ impl Command {
             | Self::Comment { id, .. }
             | Self::Like { id, .. }
             | Self::Vote { id, .. }
+            | Self::Claim { id, .. }
             | Self::Ping { id } => *id,
         }
     }
@@ -145,6 +155,8 @@ struct Wire<'a> {
     count: Option<serde_json::Value>,
     #[serde(borrow)]
     poll: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    coupon: Option<Cow<'a, str>>,
     option: Option<serde_json::Value>,
     since: Option<serde_json::Value>,
     mode: Option<serde_json::Value>,
@@ -181,7 +193,10 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
         .ty
         .as_deref()
         .ok_or_else(|| bad("missing field `type`"))?;
-    let known = matches!(ty, "join" | "leave" | "comment" | "like" | "vote" | "ping");
+    let known = matches!(
+        ty,
+        "join" | "leave" | "comment" | "like" | "vote" | "claim" | "ping"
+    );
     if !known {
         return Err(bad(&format!("unknown type `{}`", truncate(ty, 32))));
     }
@@ -208,6 +223,15 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             room,
             count: like_count(&wire, id, limits)?,
         }),
+        "claim" => {
+            let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+            let coupon = wire
+                .coupon
+                .as_deref()
+                .ok_or_else(|| bad("missing field `coupon`"))?;
+            let coupon = InteractionId::new(coupon).map_err(|e| bad(&e.to_string()))?;
+            Ok(Command::Claim { id, room, coupon })
+        }
         _ => vote(&wire, id, room),
     }
 }

@@ -32,6 +32,14 @@ pub enum ErrorCode {
     /// The store took the request but did not confirm it in time: it may or may not
     /// have been done. Retry with the same idempotency key.
     OutcomeUnknown,
+    /// No such coupon in this room.
+    UnknownCoupon,
+    /// The coupon's stock is gone.
+    SoldOut,
+    /// This user already claimed as many of the coupon as it allows.
+    AlreadyClaimed,
+    /// The coupon is closed.
+    CouponClosed,
     /// The room takes no more viewer comments this second (its comment budget); retry
     /// after `retry_after_ms`.
     RoomBusy,
@@ -57,6 +65,10 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::RoomBusy => "room_busy",
+            Self::UnknownCoupon => "unknown_coupon",
+            Self::SoldOut => "sold_out",
+            Self::AlreadyClaimed => "already_claimed",
+            Self::CouponClosed => "coupon_closed",
             Self::Internal => "internal",
         }
     }
@@ -67,7 +79,7 @@ impl ErrorCode {
     }
 
     /// Every code, in declaration order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::Forbidden,
@@ -81,6 +93,10 @@ impl ErrorCode {
         Self::TooManyRooms,
         Self::Unavailable,
         Self::OutcomeUnknown,
+        Self::UnknownCoupon,
+        Self::SoldOut,
+        Self::AlreadyClaimed,
+        Self::CouponClosed,
         Self::RoomBusy,
         Self::Internal,
     ];
@@ -91,8 +107,12 @@ impl ErrorCode {
             Self::BadRequest | Self::InvalidRoom | Self::NotJoined | Self::TooManyRooms => 400,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
-            Self::UnknownPoll => 404,
-            Self::PollClosed | Self::AlreadyVoted => 409,
+            Self::UnknownPoll | Self::UnknownCoupon => 404,
+            Self::PollClosed
+            | Self::AlreadyVoted
+            | Self::SoldOut
+            | Self::AlreadyClaimed
+            | Self::CouponClosed => 409,
             Self::TooLarge => 413,
             Self::RateLimited | Self::RoomBusy => 429,
             Self::Unavailable => 503,

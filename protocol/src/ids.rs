@@ -16,6 +16,9 @@ pub enum IdError {
     /// Poll ids match `[A-Za-z0-9_.:-]{1,64}`.
     #[error("poll id must match [A-Za-z0-9_.:-]{{1,64}}")]
     Poll,
+    /// Interaction ids (a coupon's `c-1`, …) match `[A-Za-z0-9_.:-]{1,64}`.
+    #[error("interaction id must match [A-Za-z0-9_.:-]{{1,64}}")]
+    Interaction,
 }
 
 fn is_id_char(b: u8) -> bool {
@@ -102,6 +105,41 @@ impl fmt::Display for PollId {
     }
 }
 
+/// The id of a room interaction (`c-1` for a coupon, …): `[A-Za-z0-9_.:-]{1,64}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InteractionId(Arc<str>);
+
+impl InteractionId {
+    /// Validates `s` as an interaction id.
+    ///
+    /// # Errors
+    /// [`IdError::Interaction`] when `s` does not match the pattern.
+    pub fn new(s: &str) -> Result<Self, IdError> {
+        if valid_id(s) {
+            Ok(Self(Arc::from(s)))
+        } else {
+            Err(IdError::Interaction)
+        }
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl serde::Serialize for InteractionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Display for InteractionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An event kind: `[a-z][a-z0-9_.]{0,31}` (`comment`, `likes`, `poll`, `retract`, or
 /// one a backend defines).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -139,6 +177,11 @@ impl EventKind {
     /// `stage`: the room's stage (the pinned product) was set, replaced or cleared.
     pub fn stage() -> Self {
         Self(Arc::from("stage"))
+    }
+
+    /// `coupon`: a coupon opened, its remaining stock changed, it sold out or closed.
+    pub fn coupon() -> Self {
+        Self(Arc::from("coupon"))
     }
 
     /// `poll`: a poll opened, its tallies changed, or it closed.

@@ -39,7 +39,7 @@ pub mod server;
 pub use client::{Command, Mode, Since, decode_command, split_frame};
 pub use close::CloseCode;
 pub use error::{DecodeError, ErrorCode};
-pub use ids::{EventKind, IdError, PollId, RoomId};
+pub use ids::{EventKind, IdError, InteractionId, PollId, RoomId};
 pub use limits::Limits;
 pub use priority::Priority;
 pub use received::{FrameType, JoinedReply, ServerLine};

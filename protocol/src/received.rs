@@ -351,11 +351,11 @@ mod tests {
         let l = ServerLine::decode(br#"{"type":"confetti","room":"r","from":3,"to":9,"n":2}"#)
             .expect("decodes");
         assert_eq!((l.ty, l.room.as_deref()), (FrameType::Unknown, Some("r")));
-        let e = ServerLine::decode(br#"{"type":"error","id":1,"code":"sold_out","message":"m"}"#)
+        let e = ServerLine::decode(br#"{"type":"error","id":1,"code":"slow_mode","message":"m"}"#)
             .expect("decodes");
         assert_eq!(
             (e.code.as_deref(), e.error_code()),
-            (Some("sold_out"), None)
+            (Some("slow_mode"), None)
         );
         let x =
             ServerLine::decode(br#"{"type":"event","seq":4,"kind":"lt","data":"text","x":[1]}"#)

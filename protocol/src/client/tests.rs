@@ -64,6 +64,14 @@ fn decodes_every_command() {
         })
     );
     assert_eq!(
+        dec(r#"{"type":"claim","id":7,"room":"shop-42","coupon":"c-1"}"#),
+        Ok(Command::Claim {
+            id: 7,
+            room: room("shop-42"),
+            coupon: InteractionId::new("c-1").expect("coupon"),
+        })
+    );
+    assert_eq!(
         dec(r#"{"type":"ping","id":6}"#),
         Ok(Command::Ping { id: 6 })
     );
@@ -131,6 +139,11 @@ fn errors_echo_the_id_and_classify() {
 
     let e = dec(r#"{"type":"vote","id":1,"room":"r","poll":"p","option":"x"}"#).expect_err("opt");
     assert_eq!(e.code, ErrorCode::BadRequest);
+    let e = dec(r#"{"type":"claim","id":2,"room":"r"}"#).expect_err("no coupon");
+    assert_eq!((e.id, e.code), (Some(2), ErrorCode::BadRequest));
+    assert!(e.message.contains("`coupon`"), "{}", e.message);
+    let e = dec(r#"{"type":"claim","id":3,"room":"r","coupon":"c 1"}"#).expect_err("bad id");
+    assert_eq!((e.id, e.code), (Some(3), ErrorCode::BadRequest));
     let e = dec("[1,2]").expect_err("array");
     assert_eq!(e.code, ErrorCode::BadRequest);
 }
@@ -144,6 +157,7 @@ fn an_encoded_command_decodes_to_itself() {
         r#"{"type":"comment","id":3,"room":"shop-42","text":"这个\"颜色\"好看!"}"#,
         r#"{"type":"like","id":4,"room":"shop-42","count":5}"#,
         r#"{"type":"vote","id":5,"room":"shop-42","poll":"p-7","option":1}"#,
+        r#"{"type":"claim","id":7,"room":"shop-42","coupon":"c-1"}"#,
         r#"{"type":"ping","id":6}"#,
     ];
     for json in commands {
