@@ -170,6 +170,6 @@ mod tests {
             assert_eq!(code as usize, i, "{code} out of place in ALL");
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
-        assert_eq!(ErrorCode::parse("sold_out"), None);
+        assert_eq!(ErrorCode::parse("slow_mode"), None);
     }
 }
