@@ -27,7 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::audience::Audience;
-use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
+use danmaku_protocol::{EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -162,6 +162,8 @@ pub struct RoomView {
     pub recent: Vec<Bytes>,
     /// Open polls, encoded.
     pub polls: Vec<Bytes>,
+    /// Coupons not closed yet (open or sold out), encoded.
+    pub coupons: Vec<Bytes>,
     /// The room's stage object, when one is set.
     pub stage: Option<Bytes>,
     /// With a `since` in this epoch and still in history: the events after it, in order.
@@ -201,6 +203,44 @@ pub struct NewPoll {
     pub duration_s: u64,
 }
 
+/// A new coupon.
+#[derive(Debug, Clone)]
+pub struct NewCoupon {
+    /// What it is for (1..=100 characters).
+    pub title: String,
+    /// How many can be claimed in all.
+    pub stock: u64,
+    /// How many one user may claim.
+    pub per_user: u32,
+    /// How long claims are taken.
+    pub duration_s: u64,
+}
+
+/// One successful claim of a coupon.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CouponClaim {
+    /// Who claimed it.
+    pub user: String,
+    /// The code the backend honours.
+    pub code: String,
+    /// When, Unix ms (server clock).
+    pub at: u64,
+}
+
+/// A coupon's whole record, for the backend that honours its claims.
+#[derive(Debug, Clone)]
+pub struct CouponRecord {
+    /// The coupon's state (a `coupon` event's `data`).
+    pub state: Bytes,
+    /// Every successful claim, in order.
+    pub claims: Vec<CouponClaim>,
+}
+
+/// Most coupons open at once in one room.
+pub const MAX_OPEN_COUPONS: usize = 16;
+/// Most stock of one coupon.
+pub const MAX_COUPON_STOCK: u64 = 100_000;
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -233,6 +273,21 @@ pub enum FanoutError {
     /// The option index is out of range.
     #[error("poll `{0}` has no option {1}")]
     BadOption(PollId, u32),
+    /// No such coupon in this room.
+    #[error("no coupon `{0}` in this room")]
+    UnknownCoupon(InteractionId),
+    /// The coupon's stock is gone.
+    #[error("coupon `{0}` is sold out")]
+    SoldOut(InteractionId),
+    /// The user holds as many of the coupon as it allows.
+    #[error("coupon `{0}` already claimed as often as it allows")]
+    AlreadyClaimed(InteractionId),
+    /// The coupon is closed.
+    #[error("coupon `{0}` is closed")]
+    CouponClosed(InteractionId),
+    /// The room has as many coupons open as it may.
+    #[error("at most {MAX_OPEN_COUPONS} coupons are open in a room at once")]
+    TooManyCoupons,
     /// The idempotency key was first used for another event (another kind or data).
     #[error("idempotency key already used for a different event (seq {seq}); use a new key")]
     KeyReused {
@@ -424,7 +479,55 @@ pub trait Polls: Send + Sync {
 }
 
 /// A store the gateway runs on.
-pub trait Fanout: Rooms + Polls {
+/// Coupons with stock: exactly `stock` claims succeed, whatever the concurrency;
+/// the remaining count is published coalesced by [`Polls::tick`].
+#[async_trait]
+pub trait Coupons: Send + Sync {
+    /// Opens a coupon and publishes its `coupon` event; returns its id and seq.
+    ///
+    /// # Errors
+    /// [`FanoutError::TooManyCoupons`], and as [`Rooms::publish`].
+    async fn create_coupon(
+        &self,
+        room: &RoomId,
+        coupon: NewCoupon,
+    ) -> Result<(InteractionId, Published), FanoutError>;
+
+    /// Closes a coupon (no more claims) and publishes its final state.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownCoupon`], [`FanoutError::CouponClosed`].
+    async fn close_coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<Published, FanoutError>;
+
+    /// Claims one of the coupon's stock for `user` under `code`; returns the code.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownCoupon`], [`FanoutError::CouponClosed`],
+    /// [`FanoutError::SoldOut`], [`FanoutError::AlreadyClaimed`].
+    async fn claim(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+        user: &str,
+        code: &str,
+    ) -> Result<(), FanoutError>;
+
+    /// The coupon's state and claims.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownCoupon`].
+    async fn coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<CouponRecord, FanoutError>;
+}
+
+pub trait Fanout: Rooms + Polls + Coupons {
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;
 
@@ -457,6 +560,11 @@ impl FanoutError {
             Self::UnknownPoll(_) => ErrorCode::UnknownPoll,
             Self::PollClosed(_) => ErrorCode::PollClosed,
             Self::AlreadyVoted(_) => ErrorCode::AlreadyVoted,
+            Self::UnknownCoupon(_) => ErrorCode::UnknownCoupon,
+            Self::SoldOut(_) => ErrorCode::SoldOut,
+            Self::AlreadyClaimed(_) => ErrorCode::AlreadyClaimed,
+            Self::CouponClosed(_) => ErrorCode::CouponClosed,
+            Self::TooManyCoupons => ErrorCode::BadRequest,
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             Self::RoomBusy { .. } => ErrorCode::RoomBusy,

@@ -183,3 +183,30 @@ mod tests {
         );
     }
 }
+
+/// A coupon's state, as the `data` of a `coupon` event and in `snapshot.coupons`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CouponDoc<'a> {
+    /// The coupon's id (`c-1`, …).
+    pub coupon: &'a str,
+    /// `open`, `sold_out` or `closed`.
+    pub state: &'static str,
+    /// What the coupon is for.
+    pub title: &'a str,
+    /// How many there were.
+    pub stock: u64,
+    /// How many are left.
+    pub remaining: u64,
+    /// How many one user may claim.
+    pub per_user: u32,
+    /// When claims end, Unix milliseconds (server clock).
+    pub ends_at: u64,
+}
+
+impl CouponDoc<'_> {
+    /// The state as one JSON object.
+    pub fn encode(&self) -> String {
+        // INVARIANT: strings and integers only, which serde_json always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -5,6 +5,7 @@
 //! hands it to the hub, all before releasing the lock, so deliveries leave in seq order
 //! whichever thread published. Nothing awaits under the lock.
 
+mod coupon;
 mod history;
 mod ingress;
 mod poll;
@@ -15,14 +16,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use danmaku_protocol::audience::Audience;
-use danmaku_protocol::{EventKind, PollId, Priority, RoomId, Since};
+use danmaku_protocol::{EventKind, InteractionId, PollId, Priority, RoomId, Since};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::idempotency::fingerprint;
 use crate::{
-    Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
-    Rooms, now_ms,
+    CouponRecord, Coupons, Fanout, FanoutError, History, Hub, NewCoupon, NewEvent, NewPoll, Polls,
+    Published, RoomInfo, RoomView, Rooms, now_ms,
 };
 use ingress::Admit;
 pub(crate) use ingress::nameable;
@@ -315,6 +316,7 @@ impl Polls for MemoryFanout {
 
     async fn tick(&self) {
         let kind = EventKind::poll();
+        let coupon = EventKind::coupon();
         let merged = EventKind::comment_merged();
         let now = now_ms();
         let rooms: Vec<(RoomId, Arc<Mutex<RoomState>>)> = self
@@ -330,11 +332,65 @@ impl Polls for MemoryFanout {
             for data in state.due_poll_updates(now) {
                 self.publish_locked(&id, &mut state, &kind, &data);
             }
+            for data in state.due_coupon_updates(now) {
+                self.publish_locked(&id, &mut state, &coupon, &data);
+            }
             for data in state.comments.due(now) {
                 self.publish_locked(&id, &mut state, &merged, &data);
             }
         }
         self.expire_rooms(now);
+    }
+}
+
+#[async_trait]
+impl Coupons for MemoryFanout {
+    async fn create_coupon(
+        &self,
+        room: &RoomId,
+        coupon: NewCoupon,
+    ) -> Result<(InteractionId, Published), FanoutError> {
+        let kind = EventKind::coupon();
+        self.with_room(room, |state| {
+            let (id, data) = state.open_coupon(coupon, now_ms())?;
+            Ok((id, self.publish_locked(room, state, &kind, &data)))
+        })?
+    }
+
+    async fn close_coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<Published, FanoutError> {
+        let kind = EventKind::coupon();
+        self.with_room(room, |state| {
+            let data = state.close_coupon(coupon)?;
+            Ok(self.publish_locked(room, state, &kind, &data))
+        })?
+    }
+
+    async fn claim(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+        user: &str,
+        code: &str,
+    ) -> Result<(), FanoutError> {
+        let kind = EventKind::coupon();
+        self.with_room(room, |state| {
+            if let Some(data) = state.claim(coupon, user, code, now_ms())? {
+                self.publish_locked(room, state, &kind, &data);
+            }
+            Ok(())
+        })?
+    }
+
+    async fn coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<CouponRecord, FanoutError> {
+        self.with_room(room, |state| state.coupon(coupon))?
     }
 }
 

@@ -5,13 +5,16 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use danmaku_protocol::audience::Audience;
-use danmaku_protocol::{EventFrame, EventKind, PollId, Priority, RoomId, Since};
+use danmaku_protocol::{EventFrame, EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
 use super::MemoryConfig;
 use super::history::HistoryRing;
 use super::ingress::CommentGate;
+use super::coupon::Coupon;
 use super::poll::Poll;
-use crate::{FanoutError, History, NewPoll, RoomView};
+use crate::{
+    CouponRecord, FanoutError, History, MAX_OPEN_COUPONS, NewCoupon, NewPoll, RoomView,
+};
 
 pub(crate) struct RoomState {
     pub(crate) epoch: Arc<str>,
@@ -30,6 +33,9 @@ pub(crate) struct RoomState {
     idem_doubt_until: u64,
     polls: Vec<Poll>,
     next_poll: u64,
+    /// Open and recently closed coupons (closed ones kept for `GET`, at most 100).
+    coupons: Vec<Coupon>,
+    next_coupon: u64,
     /// The stage object, when one is set.
     pub(crate) stage: Option<bytes::Bytes>,
     /// Viewer comments: the budget's second and the merge windows.
@@ -66,6 +72,8 @@ impl RoomState {
             idem_doubt_until: store_started_ms.saturating_add(idem_ttl_ms),
             polls: Vec::new(),
             next_poll: 1,
+            coupons: Vec::new(),
+            next_coupon: 1,
             stage: None,
             comments: CommentGate::default(),
             last_active_ms: crate::now_ms(),
@@ -153,6 +161,12 @@ impl RoomState {
                 .iter()
                 .filter(|p| p.open)
                 .map(Poll::encode)
+                .collect(),
+            coupons: self
+                .coupons
+                .iter()
+                .filter(|c| c.open)
+                .map(Coupon::encode)
                 .collect(),
             stage: self.stage.clone(),
             replay,
@@ -245,6 +259,91 @@ impl RoomState {
             }
         }
         out
+    }
+
+    /// Opens a coupon; returns its id and the `data` of its event.
+    pub(crate) fn open_coupon(
+        &mut self,
+        new: NewCoupon,
+        now: u64,
+    ) -> Result<(InteractionId, String), FanoutError> {
+        if self.coupons.iter().filter(|c| c.open).count() >= MAX_OPEN_COUPONS {
+            return Err(FanoutError::TooManyCoupons);
+        }
+        let name = format!("c-{}", self.next_coupon);
+        self.next_coupon += 1;
+        // INVARIANT: "c-<digits>" is a valid interaction id.
+        let id = InteractionId::new(&name).unwrap_or_else(|_| unreachable!("valid coupon id"));
+        let ends = now.saturating_add(new.duration_s.saturating_mul(1_000));
+        let coupon = Coupon::new(id.clone(), new, ends);
+        let data = String::from_utf8_lossy(&coupon.encode()).into_owned();
+        self.coupons.push(coupon);
+        Ok((id, data))
+    }
+
+    /// Closes a coupon; returns the `data` of its final event.
+    pub(crate) fn close_coupon(&mut self, id: &InteractionId) -> Result<String, FanoutError> {
+        let coupon = self.coupon_mut(id)?;
+        if !coupon.open {
+            return Err(FanoutError::CouponClosed(id.clone()));
+        }
+        coupon.open = false;
+        coupon.dirty = false;
+        Ok(String::from_utf8_lossy(&coupon.encode()).into_owned())
+    }
+
+    /// Claims one of a coupon for `user`; returns the `data` of a `coupon` event to
+    /// publish at once when the claim sold it out.
+    pub(crate) fn claim(
+        &mut self,
+        id: &InteractionId,
+        user: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<Option<String>, FanoutError> {
+        let coupon = self.coupon_mut(id)?;
+        let sold_out = coupon.claim(user, code, now)?;
+        Ok(sold_out.then(|| String::from_utf8_lossy(&coupon.encode()).into_owned()))
+    }
+
+    /// A coupon's state and claims.
+    pub(crate) fn coupon(&mut self, id: &InteractionId) -> Result<CouponRecord, FanoutError> {
+        let coupon = self.coupon_mut(id)?;
+        Ok(CouponRecord {
+            state: coupon.encode(),
+            claims: coupon.claims(),
+        })
+    }
+
+    /// Event data for coupons whose remaining count changed or whose time ran out.
+    pub(crate) fn due_coupon_updates(&mut self, now: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for coupon in self.coupons.iter_mut().filter(|c| c.open) {
+            if coupon.ends_at_ms <= now {
+                coupon.open = false;
+                coupon.dirty = true;
+            }
+            if coupon.dirty {
+                coupon.dirty = false;
+                out.push(String::from_utf8_lossy(&coupon.encode()).into_owned());
+            }
+        }
+        while self.coupons.len() > 100 {
+            match self.coupons.iter().position(|c| !c.open) {
+                Some(i) => {
+                    self.coupons.remove(i);
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn coupon_mut(&mut self, id: &InteractionId) -> Result<&mut Coupon, FanoutError> {
+        self.coupons
+            .iter_mut()
+            .find(|c| c.id == *id)
+            .ok_or_else(|| FanoutError::UnknownCoupon(id.clone()))
     }
 
     fn poll_mut(&mut self, id: &PollId) -> Result<&mut Poll, FanoutError> {
