@@ -478,7 +478,6 @@ pub trait Polls: Send + Sync {
     async fn tick(&self);
 }
 
-/// A store the gateway runs on.
 /// Coupons with stock: exactly `stock` claims succeed, whatever the concurrency;
 /// the remaining count is published coalesced by [`Polls::tick`].
 #[async_trait]
@@ -527,6 +526,7 @@ pub trait Coupons: Send + Sync {
     ) -> Result<CouponRecord, FanoutError>;
 }
 
+/// A store the gateway runs on.
 pub trait Fanout: Rooms + Polls + Coupons {
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;

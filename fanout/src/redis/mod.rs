@@ -33,12 +33,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
-use danmaku_protocol::{PollId, RoomId, Since};
+use danmaku_protocol::{InteractionId, PollId, RoomId, Since};
 use dashmap::DashMap;
 
 use crate::{
-    Fanout, FanoutError, History, Hub, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
-    Rooms, now_ms,
+    CouponRecord, Coupons, Fanout, FanoutError, History, Hub, NewCoupon, NewEvent, NewPoll, Polls,
+    Published, RoomInfo, RoomView, Rooms, now_ms,
 };
 use conn::Conn;
 pub use publisher::Publisher;
@@ -246,13 +246,14 @@ impl Rooms for RedisFanout {
             .await
             .map_err(|e| unavailable(&e))?;
         let view = reply::view(room, v)?;
-        // One round trip more only for a room with open polls.
-        let polls = if view.open_polls > 0 {
-            self.open_polls(room).await?
+        // Round trips more only for a room with open polls or coupons.
+        let (polls, coupons) = if view.open_polls > 0 {
+            let coupons = reply::coupons(self.publisher.room_op(room, &RoomOp::Coupons).await?)?;
+            (self.open_polls(room).await?, coupons)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        if !polls.is_empty() {
+        if !polls.is_empty() || !coupons.is_empty() {
             self.poll_rooms.insert(room.clone());
         }
         let (recent, replay) = if view.recovered {
@@ -266,6 +267,7 @@ impl Rooms for RedisFanout {
             likes: view.likes,
             recent,
             polls,
+            coupons,
             stage: view.stage,
             replay,
         })
@@ -408,6 +410,63 @@ impl Polls for RedisFanout {
                 self.merges_due.insert(room, now);
             }
         }
+    }
+}
+
+#[async_trait]
+impl Coupons for RedisFanout {
+    async fn create_coupon(
+        &self,
+        room: &RoomId,
+        coupon: NewCoupon,
+    ) -> Result<(InteractionId, Published), FanoutError> {
+        let title = serde_json::to_string(&coupon.title)
+            .map_err(|_| FanoutError::BadReply("a title that is not a string"))?;
+        let op = RoomOp::CouponOpen {
+            title: &title,
+            stock: coupon.stock,
+            per_user: coupon.per_user,
+            ends_at: now_ms().saturating_add(coupon.duration_s.saturating_mul(1_000)),
+        };
+        let opened = reply::coupon_opened(self.publisher.room_op(room, &op).await?)?;
+        // Any gateway that knows of it sweeps it: its close at `ends_at` happens once.
+        self.poll_rooms.insert(room.clone());
+        Ok(opened)
+    }
+
+    async fn close_coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<Published, FanoutError> {
+        let op = RoomOp::CouponClose { coupon };
+        reply::published(self.publisher.room_op(room, &op).await?)
+    }
+
+    async fn claim(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+        user: &str,
+        code: &str,
+    ) -> Result<(), FanoutError> {
+        let op = RoomOp::Claim { coupon, user, code };
+        self.publisher.room_op(room, &op).await?;
+        // The remaining count is published by the next tick, coalesced.
+        self.votes_pending.insert(room.clone());
+        Ok(())
+    }
+
+    async fn coupon(
+        &self,
+        room: &RoomId,
+        coupon: &InteractionId,
+    ) -> Result<CouponRecord, FanoutError> {
+        reply::coupon_record(
+            self.publisher
+                .room_op(room, &RoomOp::CouponGet { coupon })
+                .await?,
+        )
     }
 }
 

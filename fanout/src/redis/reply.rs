@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
-use danmaku_protocol::{PollId, RoomId};
+use danmaku_protocol::{InteractionId, PollId, RoomId};
 use redis::Value;
 
 use super::record::{PollState, Record};
-use crate::{FanoutError, History, NewEvent, Published};
+use crate::{CouponClaim, CouponRecord, FanoutError, History, NewEvent, Published};
 
 /// One operation of `lua/room.lua`, with its arguments.
 pub(crate) enum RoomOp<'a> {
@@ -23,6 +23,25 @@ pub(crate) enum RoomOp<'a> {
     Likes { delta: u64 },
     /// Sets (a JSON object) or clears the stage, and sequences it.
     Stage { stage: Option<&'a str> },
+    /// Opens a coupon (`title` already a JSON string).
+    CouponOpen {
+        title: &'a str,
+        stock: u64,
+        per_user: u32,
+        ends_at: u64,
+    },
+    /// Closes a coupon.
+    CouponClose { coupon: &'a InteractionId },
+    /// Claims one of a coupon's stock.
+    Claim {
+        coupon: &'a InteractionId,
+        user: &'a str,
+        code: &'a str,
+    },
+    /// The coupons not closed.
+    Coupons,
+    /// A coupon's state and claims.
+    CouponGet { coupon: &'a InteractionId },
     /// Opens a poll.
     PollOpen { spec: &'a PollSpec, ends_at: u64 },
     /// Closes a poll.
@@ -57,6 +76,11 @@ impl RoomOp<'_> {
             Self::Event(_) => "event",
             Self::Likes { .. } => "likes",
             Self::Stage { .. } => "stage",
+            Self::CouponOpen { .. } => "coupon_open",
+            Self::CouponClose { .. } => "coupon_close",
+            Self::Claim { .. } => "claim",
+            Self::Coupons => "coupons",
+            Self::CouponGet { .. } => "coupon_get",
             Self::PollOpen { .. } => "poll_open",
             Self::PollClose { .. } => "poll_close",
             Self::Vote { .. } => "vote",
@@ -105,6 +129,27 @@ impl RoomOp<'_> {
             }
             Self::Likes { delta } => vec![delta.to_string()],
             Self::Stage { stage } => vec![stage.unwrap_or_default().to_owned()],
+            Self::CouponOpen {
+                title,
+                stock,
+                per_user,
+                ends_at,
+            } => vec![
+                (*title).to_owned(),
+                stock.to_string(),
+                per_user.to_string(),
+                ends_at.to_string(),
+                crate::MAX_OPEN_COUPONS.to_string(),
+            ],
+            Self::CouponClose { coupon } | Self::CouponGet { coupon } => {
+                vec![coupon.as_str().to_owned()]
+            }
+            Self::Claim { coupon, user, code } => vec![
+                coupon.as_str().to_owned(),
+                (*user).to_owned(),
+                (*code).to_owned(),
+            ],
+            Self::Coupons => Vec::new(),
             Self::PollOpen { spec, ends_at } => vec![
                 spec.to_json(),
                 spec.options.len().to_string(),
@@ -133,6 +178,9 @@ impl RoomOp<'_> {
             Self::Event(_)
                 | Self::Likes { .. }
                 | Self::Stage { .. }
+                | Self::CouponOpen { .. }
+                | Self::CouponClose { .. }
+                | Self::Claim { .. }
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
@@ -159,6 +207,24 @@ impl RoomOp<'_> {
         let refused = (e.kind() == redis::ErrorKind::Extension)
             .then(|| e.code())
             .flatten();
+        let coupon = match self {
+            Self::CouponClose { coupon } | Self::CouponGet { coupon } | Self::Claim { coupon, .. } => {
+                Some((*coupon).clone())
+            }
+            _ => None,
+        };
+        if let (Some(code), Some(c)) = (refused, coupon) {
+            match code {
+                "DM_UNKNOWN_COUPON" => return FanoutError::UnknownCoupon(c),
+                "DM_COUPON_CLOSED" => return FanoutError::CouponClosed(c),
+                "DM_SOLD_OUT" => return FanoutError::SoldOut(c),
+                "DM_ALREADY_CLAIMED" => return FanoutError::AlreadyClaimed(c),
+                _ => {}
+            }
+        }
+        if refused == Some("DM_TOO_MANY_COUPONS") {
+            return FanoutError::TooManyCoupons;
+        }
         match (refused, poll) {
             (Some("DM_UNKNOWN_POLL"), Some(p)) => FanoutError::UnknownPoll(p),
             (Some("DM_POLL_CLOSED"), Some(p)) => FanoutError::PollClosed(p),
@@ -275,6 +341,47 @@ pub(crate) fn poll_opened(v: Value) -> Result<(PollId, Published), FanoutError> 
     let id = PollId::new(text(field(&a, 3)?)?)
         .map_err(|_| FanoutError::BadReply("the script made an invalid poll id"))?;
     Ok((id, published(Value::Array(a))?))
+}
+
+/// The new coupon's id and seq: `{epoch, seq, duplicate, id}`.
+pub(crate) fn coupon_opened(v: Value) -> Result<(InteractionId, Published), FanoutError> {
+    let a = items(v)?;
+    let id = InteractionId::new(text(field(&a, 3)?)?)
+        .map_err(|_| FanoutError::BadReply("the script made an invalid coupon id"))?;
+    Ok((id, published(Value::Array(a))?))
+}
+
+/// The coupons' states from the `coupons` op.
+pub(crate) fn coupons(v: Value) -> Result<Vec<Bytes>, FanoutError> {
+    items(v)?
+        .iter()
+        .map(|c| Ok(Bytes::copy_from_slice(bytes(c)?)))
+        .collect()
+}
+
+/// A coupon's `{state, claims…}` from the `coupon_get` op; a claim is
+/// `<user>\t<code>\t<ms>`.
+pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
+    let a = items(v)?;
+    let state = Bytes::copy_from_slice(bytes(field(&a, 0)?)?);
+    let claims = a[1..]
+        .iter()
+        .map(|c| {
+            let mut parts = text(c)?.splitn(3, '\t');
+            let bad = || FanoutError::BadReply("a coupon claim is not user, code and time");
+            let (user, code, at) = (
+                parts.next().ok_or_else(bad)?,
+                parts.next().ok_or_else(bad)?,
+                parts.next().ok_or_else(bad)?,
+            );
+            Ok(CouponClaim {
+                user: user.to_owned(),
+                code: code.to_owned(),
+                at: at.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect::<Result<_, FanoutError>>()?;
+    Ok(CouponRecord { state, claims })
 }
 
 /// The count of `{_, count, _}` (online, poll_flush).

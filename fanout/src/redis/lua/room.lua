@@ -22,7 +22,8 @@
 --   <tag>:gm:<h> the window's merged copies {c count, u senders, t text, due}
 --   <tag>:gd zset of the texts with merged copies, by when their window ends
 --   <tag>:c  the channel every record is published on
--- ARGV[1] op: event | comment | likes | stage | poll_open | poll_close | vote | poll_flush |
+-- ARGV[1] op: event | comment | likes | stage | coupon_open | coupon_close | claim |
+--          coupons | coupon_get | poll_open | poll_close | vote | poll_flush |
 --          merge_flush | online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
 -- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
@@ -136,6 +137,42 @@ local function poll_body(id)
     votes[#votes + 1] = redis.call("HGET", key, "v" .. i) or "0"
   end
   return id .. ":" .. p[1] .. ":" .. p[2] .. ":" .. table.concat(votes, ",") .. ":" .. p[4]
+end
+
+-- Coupons: <tag>:k:<id> hash {title (a JSON string made by Rust), stock, remaining,
+-- per_user, ends, open}; <tag>:k:u:<id> claims per user; <tag>:k:c:<id> the claims
+-- ("<user>\t<code>\t<ms>"), at most `stock`; <tag>:k:open and <tag>:k:dirty sets.
+local coupons = tag .. ":k:"
+
+-- The coupon's state as the JSON `data` of a `coupon` event (as Rust's CouponDoc),
+-- or nil when there is no such coupon.
+local function coupon_body(id)
+  local c = redis.call("HMGET", coupons .. id, "open", "remaining", "title", "stock",
+    "per_user", "ends")
+  if not c[1] then return nil end
+  local state = "open"
+  if c[1] ~= "1" then state = "closed" elseif c[2] == "0" then state = "sold_out" end
+  return '{"coupon":"' .. id .. '","state":"' .. state .. '","title":' .. c[3] ..
+    ',"stock":' .. c[4] .. ',"remaining":' .. c[2] .. ',"per_user":' .. c[5] ..
+    ',"ends_at":' .. c[6] .. '}'
+end
+
+local function expire_coupon(id, ends)
+  local life = tonumber(ttl) + math.max(0, tonumber(ends) - tonumber(now))
+  for _, key in ipairs({coupons .. id, coupons .. "u:" .. id, coupons .. "c:" .. id}) do
+    redis.call("PEXPIRE", key, life)
+  end
+  for _, set in ipairs({coupons .. "open", coupons .. "dirty"}) do
+    if redis.call("PEXPIRE", set, life, "NX") == 0 then
+      redis.call("PEXPIRE", set, life, "GT")
+    end
+  end
+end
+
+local function close_coupon(id)
+  redis.call("HSET", coupons .. id, "open", 0)
+  redis.call("SREM", coupons .. "open", id)
+  redis.call("SREM", coupons .. "dirty", id)
 end
 
 local function close_poll(id)
@@ -284,6 +321,69 @@ elseif op == "poll_open" then
   expire_poll(id, ARGV[7])
   result = sequence("poll:p", poll_body(id))
   table.insert(result, id)
+elseif op == "coupon_open" then
+  -- ARGV[5] title (a JSON string)   ARGV[6] stock   ARGV[7] per user   ARGV[8] ends_at
+  -- ARGV[9] most coupons open in a room
+  room_epoch()
+  if redis.call("SCARD", coupons .. "open") >= tonumber(ARGV[9]) then
+    return {err = "DM_TOO_MANY_COUPONS"}
+  end
+  local id = "c-" .. redis.call("HINCRBY", meta, "coupons", 1)
+  redis.call("DEL", coupons .. id, coupons .. "u:" .. id, coupons .. "c:" .. id)
+  redis.call("HSET", coupons .. id, "title", ARGV[5], "stock", ARGV[6], "remaining", ARGV[6],
+    "per_user", ARGV[7], "ends", ARGV[8], "open", 1)
+  redis.call("SADD", coupons .. "open", id)
+  expire_coupon(id, ARGV[8])
+  result = sequence("coupon:dh", coupon_body(id))
+  table.insert(result, id)
+elseif op == "coupon_close" then
+  -- ARGV[5] coupon id
+  local id = ARGV[5]
+  local c = redis.call("HMGET", coupons .. id, "open", "ends")
+  if not c[1] then return {err = "DM_UNKNOWN_COUPON"} end
+  if c[1] ~= "1" then return {err = "DM_COUPON_CLOSED"} end
+  close_coupon(id)
+  expire_coupon(id, c[2])
+  result = sequence("coupon:dh", coupon_body(id))
+elseif op == "claim" then
+  -- ARGV[5] coupon id   ARGV[6] user   ARGV[7] the claim's code
+  -- Exactly `stock` claims succeed: the checks and the decrement are one script.
+  local id = ARGV[5]
+  local c = redis.call("HMGET", coupons .. id, "open", "ends", "remaining", "per_user")
+  if not c[1] then return {err = "DM_UNKNOWN_COUPON"} end
+  if c[1] ~= "1" or tonumber(c[2]) <= tonumber(now) then return {err = "DM_COUPON_CLOSED"} end
+  if tonumber(c[3]) <= 0 then return {err = "DM_SOLD_OUT"} end
+  local held = tonumber(redis.call("HGET", coupons .. "u:" .. id, ARGV[6]) or "0")
+  if held >= tonumber(c[4]) then return {err = "DM_ALREADY_CLAIMED"} end
+  redis.call("HSET", coupons .. "u:" .. id, ARGV[6], held + 1)
+  local left = redis.call("HINCRBY", coupons .. id, "remaining", -1)
+  redis.call("RPUSH", coupons .. "c:" .. id, ARGV[6] .. "\t" .. ARGV[7] .. "\t" .. now)
+  expire_coupon(id, c[2])
+  if left == 0 then
+    -- Sold out: told at once, not coalesced.
+    redis.call("SREM", coupons .. "dirty", id)
+    result = sequence("coupon:dh", coupon_body(id))
+  else
+    redis.call("SADD", coupons .. "dirty", id)
+    result = {"", 0, 0}
+  end
+elseif op == "coupons" then
+  -- The coupons not closed, as `coupon` event data.
+  local out = {}
+  for _, id in ipairs(redis.call("SMEMBERS", coupons .. "open")) do
+    local body = coupon_body(id)
+    if body then table.insert(out, body) end
+  end
+  return out
+elseif op == "coupon_get" then
+  -- ARGV[5] coupon id: {state, claims...}
+  local body = coupon_body(ARGV[5])
+  if not body then return {err = "DM_UNKNOWN_COUPON"} end
+  local out = {body}
+  for _, c in ipairs(redis.call("LRANGE", coupons .. "c:" .. ARGV[5], 0, -1)) do
+    table.insert(out, c)
+  end
+  return out
 elseif op == "poll_close" then
   -- ARGV[5] poll id
   local id = ARGV[5]
@@ -323,6 +423,23 @@ elseif op == "poll_flush" then
       end
       if dirty then
         sequence("poll:p", poll_body(id))
+        published = published + 1
+      end
+    end
+  end
+  -- Coupons likewise: the remaining count coalesced, closed at their end.
+  for _, id in ipairs(redis.call("SMEMBERS", coupons .. "open")) do
+    local dirty = redis.call("SREM", coupons .. "dirty", id) == 1
+    local ends = redis.call("HGET", coupons .. id, "ends")
+    if not ends then
+      redis.call("SREM", coupons .. "open", id)
+    else
+      if tonumber(ends) <= tonumber(now) then
+        close_coupon(id)
+        dirty = true
+      end
+      if dirty then
+        sequence("coupon:dh", coupon_body(id))
         published = published + 1
       end
     end

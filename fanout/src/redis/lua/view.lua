@@ -25,7 +25,10 @@ end
 local seq = tonumber(redis.call("HGET", meta, "seq") or "0")
 local likes = tonumber(redis.call("HGET", meta, "likes") or "0")
 local stage = redis.call("HGET", meta, "stage") or ""
-local out = {epoch, seq, likes, 0, redis.call("SCARD", KEYS[3] .. "open"), stage}
+-- Open polls and coupons counted together: either makes the join read them.
+local open = redis.call("SCARD", KEYS[3] .. "open")
+  + redis.call("SCARD", string.gsub(KEYS[3], ":p:$", ":k:") .. "open")
+local out = {epoch, seq, likes, 0, open, stage}
 local since = tonumber(ARGV[4])
 if ARGV[3] == epoch and since <= seq then
   if since == seq then
