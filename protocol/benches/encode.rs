@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
                 id: black_box(3),
                 seq: Some(131),
                 merged: false,
+                claim: None,
             }
             .encode()
         })

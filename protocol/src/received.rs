@@ -155,6 +155,9 @@ pub struct SnapshotState {
     /// The room's stage, when one is set.
     #[serde(default)]
     pub stage: Option<Box<RawValue>>,
+    /// Coupons not closed.
+    #[serde(default)]
+    pub coupons: Vec<Box<RawValue>>,
 }
 
 #[cfg(test)]
@@ -187,6 +190,7 @@ mod tests {
                     id: 3,
                     seq: Some(4),
                     merged: false,
+                    claim: None,
                 },
                 FrameType::Ack,
             ),
@@ -309,6 +313,7 @@ mod tests {
             online: 3,
             polls: vec![Bytes::from(poll)],
             stage: None,
+            coupons: Vec::new(),
         };
         let joined = Joined {
             id: 4,

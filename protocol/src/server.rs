@@ -101,6 +101,9 @@ pub struct Snapshot {
     /// The room's stage (the encoded object of its last `stage` event), when one is
     /// set; the key is left out otherwise.
     pub stage: Option<Bytes>,
+    /// Coupons not closed (open or sold out), each the `data` of its last `coupon`
+    /// event; the key is left out when there are none.
+    pub coupons: Vec<Bytes>,
 }
 
 impl Snapshot {
@@ -114,6 +117,10 @@ impl Snapshot {
         push_u64(out, self.online);
         out.extend_from_slice(b",\"polls\":");
         write_raw_array(out, &self.polls);
+        if !self.coupons.is_empty() {
+            out.extend_from_slice(b",\"coupons\":");
+            write_raw_array(out, &self.coupons);
+        }
         if let Some(stage) = &self.stage {
             out.extend_from_slice(b",\"stage\":");
             out.extend_from_slice(stage);
@@ -190,6 +197,15 @@ pub fn encode_history(epoch: &str, events: &[Bytes]) -> Bytes {
     Bytes::from(out)
 }
 
+/// What an `ack` of a successful `claim` carries.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Claimed<'a> {
+    /// The coupon claimed.
+    pub coupon: &'a str,
+    /// The code to redeem it with (unique per claim).
+    pub code: &'a str,
+}
+
 /// The small server frames that carry no embedded events.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -215,6 +231,9 @@ pub enum ServerFrame<'a> {
         /// A comment merged into the room's next `comment.merged` event (no seq).
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         merged: bool,
+        /// A successful `claim`: the coupon and the code to redeem it with.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        claim: Option<Claimed<'a>>,
     },
     /// The reply to `leave`.
     Left {
@@ -422,6 +441,7 @@ mod tests {
             stage: Some(Bytes::from_static(
                 br#"{"product":{"sku":"A-1"},"since":5}"#,
             )),
+            coupons: vec![Bytes::from_static(br#"{"coupon":"c-1","state":"open"}"#)],
         };
         let j = Joined {
             id: 4,
@@ -438,6 +458,7 @@ mod tests {
         assert_eq!(v["snapshot"]["likes"], 7);
         assert_eq!(v["snapshot"]["polls"][0]["poll"], "p-1");
         assert_eq!(v["snapshot"]["stage"]["product"]["sku"], "A-1");
+        assert_eq!(v["snapshot"]["coupons"][0]["coupon"], "c-1");
         let r = parse(&encode_reset(&room, "e2", 9, &Snapshot::default()));
         assert_eq!(
             r,
@@ -464,6 +485,7 @@ mod tests {
                     id: 3,
                     seq: Some(131),
                     merged: false,
+                    claim: None,
                 }
                 .encode()
             ),
@@ -475,6 +497,7 @@ mod tests {
                     id: 3,
                     seq: None,
                     merged: false,
+                    claim: None,
                 }
                 .encode()
             ),

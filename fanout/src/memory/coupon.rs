@@ -109,20 +109,39 @@ mod tests {
         let mut c = coupon(3, 2);
         assert_eq!(c.claim("a", "k1", 10), Ok(false));
         assert_eq!(c.claim("a", "k2", 11), Ok(false));
-        assert!(matches!(c.claim("a", "k3", 12), Err(FanoutError::AlreadyClaimed(_))));
-        assert_eq!(c.claim("b", "k4", 13), Ok(true), "the last one sells it out");
-        assert!(matches!(c.claim("c", "k5", 14), Err(FanoutError::SoldOut(_))));
+        assert!(matches!(
+            c.claim("a", "k3", 12),
+            Err(FanoutError::AlreadyClaimed(_))
+        ));
+        assert_eq!(
+            c.claim("b", "k4", 13),
+            Ok(true),
+            "the last one sells it out"
+        );
+        assert!(matches!(
+            c.claim("c", "k5", 14),
+            Err(FanoutError::SoldOut(_))
+        ));
         let codes: Vec<String> = c.claims().into_iter().map(|x| x.code).collect();
         assert_eq!(codes, ["k1", "k2", "k4"]);
-        assert!(String::from_utf8_lossy(&c.encode()).contains(r#""state":"sold_out","title":"10 off","stock":3,"remaining":0"#));
+        assert!(
+            String::from_utf8_lossy(&c.encode())
+                .contains(r#""state":"sold_out","title":"10 off","stock":3,"remaining":0"#)
+        );
     }
 
     #[test]
     fn a_closed_or_ended_coupon_takes_no_claim() {
         let mut c = coupon(3, 1);
-        assert!(matches!(c.claim("a", "k", 1_000), Err(FanoutError::CouponClosed(_))));
+        assert!(matches!(
+            c.claim("a", "k", 1_000),
+            Err(FanoutError::CouponClosed(_))
+        ));
         c.open = false;
-        assert!(matches!(c.claim("a", "k", 10), Err(FanoutError::CouponClosed(_))));
+        assert!(matches!(
+            c.claim("a", "k", 10),
+            Err(FanoutError::CouponClosed(_))
+        ));
         assert!(String::from_utf8_lossy(&c.encode()).contains(r#""state":"closed""#));
         assert!(c.claims().is_empty());
     }

@@ -8,13 +8,11 @@ use danmaku_protocol::audience::Audience;
 use danmaku_protocol::{EventFrame, EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
 use super::MemoryConfig;
+use super::coupon::Coupon;
 use super::history::HistoryRing;
 use super::ingress::CommentGate;
-use super::coupon::Coupon;
 use super::poll::Poll;
-use crate::{
-    CouponRecord, FanoutError, History, MAX_OPEN_COUPONS, NewCoupon, NewPoll, RoomView,
-};
+use crate::{CouponRecord, FanoutError, History, MAX_OPEN_COUPONS, NewCoupon, NewPoll, RoomView};
 
 pub(crate) struct RoomState {
     pub(crate) epoch: Arc<str>,

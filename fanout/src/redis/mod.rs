@@ -123,6 +123,9 @@ pub struct RedisFanout {
     /// Rooms where this gateway merged comments, by when the first window ends (at most
     /// one entry per room with local commenters; taken by [`Polls::tick`]).
     merges_due: DashMap<RoomId, u64>,
+    /// Rooms with a coupon this gateway opened, by its end (ms): flushed once it passed,
+    /// so the close is announced within a tick (other gateways' sweeps also close it).
+    closes_due: DashMap<RoomId, u64>,
     /// Rooms seen with open polls, swept now and then to close polls past their end.
     poll_rooms: dashmap::DashSet<RoomId>,
     /// Counts ticks, for the slower sweep.
@@ -159,6 +162,7 @@ impl RedisFanout {
             subscribers,
             votes_pending: dashmap::DashSet::new(),
             merges_due: DashMap::new(),
+            closes_due: DashMap::new(),
             poll_rooms: dashmap::DashSet::new(),
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
@@ -384,6 +388,14 @@ impl Polls for RedisFanout {
         for r in &rooms {
             self.votes_pending.remove(r);
         }
+        let ended = now_ms();
+        self.closes_due.retain(|room, at| {
+            let due = *at <= ended;
+            if due {
+                rooms.push(room.clone());
+            }
+            !due
+        });
         if sweep {
             rooms.extend(self.poll_rooms.iter().map(|r| r.clone()));
             self.poll_rooms.retain(|r| self.hub.contains(r));
@@ -422,13 +434,17 @@ impl Coupons for RedisFanout {
     ) -> Result<(InteractionId, Published), FanoutError> {
         let title = serde_json::to_string(&coupon.title)
             .map_err(|_| FanoutError::BadReply("a title that is not a string"))?;
+        let ends_at = now_ms().saturating_add(coupon.duration_s.saturating_mul(1_000));
         let op = RoomOp::CouponOpen {
             title: &title,
             stock: coupon.stock,
             per_user: coupon.per_user,
-            ends_at: now_ms().saturating_add(coupon.duration_s.saturating_mul(1_000)),
+            ends_at,
         };
         let opened = reply::coupon_opened(self.publisher.room_op(room, &op).await?)?;
+        let mut at = self.closes_due.entry(room.clone()).or_insert(ends_at);
+        *at = (*at).min(ends_at);
+        drop(at);
         // Any gateway that knows of it sweeps it: its close at `ends_at` happens once.
         self.poll_rooms.insert(room.clone());
         Ok(opened)

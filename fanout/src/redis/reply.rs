@@ -208,9 +208,9 @@ impl RoomOp<'_> {
             .then(|| e.code())
             .flatten();
         let coupon = match self {
-            Self::CouponClose { coupon } | Self::CouponGet { coupon } | Self::Claim { coupon, .. } => {
-                Some((*coupon).clone())
-            }
+            Self::CouponClose { coupon }
+            | Self::CouponGet { coupon }
+            | Self::Claim { coupon, .. } => Some((*coupon).clone()),
             _ => None,
         };
         if let (Some(code), Some(c)) = (refused, coupon) {

@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use danmaku_fanout::{NewEvent, NewPoll};
 use danmaku_protocol::audience::Audience;
-use danmaku_protocol::{ErrorCode, EventKind, PollId, Priority, RoomId};
+use danmaku_protocol::{ErrorCode, EventKind, InteractionId, PollId, Priority, RoomId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// Kinds the gateway sequences itself; a backend cannot forge them.
 /// Kinds only the gateway sequences: a backend's event of one would pass for the room's
 /// own state.
-const RESERVED_KINDS: [&str; 3] = ["likes", "poll", "stage"];
+const RESERVED_KINDS: [&str; 4] = ["likes", "poll", "stage", "coupon"];
 
 /// Most bytes of a stage object (the product, its label and times).
 pub const MAX_STAGE_BYTES: usize = 8 * 1024;
@@ -203,6 +203,100 @@ pub(super) async fn clear_stage(
     let room = room_id(&room)?;
     let p = app.fanout.set_stage(&room, None).await?;
     Ok(sequenced(&room, &p))
+}
+
+#[derive(Deserialize)]
+struct CouponBody {
+    title: String,
+    stock: u64,
+    #[serde(default = "one")]
+    per_user: u32,
+    duration_s: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Most claims one user may make of one coupon.
+const MAX_PER_USER: u32 = 100;
+
+/// `POST /v1/rooms/{room}/coupons`: opens a coupon with a stock; exactly `stock`
+/// claims succeed.
+pub(super) async fn create_coupon(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    body: JsonBody,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let body: CouponBody = json_body(&body)?;
+    let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
+    if body.title.trim().is_empty() || body.title.chars().count() > 100 {
+        return Err(bad("`title` must have 1..=100 characters".into()));
+    }
+    if !(1..=danmaku_fanout::MAX_COUPON_STOCK).contains(&body.stock) {
+        return Err(bad(format!(
+            "`stock` must be 1..={}",
+            danmaku_fanout::MAX_COUPON_STOCK
+        )));
+    }
+    if !(1..=MAX_PER_USER).contains(&body.per_user) {
+        return Err(bad(format!("`per_user` must be 1..={MAX_PER_USER}")));
+    }
+    if !(1..=86_400).contains(&body.duration_s) {
+        return Err(bad("`duration_s` must be 1..=86400".into()));
+    }
+    let new = danmaku_fanout::NewCoupon {
+        title: body.title,
+        stock: body.stock,
+        per_user: body.per_user,
+        duration_s: body.duration_s,
+    };
+    let (coupon, p) = app.fanout.create_coupon(&room, new).await?;
+    Ok(Json(
+        serde_json::json!({"coupon": coupon.as_str(), "seq": p.seq}),
+    ))
+}
+
+fn coupon_id(raw: &str) -> Result<InteractionId, ApiError> {
+    InteractionId::new(raw).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+/// `POST /v1/rooms/{room}/coupons/{coupon}/close`.
+pub(super) async fn close_coupon(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path((room, coupon)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (room, coupon) = (room_id(&room)?, coupon_id(&coupon)?);
+    let p = app.fanout.close_coupon(&room, &coupon).await?;
+    Ok(sequenced(&room, &p))
+}
+
+/// `GET /v1/rooms/{room}/coupons/{coupon}`: its state and every claim, for the backend
+/// that honours them.
+pub(super) async fn get_coupon(
+    _key: ApiKey,
+    State(app): State<Arc<AppState>>,
+    Path((room, coupon)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (room, coupon) = (room_id(&room)?, coupon_id(&coupon)?);
+    let record = app.fanout.coupon(&room, &coupon).await?;
+    let claims = serde_json::to_string(&record.claims)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let mut body = Vec::with_capacity(record.state.len() + claims.len() + 16);
+    body.extend_from_slice(b"{\"coupon\":");
+    body.extend_from_slice(&record.state);
+    body.extend_from_slice(b",\"claims\":");
+    body.extend_from_slice(claims.as_bytes());
+    body.push(b'}');
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,12 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/rooms/{room}/events", post(api::publish))
         .route("/v1/rooms/{room}/polls", post(api::create_poll))
+        .route("/v1/rooms/{room}/coupons", post(api::create_coupon))
+        .route("/v1/rooms/{room}/coupons/{coupon}", get(api::get_coupon))
+        .route(
+            "/v1/rooms/{room}/coupons/{coupon}/close",
+            post(api::close_coupon),
+        )
         .route(
             "/v1/rooms/{room}/stage",
             put(api::set_stage).delete(api::clear_stage),

@@ -4,9 +4,10 @@ use std::time::Instant;
 
 use danmaku_fanout::{FanoutError, Ingress, NewEvent};
 use danmaku_protocol::data::merge_text;
-use danmaku_protocol::server::Joined;
+use danmaku_protocol::server::{Claimed, Joined};
 use danmaku_protocol::{
-    Command, ErrorCode, EventKind, Mode, PollId, Priority, RoomId, ServerFrame, Since,
+    Command, ErrorCode, EventKind, InteractionId, Mode, PollId, Priority, RoomId, ServerFrame,
+    Since,
 };
 
 use super::adaptive::Adaptive;
@@ -39,6 +40,7 @@ impl Conn {
                 poll,
                 option,
             } => self.vote(id, &room, &poll, option).await,
+            Command::Claim { id, room, coupon } => self.claim(id, &room, &coupon).await,
             Command::Ping { id } => {
                 let pong = ServerFrame::Pong {
                     id,
@@ -185,6 +187,7 @@ impl Conn {
                     id,
                     seq: (!p.merged).then_some(p.seq),
                     merged: p.merged,
+                    claim: None,
                 };
                 self.out.push(ack.encode());
             }
@@ -238,6 +241,39 @@ impl Conn {
         }
     }
 
+    /// Claims one of a coupon's stock; the `ack` carries the code to redeem it with.
+    async fn claim(&mut self, id: u64, room: &RoomId, coupon: &InteractionId) {
+        if !self.may_act(id, room) {
+            return;
+        }
+        // Claims share the votes' budget: both are a tap on an interaction.
+        if let Err(wait) = self.buckets.votes.take(Instant::now()) {
+            let msg = format!("{} claims/s", self.ctx.settings.rates.votes.per_s);
+            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        }
+        let code = claim_code();
+        match self
+            .ctx
+            .fanout
+            .claim(room, coupon, &self.identity.user, &code)
+            .await
+        {
+            Ok(()) => {
+                let ack = ServerFrame::Ack {
+                    id,
+                    seq: None,
+                    merged: false,
+                    claim: Some(Claimed {
+                        coupon: coupon.as_str(),
+                        code: &code,
+                    }),
+                };
+                self.out.push(ack.encode());
+            }
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
     /// Checks that this viewer may write into `room`; queues the error when not.
     fn may_act(&mut self, id: u64, room: &RoomId) -> bool {
         if self.identity.read_only {
@@ -262,6 +298,7 @@ impl Conn {
             id,
             seq: None,
             merged: false,
+            claim: None,
         };
         self.out.push(ack.encode());
     }
@@ -273,4 +310,16 @@ impl Conn {
     fn room_index(&self, room: &RoomId) -> Option<usize> {
         self.rooms.iter().position(|r| r.room == *room)
     }
+}
+
+/// A claim's code: 16 hex digits, unique per claim and not guessable from the others
+/// (each from a freshly seeded hasher over the time and a process-wide counter).
+fn claim_code() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.write_u64(danmaku_fanout::now_ms());
+    format!("{:016x}", h.finish())
 }

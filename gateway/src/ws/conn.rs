@@ -638,6 +638,7 @@ pub(super) fn snapshot(room: &RoomId, view: RoomView, online: u64, viewer: &View
         online,
         polls: view.polls,
         stage: view.stage,
+        coupons: view.coupons,
     }
 }
 
