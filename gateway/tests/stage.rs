@@ -38,8 +38,19 @@ async fn set_replace_clear(gws: &[Arc<Gateway>]) {
     assert_eq!(watcher.join(room).await["snapshot"].get("stage"), None);
 
     let ends_at = danmaku_fanout::now_ms() + 60_000;
-    let first = json!({"product": {"sku": "A-1", "price": 1999}, "ends_at": ends_at, "label": "flash sale"});
-    let (status, set) = put_stage(&gws[0], room, &first).await;
+    // Sent as text: the product is passed on as it was written, the label escaped.
+    let first = format!(
+        r#"{{"product":{{"sku":"A-1","price":19.90}},"ends_at":{ends_at},"label":"flash \"sale\""}}"#
+    );
+    let (status, text) = gws[0]
+        .http_raw(
+            "PUT",
+            &format!("/v1/rooms/{room}/stage"),
+            Some(API_KEY),
+            Some(&first),
+        )
+        .await;
+    let set: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(status, 200, "{set}");
     let e = watcher.next_event().await;
     assert_eq!(
@@ -50,7 +61,7 @@ async fn set_replace_clear(gws: &[Arc<Gateway>]) {
     assert_eq!(e["seq"], set["seq"]);
     assert_eq!(e["data"]["product"]["sku"], "A-1");
     assert_eq!(e["data"]["ends_at"], ends_at);
-    assert_eq!(e["data"]["label"], "flash sale");
+    assert_eq!(e["data"]["label"], "flash \"sale\"");
     assert!(e["data"]["since"].as_u64().is_some(), "{e}");
     // A late joiner on every gateway sees the stage as the event told it.
     for gw in gws {

@@ -163,19 +163,17 @@ pub(super) async fn set_stage(
             "`label` must have 1..={MAX_STAGE_LABEL} characters"
         )));
     }
-    let mut stage = serde_json::Map::new();
-    stage.insert(
-        "product".into(),
-        serde_json::to_value(product).map_err(|e| bad(e.to_string()))?,
-    );
+    // The product goes in as the backend sent it (no re-parse: numbers keep their
+    // digits); the other fields are ours.
+    let mut stage = format!("{{\"product\":{}", product.get());
     if let Some(at) = body.ends_at {
-        stage.insert("ends_at".into(), at.into());
+        stage.push_str(&format!(",\"ends_at\":{at}"));
     }
-    if let Some(label) = body.label {
-        stage.insert("label".into(), label.into());
+    if let Some(label) = &body.label {
+        let label = serde_json::to_string(label).map_err(|e| bad(e.to_string()))?;
+        stage.push_str(&format!(",\"label\":{label}"));
     }
-    stage.insert("since".into(), now.into());
-    let stage = serde_json::Value::Object(stage).to_string();
+    stage.push_str(&format!(",\"since\":{now}}}"));
     if stage.len() > MAX_STAGE_BYTES {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
