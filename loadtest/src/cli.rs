@@ -183,8 +183,9 @@ pub struct Load {
     #[serde(default)]
     pub publish_rooms: usize,
     /// Publish with idempotency keys, and retry a publish answered 503 or 504
-    /// (`outcome_unknown`) or cut off, up to 3 times with its key, as a careful backend
-    /// does: the event is then sequenced once whatever happened to the first attempt.
+    /// (`outcome_unknown`) or cut off, up to 3 times with its key (marked `retry` once
+    /// an attempt may have been sequenced), 100, 200, 300 ms apart, as a careful
+    /// backend does: the event is then sequenced once whatever happened to the first.
     #[arg(long)]
     #[serde(default)]
     pub idempotent: bool,

@@ -145,23 +145,34 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 let path = format!("/v1/rooms/{room}/events");
                 let mut answer = None;
                 let sent = Instant::now();
+                // Whether an attempt so far may have been sequenced (504, or cut off):
+                // only then is the next one marked a retry. After a 503 nothing was
+                // done, and the key alone keeps a later success single.
+                let mut doubt = false;
                 for attempt in 0..=retries {
-                    // With keys, a retry names the first attempt's key: sequenced once.
-                    let idempotency = match (retries, attempt) {
+                    let idempotency = match (retries, doubt) {
                         (0, _) => String::new(),
-                        (_, 0) => format!(",\"idempotency_key\":\"lt-{k}\""),
-                        _ => format!(",\"idempotency_key\":\"lt-{k}\",\"retry\":true"),
+                        (_, false) => format!(",\"idempotency_key\":\"lt-{k}\""),
+                        (_, true) => format!(",\"idempotency_key\":\"lt-{k}\",\"retry\":true"),
                     };
                     let body = format!(
                         "{{\"kind\":\"{EVENT_KIND}\"{priority}{idempotency},\"data\":{{\"t\":{t},\"pad\":\"{pad}\"}}}}"
                     );
                     let a = http.request("POST", &path, &key, body.as_bytes()).await;
-                    let unknown = matches!(a, Ok((503 | 504, _)) | Err(_));
+                    let (refused, unknown) = match &a {
+                        Ok((503, _)) => (true, false),
+                        Ok((504, _)) | Err(_) => (false, true),
+                        _ => (false, false),
+                    };
+                    doubt |= unknown;
                     answer = Some(a);
-                    if !unknown || attempt == retries {
+                    if !(refused || unknown) || attempt == retries {
                         break;
                     }
                     stats.retried += 1;
+                    // A store that is briefly away gets a moment, not all the attempts
+                    // at once.
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
                 }
                 let _ = answers.record((sent.elapsed().as_micros() as u64).max(1));
                 let Some(answer) = answer else { break };

@@ -187,8 +187,16 @@ impl Summary {
             gateways: o
                 .gateways
                 .iter()
-                // Viewer n dials gateway n mod G: each holds its share of them.
-                .map(|g| gateway(g, share(r.established, common.urls.len()), events.delivered))
+                // Viewer n dials gateway n mod G: with one watched process per URL,
+                // each holds its share of them; otherwise the share is not known.
+                .map(|g| {
+                    let held = if o.gateways.len() == common.urls.len() {
+                        share(r.established, common.urls.len())
+                    } else {
+                        r.established
+                    };
+                    gateway(g, held, events.delivered)
+                })
                 .collect(),
             pass: false,
             failures: Vec::new(),

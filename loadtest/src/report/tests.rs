@@ -133,19 +133,23 @@ fn the_run_is_recorded_in_the_json_and_the_page() {
 #[test]
 fn a_gateways_memory_per_connection_counts_its_own_viewers() {
     // 50,000 bytes grown: 5,000 per viewer on the only gateway, 10,000 on one of two
-    // (viewer n dials gateway n mod 2: it holds 5 of the 10).
+    // (viewer n dials gateway n mod 2: it holds 5 of the 10) when both are watched.
     let per_connection = |urls: &[&str]| {
         let mut args = vec!["fanout", "--viewers", "10"];
         for u in urls {
             args.extend(["--url", u]);
         }
         let mut o = outcome(20);
-        o.gateways = vec![GatewayStats {
-            pid: 1,
-            rss_start_bytes: 1_000_000,
-            rss_peak_bytes: 1_050_000,
-            cpu_s: 0.5,
-        }];
+        // One watched process per URL.
+        o.gateways = vec![
+            GatewayStats {
+                pid: 1,
+                rss_start_bytes: 1_000_000,
+                rss_peak_bytes: 1_050_000,
+                cpu_s: 0.5,
+            };
+            urls.len()
+        ];
         Summary::build(&plan(&args), o).results.gateways[0].rss_growth_per_connection_bytes
     };
     assert_eq!(per_connection(&["ws://127.0.0.1:1/ws"]), 5_000);
