@@ -325,14 +325,17 @@ fn cli_port(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// A free TCP port below 55535 (the cluster bus uses port + 10000).
+/// A free TCP port in 20,000–31,999: below the kernel's ephemeral range (32,768 and
+/// up by default), so that none of the many outgoing connections of a busy test run can
+/// take it between this check and the node's own bind — a node that lost its port
+/// would never answer. Each call tries the next port of a per-process sequence.
 fn free_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = u64::from(std::process::id()).wrapping_mul(7_919);
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
-        if port > 1024 && port < 55_535 {
+        let n = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
