@@ -242,7 +242,7 @@ async fn targeted_events(gws: &[Arc<Gateway>]) {
         None,
     ];
     for (i, audience) in audiences.iter().enumerate() {
-        let mut body = json!({"kind": "coupon", "data": {"i": i}});
+        let mut body = json!({"kind": "offer", "data": {"i": i}});
         if let Some(a) = audience {
             body["audience"] = a.clone();
         }
@@ -318,7 +318,7 @@ async fn a_bad_audience_is_refused_with_400() {
         json!({"users": ["a"], "tags": ["b"]}),
         json!("vip"),
     ] {
-        let body = json!({"kind": "coupon", "data": {}, "audience": audience});
+        let body = json!({"kind": "offer", "data": {}, "audience": audience});
         let (s, e) = publish(&gw, body).await;
         assert_eq!(
             (s, e["error"]["code"].as_str()),
