@@ -251,9 +251,12 @@ impl Rooms for RedisFanout {
             .map_err(|e| unavailable(&e))?;
         let view = reply::view(room, v)?;
         // Round trips more only for a room with open polls or coupons.
-        let (polls, coupons) = if view.open_polls > 0 {
-            let coupons = reply::coupons(self.publisher.room_op(room, &RoomOp::Coupons).await?)?;
-            (self.open_polls(room).await?, coupons)
+        let (polls, coupons) = if view.open_interactions > 0 {
+            let (polls, coupons) = tokio::join!(
+                self.open_polls(room),
+                self.publisher.room_op(room, &RoomOp::Coupons)
+            );
+            (polls?, reply::coupons(coupons?)?)
         } else {
             (Vec::new(), Vec::new())
         };

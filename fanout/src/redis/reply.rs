@@ -410,8 +410,8 @@ pub(crate) struct View {
     pub(crate) seq: u64,
     pub(crate) likes: u64,
     pub(crate) recovered: bool,
-    /// Open polls in the room (read separately, when there are any).
-    pub(crate) open_polls: u64,
+    /// Open polls and coupons in the room (read separately, when there are any).
+    pub(crate) open_interactions: u64,
     /// The stage object, when one is set.
     pub(crate) stage: Option<Bytes>,
     pub(crate) events: Vec<Bytes>,
@@ -424,7 +424,7 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         seq: number(field(&a, 1)?)?,
         likes: number(field(&a, 2)?)?,
         recovered: number(field(&a, 3)?)? == 1,
-        open_polls: number(field(&a, 4)?)?,
+        open_interactions: number(field(&a, 4)?)?,
         stage: match field(&a, 5)? {
             Value::BulkString(b) if !b.is_empty() => Some(Bytes::copy_from_slice(b)),
             _ => None,

@@ -115,16 +115,24 @@ local function sequence(head, body)
 end
 
 -- A poll's keys, and the room's poll sets, live `ttl` past the poll's end at least.
-local function expire_poll(id, ends)
+-- Keeps an interaction's own `keys` the room TTL past its end, and the room's `sets`
+-- of such interactions at least as long.
+local function expire_interaction(keys, sets, ends)
   local life = tonumber(ttl) + math.max(0, tonumber(ends) - tonumber(now))
-  redis.call("PEXPIRE", polls .. id, life)
-  redis.call("PEXPIRE", polls .. "voters:" .. id, life)
-  for _, set in ipairs({polls .. "open", polls .. "dirty"}) do
-    -- NX for a set just made, GT so a later poll never shortens an earlier one's life.
+  for _, key in ipairs(keys) do
+    redis.call("PEXPIRE", key, life)
+  end
+  for _, set in ipairs(sets) do
+    -- NX for a set just made, GT so a later one never shortens an earlier one's life.
     if redis.call("PEXPIRE", set, life, "NX") == 0 then
       redis.call("PEXPIRE", set, life, "GT")
     end
   end
+end
+
+local function expire_poll(id, ends)
+  expire_interaction({polls .. id, polls .. "voters:" .. id},
+    {polls .. "open", polls .. "dirty"}, ends)
 end
 
 -- The poll's state as a record body (shape p), or nil when there is no such poll.
@@ -158,15 +166,8 @@ local function coupon_body(id)
 end
 
 local function expire_coupon(id, ends)
-  local life = tonumber(ttl) + math.max(0, tonumber(ends) - tonumber(now))
-  for _, key in ipairs({coupons .. id, coupons .. "u:" .. id, coupons .. "c:" .. id}) do
-    redis.call("PEXPIRE", key, life)
-  end
-  for _, set in ipairs({coupons .. "open", coupons .. "dirty"}) do
-    if redis.call("PEXPIRE", set, life, "NX") == 0 then
-      redis.call("PEXPIRE", set, life, "GT")
-    end
-  end
+  expire_interaction({coupons .. id, coupons .. "u:" .. id, coupons .. "c:" .. id},
+    {coupons .. "open", coupons .. "dirty"}, ends)
 end
 
 local function close_coupon(id)
