@@ -406,6 +406,29 @@ impl Hub {
         n
     }
 
+    /// Which of `users` have a connection in `room` on this process (one pass over the
+    /// room's viewers).
+    pub fn present(&self, room: &RoomId, users: &[&str]) -> Vec<bool> {
+        let mut out = vec![false; users.len()];
+        let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
+            return out;
+        };
+        let lanes = local.lanes.lock();
+        for lane in &lanes.lanes {
+            for v in lane
+                .subscribers
+                .lock()
+                .iter()
+                .filter_map(|s| s.viewer.as_deref())
+            {
+                if let Some(i) = users.iter().position(|u| *u == v.user()) {
+                    out[i] = true;
+                }
+            }
+        }
+        out
+    }
+
     /// Viewers of `room` on this process.
     pub fn online(&self, room: &RoomId) -> u64 {
         // Never lock a room while holding a map guard (lock order: room → map).

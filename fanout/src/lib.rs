@@ -35,10 +35,12 @@ pub mod fuzzing;
 mod heat;
 pub mod hub;
 pub mod idempotency;
+pub mod interaction;
 pub mod mailbox;
 pub mod memory;
 pub mod position;
 pub mod redis;
+pub mod seats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod time;
@@ -80,14 +82,17 @@ pub struct Ingress<'a> {
     /// The sender, named in `comment.merged` (up to 5 senders; one with control
     /// characters is counted, not named).
     pub user: &'a str,
-    /// The comment's normalized text ([`danmaku_protocol::data::merge_text`]); `None`
-    /// never merges.
+    /// The comment's normalized text ([`danmaku_protocol::data::merge_text`]), for
+    /// merging and for the room's keyword games and comment lotteries; `None` never
+    /// merges nor counts.
     pub merge_text: Option<&'a str>,
     /// Copies of one text sequenced one by one within a window before further copies
     /// merge (0: never merge).
     pub merge_after: u32,
     /// How long a window lasts from its first copy, in ms.
     pub merge_window_ms: u64,
+    /// The sender's tags (a lottery's `tags` decide whether its comment enters).
+    pub tags: &'a [&'a str],
 }
 
 /// An event to sequence.
@@ -164,8 +169,16 @@ pub struct RoomView {
     pub polls: Vec<Bytes>,
     /// Coupons not closed yet (open or sold out), encoded.
     pub coupons: Vec<Bytes>,
+    /// Keyword games open, encoded.
+    pub keywords: Vec<Bytes>,
+    /// Quizzes open, encoded.
+    pub quizzes: Vec<Bytes>,
+    /// Lotteries not drawn yet, encoded.
+    pub lotteries: Vec<Bytes>,
     /// The room's stage object, when one is set.
     pub stage: Option<Bytes>,
+    /// The room's public seats state, once seats are set.
+    pub seats: Option<Bytes>,
     /// With a `since` in this epoch and still in history: the events after it, in order.
     pub replay: Option<Vec<Bytes>>,
 }
@@ -288,6 +301,33 @@ pub enum FanoutError {
     /// The room has as many coupons open as it may.
     #[error("at most {MAX_OPEN_COUPONS} coupons are open in a room at once")]
     TooManyCoupons,
+    /// No such keyword game, quiz or lottery in this room.
+    #[error("no interaction `{0}` in this room")]
+    UnknownInteraction(InteractionId),
+    /// The keyword game, quiz or lottery is closed.
+    #[error("`{0}` is closed")]
+    InteractionClosed(InteractionId),
+    /// The user already answered the quiz.
+    #[error("already answered quiz `{0}`")]
+    AlreadyAnswered(InteractionId),
+    /// The user already entered the lottery.
+    #[error("already entered lottery `{0}`")]
+    AlreadyEntered(InteractionId),
+    /// The user may not take part (why is the text).
+    #[error("not eligible for `{0}`: {1}")]
+    NotEligible(InteractionId, &'static str),
+    /// The quiz has no such option.
+    #[error("quiz `{0}` has no option {1}")]
+    NoSuchOption(InteractionId, u32),
+    /// A co-host move refused by the seats' state machine.
+    #[error("{0}")]
+    Seat(seats::SeatError),
+    /// The room has as many keyword games, quizzes and lotteries open as it may.
+    #[error(
+        "at most {} keyword games, quizzes and lotteries are open in a room at once",
+        interaction::MAX_OPEN_INTERACTIONS
+    )]
+    TooManyInteractions,
     /// The idempotency key was first used for another event (another kind or data).
     #[error("idempotency key already used for a different event (seq {seq}); use a new key")]
     KeyReused {
@@ -526,8 +566,105 @@ pub trait Coupons: Send + Sync {
     ) -> Result<CouponRecord, FanoutError>;
 }
 
+/// A keyword game's, quiz's or lottery's whole record, for the backend.
+#[derive(Debug, Clone)]
+pub struct InteractionRecord {
+    /// Its state (the `data` of its last event).
+    pub state: Bytes,
+    /// A quiz's correct answerers in answer order; a lottery's entrants sorted (a quiz
+    /// lottery's only once drawn); nothing for a keyword.
+    pub users: Vec<String>,
+}
+
+/// Keyword games, quizzes and lotteries: each state change is one atomic step of the
+/// store, so counts, answers and entries are exact across gateways; progress is
+/// published coalesced by [`Polls::tick`], which also closes (and draws) what ended.
+#[async_trait]
+pub trait Interactions: Send + Sync {
+    /// Opens one and publishes its first event; returns its id and seq.
+    ///
+    /// # Errors
+    /// [`FanoutError::TooManyInteractions`], and as [`Rooms::publish`].
+    async fn open_interaction(
+        &self,
+        room: &RoomId,
+        new: interaction::NewInteraction,
+    ) -> Result<(InteractionId, Published), FanoutError>;
+
+    /// Closes one (a lottery is drawn) and publishes its final state.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownInteraction`], [`FanoutError::InteractionClosed`].
+    async fn close_interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<Published, FanoutError>;
+
+    /// Records `user`'s answer to a quiz. One answer per user.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownInteraction`], [`FanoutError::InteractionClosed`],
+    /// [`FanoutError::AlreadyAnswered`], [`FanoutError::NoSuchOption`],
+    /// [`FanoutError::NotEligible`] when the quiz is full.
+    async fn answer(
+        &self,
+        room: &RoomId,
+        quiz: &InteractionId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError>;
+
+    /// Enters `user` (with `tags`) into a lottery entered by command. One entry per user.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownInteraction`], [`FanoutError::InteractionClosed`],
+    /// [`FanoutError::AlreadyEntered`], [`FanoutError::NotEligible`].
+    async fn enter(
+        &self,
+        room: &RoomId,
+        lottery: &InteractionId,
+        user: &str,
+        tags: &[&str],
+    ) -> Result<(), FanoutError>;
+
+    /// One's whole record.
+    ///
+    /// # Errors
+    /// [`FanoutError::UnknownInteraction`].
+    async fn interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<InteractionRecord, FanoutError>;
+}
+
+/// Co-host seats: every move is one exact step of the store ([`seats`]); requests,
+/// invitations and the seats of users gone for [`seats::LEASE_MS`] expire in
+/// [`Polls::tick`].
+#[async_trait]
+pub trait CoHosts: Send + Sync {
+    /// Sets the room's number of seats (emptying those beyond it) and publishes the
+    /// `seats` state.
+    ///
+    /// # Errors
+    /// As [`Rooms::publish`].
+    async fn set_seats(&self, room: &RoomId, count: u32) -> Result<Published, FanoutError>;
+
+    /// Makes a co-host move (the caller checked that a host move comes from a host).
+    ///
+    /// # Errors
+    /// [`FanoutError::Seat`], and as [`Rooms::publish`].
+    async fn cohost(
+        &self,
+        room: &RoomId,
+        actor: seats::Actor<'_>,
+        action: &seats::Action,
+    ) -> Result<(), FanoutError>;
+}
+
 /// A store the gateway runs on.
-pub trait Fanout: Rooms + Polls + Coupons {
+pub trait Fanout: Rooms + Polls + Coupons + Interactions + CoHosts {
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;
 
@@ -564,7 +701,24 @@ impl FanoutError {
             Self::SoldOut(_) => ErrorCode::SoldOut,
             Self::AlreadyClaimed(_) => ErrorCode::AlreadyClaimed,
             Self::CouponClosed(_) => ErrorCode::CouponClosed,
-            Self::TooManyCoupons => ErrorCode::BadRequest,
+            Self::TooManyCoupons | Self::TooManyInteractions | Self::NoSuchOption(..) => {
+                ErrorCode::BadRequest
+            }
+            Self::UnknownInteraction(id) => match interaction::Kind::of(id) {
+                Some(interaction::Kind::Quiz) => ErrorCode::UnknownQuiz,
+                Some(interaction::Kind::Lottery) => ErrorCode::UnknownLottery,
+                _ => ErrorCode::UnknownInteraction,
+            },
+            Self::InteractionClosed(id) => match interaction::Kind::of(id) {
+                Some(interaction::Kind::Quiz) => ErrorCode::QuizClosed,
+                Some(interaction::Kind::Lottery) => ErrorCode::LotteryClosed,
+                _ => ErrorCode::InteractionClosed,
+            },
+            Self::Seat(seats::SeatError::Taken(_)) => ErrorCode::SeatTaken,
+            Self::Seat(seats::SeatError::Wrong(_)) => ErrorCode::BadRequest,
+            Self::AlreadyAnswered(_) => ErrorCode::AlreadyAnswered,
+            Self::AlreadyEntered(_) => ErrorCode::AlreadyEntered,
+            Self::NotEligible(..) => ErrorCode::NotEligible,
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             Self::RoomBusy { .. } => ErrorCode::RoomBusy,

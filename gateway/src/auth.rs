@@ -278,9 +278,14 @@ impl Auth {
             Some("host") => Role::Host,
             Some(other) => return Err(AuthError::Role(other.to_owned())),
         };
-        let tags = claims.tags.unwrap_or_default();
+        let mut tags = claims.tags.unwrap_or_default();
         if tags.len() > audience::MAX_TAGS || !tags.iter().all(|t| audience::valid_tag(t)) {
             return Err(AuthError::Tags);
+        }
+        if role == Role::Host {
+            // The room's hosts as an audience (co-host requests): no token nor backend
+            // can name this tag, which is not a valid one.
+            tags.push(audience::HOSTS.to_owned());
         }
         if claims.cohort.as_ref().is_some_and(|c| c.len() > 64) {
             return Err(AuthError::Cohort);

@@ -19,6 +19,11 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// The tag every `host` connection carries, and no other: the audience of what only
+/// the room's hosts receive (co-host requests). It is not a valid tag, so no token
+/// claims it and no backend audience names it.
+pub const HOSTS: &str = "@host";
+
 /// Most user ids in one audience.
 pub const MAX_USERS: usize = 1_000;
 /// Most tags in one audience, and on one viewer.
@@ -150,6 +155,11 @@ impl Viewer {
             user,
             tags: tags.into_iter().map(String::into_boxed_str).collect(),
         }
+    }
+
+    /// The viewer's user id.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     /// The viewer's tags.

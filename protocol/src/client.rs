@@ -84,6 +84,42 @@ pub enum Command {
         /// The coupon.
         coupon: InteractionId,
     },
+    /// Answer an open quiz.
+    Answer {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The quiz.
+        quiz: InteractionId,
+        /// Index of the chosen option.
+        option: u32,
+    },
+    /// Enter a lottery whose entry is the command.
+    Enter {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The lottery.
+        lottery: InteractionId,
+    },
+    /// A co-host move: a viewer's `request`, `cancel`, `accept_invite`, `decline`,
+    /// `leave`, or a host's `accept`, `reject`, `invite`, `kick` (naming `user`).
+    Cohost {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The move.
+        action: CohostAction,
+        /// The user a host's move is about.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// The seat asked for (`accept`, `invite`), from 0.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seat: Option<u32>,
+    },
     /// Round-trip check.
     Ping {
         /// Echoed in the reply.
@@ -101,6 +137,9 @@ impl Command {
             | Self::Like { id, .. }
             | Self::Vote { id, .. }
             | Self::Claim { id, .. }
+            | Self::Answer { id, .. }
+            | Self::Enter { id, .. }
+            | Self::Cohost { id, .. }
             | Self::Ping { id } => *id,
         }
     }
@@ -110,6 +149,57 @@ impl Command {
         // INVARIANT: commands hold only strings, integers and validated ids, which
         // serde_json always serializes.
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A co-host move ([`Command::Cohost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CohostAction {
+    /// A viewer asks for a seat.
+    Request,
+    /// A viewer withdraws its request.
+    Cancel,
+    /// A viewer takes the seat it was invited to.
+    AcceptInvite,
+    /// A viewer declines an invitation.
+    Decline,
+    /// A seated viewer leaves.
+    Leave,
+    /// The host seats a requester.
+    Accept,
+    /// The host turns a request down.
+    Reject,
+    /// The host invites a viewer.
+    Invite,
+    /// The host takes a seat back.
+    Kick,
+}
+
+impl CohostAction {
+    const ALL: [(&'static str, Self); 9] = [
+        ("request", Self::Request),
+        ("cancel", Self::Cancel),
+        ("accept_invite", Self::AcceptInvite),
+        ("decline", Self::Decline),
+        ("leave", Self::Leave),
+        ("accept", Self::Accept),
+        ("reject", Self::Reject),
+        ("invite", Self::Invite),
+        ("kick", Self::Kick),
+    ];
+
+    /// Reads a move's wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, a)| *a)
+    }
+
+    /// Whether only a host may make it (it names the `user`).
+    pub fn is_host_move(self) -> bool {
+        matches!(
+            self,
+            Self::Accept | Self::Reject | Self::Invite | Self::Kick
+        )
     }
 }
 
@@ -157,6 +247,15 @@ struct Wire<'a> {
     poll: Option<Cow<'a, str>>,
     #[serde(borrow)]
     coupon: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    quiz: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    lottery: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<Cow<'a, str>>,
+    seat: Option<serde_json::Value>,
     option: Option<serde_json::Value>,
     since: Option<serde_json::Value>,
     mode: Option<serde_json::Value>,
@@ -195,7 +294,16 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
         .ok_or_else(|| bad("missing field `type`"))?;
     let known = matches!(
         ty,
-        "join" | "leave" | "comment" | "like" | "vote" | "claim" | "ping"
+        "join"
+            | "leave"
+            | "comment"
+            | "like"
+            | "vote"
+            | "claim"
+            | "answer"
+            | "enter"
+            | "cohost"
+            | "ping"
     );
     if !known {
         return Err(bad(&format!("unknown type `{}`", truncate(ty, 32))));
@@ -223,15 +331,23 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             room,
             count: like_count(&wire, id, limits)?,
         }),
-        "claim" => {
-            let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
-            let coupon = wire
-                .coupon
-                .as_deref()
-                .ok_or_else(|| bad("missing field `coupon`"))?;
-            let coupon = InteractionId::new(coupon).map_err(|e| bad(&e.to_string()))?;
-            Ok(Command::Claim { id, room, coupon })
-        }
+        "claim" => Ok(Command::Claim {
+            id,
+            room,
+            coupon: interaction(wire.coupon.as_deref(), "coupon", id)?,
+        }),
+        "answer" => Ok(Command::Answer {
+            id,
+            room,
+            quiz: interaction(wire.quiz.as_deref(), "quiz", id)?,
+            option: option(&wire, id)?,
+        }),
+        "enter" => Ok(Command::Enter {
+            id,
+            room,
+            lottery: interaction(wire.lottery.as_deref(), "lottery", id)?,
+        }),
+        "cohost" => cohost(&wire, id, room),
         _ => vote(&wire, id, room),
     }
 }
@@ -332,6 +448,70 @@ fn like_count(wire: &Wire<'_>, id: u64, limits: &Limits) -> Result<u32, DecodeEr
         .map_err(|_| DecodeError::new(Some(id), ErrorCode::TooLarge, "`count` is too large"))
 }
 
+/// The interaction id in field `name`.
+fn interaction(raw: Option<&str>, name: &str, id: u64) -> Result<InteractionId, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let raw = raw.ok_or_else(|| bad(&format!("missing field `{name}`")))?;
+    InteractionId::new(raw).map_err(|e| bad(&e.to_string()))
+}
+
+fn option(wire: &Wire<'_>, id: u64) -> Result<u32, DecodeError> {
+    wire.option
+        .as_ref()
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|o| u32::try_from(o).ok())
+        .ok_or_else(|| {
+            DecodeError::new(
+                Some(id),
+                ErrorCode::BadRequest,
+                "`option` must be an unsigned integer",
+            )
+        })
+}
+
+fn cohost(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let raw = wire
+        .action
+        .as_deref()
+        .ok_or_else(|| bad("missing field `action`"))?;
+    let action = CohostAction::parse(raw).ok_or_else(|| {
+        bad(&format!(
+            "`action` must be request, cancel, accept_invite, decline, leave, accept, reject, invite or kick, not `{}`",
+            truncate(raw, 32)
+        ))
+    })?;
+    let user = match wire.user.as_deref() {
+        None => None,
+        Some(u) if (1..=128).contains(&u.len()) && !u.chars().any(char::is_control) => {
+            Some(u.to_owned())
+        }
+        Some(_) => {
+            return Err(bad(
+                "`user` must be 1..=128 bytes without control characters",
+            ));
+        }
+    };
+    if action.is_host_move() && user.is_none() {
+        return Err(bad("missing field `user`: the move names whom it is about"));
+    }
+    let seat = match &wire.seat {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|s| u32::try_from(s).ok())
+                .ok_or_else(|| bad("`seat` must be an unsigned integer"))?,
+        ),
+    };
+    Ok(Command::Cohost {
+        id,
+        room,
+        action,
+        user,
+        seat,
+    })
+}
+
 fn vote(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
     let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
     let poll = wire
@@ -339,12 +519,7 @@ fn vote(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> 
         .as_deref()
         .ok_or_else(|| bad("missing field `poll`"))?;
     let poll = PollId::new(poll).map_err(|e| bad(&e.to_string()))?;
-    let option = wire
-        .option
-        .as_ref()
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|o| u32::try_from(o).ok())
-        .ok_or_else(|| bad("`option` must be an unsigned integer"))?;
+    let option = option(wire, id)?;
     Ok(Command::Vote {
         id,
         room,

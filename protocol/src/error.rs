@@ -40,6 +40,28 @@ pub enum ErrorCode {
     AlreadyClaimed,
     /// The coupon is closed.
     CouponClosed,
+    /// This user already answered this quiz.
+    AlreadyAnswered,
+    /// The quiz is closed.
+    QuizClosed,
+    /// No such quiz in this room.
+    UnknownQuiz,
+    /// No such lottery in this room.
+    UnknownLottery,
+    /// The lottery is closed (drawn or drawing).
+    LotteryClosed,
+    /// This user already entered this lottery.
+    AlreadyEntered,
+    /// This user may not enter (the lottery's `tags`, its entry is not a command, or it
+    /// is full).
+    NotEligible,
+    /// No interaction of that id in this room (a keyword, or an id of no known kind).
+    UnknownInteraction,
+    /// The seat asked for is taken.
+    SeatTaken,
+    /// The interaction is closed (a keyword game; quizzes, lotteries and coupons have
+    /// their own codes).
+    InteractionClosed,
     /// The room takes no more viewer comments this second (its comment budget); retry
     /// after `retry_after_ms`.
     RoomBusy,
@@ -69,6 +91,16 @@ impl ErrorCode {
             Self::SoldOut => "sold_out",
             Self::AlreadyClaimed => "already_claimed",
             Self::CouponClosed => "coupon_closed",
+            Self::AlreadyAnswered => "already_answered",
+            Self::QuizClosed => "quiz_closed",
+            Self::UnknownQuiz => "unknown_quiz",
+            Self::UnknownLottery => "unknown_lottery",
+            Self::LotteryClosed => "lottery_closed",
+            Self::AlreadyEntered => "already_entered",
+            Self::NotEligible => "not_eligible",
+            Self::UnknownInteraction => "unknown_interaction",
+            Self::InteractionClosed => "interaction_closed",
+            Self::SeatTaken => "seat_taken",
             Self::Internal => "internal",
         }
     }
@@ -79,7 +111,7 @@ impl ErrorCode {
     }
 
     /// Every code, in declaration order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 29] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::Forbidden,
@@ -97,6 +129,16 @@ impl ErrorCode {
         Self::SoldOut,
         Self::AlreadyClaimed,
         Self::CouponClosed,
+        Self::AlreadyAnswered,
+        Self::QuizClosed,
+        Self::UnknownQuiz,
+        Self::UnknownLottery,
+        Self::LotteryClosed,
+        Self::AlreadyEntered,
+        Self::NotEligible,
+        Self::UnknownInteraction,
+        Self::SeatTaken,
+        Self::InteractionClosed,
         Self::RoomBusy,
         Self::Internal,
     ];
@@ -107,12 +149,23 @@ impl ErrorCode {
             Self::BadRequest | Self::InvalidRoom | Self::NotJoined | Self::TooManyRooms => 400,
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
-            Self::UnknownPoll | Self::UnknownCoupon => 404,
+            Self::UnknownPoll
+            | Self::UnknownCoupon
+            | Self::UnknownQuiz
+            | Self::UnknownLottery
+            | Self::UnknownInteraction => 404,
             Self::PollClosed
             | Self::AlreadyVoted
             | Self::SoldOut
             | Self::AlreadyClaimed
-            | Self::CouponClosed => 409,
+            | Self::CouponClosed
+            | Self::AlreadyAnswered
+            | Self::QuizClosed
+            | Self::LotteryClosed
+            | Self::AlreadyEntered
+            | Self::InteractionClosed
+            | Self::SeatTaken => 409,
+            Self::NotEligible => 403,
             Self::TooLarge => 413,
             Self::RateLimited | Self::RoomBusy => 429,
             Self::Unavailable => 503,

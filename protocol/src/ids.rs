@@ -184,6 +184,32 @@ impl EventKind {
         Self(Arc::from("coupon"))
     }
 
+    /// `keyword`: a keyword game opened, its counts changed, or it closed.
+    pub fn keyword() -> Self {
+        Self(Arc::from("keyword"))
+    }
+
+    /// `quiz`: a quiz opened, its answer count changed, or it closed (with the answer).
+    pub fn quiz() -> Self {
+        Self(Arc::from("quiz"))
+    }
+
+    /// `lottery`: a lottery opened (with its commitment), its entrants changed, or it
+    /// was drawn (with its seed and winners).
+    pub fn lottery() -> Self {
+        Self(Arc::from("lottery"))
+    }
+
+    /// `lottery.won`: told to a lottery's winners alone.
+    pub fn lottery_won() -> Self {
+        Self(Arc::from("lottery.won"))
+    }
+
+    /// `seats`: the room's co-host seats changed.
+    pub fn seats() -> Self {
+        Self(Arc::from("seats"))
+    }
+
     /// `poll`: a poll opened, its tallies changed, or it closed.
     pub fn poll() -> Self {
         Self(Arc::from("poll"))

@@ -36,7 +36,7 @@ pub mod priority;
 pub mod received;
 pub mod server;
 
-pub use client::{Command, Mode, Since, decode_command, split_frame};
+pub use client::{CohostAction, Command, Mode, Since, decode_command, split_frame};
 pub use close::CloseCode;
 pub use error::{DecodeError, ErrorCode};
 pub use ids::{EventKind, IdError, InteractionId, PollId, RoomId};

@@ -313,7 +313,7 @@ mod tests {
             online: 3,
             polls: vec![Bytes::from(poll)],
             stage: None,
-            coupons: Vec::new(),
+            ..Snapshot::default()
         };
         let joined = Joined {
             id: 4,

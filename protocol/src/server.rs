@@ -104,6 +104,15 @@ pub struct Snapshot {
     /// Coupons not closed (open or sold out), each the `data` of its last `coupon`
     /// event; the key is left out when there are none.
     pub coupons: Vec<Bytes>,
+    /// Keyword games open, each the `data` of its last `keyword` event (left out when
+    /// none).
+    pub keywords: Vec<Bytes>,
+    /// Quizzes open, each the `data` of its last `quiz` event (never the answer).
+    pub quizzes: Vec<Bytes>,
+    /// Lotteries not drawn yet, each the `data` of its last `lottery` event.
+    pub lotteries: Vec<Bytes>,
+    /// The co-host seats (the `data` of the last `seats` event), once set.
+    pub seats: Option<Bytes>,
 }
 
 impl Snapshot {
@@ -117,13 +126,24 @@ impl Snapshot {
         push_u64(out, self.online);
         out.extend_from_slice(b",\"polls\":");
         write_raw_array(out, &self.polls);
-        if !self.coupons.is_empty() {
-            out.extend_from_slice(b",\"coupons\":");
-            write_raw_array(out, &self.coupons);
+        for (key, list) in [
+            (&b",\"coupons\":"[..], &self.coupons),
+            (b",\"keywords\":", &self.keywords),
+            (b",\"quizzes\":", &self.quizzes),
+            (b",\"lotteries\":", &self.lotteries),
+        ] {
+            if !list.is_empty() {
+                out.extend_from_slice(key);
+                write_raw_array(out, list);
+            }
         }
         if let Some(stage) = &self.stage {
             out.extend_from_slice(b",\"stage\":");
             out.extend_from_slice(stage);
+        }
+        if let Some(seats) = &self.seats {
+            out.extend_from_slice(b",\"seats\":");
+            out.extend_from_slice(seats);
         }
         out.push(b'}');
     }
@@ -442,6 +462,8 @@ mod tests {
                 br#"{"product":{"sku":"A-1"},"since":5}"#,
             )),
             coupons: vec![Bytes::from_static(br#"{"coupon":"c-1","state":"open"}"#)],
+            quizzes: vec![Bytes::from_static(br#"{"id":"q-1","state":"open"}"#)],
+            ..Snapshot::default()
         };
         let j = Joined {
             id: 4,
@@ -459,6 +481,8 @@ mod tests {
         assert_eq!(v["snapshot"]["polls"][0]["poll"], "p-1");
         assert_eq!(v["snapshot"]["stage"]["product"]["sku"], "A-1");
         assert_eq!(v["snapshot"]["coupons"][0]["coupon"], "c-1");
+        assert_eq!(v["snapshot"]["quizzes"][0]["id"], "q-1");
+        assert!(v["snapshot"].get("keywords").is_none(), "none: left out");
         let r = parse(&encode_reset(&room, "e2", 9, &Snapshot::default()));
         assert_eq!(
             r,

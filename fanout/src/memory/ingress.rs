@@ -143,6 +143,7 @@ mod tests {
             merge_text: Some(text),
             merge_after: 3,
             merge_window_ms: 1_000,
+            tags: &[],
         }
     }
 

@@ -8,6 +8,7 @@
 mod coupon;
 mod history;
 mod ingress;
+mod interaction;
 mod poll;
 mod room;
 
@@ -21,9 +22,12 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::idempotency::fingerprint;
+use crate::interaction::NewInteraction;
+use crate::seats::{Action, Actor, Seats, Told};
 use crate::{
-    CouponRecord, Coupons, Fanout, FanoutError, History, Hub, NewCoupon, NewEvent, NewPoll, Polls,
-    Published, RoomInfo, RoomView, Rooms, now_ms,
+    CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
+    Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
+    now_ms,
 };
 use ingress::Admit;
 pub(crate) use ingress::nameable;
@@ -46,6 +50,9 @@ pub struct MemoryConfig {
     pub room_ttl: Duration,
     /// Rooms held at most; publishing into a new room beyond it fails (default 100,000).
     pub max_rooms: usize,
+    /// How long a co-host request or invitation waits, and a seat outlives its holder's
+    /// last connection (default 30 s).
+    pub cohost_lease: Duration,
 }
 
 impl Default for MemoryConfig {
@@ -57,6 +64,7 @@ impl Default for MemoryConfig {
             idempotency_max: 10_000,
             room_ttl: Duration::from_secs(3_600),
             max_rooms: 100_000,
+            cohost_lease: Duration::from_millis(crate::seats::LEASE_MS),
         }
     }
 }
@@ -180,7 +188,11 @@ impl MemoryFanout {
                 }
             }
             if let Some(c) = &ingress {
-                match state.comments.admit(c, now)? {
+                let admitted = state.comments.admit(c, now)?;
+                if let Some(text) = c.merge_text {
+                    state.board.on_comment(c.user, text, c.tags, now);
+                }
+                match admitted {
                     Admit::Merged => {
                         return Ok(Published {
                             epoch: state.epoch.clone(),
@@ -205,6 +217,38 @@ impl MemoryFanout {
             }
             Ok(published)
         })?
+    }
+
+    /// Sequences the events of interactions (a lottery's `lottery.won` for its
+    /// winners alone).
+    /// Returns the first one's publish.
+    fn publish_due(
+        &self,
+        id: &RoomId,
+        state: &mut RoomState,
+        due: Vec<interaction::Due>,
+    ) -> Option<Published> {
+        let won = EventKind::lottery_won();
+        let mut first = None;
+        for d in due {
+            let p = match &d.audience {
+                None => self.publish_locked(id, state, &d.kind.event_kind(), &d.data),
+                Some(a) => self.sequence_for(id, state, &won, Priority::High, &d.data, Some(a)),
+            };
+            first.get_or_insert(p);
+        }
+        first
+    }
+
+    /// Sequences what a co-host move or sweep tells; returns the first publish.
+    fn publish_told(&self, id: &RoomId, state: &mut RoomState, told: &[Told]) -> Option<Published> {
+        let mut first = None;
+        for t in told {
+            let (kind, data, audience) = t.event();
+            let p = self.sequence_for(id, state, &kind, Priority::High, data, audience.as_ref());
+            first.get_or_insert(p);
+        }
+        first
     }
 
     fn expire_rooms(&self, now: u64) {
@@ -338,6 +382,15 @@ impl Polls for MemoryFanout {
             for data in state.comments.due(now) {
                 self.publish_locked(&id, &mut state, &merged, &data);
             }
+            let due = state.board.due(now);
+            self.publish_due(&id, &mut state, due);
+            if let Some(mut seats) = state.seats.take() {
+                let here = crate::seats::present_here(&seats, &self.hub, &id);
+                let lease = u64::try_from(self.config.cohost_lease.as_millis()).unwrap_or(u64::MAX);
+                let (told, _) = seats.sweep(now, lease, |u| here.iter().any(|h| h == u));
+                self.publish_told(&id, &mut state, &told);
+                state.seats = Some(seats);
+            }
         }
         self.expire_rooms(now);
     }
@@ -391,6 +444,95 @@ impl Coupons for MemoryFanout {
         coupon: &InteractionId,
     ) -> Result<CouponRecord, FanoutError> {
         self.with_room(room, |state| state.coupon(coupon))?
+    }
+}
+
+#[async_trait]
+impl Interactions for MemoryFanout {
+    async fn open_interaction(
+        &self,
+        room: &RoomId,
+        new: NewInteraction,
+    ) -> Result<(InteractionId, Published), FanoutError> {
+        let kind = new.kind().event_kind();
+        self.with_room(room, |state| {
+            let (id, data) = state.board.open(new, now_ms())?;
+            Ok((id, self.publish_locked(room, state, &kind, &data)))
+        })?
+    }
+
+    async fn close_interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<Published, FanoutError> {
+        self.with_room(room, |state| {
+            let due = state.board.close(id)?;
+            self.publish_due(room, state, due)
+                .ok_or(FanoutError::BadReply("a close without its event"))
+        })?
+    }
+
+    async fn answer(
+        &self,
+        room: &RoomId,
+        quiz: &InteractionId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError> {
+        self.with_room(room, |state| {
+            state.board.answer(quiz, user, option, now_ms())
+        })?
+    }
+
+    async fn enter(
+        &self,
+        room: &RoomId,
+        lottery: &InteractionId,
+        user: &str,
+        tags: &[&str],
+    ) -> Result<(), FanoutError> {
+        self.with_room(room, |state| {
+            state.board.enter(lottery, user, tags, now_ms())
+        })?
+    }
+
+    async fn interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<InteractionRecord, FanoutError> {
+        self.with_room(room, |state| state.board.record(id))?
+    }
+}
+
+#[async_trait]
+impl CoHosts for MemoryFanout {
+    async fn set_seats(&self, room: &RoomId, count: u32) -> Result<Published, FanoutError> {
+        self.with_room(room, |state| {
+            let mut seats = state.seats.take().unwrap_or_default();
+            let told = seats.set_count(count, now_ms());
+            state.seats = Some(seats);
+            self.publish_told(room, state, &told)
+                .ok_or(FanoutError::BadReply("seats set without their event"))
+        })?
+    }
+
+    async fn cohost(
+        &self,
+        room: &RoomId,
+        actor: Actor<'_>,
+        action: &Action,
+    ) -> Result<(), FanoutError> {
+        self.with_room(room, |state| {
+            let mut seats = state.seats.take().unwrap_or_default();
+            let told = seats.apply(actor, action, now_ms());
+            if seats != Seats::default() {
+                state.seats = Some(seats);
+            }
+            self.publish_told(room, state, &told.map_err(FanoutError::Seat)?);
+            Ok(())
+        })?
     }
 }
 

@@ -36,6 +36,10 @@ pub(crate) struct RoomState {
     next_coupon: u64,
     /// The stage object, when one is set.
     pub(crate) stage: Option<bytes::Bytes>,
+    /// Keyword games, quizzes and lotteries.
+    pub(crate) board: super::interaction::Board,
+    /// Co-host seats, once set.
+    pub(crate) seats: Option<crate::seats::Seats>,
     /// Viewer comments: the budget's second and the merge windows.
     pub(crate) comments: CommentGate,
     last_active_ms: u64,
@@ -73,6 +77,8 @@ impl RoomState {
             coupons: Vec::new(),
             next_coupon: 1,
             stage: None,
+            board: super::interaction::Board::default(),
+            seats: None,
             comments: CommentGate::default(),
             last_active_ms: crate::now_ms(),
             removed: false,
@@ -145,6 +151,7 @@ impl RoomState {
         let replay = since
             .filter(|s| *s.epoch == *self.epoch)
             .and_then(|s| self.history.after(s.seq, self.seq, usize::MAX));
+        let [keywords, quizzes, lotteries] = self.board.snapshot();
         RoomView {
             epoch: self.epoch.clone(),
             seq: self.seq,
@@ -167,6 +174,10 @@ impl RoomState {
                 .map(Coupon::encode)
                 .collect(),
             stage: self.stage.clone(),
+            seats: self.seats.as_ref().map(|s| bytes::Bytes::from(s.public())),
+            keywords,
+            quizzes,
+            lotteries,
             replay,
         }
     }

@@ -36,9 +36,13 @@ use danmaku_protocol::data::PollSpec;
 use danmaku_protocol::{InteractionId, PollId, RoomId, Since};
 use dashmap::DashMap;
 
+use crate::interaction::{Kind, NewInteraction};
+use crate::seats::{Action, Actor, Seats, Told};
+
 use crate::{
-    CouponRecord, Coupons, Fanout, FanoutError, History, Hub, NewCoupon, NewEvent, NewPoll, Polls,
-    Published, RoomInfo, RoomView, Rooms, now_ms,
+    CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
+    Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
+    now_ms,
 };
 use conn::Conn;
 pub use publisher::Publisher;
@@ -65,6 +69,9 @@ pub struct RedisConfig {
     pub history_age: Duration,
     /// Every key of a room expires this long after the room's last activity.
     pub room_ttl: Duration,
+    /// How long a co-host request or invitation waits, and a seat outlives its holder's
+    /// last connection.
+    pub cohost_lease: Duration,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl: Duration,
     /// A room without local viewers is unsubscribed after this long.
@@ -97,6 +104,7 @@ impl Default for RedisConfig {
             history_len: 1_000,
             history_age: Duration::from_secs(600),
             room_ttl: Duration::from_secs(3_600),
+            cohost_lease: Duration::from_millis(crate::seats::LEASE_MS),
             idempotency_ttl: Duration::from_secs(600),
             unsubscribe_grace: Duration::from_secs(5),
             position_check: Duration::from_secs(1),
@@ -128,6 +136,11 @@ pub struct RedisFanout {
     closes_due: DashMap<RoomId, u64>,
     /// Rooms seen with open polls, swept now and then to close polls past their end.
     poll_rooms: dashmap::DashSet<RoomId>,
+    /// Rooms with co-host seats that this gateway knows of, swept now and then
+    /// (requests, invitations and leases expire; its viewers' seats are renewed).
+    seat_rooms: dashmap::DashSet<RoomId>,
+    /// When the seats were last swept (ms).
+    seats_swept: std::sync::atomic::AtomicU64,
     /// Counts ticks, for the slower sweep.
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -164,6 +177,8 @@ impl RedisFanout {
             merges_due: DashMap::new(),
             closes_due: DashMap::new(),
             poll_rooms: dashmap::DashSet::new(),
+            seat_rooms: dashmap::DashSet::new(),
+            seats_swept: std::sync::atomic::AtomicU64::new(0),
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -172,6 +187,21 @@ impl RedisFanout {
     fn conn(&self, room: &RoomId) -> Conn {
         self.publisher.shard(room).conn.clone()
     }
+}
+
+/// Interactions' states by the kind of their id (keywords, quizzes, lotteries).
+fn by_kind(states: Vec<Bytes>) -> [Vec<Bytes>; 3] {
+    let mut out: [Vec<Bytes>; 3] = Default::default();
+    for s in states {
+        // `{"id":"<k|q|l>-…`
+        let kind = match s.get(7) {
+            Some(b'k') => 0,
+            Some(b'q') => 1,
+            _ => 2,
+        };
+        out[kind].push(s);
+    }
+    out
 }
 
 /// A random epoch: 16 hex digits.
@@ -190,6 +220,10 @@ impl Rooms for RedisFanout {
             return self.publisher.publish_event(room, event).await;
         }
         let answer = self.publisher.room_op(room, &RoomOp::Event(event)).await?;
+        if reply::counted(&answer) {
+            // A keyword game's or lottery's counts changed: published by the next tick.
+            self.votes_pending.insert(room.clone());
+        }
         let (published, due) = reply::published_or_merged(answer)?;
         if let Some(due) = due {
             // This gateway sequences the window's merged copies when it ends; any
@@ -250,19 +284,24 @@ impl Rooms for RedisFanout {
             .await
             .map_err(|e| unavailable(&e))?;
         let view = reply::view(room, v)?;
-        // Round trips more only for a room with open polls or coupons.
-        let (polls, coupons) = if view.open_interactions > 0 {
-            let (polls, coupons) = tokio::join!(
+        // Round trips more only for a room with open interactions.
+        let (polls, coupons, others) = if view.open_interactions > 0 {
+            let (polls, coupons, others) = tokio::join!(
                 self.open_polls(room),
-                self.publisher.room_op(room, &RoomOp::Coupons)
+                self.publisher.room_op(room, &RoomOp::Coupons),
+                self.publisher.room_op(room, &RoomOp::Interactions)
             );
-            (polls?, reply::coupons(coupons?)?)
+            (polls?, reply::coupons(coupons?)?, reply::coupons(others?)?)
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
-        if !polls.is_empty() || !coupons.is_empty() {
+        if !polls.is_empty() || !coupons.is_empty() || !others.is_empty() {
             self.poll_rooms.insert(room.clone());
         }
+        if view.seats.is_some() {
+            self.seat_rooms.insert(room.clone());
+        }
+        let [keywords, quizzes, lotteries] = by_kind(others);
         let (recent, replay) = if view.recovered {
             (Vec::new(), Some(view.events))
         } else {
@@ -275,7 +314,11 @@ impl Rooms for RedisFanout {
             recent,
             polls,
             coupons,
+            keywords,
+            quizzes,
+            lotteries,
             stage: view.stage,
+            seats: view.seats,
             replay,
         })
     }
@@ -383,10 +426,16 @@ impl Polls for RedisFanout {
         // Tallies of rooms that took votes here since the last tick; the script's dirty
         // flags publish each update once, whichever gateway flushes first. Every 20th
         // tick, every room with open polls, so polls past their end get closed.
-        let sweep = self
-            .ticks
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(20);
+        let tick = self.ticks.fetch_add(1, Ordering::Relaxed);
+        let sweep = tick.is_multiple_of(20);
+        // Seats are swept four times a lease: a seat's holder is renewed by its gateway
+        // well before another gateway's sweep would find it gone.
+        let (now, lease) = (now_ms(), millis(self.config.cohost_lease));
+        let last = self.seats_swept.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= lease / 4 {
+            self.seats_swept.store(now, Ordering::Relaxed);
+            self.sweep_seats().await;
+        }
         let mut rooms: Vec<RoomId> = self.votes_pending.iter().map(|r| r.clone()).collect();
         for r in &rooms {
             self.votes_pending.remove(r);
@@ -406,9 +455,18 @@ impl Polls for RedisFanout {
         rooms.sort();
         rooms.dedup();
         for room in rooms {
-            if let Err(e) = self.publisher.room_op(&room, &RoomOp::PollFlush).await {
-                tracing::warn!(%room, error = %e, "poll tallies not flushed");
-                self.votes_pending.insert(room);
+            match self.publisher.room_op(&room, &RoomOp::PollFlush).await {
+                Ok(v) => {
+                    for lottery in reply::drawing(&v) {
+                        if let Err(e) = self.close_interaction(&room, &lottery).await {
+                            tracing::warn!(%room, %lottery, error = %e, "lottery not drawn yet");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%room, error = %e, "poll tallies not flushed");
+                    self.votes_pending.insert(room);
+                }
             }
         }
         let now = now_ms();
@@ -486,6 +544,223 @@ impl Coupons for RedisFanout {
                 .room_op(room, &RoomOp::CouponGet { coupon })
                 .await?,
         )
+    }
+}
+
+#[async_trait]
+impl Interactions for RedisFanout {
+    async fn open_interaction(
+        &self,
+        room: &RoomId,
+        new: NewInteraction,
+    ) -> Result<(InteractionId, Published), FanoutError> {
+        let seed = match new.kind() {
+            Kind::Lottery => crate::interaction::new_seed()?,
+            _ => [0; 32],
+        };
+        let ends_at = now_ms().saturating_add(new.duration_s().saturating_mul(1_000));
+        let spec = new.spec(&seed);
+        let seed_hex = match new.kind() {
+            Kind::Lottery => crate::interaction::hex(&seed),
+            _ => String::new(),
+        };
+        let op = RoomOp::XOpen {
+            new: &new,
+            spec: &spec,
+            ends_at,
+            seed: &seed_hex,
+        };
+        let opened = reply::interaction_opened(self.publisher.room_op(room, &op).await?)?;
+        let mut at = self.closes_due.entry(room.clone()).or_insert(ends_at);
+        *at = (*at).min(ends_at);
+        drop(at);
+        self.poll_rooms.insert(room.clone());
+        Ok(opened)
+    }
+
+    async fn close_interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<Published, FanoutError> {
+        let closed = reply::closed(self.publisher.room_op(room, &RoomOp::XClose { id }).await?)?;
+        let (seed, winners, entrants) = match closed {
+            reply::Closed::Published(p) => return Ok(p),
+            reply::Closed::Draw {
+                seed,
+                winners,
+                entrants,
+            } => (seed, winners, entrants),
+        };
+        // The draw is made here, from what the script answered; a second gateway
+        // drawing the same lottery makes the same draw, and the script keeps the first.
+        let d = crate::interaction::draw(&seed, entrants, winners);
+        let won = if d.winners.is_empty() {
+            String::new()
+        } else {
+            let record = reply::interaction_record(
+                self.publisher.room_op(room, &RoomOp::XGet { id }).await?,
+            )?;
+            let prize = crate::interaction::prize_in(&String::from_utf8_lossy(&record.state));
+            let data = crate::interaction::won_data(id.as_str(), &prize);
+            let (kind, audience) = (
+                danmaku_protocol::EventKind::lottery_won(),
+                danmaku_protocol::audience::Audience::Users(d.winners.clone()),
+            );
+            let event = NewEvent {
+                audience: Some(&audience),
+                ..NewEvent::new(&kind, &data)
+            };
+            event.body().into_owned()
+        };
+        let counts = d.counts();
+        let op = RoomOp::XDrawn {
+            id,
+            counts: &counts,
+            won: &won,
+        };
+        reply::published(self.publisher.room_op(room, &op).await?)
+    }
+
+    async fn answer(
+        &self,
+        room: &RoomId,
+        quiz: &InteractionId,
+        user: &str,
+        option: u32,
+    ) -> Result<(), FanoutError> {
+        let op = RoomOp::Answer { quiz, user, option };
+        self.publisher.room_op(room, &op).await?;
+        self.votes_pending.insert(room.clone());
+        Ok(())
+    }
+
+    async fn enter(
+        &self,
+        room: &RoomId,
+        lottery: &InteractionId,
+        user: &str,
+        tags: &[&str],
+    ) -> Result<(), FanoutError> {
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!("\x1f{}\x1f", tags.join("\x1f"))
+        };
+        let op = RoomOp::Enter {
+            lottery,
+            user,
+            tags: &tags,
+        };
+        self.publisher.room_op(room, &op).await?;
+        self.votes_pending.insert(room.clone());
+        Ok(())
+    }
+
+    async fn interaction(
+        &self,
+        room: &RoomId,
+        id: &InteractionId,
+    ) -> Result<InteractionRecord, FanoutError> {
+        reply::interaction_record(self.publisher.room_op(room, &RoomOp::XGet { id }).await?)
+    }
+}
+
+impl RedisFanout {
+    /// Applies `step` to the room's seats and writes the result if nobody wrote since
+    /// it was read (else reads and applies again). `step` answers what to tell, or
+    /// `None` when nothing changed (nothing is written). Answers the first event's
+    /// publish.
+    async fn seats_step(
+        &self,
+        room: &RoomId,
+        mut step: impl FnMut(&mut Seats) -> Result<Option<Vec<Told>>, FanoutError> + Send,
+    ) -> Result<Option<Published>, FanoutError> {
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let (version, state) =
+                reply::seats(self.publisher.room_op(room, &RoomOp::SeatsGet).await?)?;
+            let mut seats = state.unwrap_or_default();
+            let public_before = seats.public();
+            let Some(told) = step(&mut seats)? else {
+                return Ok(None);
+            };
+            let public = seats.public();
+            let events: Vec<(String, String)> = told
+                .iter()
+                .map(|t| {
+                    let (kind, data, audience) = t.event();
+                    let event = NewEvent {
+                        audience: audience.as_ref(),
+                        ..NewEvent::new(&kind, data)
+                    };
+                    (format!("{}:dh", kind.as_str()), event.body().into_owned())
+                })
+                .collect();
+            let op = RoomOp::SeatsPut {
+                version: &version,
+                state: &seats.to_json(),
+                public: if public == public_before && !told.is_empty() {
+                    ""
+                } else {
+                    &public
+                },
+                events: &events,
+            };
+            if let Some(p) = reply::seats_put(self.publisher.room_op(room, &op).await?)? {
+                self.seat_rooms.insert(room.clone());
+                return Ok(Some(p));
+            }
+        }
+        Err(FanoutError::Unavailable(format!(
+            "the room's seats changed under {ATTEMPTS} attempts in a row; try again"
+        )))
+    }
+
+    /// Renews the seats of this gateway's viewers and expires what is due, in every
+    /// room with seats this gateway knows of.
+    async fn sweep_seats(&self) {
+        let rooms: Vec<RoomId> = self.seat_rooms.iter().map(|r| r.clone()).collect();
+        self.seat_rooms.retain(|r| self.hub.contains(r));
+        for room in rooms {
+            let swept = self
+                .seats_step(&room, |seats| {
+                    let here = crate::seats::present_here(seats, &self.hub, &room);
+                    let lease = millis(self.config.cohost_lease);
+                    let (told, changed) =
+                        seats.sweep(now_ms(), lease, |u| here.iter().any(|h| h == u));
+                    Ok(changed.then_some(told))
+                })
+                .await;
+            if let Err(e) = swept {
+                tracing::warn!(%room, error = %e, "seats not swept");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CoHosts for RedisFanout {
+    async fn set_seats(&self, room: &RoomId, count: u32) -> Result<Published, FanoutError> {
+        self.seats_step(room, |seats| Ok(Some(seats.set_count(count, now_ms()))))
+            .await?
+            .ok_or(FanoutError::BadReply("seats set without their event"))
+    }
+
+    async fn cohost(
+        &self,
+        room: &RoomId,
+        actor: Actor<'_>,
+        action: &Action,
+    ) -> Result<(), FanoutError> {
+        self.seats_step(room, |seats| {
+            seats
+                .apply(actor, action, now_ms())
+                .map(Some)
+                .map_err(FanoutError::Seat)
+        })
+        .await?;
+        Ok(())
     }
 }
 

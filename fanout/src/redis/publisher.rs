@@ -226,12 +226,14 @@ impl Publisher {
 /// the script, not arguments of every call: see `lua/room.lua`).
 fn room_script(c: &RedisConfig) -> redis::Script {
     let settings = format!(
-        "{}, \"{}\", \"{}\", {}, \"{}\"",
+        "{}, \"{}\", \"{}\", {}, \"{}\", {}, {}",
         c.history_len,
         millis(c.history_age),
         millis(c.room_ttl),
         c.cluster,
         c.idempotency_ttl.as_secs().max(1),
+        crate::interaction::MAX_ENTRANTS,
+        crate::interaction::MAX_OPEN_INTERACTIONS,
     );
     let text = include_str!("lua/room.lua").replacen("SETTINGS", &settings, 1);
     redis::Script::new(&text)

@@ -42,6 +42,49 @@ pub(crate) enum RoomOp<'a> {
     Coupons,
     /// A coupon's state and claims.
     CouponGet { coupon: &'a InteractionId },
+    /// Opens a keyword game, quiz or lottery (`spec` made by
+    /// [`crate::interaction::NewInteraction::spec`]).
+    XOpen {
+        new: &'a crate::interaction::NewInteraction,
+        spec: &'a str,
+        ends_at: u64,
+        /// A lottery's seed, hex ("" otherwise).
+        seed: &'a str,
+    },
+    /// Closes one; a lottery answers its seed and entrants for the draw.
+    XClose { id: &'a InteractionId },
+    /// Publishes a lottery's draw (`counts`) and its `lottery.won` body ("" for none).
+    XDrawn {
+        id: &'a InteractionId,
+        counts: &'a str,
+        won: &'a str,
+    },
+    /// Records a quiz answer.
+    Answer {
+        quiz: &'a InteractionId,
+        user: &'a str,
+        option: u32,
+    },
+    /// Enters a lottery by command (`tags` "\x1f"-wrapped).
+    Enter {
+        lottery: &'a InteractionId,
+        user: &'a str,
+        tags: &'a str,
+    },
+    /// One's state and users.
+    XGet { id: &'a InteractionId },
+    /// The open keyword games, quizzes and lotteries.
+    Interactions,
+    /// The co-host seats' version and state.
+    SeatsGet,
+    /// Writes the seats' state if still at `version`, and sequences `events`
+    /// ("<kind>:dh", body).
+    SeatsPut {
+        version: &'a str,
+        state: &'a str,
+        public: &'a str,
+        events: &'a [(String, String)],
+    },
     /// Opens a poll.
     PollOpen { spec: &'a PollSpec, ends_at: u64 },
     /// Closes a poll.
@@ -81,6 +124,15 @@ impl RoomOp<'_> {
             Self::Claim { .. } => "claim",
             Self::Coupons => "coupons",
             Self::CouponGet { .. } => "coupon_get",
+            Self::XOpen { .. } => "x_open",
+            Self::XClose { .. } => "x_close",
+            Self::XDrawn { .. } => "x_drawn",
+            Self::Answer { .. } => "answer",
+            Self::Enter { .. } => "enter",
+            Self::XGet { .. } => "x_get",
+            Self::Interactions => "interactions",
+            Self::SeatsGet => "seats_get",
+            Self::SeatsPut { .. } => "seats_put",
             Self::PollOpen { .. } => "poll_open",
             Self::PollClose { .. } => "poll_close",
             Self::Vote { .. } => "vote",
@@ -112,8 +164,8 @@ impl RoomOp<'_> {
                 if let Some(c) = &e.ingress {
                     args.truncate(4);
                     args.push(String::new());
-                    let text = c.merge_text.filter(|_| c.merge_after > 0);
-                    let hash = text
+                    let merging = c.merge_text.filter(|_| c.merge_after > 0);
+                    let hash = merging
                         .map_or_else(String::new, |t| crate::idempotency::fingerprint(e.kind, t));
                     let named = crate::memory::nameable(c.user);
                     args.extend([
@@ -122,7 +174,9 @@ impl RoomOp<'_> {
                         c.merge_after.to_string(),
                         c.merge_window_ms.to_string(),
                         if named { c.user } else { "" }.to_owned(),
-                        text.unwrap_or_default().to_owned(),
+                        c.merge_text.unwrap_or_default().to_owned(),
+                        c.user.to_owned(),
+                        wrapped_tags(c.tags),
                     ]);
                 }
                 args
@@ -149,7 +203,92 @@ impl RoomOp<'_> {
                 (*user).to_owned(),
                 (*code).to_owned(),
             ],
-            Self::Coupons => Vec::new(),
+            Self::Coupons | Self::Interactions | Self::SeatsGet => Vec::new(),
+            Self::SeatsPut {
+                version,
+                state,
+                public,
+                events,
+            } => {
+                let mut args = vec![
+                    (*version).to_owned(),
+                    (*state).to_owned(),
+                    (*public).to_owned(),
+                ];
+                for (head, body) in *events {
+                    args.push(head.clone());
+                    args.push(body.clone());
+                }
+                args
+            }
+            Self::XOpen {
+                new,
+                spec,
+                ends_at,
+                seed,
+            } => {
+                use crate::interaction::{Entry, NewInteraction};
+                let (mut goal, mut options, mut answer) = (String::new(), 0, 0);
+                let (mut winners, mut quiz, mut command, mut tags) =
+                    (0, String::new(), "", String::new());
+                match new {
+                    NewInteraction::Keyword { goal: g, .. } => {
+                        goal = g.map_or_else(String::new, |g| g.to_string());
+                    }
+                    NewInteraction::Quiz {
+                        options: o,
+                        answer: a,
+                        ..
+                    } => (options, answer) = (o.len(), *a),
+                    NewInteraction::Lottery {
+                        winners: w,
+                        entry,
+                        tags: t,
+                        ..
+                    } => {
+                        winners = *w;
+                        if let Entry::Quiz(q) = entry {
+                            quiz = q.as_str().to_owned();
+                        }
+                        command = if *entry == Entry::Command { "1" } else { "" };
+                        tags = t.join("\x1f");
+                    }
+                }
+                vec![
+                    new.kind().prefix().to_owned(),
+                    (*spec).to_owned(),
+                    ends_at.to_string(),
+                    new.matcher().unwrap_or_default(),
+                    goal,
+                    options.to_string(),
+                    answer.to_string(),
+                    (*seed).to_owned(),
+                    winners.to_string(),
+                    quiz,
+                    command.to_owned(),
+                    tags,
+                ]
+            }
+            Self::XClose { id } | Self::XGet { id } => vec![id.as_str().to_owned()],
+            Self::XDrawn { id, counts, won } => vec![
+                id.as_str().to_owned(),
+                (*counts).to_owned(),
+                (*won).to_owned(),
+            ],
+            Self::Answer { quiz, user, option } => vec![
+                quiz.as_str().to_owned(),
+                (*user).to_owned(),
+                option.to_string(),
+            ],
+            Self::Enter {
+                lottery,
+                user,
+                tags,
+            } => vec![
+                lottery.as_str().to_owned(),
+                (*user).to_owned(),
+                (*tags).to_owned(),
+            ],
             Self::PollOpen { spec, ends_at } => vec![
                 spec.to_json(),
                 spec.options.len().to_string(),
@@ -181,6 +320,10 @@ impl RoomOp<'_> {
                 | Self::CouponOpen { .. }
                 | Self::CouponClose { .. }
                 | Self::Claim { .. }
+                | Self::XOpen { .. }
+                | Self::XClose { .. }
+                | Self::XDrawn { .. }
+                | Self::SeatsPut { .. }
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
@@ -224,6 +367,39 @@ impl RoomOp<'_> {
         }
         if refused == Some("DM_TOO_MANY_COUPONS") {
             return FanoutError::TooManyCoupons;
+        }
+        if refused == Some("DM_TOO_MANY_INTERACTIONS") {
+            return FanoutError::TooManyInteractions;
+        }
+        let interaction = match self {
+            Self::XClose { id } | Self::XGet { id } | Self::XDrawn { id, .. } => Some(*id),
+            Self::Answer { quiz, .. } => Some(*quiz),
+            Self::Enter { lottery, .. } => Some(*lottery),
+            _ => None,
+        };
+        if let (Some(code), Some(x)) = (refused, interaction) {
+            let x = x.clone();
+            match code {
+                "DM_UNKNOWN_INTERACTION" => return FanoutError::UnknownInteraction(x),
+                "DM_CLOSED" => return FanoutError::InteractionClosed(x),
+                "DM_ALREADY_ANSWERED" => return FanoutError::AlreadyAnswered(x),
+                "DM_ALREADY_ENTERED" => return FanoutError::AlreadyEntered(x),
+                "DM_FULL" => return FanoutError::NotEligible(x, "it is full"),
+                "DM_NOT_BY_COMMAND" => {
+                    return FanoutError::NotEligible(x, "this lottery is not entered by command");
+                }
+                "DM_NOT_FOR_YOU" => {
+                    return FanoutError::NotEligible(x, "this lottery is for other viewers");
+                }
+                "DM_NO_OPTION" => {
+                    let option = match self {
+                        Self::Answer { option, .. } => *option,
+                        _ => 0,
+                    };
+                    return FanoutError::NoSuchOption(x, option);
+                }
+                _ => {}
+            }
         }
         match (refused, poll) {
             (Some("DM_UNKNOWN_POLL"), Some(p)) => FanoutError::UnknownPoll(p),
@@ -384,6 +560,80 @@ pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
     Ok(CouponRecord { state, claims })
 }
 
+/// A viewer's tags as the room script matches them: `\x1f`-wrapped ("" for none).
+fn wrapped_tags(tags: &[&str]) -> String {
+    if tags.is_empty() {
+        return String::new();
+    }
+    format!("\x1f{}\x1f", tags.join("\x1f"))
+}
+
+/// Whether a comment's `{epoch, seq, flag, counted}` says it counted in a keyword game
+/// or entered a lottery.
+pub(crate) fn counted(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if a.get(3).is_some_and(|c| number(c).ok() == Some(1)))
+}
+
+/// The new interaction's id and seq: `{epoch, seq, duplicate, id}`.
+pub(crate) fn interaction_opened(v: Value) -> Result<(InteractionId, Published), FanoutError> {
+    coupon_opened(v)
+}
+
+/// What `x_close` answers: the final event's publish, or a lottery's seed, winner count
+/// and entrants to draw.
+pub(crate) enum Closed {
+    Published(Published),
+    Draw {
+        seed: [u8; 32],
+        winners: usize,
+        entrants: Vec<String>,
+    },
+}
+
+pub(crate) fn closed(v: Value) -> Result<Closed, FanoutError> {
+    let a = items(v)?;
+    if number(field(&a, 2)?)? != 3 {
+        return Ok(Closed::Published(published(Value::Array(a))?));
+    }
+    let seed = crate::interaction::seed_from_hex(text(field(&a, 3)?)?).ok_or(
+        FanoutError::BadReply("a lottery seed that is not 64 hex digits"),
+    )?;
+    let winners = usize::try_from(number(field(&a, 4)?)?)
+        .map_err(|_| FanoutError::BadReply("a winner count too large"))?;
+    let entrants = a[5..]
+        .iter()
+        .map(|u| text(u).map(str::to_owned))
+        .collect::<Result<_, _>>()?;
+    Ok(Closed::Draw {
+        seed,
+        winners,
+        entrants,
+    })
+}
+
+/// `{state, users…}` of `x_get`.
+pub(crate) fn interaction_record(v: Value) -> Result<crate::InteractionRecord, FanoutError> {
+    let a = items(v)?;
+    let state = Bytes::copy_from_slice(bytes(field(&a, 0)?)?);
+    let users = a[1..]
+        .iter()
+        .map(|u| text(u).map(str::to_owned))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::InteractionRecord { state, users })
+}
+
+/// The lotteries closed and not drawn yet that `poll_flush` answers after its count.
+pub(crate) fn drawing(v: &Value) -> Vec<InteractionId> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .skip(3)
+            .filter_map(|x| text(x).ok().and_then(|t| InteractionId::new(t).ok()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The count of `{_, count, _}` (online, poll_flush).
 pub(crate) fn count(v: Value) -> Result<u64, FanoutError> {
     number(field(&items(v)?, 1)?)
@@ -414,7 +664,41 @@ pub(crate) struct View {
     pub(crate) open_interactions: u64,
     /// The stage object, when one is set.
     pub(crate) stage: Option<Bytes>,
+    /// The co-host seats' public state, once set.
+    pub(crate) seats: Option<Bytes>,
     pub(crate) events: Vec<Bytes>,
+}
+
+/// A string that is not empty, as bytes.
+fn present(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::BulkString(b) if !b.is_empty() => Some(Bytes::copy_from_slice(b)),
+        _ => None,
+    }
+}
+
+/// `{version, state}` of `seats_get`.
+pub(crate) fn seats(v: Value) -> Result<(String, Option<crate::seats::Seats>), FanoutError> {
+    let a = items(v)?;
+    let version = text(field(&a, 0)?)?.to_owned();
+    let state = text(field(&a, 1)?)?;
+    if state.is_empty() {
+        return Ok((version, None));
+    }
+    let seats = crate::seats::Seats::from_json(state).ok_or(FanoutError::BadReply(
+        "stored seats that are not a seats state",
+    ))?;
+    Ok((version, Some(seats)))
+}
+
+/// `seats_put`'s answer: `None` when the seats changed since the read (read again),
+/// else the first event's publish (`seq` 0 when there was none).
+pub(crate) fn seats_put(v: Value) -> Result<Option<Published>, FanoutError> {
+    let a = items(v)?;
+    if number(field(&a, 2)?)? == 9 {
+        return Ok(None);
+    }
+    published(Value::Array(a)).map(Some)
 }
 
 pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
@@ -425,11 +709,9 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         likes: number(field(&a, 2)?)?,
         recovered: number(field(&a, 3)?)? == 1,
         open_interactions: number(field(&a, 4)?)?,
-        stage: match field(&a, 5)? {
-            Value::BulkString(b) if !b.is_empty() => Some(Bytes::copy_from_slice(b)),
-            _ => None,
-        },
-        events: events(room, a.get(6..).unwrap_or_default())?,
+        stage: present(field(&a, 5)?),
+        seats: present(field(&a, 6)?),
+        events: events(room, a.get(7..).unwrap_or_default())?,
     })
 }
 

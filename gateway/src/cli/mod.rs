@@ -248,6 +248,7 @@ impl Args {
             history_len: c.memory.history_len,
             history_age: c.memory.history_age,
             room_ttl: c.memory.room_ttl,
+            cohost_lease: c.memory.cohost_lease,
             idempotency_ttl: c.memory.idempotency_ttl,
             gateway_id: c.gateway_id.clone(),
             online_ttl: c.presence_interval * 5,

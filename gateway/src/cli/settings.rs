@@ -353,6 +353,11 @@ settings! {
     #[arg(env = "DANMAKU_ROOM_TTL_S")]
     room_ttl_s: u64 => secs(memory.room_ttl),
 
+    /// How long a co-host request or invitation waits, and how long a seat outlives
+    /// its holder's last connection, in ms.
+    #[arg(env = "DANMAKU_COHOST_LEASE_MS")]
+    cohost_lease_ms: u64 => millis(memory.cohost_lease),
+
     /// Rooms the in-memory store holds at most; a publish into a new room beyond gets
     /// 503.
     #[arg(env = "DANMAKU_MAX_ROOMS")]

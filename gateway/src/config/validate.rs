@@ -163,6 +163,7 @@ impl Config {
         at_least("history-len", m.history_len, 1)?;
         within("history-age-s", m.history_age.as_secs(), 1, YEAR_S)?;
         within("room-ttl-s", m.room_ttl.as_secs(), 1, YEAR_S)?;
+        within("cohost-lease-ms", millis(m.cohost_lease), 1_000, DAY_MS)?;
         at_least("max-rooms", m.max_rooms, 1)?;
         let Some(redis) = &self.redis else {
             return Ok(());

@@ -22,18 +22,32 @@ use crate::state::AppState;
 /// Kinds the gateway sequences itself; a backend cannot forge them.
 /// Kinds only the gateway sequences: a backend's event of one would pass for the room's
 /// own state.
-const RESERVED_KINDS: [&str; 4] = ["likes", "poll", "stage", "coupon"];
+const RESERVED_KINDS: [&str; 13] = [
+    "likes",
+    "poll",
+    "stage",
+    "coupon",
+    "keyword",
+    "quiz",
+    "lottery",
+    "lottery.won",
+    "seats",
+    "cohost.request",
+    "cohost.invite",
+    "cohost.accepted",
+    "cohost.rejected",
+];
 
 /// Most bytes of a stage object (the product, its label and times).
 pub const MAX_STAGE_BYTES: usize = 8 * 1024;
 /// Most characters of a stage's label.
 const MAX_STAGE_LABEL: usize = 64;
 
-fn room_id(raw: &str) -> Result<RoomId, ApiError> {
+pub(super) fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::new(raw).map_err(|e| ApiError::new(ErrorCode::InvalidRoom, e.to_string()))
 }
 
-fn json_body<'a, T: Deserialize<'a>>(body: &'a JsonBody) -> Result<T, ApiError> {
+pub(super) fn json_body<'a, T: Deserialize<'a>>(body: &'a JsonBody) -> Result<T, ApiError> {
     serde_json::from_slice(&body.0)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {e}")))
 }
@@ -188,7 +202,7 @@ pub(super) async fn set_stage(
 }
 
 /// The answer to a call that sequenced one event.
-fn sequenced(room: &RoomId, p: &danmaku_fanout::Published) -> Json<serde_json::Value> {
+pub(super) fn sequenced(room: &RoomId, p: &danmaku_fanout::Published) -> Json<serde_json::Value> {
     Json(serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq}))
 }
 

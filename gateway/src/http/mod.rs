@@ -4,6 +4,7 @@
 mod api;
 mod body;
 pub mod error;
+mod interactions;
 
 use std::sync::Arc;
 
@@ -33,6 +34,21 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
             "/v1/rooms/{room}/stage",
             put(api::set_stage).delete(api::clear_stage),
         )
+        .route(
+            "/v1/rooms/{room}/keywords",
+            post(interactions::create_keyword),
+        )
+        .route("/v1/rooms/{room}/quizzes", post(interactions::create_quiz))
+        .route(
+            "/v1/rooms/{room}/lotteries",
+            post(interactions::create_lottery),
+        )
+        .route("/v1/rooms/{room}/{what}/{id}", get(interactions::get))
+        .route(
+            "/v1/rooms/{room}/{what}/{id}/close",
+            post(interactions::close),
+        )
+        .route("/v1/rooms/{room}/seats", put(interactions::set_seats))
         .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
         .route("/v1/rooms/{room}", get(api::room_info))
         .route("/v1/rooms/{room}/history", get(api::history))

@@ -6,8 +6,8 @@ use danmaku_fanout::{FanoutError, Ingress, NewEvent};
 use danmaku_protocol::data::merge_text;
 use danmaku_protocol::server::{Claimed, Joined};
 use danmaku_protocol::{
-    Command, ErrorCode, EventKind, InteractionId, Mode, PollId, Priority, RoomId, ServerFrame,
-    Since,
+    CohostAction, Command, ErrorCode, EventKind, InteractionId, Mode, PollId, Priority, RoomId,
+    ServerFrame, Since,
 };
 
 use super::adaptive::Adaptive;
@@ -41,6 +41,20 @@ impl Conn {
                 option,
             } => self.vote(id, &room, &poll, option).await,
             Command::Claim { id, room, coupon } => self.claim(id, &room, &coupon).await,
+            Command::Answer {
+                id,
+                room,
+                quiz,
+                option,
+            } => self.answer(id, &room, &quiz, option).await,
+            Command::Enter { id, room, lottery } => self.enter(id, &room, &lottery).await,
+            Command::Cohost {
+                id,
+                room,
+                action,
+                user,
+                seat,
+            } => self.cohost(id, &room, action, user, seat).await,
             Command::Ping { id } => {
                 let pong = ServerFrame::Pong {
                     id,
@@ -161,7 +175,9 @@ impl Conn {
         // A host's or moderator's words are high and never budgeted nor merged.
         let staff = self.identity.role != Role::Viewer;
         let rooms = self.ctx.settings.rooms;
-        let normalized = (!staff && rooms.merge_after > 0).then(|| merge_text(text));
+        // The normalized text merges copies and counts in keyword games.
+        let normalized = (!staff).then(|| merge_text(text));
+        let tags: Vec<&str> = self.identity.viewer.tags().collect();
         let event = NewEvent {
             priority: Priority::of_viewer(&kind, staff),
             ingress: (!staff).then(|| Ingress {
@@ -170,6 +186,7 @@ impl Conn {
                 merge_text: normalized.as_deref().filter(|t| !t.is_empty()),
                 merge_after: rooms.merge_after,
                 merge_window_ms: u64::try_from(rooms.merge_window.as_millis()).unwrap_or(u64::MAX),
+                tags: &tags,
             }),
             ..NewEvent::new(&kind, &data)
         };
@@ -223,9 +240,8 @@ impl Conn {
         if !self.may_act(id, room) {
             return;
         }
-        if let Err(wait) = self.buckets.votes.take(Instant::now()) {
-            let msg = format!("{} votes/s", self.ctx.settings.rates.votes.per_s);
-            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        if !self.tap(id, "votes") {
+            return;
         }
         match self
             .ctx
@@ -246,10 +262,8 @@ impl Conn {
         if !self.may_act(id, room) {
             return;
         }
-        // Claims share the votes' budget: both are a tap on an interaction.
-        if let Err(wait) = self.buckets.votes.take(Instant::now()) {
-            let msg = format!("{} claims/s", self.ctx.settings.rates.votes.per_s);
-            return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+        if !self.tap(id, "claims") {
+            return;
         }
         let code = claim_code();
         match self
@@ -270,6 +284,85 @@ impl Conn {
                 };
                 self.out.push(ack.encode());
             }
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// Takes a tap on an interaction (a claim, an answer, an entry) from the votes'
+    /// budget; queues `rate_limited` when it is spent.
+    fn tap(&mut self, id: u64, what: &str) -> bool {
+        match self.buckets.votes.take(Instant::now()) {
+            Ok(()) => true,
+            Err(wait) => {
+                let msg = format!("{} {what}/s", self.ctx.settings.rates.votes.per_s);
+                self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
+                false
+            }
+        }
+    }
+
+    /// Answers a quiz; the answer is told only when the quiz closes.
+    async fn answer(&mut self, id: u64, room: &RoomId, quiz: &InteractionId, option: u32) {
+        if !self.may_act(id, room) || !self.tap(id, "answers") {
+            return;
+        }
+        let user = self.identity.user.clone();
+        match self.ctx.fanout.answer(room, quiz, &user, option).await {
+            Ok(()) => self.ack(id),
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// Enters a lottery entered by command.
+    async fn enter(&mut self, id: u64, room: &RoomId, lottery: &InteractionId) {
+        if !self.may_act(id, room) || !self.tap(id, "entries") {
+            return;
+        }
+        let viewer = self.identity.viewer.clone();
+        let tags: Vec<&str> = viewer.tags().collect();
+        let user = self.identity.user.clone();
+        match self.ctx.fanout.enter(room, lottery, &user, &tags).await {
+            Ok(()) => self.ack(id),
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// A co-host move; a host's names the user it is about.
+    async fn cohost(
+        &mut self,
+        id: u64,
+        room: &RoomId,
+        action: CohostAction,
+        user: Option<String>,
+        seat: Option<u32>,
+    ) {
+        use danmaku_fanout::seats::{Action, Actor};
+        if !self.may_act(id, room) || !self.tap(id, "co-host moves") {
+            return;
+        }
+        if action.is_host_move() && self.identity.role != Role::Host {
+            let msg = "only the room's host accepts, rejects, invites or kicks co-hosts";
+            return self.error(Some(id), ErrorCode::Forbidden, msg, None);
+        }
+        let user = user.unwrap_or_default();
+        let action = match action {
+            CohostAction::Request => Action::Request,
+            CohostAction::Cancel => Action::Cancel,
+            CohostAction::AcceptInvite => Action::AcceptInvite,
+            CohostAction::Decline => Action::Decline,
+            CohostAction::Leave => Action::Leave,
+            CohostAction::Accept => Action::Accept { user, seat },
+            CohostAction::Reject => Action::Reject { user },
+            CohostAction::Invite => Action::Invite { user, seat },
+            CohostAction::Kick => Action::Kick { user },
+        };
+        let identity = self.identity.clone();
+        let actor = Actor {
+            user: &identity.user,
+            name: &identity.name,
+        };
+        match self.ctx.fanout.cohost(room, actor, &action).await {
+            Ok(()) => self.ack(id),
             Err(e) => self.fanout_error(id, &e),
         }
     }

@@ -639,6 +639,10 @@ pub(super) fn snapshot(room: &RoomId, view: RoomView, online: u64, viewer: &View
         polls: view.polls,
         stage: view.stage,
         coupons: view.coupons,
+        keywords: view.keywords,
+        quizzes: view.quizzes,
+        lotteries: view.lotteries,
+        seats: view.seats,
     }
 }
 

@@ -10,7 +10,8 @@
 --
 -- One key is passed, KEYS[1]: the room's hash tag `{<prefix>:<room>}`; the script
 -- names the room's keys from it (see fanout/src/redis/keys.rs), all in the tag's slot:
---   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win, doubt, stage}
+--   <tag>:m  meta hash {epoch, seq, likes, polls, ttl_win, doubt, stage, coupons, kw,
+--            xk/xq/xl (interaction id counters), seats, seats_v, seats_doc}
 --   <tag>:s  stream of records, id <seq>-0
 --   <tag>:i:<key>  an idempotency key's "<seq>:<fingerprint>"
 --   <tag>:p: prefix of the room's poll keys: <p>open, <p>dirty (sets of ids),
@@ -21,10 +22,12 @@
 --            key lives as long as the window)
 --   <tag>:gm:<h> the window's merged copies {c count, u senders, t text, due}
 --   <tag>:gd zset of the texts with merged copies, by when their window ends
+--   <tag>:x: prefix of the keyword games', quizzes' and lotteries' keys (below)
 --   <tag>:c  the channel every record is published on
 -- ARGV[1] op: event | comment | likes | stage | coupon_open | coupon_close | claim |
---          coupons | coupon_get | poll_open | poll_close | vote | poll_flush |
---          merge_flush | online | roll_over | polls
+--          coupons | coupon_get | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
+--          interactions | poll_open | poll_close | vote | poll_flush | merge_flush |
+--          online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
 -- ARGV[4] the refresh window, now / (TTL / 8) in whole numbers, made by Rust
 -- ARGV[5..] per op (below).
@@ -38,7 +41,9 @@
 -- Sequencing ops return {epoch, seq, duplicate}; errors are {err = "DM_<WHAT>"}.
 -- max_len: stream max length; history_age, ttl: ms; spublish: Cluster's SPUBLISH;
 -- idem_ttl: s.
-local max_len, history_age, ttl, spublish, idem_ttl = SETTINGS
+-- max_entrants: most users one keyword game, quiz or lottery keeps; max_open: most of
+-- them open in a room.
+local max_len, history_age, ttl, spublish, idem_ttl, max_entrants, max_open = SETTINGS
 local tag = KEYS[1]
 local meta, stream, polls, online = tag .. ":m", tag .. ":s", tag .. ":p:", tag .. ":on"
 -- Numbers stay strings unless arithmetic needs them: a publish converts none (a
@@ -48,10 +53,13 @@ local op, now, window = ARGV[1], ARGV[2], ARGV[4]
 -- The room's epoch and the refresh window of its last TTL refresh (read once per call).
 local known_epoch, refreshed_in
 
+-- (and `matchers`: how many open interactions count comments, "0" or nil for none)
+local matchers
+
 local function read_meta()
   if known_epoch == nil then
-    local m = redis.call("HMGET", meta, "epoch", "ttl_win")
-    known_epoch, refreshed_in = m[1], m[2]
+    local m = redis.call("HMGET", meta, "epoch", "ttl_win", "kw")
+    known_epoch, refreshed_in, matchers = m[1], m[2], m[3]
   end
   return known_epoch
 end
@@ -61,9 +69,10 @@ local function room_epoch()
   if not epoch then
     -- A new (or lost, or expired) room: nothing of an older epoch may mix with this one.
     epoch = ARGV[3]
-    redis.call("DEL", stream, polls .. "open", polls .. "dirty")
+    redis.call("DEL", stream, polls .. "open", polls .. "dirty", tag .. ":x:open",
+      tag .. ":x:dirty", tag .. ":x:kw", tag .. ":x:drawing")
     redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0)
-    known_epoch, refreshed_in = epoch, nil
+    known_epoch, refreshed_in, matchers = epoch, nil, nil
   end
   return epoch
 end
@@ -176,6 +185,139 @@ local function close_coupon(id)
   redis.call("SREM", coupons .. "dirty", id)
 end
 
+-- Keyword games (k-), quizzes (q-) and lotteries (l-): <tag>:x:<id> hash {kind k|q|l,
+-- spec (JSON made by Rust), ends, open 1|0, m (the normalized text a counting comment
+-- contains), goal, c (comments), n (options), ans, v0.. (answers per option), seed
+-- (hex), wn (winners), quiz (a quiz lottery's quiz), cmd (1: entered by command), tags
+-- ("\31"-separated, "" for all), draw (the drawn event's counts, made by Rust)};
+-- <tag>:x:u:<id> its users (participants, answerers, entrants; at most max_entrants);
+-- <tag>:x:r:<id> a quiz's correct answerers in order; sets <tag>:x:open, <tag>:x:dirty,
+-- <tag>:x:kw (those counting comments; their number is the meta field kw, read with
+-- the epoch) and <tag>:x:drawing (lotteries closed and not drawn yet).
+-- An event's data is {"id":…,"state":…,<spec>,"ends_at":…,<counts>}, as Rust's
+-- fanout/src/interaction.rs makes it.
+local xs = tag .. ":x:"
+
+local function x_expire(id, ends)
+  expire_interaction({xs .. id, xs .. "u:" .. id, xs .. "r:" .. id},
+    {xs .. "open", xs .. "dirty", xs .. "kw", xs .. "drawing"}, ends)
+end
+
+local function x_body(id)
+  local key = xs .. id
+  local x = redis.call("HMGET", key, "kind", "open", "spec", "ends", "c", "goal", "n", "ans",
+    "draw")
+  if not x[1] then return nil end
+  local users = redis.call("SCARD", xs .. "u:" .. id)
+  local state, counts = "open", nil
+  if x[1] == "k" then
+    counts = '"comments":' .. x[5] .. ',"participants":' .. users
+    if x[6] ~= "" and tonumber(x[5]) >= tonumber(x[6]) then counts = counts .. ',"reached":true' end
+    if x[2] ~= "1" then state = "closed" end
+  elseif x[1] == "q" then
+    local votes, sum = {}, 0
+    for i = 0, tonumber(x[7]) - 1 do
+      local v = tonumber(redis.call("HGET", key, "v" .. i) or "0")
+      votes[#votes + 1] = v
+      sum = sum + v
+    end
+    counts = '"answers":' .. sum
+    if x[2] ~= "1" then
+      state = "closed"
+      counts = counts .. ',"answer":' .. x[8] .. ',"counts":[' .. table.concat(votes, ",") ..
+        '],"correct":' .. redis.call("LLEN", xs .. "r:" .. id)
+    end
+  else
+    if x[9] then
+      state, counts = "drawn", x[9]
+    else
+      counts = '"entrants":' .. users
+    end
+  end
+  return '{"id":"' .. id .. '","state":"' .. state .. '",' .. x[3] .. ',"ends_at":' .. x[4] ..
+    ',' .. counts .. '}'
+end
+
+local function x_kind_name(kind)
+  if kind == "k" then return "keyword" elseif kind == "q" then return "quiz" end
+  return "lottery"
+end
+
+local function x_count_matchers()
+  redis.call("HSET", meta, "kw", redis.call("SCARD", xs .. "kw"))
+end
+
+-- Closes an open one. A keyword or quiz is announced now; a lottery waits for its draw
+-- (x_close answers its entrants, x_drawn publishes it).
+local function x_shut(id, kind)
+  redis.call("HSET", xs .. id, "open", 0)
+  redis.call("SREM", xs .. "open", id)
+  redis.call("SREM", xs .. "dirty", id)
+  if redis.call("SREM", xs .. "kw", id) == 1 then x_count_matchers() end
+  if kind == "l" then
+    -- A quiz lottery's entrants are its quiz's correct answerers.
+    local quiz = redis.call("HGET", xs .. id, "quiz")
+    if quiz and quiz ~= "" then
+      local users = xs .. "u:" .. id
+      redis.call("DEL", users)
+      local correct = redis.call("LRANGE", xs .. "r:" .. quiz, 0, max_entrants - 1)
+      for i = 1, #correct, 5000 do
+        redis.call("SADD", users, unpack(correct, i, math.min(i + 4999, #correct)))
+      end
+    end
+    redis.call("SADD", xs .. "drawing", id)
+    return nil
+  end
+  return sequence(x_kind_name(kind) .. ":dh", x_body(id))
+end
+
+-- Whether a viewer with `have` ("\31"-wrapped tags) may enter with `want` ("\31"-separated).
+local function x_eligible(want, have)
+  if want == "" then return true end
+  for t in string.gmatch(want, "[^\31]+") do
+    if string.find(have, "\31" .. t .. "\31", 1, true) then return true end
+  end
+  return false
+end
+
+-- A viewer comment was admitted: counted in the keyword games whose text it contains,
+-- and its sender entered into such comment lotteries. Returns whether anything changed.
+-- ARGV[15] the normalized text   ARGV[16] the sender   ARGV[17] its tags, "\31"-wrapped
+local function x_comment()
+  read_meta()
+  if not matchers or matchers == "0" or ARGV[15] == "" then return false end
+  local changed = false
+  for _, id in ipairs(redis.call("SMEMBERS", xs .. "kw")) do
+    local x = redis.call("HMGET", xs .. id, "kind", "open", "ends", "m", "tags")
+    if x[2] == "1" and tonumber(x[3]) > tonumber(now)
+        and string.find(ARGV[15], x[4], 1, true) then
+      local users = xs .. "u:" .. id
+      local room_for = redis.call("SCARD", users) < max_entrants
+      if x[1] == "k" then
+        redis.call("HINCRBY", xs .. id, "c", 1)
+        if room_for then redis.call("SADD", users, ARGV[16]) end
+        redis.call("SADD", xs .. "dirty", id)
+        changed = true
+      elseif room_for and x_eligible(x[5], ARGV[17])
+          and redis.call("SADD", users, ARGV[16]) == 1 then
+        redis.call("SADD", xs .. "dirty", id)
+        changed = true
+      end
+    end
+  end
+  return changed
+end
+
+-- The states (`body` of each id) of the interactions in `set` that still exist.
+local function bodies(set, body)
+  local out = {}
+  for _, id in ipairs(redis.call("SMEMBERS", set)) do
+    local b = body(id)
+    if b then table.insert(out, b) end
+  end
+  return out
+end
+
 local function close_poll(id)
   redis.call("HSET", polls .. id, "open", 0)
   redis.call("SREM", polls .. "open", id)
@@ -201,6 +343,8 @@ local function flush_due(limit)
 end
 
 local result
+-- For op comment: whether it counted in a keyword game or entered a lottery.
+local comment_counted
 -- For op comment: {window key, copies sequenced in it (nil: no window)} of its text.
 local comment_window
 
@@ -239,8 +383,9 @@ if op == "comment" then
           end
         end
       end
+      local counted = x_comment() and 1 or 0
       refresh()
-      return {"", due, 2}
+      return {"", due, 2, counted}
     end
     if not n and redis.call("EXISTS", gm) == 1 then flush_merge(h) end
     comment_window = {gk, n}
@@ -254,6 +399,7 @@ if op == "comment" then
       return redis.error_reply("DM_ROOM_BUSY " .. (1000 - math.floor(tonumber(t[2]) / 1000)))
     end
   end
+  comment_counted = x_comment()
   op = "event"
 end
 if op == "event" then
@@ -370,12 +516,7 @@ elseif op == "claim" then
   end
 elseif op == "coupons" then
   -- The coupons not closed, as `coupon` event data.
-  local out = {}
-  for _, id in ipairs(redis.call("SMEMBERS", coupons .. "open")) do
-    local body = coupon_body(id)
-    if body then table.insert(out, body) end
-  end
-  return out
+  return bodies(coupons .. "open", coupon_body)
 elseif op == "coupon_get" then
   -- ARGV[5] coupon id: {state, claims...}
   local body = coupon_body(ARGV[5])
@@ -385,6 +526,135 @@ elseif op == "coupon_get" then
     table.insert(out, c)
   end
   return out
+elseif op == "x_open" then
+  -- ARGV[5] kind (k|q|l)   ARGV[6] spec   ARGV[7] ends_at   ARGV[8] matcher ("": none)
+  -- ARGV[9] goal ("")   ARGV[10] options   ARGV[11] answer   ARGV[12] seed (hex)
+  -- ARGV[13] winners   ARGV[14] a quiz lottery's quiz ("")   ARGV[15] "1": by command
+  -- ARGV[16] tags ("\31"-separated, "" for all)
+  room_epoch()
+  if redis.call("SCARD", xs .. "open") >= max_open then
+    return {err = "DM_TOO_MANY_INTERACTIONS"}
+  end
+  local kind = ARGV[5]
+  local id = kind .. "-" .. redis.call("HINCRBY", meta, "x" .. kind, 1)
+  redis.call("DEL", xs .. id, xs .. "u:" .. id, xs .. "r:" .. id)
+  redis.call("HSET", xs .. id, "kind", kind, "spec", ARGV[6], "ends", ARGV[7], "open", 1,
+    "m", ARGV[8], "goal", ARGV[9], "c", 0, "n", ARGV[10], "ans", ARGV[11], "seed", ARGV[12],
+    "wn", ARGV[13], "quiz", ARGV[14], "cmd", ARGV[15], "tags", ARGV[16])
+  redis.call("SADD", xs .. "open", id)
+  if ARGV[8] ~= "" then
+    redis.call("SADD", xs .. "kw", id)
+    x_count_matchers()
+  end
+  x_expire(id, ARGV[7])
+  result = sequence(x_kind_name(kind) .. ":dh", x_body(id))
+  table.insert(result, id)
+elseif op == "x_close" then
+  -- ARGV[5] id. A keyword or quiz: {epoch, seq, 0} of its final event. A lottery (open,
+  -- or closed and not drawn yet): {"", 0, 3, seed, winners, entrants...} for Rust to draw
+  -- and publish with x_drawn. A quiz lottery's entrants are its quiz's correct answerers.
+  local id = ARGV[5]
+  local x = redis.call("HMGET", xs .. id, "kind", "open", "ends", "draw", "seed", "wn")
+  if not x[1] then return {err = "DM_UNKNOWN_INTERACTION"} end
+  if x[2] == "1" then
+    result = x_shut(id, x[1])
+  elseif x[1] ~= "l" or x[4] then
+    return {err = "DM_CLOSED"}
+  end
+  x_expire(id, x[3])
+  if x[1] == "l" then
+    local users = xs .. "u:" .. id
+    x_expire(id, x[3])
+    refresh()
+    local out = {"", 0, 3, x[5], x[6]}
+    for _, u in ipairs(redis.call("SMEMBERS", users)) do table.insert(out, u) end
+    return out
+  end
+elseif op == "x_drawn" then
+  -- ARGV[5] lottery id   ARGV[6] the drawn event's counts   ARGV[7] the `lottery.won`
+  -- body (its winners' audience tag and data; "" without winners). Once: a second
+  -- gateway drawing the same lottery (the same draw) gets {epoch, the drawn seq, 1}.
+  local id = ARGV[5]
+  local x = redis.call("HMGET", xs .. id, "kind", "open", "draw", "dseq")
+  if x[1] ~= "l" then return {err = "DM_UNKNOWN_INTERACTION"} end
+  if x[2] == "1" then return {err = "DM_OPEN"} end
+  if x[3] then
+    result = {room_epoch(), tonumber(x[4] or "0"), 1}
+  else
+    redis.call("HSET", xs .. id, "draw", ARGV[6])
+    redis.call("SREM", xs .. "drawing", id)
+    result = sequence("lottery:dh", x_body(id))
+    redis.call("HSET", xs .. id, "dseq", result[2])
+    if ARGV[7] ~= "" then sequence("lottery.won:dh", ARGV[7]) end
+  end
+elseif op == "answer" then
+  -- ARGV[5] quiz id   ARGV[6] user   ARGV[7] option
+  local id = ARGV[5]
+  local x = redis.call("HMGET", xs .. id, "kind", "open", "ends", "n", "ans")
+  if x[1] ~= "q" then return {err = "DM_UNKNOWN_INTERACTION"} end
+  if x[2] ~= "1" or tonumber(x[3]) <= tonumber(now) then return {err = "DM_CLOSED"} end
+  if tonumber(ARGV[7]) >= tonumber(x[4]) then return {err = "DM_NO_OPTION"} end
+  local users = xs .. "u:" .. id
+  if redis.call("SISMEMBER", users, ARGV[6]) == 1 then return {err = "DM_ALREADY_ANSWERED"} end
+  if redis.call("SCARD", users) >= max_entrants then return {err = "DM_FULL"} end
+  redis.call("SADD", users, ARGV[6])
+  redis.call("HINCRBY", xs .. id, "v" .. ARGV[7], 1)
+  if ARGV[7] == x[5] then redis.call("RPUSH", xs .. "r:" .. id, ARGV[6]) end
+  redis.call("SADD", xs .. "dirty", id)
+  x_expire(id, x[3])
+  result = {"", 0, 0}
+elseif op == "enter" then
+  -- ARGV[5] lottery id   ARGV[6] user   ARGV[7] its tags, "\31"-wrapped
+  local id = ARGV[5]
+  local x = redis.call("HMGET", xs .. id, "kind", "open", "ends", "cmd", "tags")
+  if x[1] ~= "l" then return {err = "DM_UNKNOWN_INTERACTION"} end
+  if x[2] ~= "1" or tonumber(x[3]) <= tonumber(now) then return {err = "DM_CLOSED"} end
+  if x[4] ~= "1" then return {err = "DM_NOT_BY_COMMAND"} end
+  if not x_eligible(x[5], ARGV[7]) then return {err = "DM_NOT_FOR_YOU"} end
+  local users = xs .. "u:" .. id
+  if redis.call("SISMEMBER", users, ARGV[6]) == 1 then return {err = "DM_ALREADY_ENTERED"} end
+  if redis.call("SCARD", users) >= max_entrants then return {err = "DM_FULL"} end
+  redis.call("SADD", users, ARGV[6])
+  redis.call("SADD", xs .. "dirty", id)
+  x_expire(id, x[3])
+  result = {"", 0, 0}
+elseif op == "x_get" then
+  -- ARGV[5] id: {state, users...}: a quiz's correct answerers in order, a lottery's
+  -- entrants (a quiz lottery's once drawn).
+  local id = ARGV[5]
+  local body = x_body(id)
+  if not body then return {err = "DM_UNKNOWN_INTERACTION"} end
+  local out = {body}
+  local x = redis.call("HMGET", xs .. id, "kind", "quiz", "draw")
+  if x[1] == "q" then
+    for _, u in ipairs(redis.call("LRANGE", xs .. "r:" .. id, 0, -1)) do table.insert(out, u) end
+  elseif x[1] == "l" and (x[2] == "" or x[3]) then
+    for _, u in ipairs(redis.call("SMEMBERS", xs .. "u:" .. id)) do table.insert(out, u) end
+  end
+  return out
+elseif op == "interactions" then
+  -- The open keyword games, quizzes and lotteries, as event data.
+  return bodies(xs .. "open", x_body)
+elseif op == "seats_get" then
+  -- The co-host seats: {version, state JSON ("" when none)}.
+  local m = redis.call("HMGET", meta, "seats_v", "seats")
+  return {m[1] or "0", m[2] or ""}
+elseif op == "seats_put" then
+  -- ARGV[5] the version read by seats_get   ARGV[6] the new state (JSON made by Rust)
+  -- ARGV[7] its public `seats` data ("" when unchanged)   ARGV[8..] the events of the
+  -- move, each "<kind>:dh" and its body (an audience tag and data, or data).
+  -- Written only if nobody wrote since the read: {"", 0, 9} tells the caller to read
+  -- and apply its move again. The public state is what joins read (meta seats_doc).
+  room_epoch()
+  local v = redis.call("HGET", meta, "seats_v") or "0"
+  if v ~= ARGV[5] then return {"", 0, 9} end
+  redis.call("HSET", meta, "seats", ARGV[6], "seats_v", tonumber(v) + 1)
+  if ARGV[7] ~= "" then redis.call("HSET", meta, "seats_doc", ARGV[7]) end
+  result = {"", 0, 0}
+  for i = 8, #ARGV - 1, 2 do
+    local r = sequence(ARGV[i], ARGV[i + 1])
+    if result[1] == "" then result = r end
+  end
 elseif op == "poll_close" then
   -- ARGV[5] poll id
   local id = ARGV[5]
@@ -445,7 +715,28 @@ elseif op == "poll_flush" then
       end
     end
   end
+  -- Keyword games, quizzes and lotteries: counts coalesced, closed at their end; the
+  -- lotteries closed and not drawn yet are answered for the caller to draw.
+  for _, id in ipairs(redis.call("SMEMBERS", xs .. "open")) do
+    local dirty = redis.call("SREM", xs .. "dirty", id) == 1
+    local x = redis.call("HMGET", xs .. id, "kind", "ends")
+    if not x[1] then
+      redis.call("SREM", xs .. "open", id)
+    elseif tonumber(x[2]) <= tonumber(now) then
+      if x_shut(id, x[1]) then published = published + 1 end
+    elseif dirty then
+      sequence(x_kind_name(x[1]) .. ":dh", x_body(id))
+      published = published + 1
+    end
+  end
   result = {"", published, 0}
+  for _, id in ipairs(redis.call("SMEMBERS", xs .. "drawing")) do
+    if redis.call("EXISTS", xs .. id) == 1 then
+      table.insert(result, id)
+    else
+      redis.call("SREM", xs .. "drawing", id)
+    end
+  end
 elseif op == "merge_flush" then
   result = {"", flush_due(64), 0}
 elseif op == "online" then
@@ -488,12 +779,7 @@ elseif op == "roll_over" then
   result = {epoch, tonumber(redis.call("HGET", meta, "seq")), 0}
 elseif op == "polls" then
   -- The open polls, as record bodies (shape p).
-  local out = {}
-  for _, id in ipairs(redis.call("SMEMBERS", polls .. "open")) do
-    local body = poll_body(id)
-    if body then table.insert(out, body) end
-  end
-  return out
+  return bodies(polls .. "open", poll_body)
 else
   return {err = "DM_UNKNOWN_OP " .. op}
 end
@@ -505,5 +791,6 @@ if comment_window then
     redis.call("SET", comment_window[1], 1, "PX", ARGV[13])
   end
 end
+if comment_counted and result then result[4] = 1 end
 refresh()
 return result
