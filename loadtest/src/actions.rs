@@ -17,6 +17,9 @@ pub struct Actions {
     pub repeats: bool,
     /// (fraction of viewers that drop in a round, seconds between rounds).
     pub drop: Option<(f64, f64)>,
+    /// The room games' moves still to make, first (after the vote): a quiz answer, a
+    /// lottery entry, coupon claims.
+    pub moves: std::collections::VecDeque<Act>,
     rng: u64,
 }
 
@@ -29,6 +32,12 @@ pub enum Act {
     Comment,
     /// Like this many times.
     Like(u64),
+    /// Answer the room's quiz.
+    Answer,
+    /// Enter the room's lottery.
+    Enter,
+    /// Claim the room's coupon.
+    Claim,
 }
 
 impl Actions {
@@ -41,6 +50,7 @@ impl Actions {
             vote: false,
             repeats: false,
             drop: None,
+            moves: std::collections::VecDeque::new(),
             rng: (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         match scenario {
@@ -49,12 +59,25 @@ impl Actions {
                 like_rate,
                 no_vote,
                 repeat_share,
+                quiz,
+                lottery_winners,
+                coupon_stock,
+                coupon_claims,
                 ..
             } => {
                 a.comment_every = every(*comment_rate);
                 a.like_every = every(*like_rate);
                 a.vote = !*no_vote;
                 a.repeats = crate::cli::in_share(i, *repeat_share);
+                if *quiz {
+                    a.moves.push_back(Act::Answer);
+                }
+                if lottery_winners.is_some() {
+                    a.moves.push_back(Act::Enter);
+                }
+                if coupon_stock.is_some() {
+                    a.moves.extend((0..*coupon_claims).map(|_| Act::Claim));
+                }
             }
             Scenario::Resume {
                 drop_fraction,
@@ -83,7 +106,10 @@ impl Actions {
     /// room has an open poll).
     pub fn first_wait(&mut self, can_vote: bool) -> Option<Duration> {
         let mut t = None::<Duration>;
-        if self.vote && can_vote {
+        if !self.moves.is_empty() {
+            // The games' moves come at once, within the first 100 ms, as in a storm.
+            t = Some(Duration::from_secs_f64(0.1 * self.uniform()));
+        } else if self.vote && can_vote {
             t = Some(self.wait(0.5));
         }
         for every in [self.comment_every, self.like_every].into_iter().flatten() {
@@ -99,6 +125,9 @@ impl Actions {
             self.vote = false;
             return Act::Vote;
         }
+        if let Some(m) = self.moves.pop_front() {
+            return m;
+        }
         let comment_share = match (self.comment_every, self.like_every) {
             (Some(c), Some(l)) => (1.0 / c) / (1.0 / c + 1.0 / l),
             (Some(_), None) => 1.0,
@@ -111,8 +140,12 @@ impl Actions {
         }
     }
 
-    /// The wait until the command after this one, if any.
+    /// The wait until the command after this one, if any: none between a game's
+    /// moves (a claim storm is claims at once).
     pub fn next_wait(&mut self) -> Option<Duration> {
+        if !self.moves.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let mean = match (self.comment_every, self.like_every) {
             (Some(c), Some(l)) => 1.0 / (1.0 / c + 1.0 / l),
             (Some(c), None) => c,
@@ -124,11 +157,12 @@ impl Actions {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cli::Load;
 
-    fn load() -> Load {
+    /// One viewer in one room, for a second: a scenario's shape in unit tests.
+    pub(crate) fn load() -> Load {
         Load {
             viewers: 1,
             rooms: 1,
@@ -154,10 +188,23 @@ mod tests {
             like_rate: 1.0,
             no_vote: false,
             repeat_share: 0.0,
+            keyword: None,
+            quiz: true,
+            lottery_winners: None,
+            coupon_stock: Some(10),
+            coupon_per_user: 1,
+            coupon_claims: 2,
         };
         let mut a = Actions::new(&scenario, 3);
         assert!(a.first_wait(true).is_some());
         assert_eq!(a.next(true), Act::Vote);
+        assert_eq!(a.next(true), Act::Answer);
+        assert_eq!(
+            a.next_wait(),
+            Some(Duration::ZERO),
+            "the claims follow at once"
+        );
+        assert_eq!((a.next(true), a.next(true)), (Act::Claim, Act::Claim));
         let rest: Vec<Act> = (0..200).map(|_| a.next(true)).collect();
         assert!(!rest.contains(&Act::Vote), "one vote only");
         assert!(rest.contains(&Act::Comment));

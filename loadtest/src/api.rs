@@ -38,7 +38,7 @@ struct ApiErrorDetail {
 }
 
 /// One request to the first gateway's API, its 200 answer decoded as `T`.
-async fn api<T: DeserializeOwned>(
+pub(crate) async fn api<T: DeserializeOwned>(
     plan: &Plan,
     method: &str,
     path: &str,

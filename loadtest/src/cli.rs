@@ -118,6 +118,39 @@ pub enum Scenario {
         #[arg(long, default_value_t = 0.0)]
         #[serde(default)]
         repeat_share: f64,
+        /// Opens a keyword game with this text in each room: the `--repeat-share`
+        /// viewers' comments are the keyword (instead of "666"), and its `comments` and
+        /// `participants` at the close must equal the acknowledged ones.
+        #[arg(long)]
+        #[serde(default)]
+        keyword: Option<String>,
+        /// Opens a quiz (3 options) in each room; each viewer answers once at the
+        /// start; its counts at the close must equal the acknowledged answers.
+        #[arg(long)]
+        #[serde(default)]
+        quiz: bool,
+        /// Opens a lottery entered by command, with this many winners, in each room;
+        /// each viewer enters once at the start. At the close its entrants must be the
+        /// acknowledged entries, its draw must recompute from the audit record, and
+        /// exactly the winners must receive `lottery.won`.
+        #[arg(long)]
+        #[serde(default)]
+        lottery_winners: Option<u32>,
+        /// Opens a coupon with this stock in each room; each viewer claims it
+        /// `--coupon-claims` times at once at the start: exactly the stock (or what
+        /// the viewers may claim, if less) must succeed, each user at most
+        /// `--coupon-per-user` times, and the claims list must hold exactly them.
+        #[arg(long)]
+        #[serde(default)]
+        coupon_stock: Option<u64>,
+        /// Claims one user may make of the coupon.
+        #[arg(long, default_value_t = 1)]
+        #[serde(default = "one_u32")]
+        coupon_per_user: u32,
+        /// Claims each viewer sends.
+        #[arg(long, default_value_t = 1)]
+        #[serde(default = "one_u32")]
+        coupon_claims: u32,
     },
     /// As fanout, and viewers drop and reconnect with `since` during the run.
     Resume {
@@ -214,6 +247,10 @@ fn default_max_rate() -> u32 {
 
 fn one() -> f64 {
     1.0
+}
+
+fn one_u32() -> u32 {
+    1
 }
 
 /// Whether item `i` of a sequence is one of an evenly spread `share` (0–1) of them.

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod clock;
 mod control;
+mod games;
 mod http;
 mod incoming;
 mod opener;

@@ -68,6 +68,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         }
         _ => Vec::new(),
     };
+    let games = crate::games::open(&plan).await?;
     let started = Instant::now();
     let mut workers = Workers::start(&plan).await?;
     counters.workers = Some(workers.totals());
@@ -94,16 +95,20 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     let publish = measured_phase(&plan, &mut workers, &mut line, &mut counters).await;
     let measured_s = go.elapsed().as_secs_f64();
     counters.published = None;
+    let mut held = None;
     if matches!(plan.scenario(), Scenario::Interact { .. }) {
-        line.phase("closing polls", &counters);
+        line.phase("closing polls and games", &counters);
         // Acks in flight land, and the likes window flushes, before totals are read.
         let settle = async {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
             close_polls(&plan, &polls).await;
+            crate::games::close(&plan, &games).await
         };
-        workers
-            .during(settle, show(&mut line, &mut counters, &idle))
-            .await;
+        held = Some(
+            workers
+                .during(settle, show(&mut line, &mut counters, &idle))
+                .await,
+        );
     }
     let (finals, likes_total) = if plan.scenario().load().is_some() {
         line.phase("reading room state", &counters);
@@ -147,6 +152,7 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
         ramp_s,
         measured_s,
         started_at_us,
+        games: held,
     };
     Ok(Summary::build(&plan, outcome))
 }

@@ -23,6 +23,14 @@ pub enum Pending {
     Like(u64),
     /// A vote for this option.
     Vote(u32),
+    /// A comment of the room's keyword.
+    Keyword,
+    /// A quiz answer of this option.
+    Answer(u32),
+    /// A lottery entry.
+    Enter,
+    /// A coupon claim sent at this Unix µs.
+    Claim(u64),
 }
 
 /// Which of a viewer's events have their latency measured.
@@ -62,6 +70,8 @@ pub struct Seen {
     pub votes_acked: BTreeMap<u32, u64>,
     /// Commands waiting for replies, by id.
     pub pending: BTreeMap<u64, Pending>,
+    /// What the viewer's game moves got.
+    pub games: crate::stats::GamesSeen,
     /// The last poll event's tallies seen (seq, votes per option).
     pub last_poll: Option<(u64, Vec<u64>)>,
     /// The latest `reconnect` request from the gateway.
@@ -92,13 +102,15 @@ impl Seen {
                 match l.id.and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Like(n)) => self.likes_acked += n,
                     Some(Pending::Vote(o)) => *self.votes_acked.entry(o).or_default() += 1,
-                    _ => {}
+                    Some(p) => self.games.acked(p, now_us),
+                    None => {}
                 }
             }
             FrameType::Error => {
                 let code: String = l.code.map_or_else(|| "unknown".into(), Into::into);
-                if l.id.and_then(|id| self.pending.remove(&id)).is_some() {
+                if let Some(p) = l.id.and_then(|id| self.pending.remove(&id)) {
                     *self.refused.entry(code.clone()).or_default() += 1;
+                    self.games.refused(p, now_us);
                 }
                 *self.errors.entry(code).or_default() += 1;
             }
@@ -132,6 +144,9 @@ impl Seen {
         };
         self.delivered += 1;
         self.track.on_event(seq);
+        if l.kind.as_deref() == Some("lottery.won") {
+            self.games.won += 1;
+        }
         if let Some(t) = published_at(l) {
             let measured = match self.measures {
                 LatencyOf::All => true,

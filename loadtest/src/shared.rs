@@ -270,6 +270,15 @@ impl Shared {
         if let Some(poll) = &seen.last_poll {
             keep_latest_poll(&mut r.polls_seen, room, poll);
         }
+        let per_user = match &self.plan.cli.scenario {
+            crate::cli::Scenario::Interact {
+                coupon_per_user, ..
+            } => u64::from(*coupon_per_user),
+            _ => u64::MAX,
+        };
+        seen.games.viewer_done(per_user);
+        r.games.merge(&seen.games);
+        seen.games = crate::stats::GamesSeen::default();
     }
 
     /// The worker's report, once every viewer has finished.

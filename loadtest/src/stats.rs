@@ -233,6 +233,100 @@ pub struct WorkerReport {
     pub polls_seen: BTreeMap<String, (u64, Vec<u64>)>,
     /// This process's CPU seconds.
     pub cpu_s: f64,
+    /// What the viewers' game moves got.
+    #[serde(default)]
+    pub games: GamesSeen,
+}
+
+/// What viewers' game moves (keyword comments, quiz answers, lottery entries, coupon
+/// claims) got, summed over viewers and rooms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GamesSeen {
+    /// Keyword comments acknowledged (sequenced or merged).
+    pub keyword_acked: u64,
+    /// Viewers with at least one keyword comment acknowledged.
+    pub keyword_participants: u64,
+    /// Quiz answers acknowledged, by option.
+    pub answers_acked: BTreeMap<u32, u64>,
+    /// Lottery entries acknowledged.
+    pub entries_acked: u64,
+    /// Coupon claims acknowledged (each with its code).
+    pub claims_acked: u64,
+    /// Viewers whose acknowledged claims exceed the coupon's `per_user`.
+    pub claims_over_per_user: u64,
+    /// The most claims one viewer got acknowledged.
+    pub claims_most_per_viewer: u64,
+    /// Claim replies (ack or refusal) and their send → reply µs.
+    pub claim_reply_us: Vec<u64>,
+    /// The first claim's send and the last claim reply, Unix µs.
+    pub claims_span_us: Option<(u64, u64)>,
+    /// `lottery.won` events received.
+    pub won: u64,
+    /// This viewer's acknowledged claims and keyword comments (folded into the counts
+    /// above when it finishes).
+    #[serde(skip)]
+    pub(crate) mine: (u64, u64),
+}
+
+impl GamesSeen {
+    fn reply(&mut self, p: crate::seen::Pending, now_us: u64) {
+        if let crate::seen::Pending::Claim(sent) = p {
+            self.claim_reply_us.push(now_us.saturating_sub(sent));
+            let (first, last) = self.claims_span_us.unwrap_or((sent, now_us));
+            self.claims_span_us = Some((first.min(sent), last.max(now_us)));
+        }
+    }
+
+    /// A game move was acknowledged at `now_us`.
+    pub fn acked(&mut self, p: crate::seen::Pending, now_us: u64) {
+        use crate::seen::Pending;
+        match p {
+            Pending::Keyword => {
+                self.keyword_acked += 1;
+                self.mine.1 += 1;
+            }
+            Pending::Answer(o) => *self.answers_acked.entry(o).or_default() += 1,
+            Pending::Enter => self.entries_acked += 1,
+            Pending::Claim(_) => {
+                self.claims_acked += 1;
+                self.mine.0 += 1;
+            }
+            _ => {}
+        }
+        self.reply(p, now_us);
+    }
+
+    /// A game move was refused at `now_us`.
+    pub fn refused(&mut self, p: crate::seen::Pending, now_us: u64) {
+        self.reply(p, now_us);
+    }
+
+    /// One viewer is done: its own counts join the per-viewer ones.
+    pub fn viewer_done(&mut self, per_user: u64) {
+        let (claims, keywords) = std::mem::take(&mut self.mine);
+        self.keyword_participants += u64::from(keywords > 0);
+        self.claims_over_per_user += u64::from(claims > per_user);
+        self.claims_most_per_viewer = self.claims_most_per_viewer.max(claims);
+    }
+
+    /// Adds another's counts.
+    pub fn merge(&mut self, o: &GamesSeen) {
+        self.keyword_acked += o.keyword_acked;
+        self.keyword_participants += o.keyword_participants;
+        for (k, v) in &o.answers_acked {
+            *self.answers_acked.entry(*k).or_default() += v;
+        }
+        self.entries_acked += o.entries_acked;
+        self.claims_acked += o.claims_acked;
+        self.claims_over_per_user += o.claims_over_per_user;
+        self.claims_most_per_viewer = self.claims_most_per_viewer.max(o.claims_most_per_viewer);
+        self.claim_reply_us.extend_from_slice(&o.claim_reply_us);
+        if let Some((a, b)) = o.claims_span_us {
+            let (x, y) = self.claims_span_us.unwrap_or((a, b));
+            self.claims_span_us = Some((x.min(a), y.max(b)));
+        }
+        self.won += o.won;
+    }
 }
 
 /// Adds each of `other`'s histograms into the one at its index in `into`.
@@ -285,6 +379,7 @@ impl WorkerReport {
             keep_latest_poll(&mut self.polls_seen, room, seen);
         }
         self.cpu_s += o.cpu_s;
+        self.games.merge(&o.games);
     }
 }
 

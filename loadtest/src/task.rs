@@ -14,6 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::actions::{Act, Actions};
+use crate::cli::Scenario;
 use crate::seen::{Pending, Seen};
 use crate::shared::{Phase, STOP_GRACE, Shared};
 use crate::stats::Track;
@@ -35,6 +36,8 @@ pub struct Viewer {
     seen: Seen,
     /// The room's open poll and its option count, to vote in.
     poll: Option<(PollId, u32)>,
+    /// The room's games, to answer, enter and claim.
+    games: crate::viewer::Games,
     next_id: u64,
     /// Connections made so far; each reconnect dials the next gateway.
     attempt: usize,
@@ -80,6 +83,7 @@ impl Viewer {
                 ..Seen::default()
             },
             poll: j.poll.clone(),
+            games: j.games.clone(),
             next_id: 2,
             attempt: 0,
         };
@@ -240,34 +244,76 @@ impl Viewer {
         let id = self.next_id;
         self.next_id += 1;
         let room = self.room.clone();
-        let (cmd, pending) = match (a.next(self.poll.is_some()), &self.poll) {
-            (Act::Vote, Some((poll, options))) => {
-                let option = (self.index as u32) % (*options).max(1);
-                let poll = poll.clone();
-                (
-                    Command::Vote {
-                        id,
-                        room,
-                        poll,
-                        option,
-                    },
-                    Pending::Vote(option),
-                )
-            }
-            // `next` only answers `Vote` when there is a poll to vote in.
-            (Act::Comment | Act::Vote, _) => {
-                let text = if a.repeats {
-                    REPEATED.to_owned()
-                } else {
-                    format!("lt comment {id}")
+        let index = self.index as u32;
+        let move_of = match a.next(self.poll.is_some()) {
+            Act::Vote => self.poll.clone().map(|(poll, options)| {
+                let option = index % options.max(1);
+                let vote = Command::Vote {
+                    id,
+                    room: room.clone(),
+                    poll,
+                    option,
                 };
-                (Command::Comment { id, room, text }, Pending::Comment)
-            }
-            (Act::Like(n), _) => {
+                (vote, Pending::Vote(option))
+            }),
+            Act::Answer => self.games.quiz.clone().map(|(quiz, options)| {
+                let option = index % options.max(1);
+                let answer = Command::Answer {
+                    id,
+                    room: room.clone(),
+                    quiz,
+                    option,
+                };
+                (answer, Pending::Answer(option))
+            }),
+            Act::Enter => self.games.lottery.clone().map(|lottery| {
+                let enter = Command::Enter {
+                    id,
+                    room: room.clone(),
+                    lottery,
+                };
+                (enter, Pending::Enter)
+            }),
+            Act::Claim => self.games.coupon.clone().map(|coupon| {
+                let claim = Command::Claim {
+                    id,
+                    room: room.clone(),
+                    coupon,
+                };
+                (claim, Pending::Claim(crate::now_us()))
+            }),
+            Act::Like(n) => {
                 let count = u32::try_from(n).unwrap_or(u32::MAX);
-                (Command::Like { id, room, count }, Pending::Like(n))
+                let like = Command::Like {
+                    id,
+                    room: room.clone(),
+                    count,
+                };
+                Some((like, Pending::Like(n)))
             }
+            Act::Comment => None,
         };
+        // A comment, also for a move whose game the room does not have (a vote
+        // without a poll, say).
+        let (cmd, pending) = move_of.unwrap_or_else(|| {
+            let keyword = match &self.shared.plan.cli.scenario {
+                Scenario::Interact {
+                    keyword: Some(k), ..
+                } if a.repeats => Some(k.clone()),
+                _ => None,
+            };
+            match keyword {
+                Some(text) => (Command::Comment { id, room, text }, Pending::Keyword),
+                None => {
+                    let text = if a.repeats {
+                        REPEATED.to_owned()
+                    } else {
+                        format!("lt comment {id}")
+                    };
+                    (Command::Comment { id, room, text }, Pending::Comment)
+                }
+            }
+        });
         self.seen.pending.insert(id, pending);
         self.shared.command_sent();
         let _ = ws.send_text(cmd.encode().as_bytes()).await;

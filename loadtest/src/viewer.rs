@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::net::TcpSocket;
 
-use danmaku_protocol::{Command, FrameType, JoinedReply, PollId, RoomId, ServerLine, Since};
+use danmaku_protocol::{
+    Command, FrameType, InteractionId, JoinedReply, PollId, RoomId, ServerLine, Since,
+};
 
 use crate::wsclient::{Client, Frame};
 
@@ -106,8 +108,21 @@ pub struct Joined {
     pub recovered: bool,
     /// The first open poll of the snapshot, with its option count.
     pub poll: Option<(PollId, u32)>,
+    /// The room's games in the snapshot.
+    pub games: Games,
     /// Lines that came after `joined` in its frame (replayed events).
     pub rest: Vec<Vec<u8>>,
+}
+
+/// The room's games a viewer takes part in, from its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Games {
+    /// The open quiz, with its option count.
+    pub quiz: Option<(InteractionId, u32)>,
+    /// The lottery not drawn yet.
+    pub lottery: Option<InteractionId>,
+    /// The coupon not closed.
+    pub coupon: Option<InteractionId>,
 }
 
 /// Sends `join` (id 1) and reads until `joined`.
@@ -188,11 +203,25 @@ fn parse_joined(line: &[u8]) -> Result<Joined, String> {
         let n = u32::try_from(p.options.len()).ok()?;
         Some((PollId::new(&p.poll).ok()?, n))
     });
+    let id = |raw: &serde_json::value::RawValue, field: &str| {
+        let v: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+        InteractionId::new(v.get(field)?.as_str()?).ok()
+    };
+    let games = Games {
+        quiz: j.snapshot.quizzes.first().and_then(|q| {
+            let v: serde_json::Value = serde_json::from_str(q.get()).ok()?;
+            let n = u32::try_from(v.get("options")?.as_array()?.len()).ok()?;
+            Some((id(q, "id")?, n))
+        }),
+        lottery: j.snapshot.lotteries.first().and_then(|l| id(l, "id")),
+        coupon: j.snapshot.coupons.first().and_then(|c| id(c, "coupon")),
+    };
     Ok(Joined {
         epoch: j.epoch,
         seq: j.seq,
         recovered: j.recovered,
         poll,
+        games,
         rest: Vec::new(),
     })
 }

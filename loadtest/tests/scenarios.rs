@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const SECRET: &str = "loadtest-secret-0123456789";
 const KEY: &str = "loadtest-key";
@@ -434,6 +434,71 @@ fn interact_scenario_checks_likes_and_votes() {
     assert_eq!(i["polls_exact"], true);
     assert_eq!(i["votes_acked"], 60);
     assert_eq!(v["events"]["lost"], 0);
+}
+
+#[test]
+fn interact_checks_the_room_games_exactly() {
+    let gw = gateway(&["--votes-per-s", "50", "--votes-burst", "50"]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "interact",
+            "--viewers",
+            "300",
+            "--rooms",
+            "2",
+            "--rate",
+            "5",
+            "--duration-s",
+            "2",
+            "--comment-rate",
+            "1",
+            "--like-rate",
+            "0",
+            "--no-vote",
+            "--repeat-share",
+            "0.5",
+            "--keyword",
+            "买买买",
+            "--quiz",
+            "--lottery-winners",
+            "3",
+            "--coupon-stock",
+            "40",
+            "--coupon-per-user",
+            "2",
+            "--coupon-claims",
+            "4",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let g = &v["interact"]["games"];
+    assert_eq!(g["exact"], true, "{g}");
+    assert!(
+        g["keyword"]["comments_counted"].as_u64().unwrap() > 0,
+        "{g}"
+    );
+    let participants = g["keyword"]["participants_counted"].as_u64().unwrap();
+    assert!(
+        (1..=150).contains(&participants),
+        "the repeating half at most: {g}"
+    );
+    let counts: u64 = g["quiz"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counts, 300, "{g}");
+    assert_eq!(g["lottery"]["entrants"], 300);
+    assert_eq!(
+        (&g["lottery"]["winners"], &g["lottery"]["won_received"]),
+        (&json!(6), &json!(6))
+    );
+    // Two rooms of 40 in stock; 1,200 claims.
+    assert_eq!(g["coupon"]["claims_acked"], 80.0, "{g}");
+    assert_eq!(g["coupon"]["claims_sent"], 1_200.0, "{g}");
+    assert_eq!(v["events"]["lost"], 0, "{v}");
 }
 
 #[test]

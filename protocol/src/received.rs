@@ -158,6 +158,18 @@ pub struct SnapshotState {
     /// Coupons not closed.
     #[serde(default)]
     pub coupons: Vec<Box<RawValue>>,
+    /// Keyword games open.
+    #[serde(default)]
+    pub keywords: Vec<Box<RawValue>>,
+    /// Quizzes open.
+    #[serde(default)]
+    pub quizzes: Vec<Box<RawValue>>,
+    /// Lotteries not drawn.
+    #[serde(default)]
+    pub lotteries: Vec<Box<RawValue>>,
+    /// The co-host seats, once set.
+    #[serde(default)]
+    pub seats: Option<Box<RawValue>>,
 }
 
 #[cfg(test)]

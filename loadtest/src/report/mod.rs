@@ -58,6 +58,8 @@ pub struct Outcome {
     pub measured_s: f64,
     /// When the run started, Unix µs.
     pub started_at_us: u64,
+    /// What the gateway holds of the `interact` games at the end.
+    pub games: Option<crate::games::Held>,
 }
 
 /// The results, with the histograms the HTML page draws.
@@ -133,6 +135,18 @@ impl Summary {
             polls_exact: polls_mismatched(r).is_empty(),
             votes_acked: r.votes_acked.values().flat_map(|m| m.values()).sum(),
             refused: r.refused.clone(),
+            games: o.games.as_ref().and_then(|held| {
+                let rooms = plan.rooms.len();
+                crate::games::check(
+                    plan.scenario(),
+                    rooms,
+                    &r.games,
+                    held,
+                    &r.refused,
+                    r.established,
+                )
+                .map(|(g, _)| g)
+            }),
         });
         let mut results = Results {
             scenario: plan.scenario().name().to_owned(),
@@ -271,15 +285,21 @@ fn polls_mismatched(r: &WorkerReport) -> Vec<String> {
 /// Whether the commands the run was asked to send were refused. Refusals for rate
 /// limiting and the room's comment budget (`room_busy`) do not fail the run (the rates
 /// are above the gateway's limits, and the refusals are reported under `errors`) unless
-/// no command was acknowledged at all.
+/// no command was acknowledged at all; nor do a coupon storm's `sold_out` and
+/// `already_claimed`, which it is there to provoke (its counts are checked instead).
 fn refusals(i: &Interact, signed: bool) -> Option<String> {
     let refused: BTreeMap<&str, u64> = i
         .refused
         .iter()
         .filter(|(code, _)| {
-            ![ErrorCode::RateLimited, ErrorCode::RoomBusy]
-                .iter()
-                .any(|c| c.as_str() == code.as_str())
+            ![
+                ErrorCode::RateLimited,
+                ErrorCode::RoomBusy,
+                ErrorCode::SoldOut,
+                ErrorCode::AlreadyClaimed,
+            ]
+            .iter()
+            .any(|c| c.as_str() == code.as_str())
         })
         .map(|(code, n)| (code.as_str(), *n))
         .collect();
@@ -353,6 +373,18 @@ fn verdict(plan: &Plan, o: &Outcome, res: &Results) -> Vec<String> {
     if let Some(i) = &res.interact {
         failures.extend(refusals(i, common.jwt_secret.is_some()));
         failures.extend(polls_mismatched(&o.report));
+        if let Some(held) = &o.games
+            && let Some((_, games)) = crate::games::check(
+                plan.scenario(),
+                plan.rooms.len(),
+                &o.report.games,
+                held,
+                &i.refused,
+                o.report.established,
+            )
+        {
+            failures.extend(games);
+        }
         if i.likes_total != i.likes_acked {
             failures.push(format!(
                 "likes total {} != acknowledged {}",

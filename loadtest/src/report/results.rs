@@ -206,7 +206,7 @@ pub struct Events {
 }
 
 /// The `interact` scenario's checks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Interact {
     /// Commands sent.
     pub commands: u64,
@@ -226,6 +226,9 @@ pub struct Interact {
     /// Commands refused, by error code.
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
+    /// The room games (`--keyword`, `--quiz`, `--lottery-winners`, `--coupon-stock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub games: Option<crate::games::Games>,
 }
 
 /// Reconnects.

@@ -49,6 +49,7 @@ fn outcome(delivered: u64) -> Outcome {
         ramp_s: 0.5,
         measured_s: 2.0,
         started_at_us: 1_709_211_909_000_000,
+        games: None,
     }
 }
 
