@@ -82,6 +82,23 @@ GW_EXTRA="--write-linger-ms 50" run huge-room-saturation-linger50 1 fanout --vie
 # 5,000 viewers cheering "666" together (50 comments/s): merged (the default) and not.
 run merge-666-5k 1 interact --viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote --repeat-share 1
 GW_EXTRA="--merge-after 0" run merge-666-5k-unmerged 1 interact --viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote --repeat-share 1
+# Room games. A coupon storm: 10,000 viewers claim 5 times at once for a stock of 100 at
+# 2 per user (50,000 claims), on one gateway and on three sharing Redis. A keyword
+# flood: 5,000 viewers type the keyword (about 50 a second), merged (the default) and
+# not; the keyword game's counts are checked exactly in both.
+TAPS="--votes-per-s 10 --votes-burst 10"
+STORM="--viewers 10000 --rooms 1 --rate 1 --size 100 --duration-s 5 --comment-rate 0 --like-rate 0 --no-vote --coupon-stock 100 --coupon-per-user 2 --coupon-claims 5"
+GW_EXTRA=$TAPS run coupon-storm-10k 1 interact $STORM
+FLOOD="--viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote --repeat-share 1 --keyword 买买买"
+run keyword-flood-5k 1 interact $FLOOD
+GW_EXTRA="--merge-after 0" run keyword-flood-5k-unmerged 1 interact $FLOOD
+if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis-coupon-storm"; then
+  start_redis
+  GW_EXTRA="$TAPS --redis-url redis://127.0.0.1:18790" run redis-coupon-storm-10k-3gw 3 interact $STORM
+  kill "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=""
+fi
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3

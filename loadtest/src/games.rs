@@ -110,11 +110,16 @@ pub struct Held {
     stock: u64,
     /// Failures to close or read a game.
     unread: Vec<String>,
+    /// When the first game was closed, Unix µs.
+    closed_at_us: u64,
 }
 
 /// Closes every game (drawing the lotteries) and reads their records.
 pub async fn close(plan: &Plan, games: &[RoomGames]) -> Held {
-    let mut held = Held::default();
+    let mut held = Held {
+        closed_at_us: crate::now_us(),
+        ..Held::default()
+    };
     for g in games {
         let Some(room) = &g.room else { continue };
         let mut read = async |what: &str, id: &Option<String>, close: bool| -> Option<Value> {
@@ -260,6 +265,12 @@ pub fn check(
 ) -> Option<(Games, Vec<String>)> {
     let a = asked(scenario)?;
     let mut failures = held.unread.clone();
+    if seen.last_ack_us > held.closed_at_us {
+        failures.push(format!(
+            "a game move was acknowledged {} ms after the games closed: the viewers were still acting",
+            (seen.last_ack_us - held.closed_at_us) / 1000
+        ));
+    }
     let mut g = Games::default();
     if a.keyword.is_some() {
         let (comments, participants) = held.keyword;

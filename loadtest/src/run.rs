@@ -99,8 +99,14 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<Summary> {
     if matches!(plan.scenario(), Scenario::Interact { .. }) {
         line.phase("closing polls and games", &counters);
         // Acks in flight land, and the likes window flushes, before totals are read.
+        // The viewers act for `duration_s` from when each is told to go (the publishers
+        // may finish a little earlier); their last acks land, and the likes window
+        // flushes, before anything is closed.
+        let acting = plan.scenario().load().map_or(0.0, |l| l.duration_s);
+        let settled = go + Duration::from_secs_f64(acting) + Duration::from_millis(1_500);
         let settle = async {
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            tokio::time::sleep_until(settled.max(Instant::now() + Duration::from_millis(1_500)))
+                .await;
             close_polls(&plan, &polls).await;
             crate::games::close(&plan, &games).await
         };

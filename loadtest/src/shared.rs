@@ -174,6 +174,11 @@ impl Shared {
         self.phase.set(Phase::Go);
     }
 
+    /// When the measured phase began, Unix µs (0 before).
+    pub fn go_at_us(&self) -> u64 {
+        self.go_at_us.load(Ordering::Relaxed)
+    }
+
     /// Ends the measured phase: viewers read up to their room's final seq.
     pub fn stop(&self, finals: BTreeMap<String, u64>) {
         self.phase.set(Phase::Stop(Arc::new(finals)));

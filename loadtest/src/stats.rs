@@ -262,6 +262,9 @@ pub struct GamesSeen {
     pub claims_span_us: Option<(u64, u64)>,
     /// `lottery.won` events received.
     pub won: u64,
+    /// When the last game move was acknowledged, Unix µs.
+    #[serde(default)]
+    pub last_ack_us: u64,
     /// This viewer's acknowledged claims and keyword comments (folded into the counts
     /// above when it finishes).
     #[serde(skip)]
@@ -293,6 +296,7 @@ impl GamesSeen {
             }
             _ => {}
         }
+        self.last_ack_us = self.last_ack_us.max(now_us);
         self.reply(p, now_us);
     }
 
@@ -326,6 +330,7 @@ impl GamesSeen {
             self.claims_span_us = Some((x.min(a), y.max(b)));
         }
         self.won += o.won;
+        self.last_ack_us = self.last_ack_us.max(o.last_ack_us);
     }
 }
 

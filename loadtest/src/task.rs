@@ -147,7 +147,14 @@ impl Viewer {
                             .load()
                             .map_or(0.0, |l| l.duration_s);
                         let now = Instant::now();
-                        actions_until = now + Duration::from_secs_f64(secs);
+                        // From when the phase began, not from when this task saw it
+                        // (thousands of tasks on a busy thread see it late): every
+                        // viewer stops acting at the same time, before the coordinator
+                        // closes the room's games.
+                        let late = Duration::from_micros(
+                            crate::now_us().saturating_sub(shared.go_at_us()),
+                        );
+                        actions_until = now + Duration::from_secs_f64(secs).saturating_sub(late);
                         next_action = actions
                             .first_wait(self.poll.is_some())
                             .map_or(far, |w| now + w);
@@ -198,7 +205,9 @@ impl Viewer {
                         return;
                     }
                     let mut reconnect = false;
-                    if now >= next_action {
+                    if now >= actions_until {
+                        next_action = far;
+                    } else if now >= next_action {
                         next_action = self.act(&mut ws, actions).await.map_or(far, |w| Instant::now() + w);
                         if next_action > actions_until { next_action = far; }
                     }
