@@ -642,11 +642,7 @@ impl Interactions for RedisFanout {
         user: &str,
         tags: &[&str],
     ) -> Result<(), FanoutError> {
-        let tags = if tags.is_empty() {
-            String::new()
-        } else {
-            format!("\x1f{}\x1f", tags.join("\x1f"))
-        };
+        let tags = reply::wrapped_tags(tags);
         let op = RoomOp::Enter {
             lottery,
             user,

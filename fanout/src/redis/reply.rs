@@ -561,7 +561,7 @@ pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
 }
 
 /// A viewer's tags as the room script matches them: `\x1f`-wrapped ("" for none).
-fn wrapped_tags(tags: &[&str]) -> String {
+pub(crate) fn wrapped_tags(tags: &[&str]) -> String {
     if tags.is_empty() {
         return String::new();
     }
