@@ -108,6 +108,8 @@ run scale-40k-3gw     3 connect --connections 40000 --procs 3 --hold-s 2 --sourc
 if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis"; then
   start_redis
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
+  # Viewers' comments, each sequenced by the room script (merging off): the comment path.
+  GW_EXTRA="--redis-url redis://127.0.0.1:18790 --merge-after 0" run redis-comments-5k 1 interact --viewers 5000 --rooms 1 --rate 1 --size 100 --duration-s 20 --comment-rate 0.01 --like-rate 0 --no-vote
   GW_EXTRA="--redis-url redis://127.0.0.1:18790" run redis-30k-3gw-1000ps 3 fanout --viewers 30000 --rooms 1000 --rate 1000 --size 100 --duration-s 20 --procs 2
   "$PR" redis://127.0.0.1:18790 64 10 100 | tee "$OUT/redis-publish-rate.txt" || true
   kill "$REDIS_PID" 2>/dev/null || true

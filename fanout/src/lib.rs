@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use danmaku_protocol::audience::Audience;
+use danmaku_protocol::audience::{Audience, Viewer};
+use danmaku_protocol::settings::RoomSettings;
 use danmaku_protocol::{EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
 #[cfg(feature = "fuzzing")]
@@ -76,9 +77,13 @@ pub struct Published {
 /// of repeated comments. Comments of hosts, moderators and backends have none.
 #[derive(Debug, Clone, Copy)]
 pub struct Ingress<'a> {
-    /// Viewer comments the room admits per second, on every gateway together (0: no
-    /// budget). Beyond it: [`FanoutError::RoomBusy`].
-    pub per_s: u32,
+    /// The room settings that apply while the room has none of its own (the gateway's
+    /// configured defaults): the budget of viewer comments a second on every gateway
+    /// together (beyond it [`FanoutError::RoomBusy`]), merging, slow mode, blocked
+    /// words and the minimum level. A room's own settings replace them all.
+    pub defaults: &'a RoomSettings,
+    /// The sender's `level` claim (0 without one).
+    pub level: i64,
     /// The sender, named in `comment.merged` (up to 5 senders; one with control
     /// characters is counted, not named).
     pub user: &'a str,
@@ -86,11 +91,6 @@ pub struct Ingress<'a> {
     /// merging and for the room's keyword games and comment lotteries; `None` never
     /// merges nor counts.
     pub merge_text: Option<&'a str>,
-    /// Copies of one text sequenced one by one within a window before further copies
-    /// merge (0: never merge).
-    pub merge_after: u32,
-    /// How long a window lasts from its first copy, in ms.
-    pub merge_window_ms: u64,
     /// The sender's tags (a lottery's `tags` decide whether its comment enters).
     pub tags: &'a [&'a str],
 }
@@ -179,6 +179,8 @@ pub struct RoomView {
     pub stage: Option<Bytes>,
     /// The room's public seats state, once seats are set.
     pub seats: Option<Bytes>,
+    /// The room's own settings ([`RoomSettings::encode`]d), once set.
+    pub settings: Option<Bytes>,
     /// With a `since` in this epoch and still in history: the events after it, in order.
     pub replay: Option<Vec<Bytes>>,
 }
@@ -227,6 +229,9 @@ pub struct NewCoupon {
     pub per_user: u32,
     /// How long claims are taken.
     pub duration_s: u64,
+    /// Who may see and claim it (everyone when `None`): its events are targeted, it is
+    /// in the snapshot of its audience alone, and others' claims are refused.
+    pub audience: Option<Audience>,
 }
 
 /// One successful claim of a coupon.
@@ -248,6 +253,9 @@ pub struct CouponRecord {
     /// Every successful claim, in order.
     pub claims: Vec<CouponClaim>,
 }
+
+/// Why a viewer outside a coupon's audience may not claim it.
+pub(crate) const COUPON_FOR_OTHERS: &str = "this coupon is for other viewers";
 
 /// Most coupons open at once in one room.
 pub const MAX_OPEN_COUPONS: usize = 16;
@@ -352,6 +360,21 @@ pub enum FanoutError {
         /// When the next second begins.
         retry_after_ms: u64,
     },
+    /// The room's slow mode: the user commented less than its `slow_mode_s` ago.
+    #[error("this room is in slow mode; comment again in {retry_after_ms} ms")]
+    SlowMode {
+        /// When the user may comment again.
+        retry_after_ms: u64,
+    },
+    /// The comment contains one of the room's blocked words. Nothing was sequenced.
+    #[error("the comment contains a word this room blocks")]
+    Blocked,
+    /// The sender's level is below the room's `min_level`.
+    #[error("this room takes comments from level {0} up")]
+    LevelTooLow(i64),
+    /// A settings update that is not one (the text says why).
+    #[error("{0}")]
+    BadSettings(String),
     /// The store holds as many rooms as it may.
     #[error("too many rooms ({0})")]
     TooManyRooms(usize),
@@ -542,16 +565,17 @@ pub trait Coupons: Send + Sync {
         coupon: &InteractionId,
     ) -> Result<Published, FanoutError>;
 
-    /// Claims one of the coupon's stock for `user` under `code`; returns the code.
+    /// Claims one of the coupon's stock for `viewer` under `code`.
     ///
     /// # Errors
     /// [`FanoutError::UnknownCoupon`], [`FanoutError::CouponClosed`],
-    /// [`FanoutError::SoldOut`], [`FanoutError::AlreadyClaimed`].
+    /// [`FanoutError::SoldOut`], [`FanoutError::AlreadyClaimed`],
+    /// [`FanoutError::NotEligible`] for a viewer outside the coupon's audience.
     async fn claim(
         &self,
         room: &RoomId,
         coupon: &InteractionId,
-        user: &str,
+        viewer: &Viewer,
         code: &str,
     ) -> Result<(), FanoutError>;
 
@@ -663,8 +687,32 @@ pub trait CoHosts: Send + Sync {
     ) -> Result<(), FanoutError>;
 }
 
+/// A room's settings, changed live by its hosts and backends and enforced by the store
+/// on every viewer comment (see [`Ingress`]).
+#[async_trait]
+pub trait Settings: Send + Sync {
+    /// Applies `patch` (a partial update, [`RoomSettings::patch`]) to the room's
+    /// settings — `defaults` when it has none yet — atomically, and publishes the
+    /// whole result as a high `settings` event.
+    ///
+    /// # Errors
+    /// [`FanoutError::BadSettings`] (nothing changes), and as [`Rooms::publish`].
+    async fn update_settings(
+        &self,
+        room: &RoomId,
+        patch: &serde_json::Value,
+        defaults: &RoomSettings,
+    ) -> Result<(RoomSettings, Published), FanoutError>;
+
+    /// The room's own settings; `None` when they were never set.
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn settings(&self, room: &RoomId) -> Result<Option<RoomSettings>, FanoutError>;
+}
+
 /// A store the gateway runs on.
-pub trait Fanout: Rooms + Polls + Coupons + Interactions + CoHosts {
+pub trait Fanout: Rooms + Polls + Coupons + Interactions + CoHosts + Settings {
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;
 
@@ -685,6 +733,16 @@ pub trait Fanout: Rooms + Polls + Coupons + Interactions + CoHosts {
 }
 
 impl FanoutError {
+    /// When to try again, for a refusal that passes (the room's budget, slow mode).
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::RoomBusy { retry_after_ms, .. } | Self::SlowMode { retry_after_ms } => {
+                Some(*retry_after_ms)
+            }
+            _ => None,
+        }
+    }
+
     /// The protocol error code a client or backend is told.
     pub fn code(&self) -> danmaku_protocol::ErrorCode {
         use danmaku_protocol::ErrorCode;
@@ -722,6 +780,10 @@ impl FanoutError {
             Self::TooManyRooms(_) | Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             Self::RoomBusy { .. } => ErrorCode::RoomBusy,
+            Self::SlowMode { .. } => ErrorCode::SlowMode,
+            Self::Blocked => ErrorCode::Blocked,
+            Self::LevelTooLow(_) => ErrorCode::Forbidden,
+            Self::BadSettings(_) => ErrorCode::BadRequest,
             Self::BadReply(_) => ErrorCode::Internal,
         }
     }

@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use danmaku_protocol::Limits;
+use danmaku_protocol::settings::RoomSettings;
 
 use crate::auth::Auth;
-use crate::config::{Config, Rates, RoomDefaults, WsConfig};
+use crate::config::{Config, Rates, WsConfig};
 use crate::likes::LikeAggregator;
 use crate::limits::{ApiQuota, ConnLimiter};
 use crate::metrics::Metrics;
@@ -103,8 +104,10 @@ pub struct ConnSettings {
     pub limits: Limits,
     /// Per-connection command rates.
     pub rates: Rates,
-    /// Every room's comment budget and merging.
-    pub rooms: RoomDefaults,
+    /// The settings of rooms that have none of their own.
+    pub rooms: Arc<RoomSettings>,
+    /// The same, encoded: the `snapshot.settings` of such rooms.
+    pub rooms_json: bytes::Bytes,
 }
 
 impl ConnContext {
@@ -116,13 +119,16 @@ impl ConnContext {
         likes: Arc<LikeAggregator>,
         shutdown: CancellationToken,
     ) -> Self {
+        // Checked when the configuration was (`Config::validate`).
+        let rooms = Arc::new(config.rooms.settings().unwrap_or_default());
         Self {
             settings: ConnSettings {
                 gateway_id: config.gateway_id.clone(),
                 ws: config.ws.clone(),
                 limits: config.limits.clone(),
                 rates: config.rates,
-                rooms: config.rooms,
+                rooms: rooms.clone(),
+                rooms_json: bytes::Bytes::from(rooms.encode()),
             },
             fanout,
             metrics,

@@ -830,3 +830,55 @@ async fn bad_games_and_moves_are_refused_with_the_reason() {
         assert_eq!(status, 400, "{kind}: {answer}");
     }
 }
+
+/// The gateway that opened a lottery and a coupon is killed before their end: another
+/// gateway with viewers in the room closes both (its periodic sweep, within ~10 s),
+/// each once, and the lottery is drawn among the entrants of every gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_survive_the_gateway_that_opened_them() {
+    let store = Store::single();
+    let gws = store.gateways_with(FLAGS);
+    let room = "orphaned-games";
+    let mut v = Viewer::connect(&gws[1], "v").await;
+    v.join(room).await;
+    let l = open(
+        &gws[0],
+        room,
+        "lotteries",
+        &json!({"prize": "p", "winners": 1, "duration_s": 1, "entry": "command"}),
+    )
+    .await;
+    let l = l["lottery"].as_str().unwrap().to_owned();
+    let c = open(
+        &gws[0],
+        room,
+        "coupons",
+        &json!({"title": "t", "stock": 3, "duration_s": 1}),
+    )
+    .await;
+    let c = c["coupon"].as_str().unwrap().to_owned();
+    let r = command(&mut v, json!({"type": "enter", "room": room, "lottery": l})).await;
+    assert_eq!(r["type"], "ack", "{r}");
+    gws[0].sigkill();
+    let (mut drawn, mut closed) = (Vec::new(), Vec::new());
+    while drawn.is_empty() || closed.is_empty() {
+        let e = v.next_event().await;
+        match (e["kind"].as_str(), e["data"]["state"].as_str()) {
+            (Some("lottery"), Some("drawn")) => drawn.push(e),
+            (Some("coupon"), Some("closed")) => closed.push(e),
+            _ => {}
+        }
+    }
+    assert_eq!(drawn[0]["data"]["winner_ids"], json!(["v"]), "{}", drawn[0]);
+    assert_eq!(closed[0]["data"]["coupon"], c.as_str(), "{}", closed[0]);
+    // Once each: a marker published after follows with nothing more about them.
+    let marker = gws[2].publish(room, json!({"text": "marker"})).await;
+    loop {
+        let e = v.next_event().await;
+        if e["seq"].as_u64() == Some(marker) {
+            break;
+        }
+        let state = e["data"]["state"].as_str().unwrap_or_default();
+        assert!(state != "drawn" && state != "closed", "told twice: {e}");
+    }
+}

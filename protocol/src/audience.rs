@@ -131,6 +131,18 @@ impl Audience {
         tag
     }
 
+    /// Whether `viewer` is in the audience (as [`Targeted::includes`] decides for a
+    /// frame behind this audience's tag).
+    pub fn includes(&self, viewer: &Viewer) -> bool {
+        match self {
+            Self::Users(users) => users.binary_search_by(|u| (**u).cmp(viewer.user())).is_ok(),
+            Self::Tags(tags) => viewer
+                .tags()
+                .any(|t| tags.binary_search_by(|x| (**x).cmp(t)).is_ok()),
+            Self::TagsAll(tags) => tags.iter().all(|want| viewer.tags().any(|t| t == want)),
+        }
+    }
+
     /// `frame` behind this audience's tag.
     pub fn wrap(&self, frame: &[u8]) -> Bytes {
         let tag = self.tag();
@@ -315,6 +327,20 @@ mod tests {
             let t = Targeted::split(&a.wrap(b"{}")).unwrap_or_else(|| panic!("split"));
             prop_assert_eq!(t.includes(&viewer(&probe, &[])), listed.contains(&probe));
             prop_assert_eq!(&t.event[..], b"{}");
+        }
+
+        #[test]
+        fn an_audience_and_its_tag_agree_on_every_viewer(
+            field in prop_oneof![Just("users"), Just("tags"), Just("tags_all")],
+            listed in proptest::collection::vec("[a-c]{1,2}", 1..5),
+            user in "[a-c]{1,2}",
+            tags in proptest::collection::vec("[a-c]{1,2}", 0..5),
+        ) {
+            let a = Audience::from_json(&json!({ field: listed })).unwrap_or_else(|e| panic!("{e}"));
+            let t = Targeted::split(&a.wrap(b"{}")).unwrap_or_else(|| panic!("split"));
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let v = viewer(&user, &tags);
+            prop_assert_eq!(a.includes(&v), t.includes(&v));
         }
     }
 }

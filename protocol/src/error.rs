@@ -65,6 +65,13 @@ pub enum ErrorCode {
     /// The room takes no more viewer comments this second (its comment budget); retry
     /// after `retry_after_ms`.
     RoomBusy,
+    /// The user is muted in the room (for `retry_after_ms` more when the mute is timed).
+    Muted,
+    /// The room's slow mode: the user commented less than `slow_mode_s` ago; retry
+    /// after `retry_after_ms`.
+    SlowMode,
+    /// The comment contains one of the room's blocked words; nothing was sequenced.
+    Blocked,
     /// An unexpected server error.
     Internal,
 }
@@ -101,6 +108,9 @@ impl ErrorCode {
             Self::UnknownInteraction => "unknown_interaction",
             Self::InteractionClosed => "interaction_closed",
             Self::SeatTaken => "seat_taken",
+            Self::Muted => "muted",
+            Self::SlowMode => "slow_mode",
+            Self::Blocked => "blocked",
             Self::Internal => "internal",
         }
     }
@@ -111,7 +121,7 @@ impl ErrorCode {
     }
 
     /// Every code, in declaration order.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 32] = [
         Self::BadRequest,
         Self::Unauthorized,
         Self::Forbidden,
@@ -140,6 +150,9 @@ impl ErrorCode {
         Self::SeatTaken,
         Self::InteractionClosed,
         Self::RoomBusy,
+        Self::Muted,
+        Self::SlowMode,
+        Self::Blocked,
         Self::Internal,
     ];
 
@@ -165,9 +178,9 @@ impl ErrorCode {
             | Self::AlreadyEntered
             | Self::InteractionClosed
             | Self::SeatTaken => 409,
-            Self::NotEligible => 403,
+            Self::NotEligible | Self::Muted | Self::Blocked => 403,
             Self::TooLarge => 413,
-            Self::RateLimited | Self::RoomBusy => 429,
+            Self::RateLimited | Self::RoomBusy | Self::SlowMode => 429,
             Self::Unavailable => 503,
             Self::OutcomeUnknown => 504,
             Self::Internal => 500,
@@ -223,6 +236,6 @@ mod tests {
             assert_eq!(code as usize, i, "{code} out of place in ALL");
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
-        assert_eq!(ErrorCode::parse("slow_mode"), None);
+        assert_eq!(ErrorCode::parse("a_future_code"), None);
     }
 }

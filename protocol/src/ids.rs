@@ -224,6 +224,11 @@ impl EventKind {
     pub fn comment_merged() -> Self {
         Self(Arc::from("comment.merged"))
     }
+
+    /// `settings`: the room's settings changed (the whole of them).
+    pub fn settings() -> Self {
+        Self(Arc::from("settings"))
+    }
 }
 
 #[cfg(test)]

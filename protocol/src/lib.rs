@@ -21,6 +21,7 @@
 //! - [`received`]: decoding server frames, for clients (the load test, SDKs' tests).
 //! - [`data`]: the payloads of the gateway's own event kinds (likes, polls, merged
 //!   comments).
+//! - [`settings`]: a room's settings (slow mode, blocked words, experiments, …).
 //! - [`error`]: protocol error codes and decode errors.
 //! - [`close`]: WebSocket close codes the gateway uses.
 #![warn(missing_docs)]
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod priority;
 pub mod received;
 pub mod server;
+pub mod settings;
 
 pub use client::{CohostAction, Command, Mode, Since, decode_command, split_frame};
 pub use close::CloseCode;

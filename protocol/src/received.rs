@@ -170,6 +170,9 @@ pub struct SnapshotState {
     /// The co-host seats, once set.
     #[serde(default)]
     pub seats: Option<Box<RawValue>>,
+    /// The room's settings.
+    #[serde(default)]
+    pub settings: Option<crate::settings::RoomSettings>,
 }
 
 #[cfg(test)]
@@ -368,11 +371,12 @@ mod tests {
         let l = ServerLine::decode(br#"{"type":"confetti","room":"r","from":3,"to":9,"n":2}"#)
             .expect("decodes");
         assert_eq!((l.ty, l.room.as_deref()), (FrameType::Unknown, Some("r")));
-        let e = ServerLine::decode(br#"{"type":"error","id":1,"code":"slow_mode","message":"m"}"#)
-            .expect("decodes");
+        let e =
+            ServerLine::decode(br#"{"type":"error","id":1,"code":"a_future_code","message":"m"}"#)
+                .expect("decodes");
         assert_eq!(
             (e.code.as_deref(), e.error_code()),
-            (Some("slow_mode"), None)
+            (Some("a_future_code"), None)
         );
         let x =
             ServerLine::decode(br#"{"type":"event","seq":4,"kind":"lt","data":"text","x":[1]}"#)

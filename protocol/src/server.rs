@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub lotteries: Vec<Bytes>,
     /// The co-host seats (the `data` of the last `seats` event), once set.
     pub seats: Option<Bytes>,
+    /// The room's settings (the `data` of a `settings` event).
+    pub settings: Option<Bytes>,
 }
 
 impl Snapshot {
@@ -144,6 +146,10 @@ impl Snapshot {
         if let Some(seats) = &self.seats {
             out.extend_from_slice(b",\"seats\":");
             out.extend_from_slice(seats);
+        }
+        if let Some(settings) = &self.settings {
+            out.extend_from_slice(b",\"settings\":");
+            out.extend_from_slice(settings);
         }
         out.push(b'}');
     }

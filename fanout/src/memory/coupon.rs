@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use danmaku_protocol::InteractionId;
+use danmaku_protocol::audience::{Audience, Viewer};
 use danmaku_protocol::data::CouponDoc;
 
-use crate::{CouponClaim, FanoutError, NewCoupon};
+use crate::{COUPON_FOR_OTHERS, CouponClaim, FanoutError, NewCoupon};
 
 pub(crate) struct Coupon {
     pub(crate) id: InteractionId,
@@ -16,6 +17,8 @@ pub(crate) struct Coupon {
     per_user: u32,
     pub(crate) ends_at_ms: u64,
     pub(crate) open: bool,
+    /// Who may see and claim it; everyone when `None`.
+    pub(crate) audience: Option<Audience>,
     /// Claims per user. Bounded by the stock: a user is in it only after a claim.
     by_user: HashMap<Box<str>, u32>,
     /// Every claim, in order; at most `stock`.
@@ -23,6 +26,9 @@ pub(crate) struct Coupon {
     /// The remaining count changed since the last published `coupon` event.
     pub(crate) dirty: bool,
 }
+
+/// A `coupon` event to sequence: its data, and its audience (everyone when `None`).
+pub(crate) type CouponEvent = (String, Option<Audience>);
 
 impl Coupon {
     pub(crate) fn new(id: InteractionId, c: NewCoupon, ends_at_ms: u64) -> Self {
@@ -34,6 +40,7 @@ impl Coupon {
             per_user: c.per_user,
             ends_at_ms,
             open: true,
+            audience: c.audience,
             by_user: HashMap::new(),
             claims: Vec::new(),
             dirty: false,
@@ -42,10 +49,19 @@ impl Coupon {
 
     /// Takes one of the stock for `user`. Returns whether that sold it out (its state
     /// is then published at once, not coalesced).
-    pub(crate) fn claim(&mut self, user: &str, code: &str, now: u64) -> Result<bool, FanoutError> {
+    pub(crate) fn claim(
+        &mut self,
+        viewer: &Viewer,
+        code: &str,
+        now: u64,
+    ) -> Result<bool, FanoutError> {
         if !self.open || now >= self.ends_at_ms {
             return Err(FanoutError::CouponClosed(self.id.clone()));
         }
+        if self.audience.as_ref().is_some_and(|a| !a.includes(viewer)) {
+            return Err(FanoutError::NotEligible(self.id.clone(), COUPON_FOR_OTHERS));
+        }
+        let user = viewer.user();
         if self.remaining == 0 {
             return Err(FanoutError::SoldOut(self.id.clone()));
         }
@@ -66,6 +82,22 @@ impl Coupon {
 
     pub(crate) fn claims(&self) -> Vec<CouponClaim> {
         self.claims.clone()
+    }
+
+    /// A `coupon` event of the state: its data, and its audience.
+    pub(crate) fn event(&self) -> CouponEvent {
+        (
+            String::from_utf8_lossy(&self.encode()).into_owned(),
+            self.audience.clone(),
+        )
+    }
+
+    /// The state as the snapshot holds it: behind its audience's tag when targeted.
+    pub(crate) fn encode_tagged(&self) -> Bytes {
+        match &self.audience {
+            Some(a) => a.wrap(&self.encode()),
+            None => self.encode(),
+        }
     }
 
     /// The state as the `data` of a `coupon` event.
@@ -100,26 +132,49 @@ mod tests {
             stock,
             per_user,
             duration_s: 60,
+            audience: None,
         };
         Coupon::new(InteractionId::new("c-1").expect("id"), new, 1_000)
+    }
+
+    fn v(user: &str) -> Viewer {
+        Viewer::new(user.into(), vec!["fan".into()])
+    }
+
+    #[test]
+    fn only_its_audience_sees_and_claims_a_targeted_coupon() {
+        let mut c = coupon(3, 1);
+        let vip = serde_json::json!({"tags": ["vip"]});
+        c.audience = Some(Audience::from_json(&vip).unwrap_or_else(|e| panic!("{e}")));
+        assert!(matches!(
+            c.claim(&v("a"), "k1", 10),
+            Err(FanoutError::NotEligible(..))
+        ));
+        let a_vip = Viewer::new("b".into(), vec!["vip".into()]);
+        assert_eq!(c.claim(&a_vip, "k2", 11), Ok(false));
+        let tagged = c.encode_tagged();
+        let t = danmaku_protocol::audience::Targeted::split(&tagged)
+            .unwrap_or_else(|| panic!("the snapshot's copy is targeted"));
+        assert!(t.includes(&a_vip) && !t.includes(&v("a")));
+        assert_eq!(t.event, c.encode());
     }
 
     #[test]
     fn exactly_the_stock_is_claimed_and_each_user_at_most_per_user() {
         let mut c = coupon(3, 2);
-        assert_eq!(c.claim("a", "k1", 10), Ok(false));
-        assert_eq!(c.claim("a", "k2", 11), Ok(false));
+        assert_eq!(c.claim(&v("a"), "k1", 10), Ok(false));
+        assert_eq!(c.claim(&v("a"), "k2", 11), Ok(false));
         assert!(matches!(
-            c.claim("a", "k3", 12),
+            c.claim(&v("a"), "k3", 12),
             Err(FanoutError::AlreadyClaimed(_))
         ));
         assert_eq!(
-            c.claim("b", "k4", 13),
+            c.claim(&v("b"), "k4", 13),
             Ok(true),
             "the last one sells it out"
         );
         assert!(matches!(
-            c.claim("c", "k5", 14),
+            c.claim(&v("c"), "k5", 14),
             Err(FanoutError::SoldOut(_))
         ));
         let codes: Vec<String> = c.claims().into_iter().map(|x| x.code).collect();
@@ -134,12 +189,12 @@ mod tests {
     fn a_closed_or_ended_coupon_takes_no_claim() {
         let mut c = coupon(3, 1);
         assert!(matches!(
-            c.claim("a", "k", 1_000),
+            c.claim(&v("a"), "k", 1_000),
             Err(FanoutError::CouponClosed(_))
         ));
         c.open = false;
         assert!(matches!(
-            c.claim("a", "k", 10),
+            c.claim(&v("a"), "k", 10),
             Err(FanoutError::CouponClosed(_))
         ));
         assert!(String::from_utf8_lossy(&c.encode()).contains(r#""state":"closed""#));

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use danmaku_protocol::audience::Audience;
+use danmaku_protocol::audience::{Audience, Viewer};
 use danmaku_protocol::{EventKind, InteractionId, PollId, Priority, RoomId, Since};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -27,8 +27,10 @@ use crate::seats::{Action, Actor, Seats, Told};
 use crate::{
     CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
     Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
-    now_ms,
+    Settings, now_ms,
 };
+use coupon::CouponEvent;
+use danmaku_protocol::settings::RoomSettings;
 use ingress::Admit;
 pub(crate) use ingress::nameable;
 use room::RoomState;
@@ -131,6 +133,18 @@ impl MemoryFanout {
         self.sequence_for(id, state, kind, Priority::of_room(kind), data, None)
     }
 
+    /// Sequences a `coupon` event, for its audience.
+    fn publish_coupon(
+        &self,
+        id: &RoomId,
+        state: &mut RoomState,
+        (data, audience): &CouponEvent,
+    ) -> Published {
+        let kind = EventKind::coupon();
+        let priority = Priority::of_room(&kind);
+        self.sequence_for(id, state, &kind, priority, data, audience.as_ref())
+    }
+
     /// Sequences an event, for `audience` alone when given (see
     /// [`danmaku_protocol::audience`]).
     fn sequence_for(
@@ -188,7 +202,8 @@ impl MemoryFanout {
                 }
             }
             if let Some(c) = &ingress {
-                let admitted = state.comments.admit(c, now)?;
+                let rules = state.settings.as_ref().unwrap_or(c.defaults);
+                let admitted = state.comments.admit(c, rules, now)?;
                 if let Some(text) = c.merge_text {
                     state.board.on_comment(c.user, text, c.tags, now);
                 }
@@ -210,7 +225,8 @@ impl MemoryFanout {
             }
             let published = self.sequence_for(room, state, kind, priority, data, audience);
             if let Some(c) = &ingress {
-                state.comments.sequenced(c, now);
+                let rules = state.settings.as_ref().unwrap_or(c.defaults);
+                state.comments.sequenced(c, rules, now);
             }
             if let Some((key, print)) = keyed {
                 state.remember_key(key, published.seq, print, now);
@@ -360,7 +376,6 @@ impl Polls for MemoryFanout {
 
     async fn tick(&self) {
         let kind = EventKind::poll();
-        let coupon = EventKind::coupon();
         let merged = EventKind::comment_merged();
         let now = now_ms();
         let rooms: Vec<(RoomId, Arc<Mutex<RoomState>>)> = self
@@ -376,8 +391,8 @@ impl Polls for MemoryFanout {
             for data in state.due_poll_updates(now) {
                 self.publish_locked(&id, &mut state, &kind, &data);
             }
-            for data in state.due_coupon_updates(now) {
-                self.publish_locked(&id, &mut state, &coupon, &data);
+            for event in state.due_coupon_updates(now) {
+                self.publish_coupon(&id, &mut state, &event);
             }
             for data in state.comments.due(now) {
                 self.publish_locked(&id, &mut state, &merged, &data);
@@ -403,10 +418,9 @@ impl Coupons for MemoryFanout {
         room: &RoomId,
         coupon: NewCoupon,
     ) -> Result<(InteractionId, Published), FanoutError> {
-        let kind = EventKind::coupon();
         self.with_room(room, |state| {
-            let (id, data) = state.open_coupon(coupon, now_ms())?;
-            Ok((id, self.publish_locked(room, state, &kind, &data)))
+            let (id, event) = state.open_coupon(coupon, now_ms())?;
+            Ok((id, self.publish_coupon(room, state, &event)))
         })?
     }
 
@@ -415,10 +429,9 @@ impl Coupons for MemoryFanout {
         room: &RoomId,
         coupon: &InteractionId,
     ) -> Result<Published, FanoutError> {
-        let kind = EventKind::coupon();
         self.with_room(room, |state| {
-            let data = state.close_coupon(coupon)?;
-            Ok(self.publish_locked(room, state, &kind, &data))
+            let event = state.close_coupon(coupon)?;
+            Ok(self.publish_coupon(room, state, &event))
         })?
     }
 
@@ -426,13 +439,12 @@ impl Coupons for MemoryFanout {
         &self,
         room: &RoomId,
         coupon: &InteractionId,
-        user: &str,
+        viewer: &Viewer,
         code: &str,
     ) -> Result<(), FanoutError> {
-        let kind = EventKind::coupon();
         self.with_room(room, |state| {
-            if let Some(data) = state.claim(coupon, user, code, now_ms())? {
-                self.publish_locked(room, state, &kind, &data);
+            if let Some(event) = state.claim(coupon, viewer, code, now_ms())? {
+                self.publish_coupon(room, state, &event);
             }
             Ok(())
         })?
@@ -503,6 +515,31 @@ impl Interactions for MemoryFanout {
         id: &InteractionId,
     ) -> Result<InteractionRecord, FanoutError> {
         self.with_room(room, |state| state.board.record(id))?
+    }
+}
+
+#[async_trait]
+impl Settings for MemoryFanout {
+    async fn update_settings(
+        &self,
+        room: &RoomId,
+        patch: &serde_json::Value,
+        defaults: &RoomSettings,
+    ) -> Result<(RoomSettings, Published), FanoutError> {
+        let kind = EventKind::settings();
+        self.with_room(room, |state| {
+            let current = state.settings.as_ref().unwrap_or(defaults);
+            let next = current
+                .patch(patch)
+                .map_err(|e| FanoutError::BadSettings(e.to_string()))?;
+            let published = self.publish_locked(room, state, &kind, &next.encode());
+            state.settings = Some(next.clone());
+            Ok((next, published))
+        })?
+    }
+
+    async fn settings(&self, room: &RoomId) -> Result<Option<RoomSettings>, FanoutError> {
+        self.with_room(room, |state| state.settings.clone())
     }
 }
 

@@ -4,11 +4,11 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use danmaku_protocol::audience::Audience;
+use danmaku_protocol::audience::{Audience, Viewer};
 use danmaku_protocol::{EventFrame, EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
 use super::MemoryConfig;
-use super::coupon::Coupon;
+use super::coupon::{Coupon, CouponEvent};
 use super::history::HistoryRing;
 use super::ingress::CommentGate;
 use super::poll::Poll;
@@ -42,6 +42,8 @@ pub(crate) struct RoomState {
     pub(crate) seats: Option<crate::seats::Seats>,
     /// Viewer comments: the budget's second and the merge windows.
     pub(crate) comments: CommentGate,
+    /// The room's own settings, once set (until then, each comment's defaults apply).
+    pub(crate) settings: Option<danmaku_protocol::settings::RoomSettings>,
     last_active_ms: u64,
     /// Set when the room was expired; a holder of a stale handle must look it up again.
     pub(crate) removed: bool,
@@ -80,6 +82,7 @@ impl RoomState {
             board: super::interaction::Board::default(),
             seats: None,
             comments: CommentGate::default(),
+            settings: None,
             last_active_ms: crate::now_ms(),
             removed: false,
         }
@@ -171,10 +174,14 @@ impl RoomState {
                 .coupons
                 .iter()
                 .filter(|c| c.open)
-                .map(Coupon::encode)
+                .map(Coupon::encode_tagged)
                 .collect(),
             stage: self.stage.clone(),
             seats: self.seats.as_ref().map(|s| bytes::Bytes::from(s.public())),
+            settings: self
+                .settings
+                .as_ref()
+                .map(|s| bytes::Bytes::from(s.encode())),
             keywords,
             quizzes,
             lotteries,
@@ -270,12 +277,12 @@ impl RoomState {
         out
     }
 
-    /// Opens a coupon; returns its id and the `data` of its event.
+    /// Opens a coupon; returns its id and its event.
     pub(crate) fn open_coupon(
         &mut self,
         new: NewCoupon,
         now: u64,
-    ) -> Result<(InteractionId, String), FanoutError> {
+    ) -> Result<(InteractionId, CouponEvent), FanoutError> {
         if self.coupons.iter().filter(|c| c.open).count() >= MAX_OPEN_COUPONS {
             return Err(FanoutError::TooManyCoupons);
         }
@@ -285,34 +292,34 @@ impl RoomState {
         let id = InteractionId::new(&name).unwrap_or_else(|_| unreachable!("valid coupon id"));
         let ends = now.saturating_add(new.duration_s.saturating_mul(1_000));
         let coupon = Coupon::new(id.clone(), new, ends);
-        let data = String::from_utf8_lossy(&coupon.encode()).into_owned();
+        let data = coupon.event();
         self.coupons.push(coupon);
         Ok((id, data))
     }
 
-    /// Closes a coupon; returns the `data` of its final event.
-    pub(crate) fn close_coupon(&mut self, id: &InteractionId) -> Result<String, FanoutError> {
+    /// Closes a coupon; returns its final event.
+    pub(crate) fn close_coupon(&mut self, id: &InteractionId) -> Result<CouponEvent, FanoutError> {
         let coupon = self.coupon_mut(id)?;
         if !coupon.open {
             return Err(FanoutError::CouponClosed(id.clone()));
         }
         coupon.open = false;
         coupon.dirty = false;
-        Ok(String::from_utf8_lossy(&coupon.encode()).into_owned())
+        Ok(coupon.event())
     }
 
-    /// Claims one of a coupon for `user`; returns the `data` of a `coupon` event to
-    /// publish at once when the claim sold it out.
+    /// Claims one of a coupon for `viewer`; returns the `coupon` event to publish at
+    /// once when the claim sold it out.
     pub(crate) fn claim(
         &mut self,
         id: &InteractionId,
-        user: &str,
+        viewer: &Viewer,
         code: &str,
         now: u64,
-    ) -> Result<Option<String>, FanoutError> {
+    ) -> Result<Option<CouponEvent>, FanoutError> {
         let coupon = self.coupon_mut(id)?;
-        let sold_out = coupon.claim(user, code, now)?;
-        Ok(sold_out.then(|| String::from_utf8_lossy(&coupon.encode()).into_owned()))
+        let sold_out = coupon.claim(viewer, code, now)?;
+        Ok(sold_out.then(|| coupon.event()))
     }
 
     /// A coupon's state and claims.
@@ -324,8 +331,8 @@ impl RoomState {
         })
     }
 
-    /// Event data for coupons whose remaining count changed or whose time ran out.
-    pub(crate) fn due_coupon_updates(&mut self, now: u64) -> Vec<String> {
+    /// Events of coupons whose remaining count changed or whose time ran out.
+    pub(crate) fn due_coupon_updates(&mut self, now: u64) -> Vec<CouponEvent> {
         let mut out = Vec::new();
         for coupon in self.coupons.iter_mut().filter(|c| c.open) {
             if coupon.ends_at_ms <= now {
@@ -334,7 +341,7 @@ impl RoomState {
             }
             if coupon.dirty {
                 coupon.dirty = false;
-                out.push(String::from_utf8_lossy(&coupon.encode()).into_owned());
+                out.push(coupon.event());
             }
         }
         while self.coupons.len() > 100 {

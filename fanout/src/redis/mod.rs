@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use danmaku_protocol::audience::{Audience, Viewer};
 use danmaku_protocol::data::PollSpec;
 use danmaku_protocol::{InteractionId, PollId, RoomId, Since};
 use dashmap::DashMap;
@@ -42,9 +43,10 @@ use crate::seats::{Action, Actor, Seats, Told};
 use crate::{
     CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
     Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
-    now_ms,
+    Settings, now_ms,
 };
 use conn::Conn;
+use danmaku_protocol::settings::RoomSettings;
 pub use publisher::Publisher;
 use publisher::{connect_shards, millis, shard_index};
 use reply::{RoomOp, unavailable};
@@ -134,8 +136,10 @@ pub struct RedisFanout {
     /// Rooms with a coupon this gateway opened, by its end (ms): flushed once it passed,
     /// so the close is announced within a tick (other gateways' sweeps also close it).
     closes_due: DashMap<RoomId, u64>,
-    /// Rooms seen with open polls, swept now and then to close polls past their end.
-    poll_rooms: dashmap::DashSet<RoomId>,
+    /// Rooms seen with open polls, coupons or games (at a join, an open here, or an
+    /// event passed on by the subscriber), swept now and then to close what is past
+    /// its end; a room leaves the set when this gateway has no viewer of it.
+    poll_rooms: Arc<dashmap::DashSet<RoomId>>,
     /// Rooms with co-host seats that this gateway knows of, swept now and then
     /// (requests, invitations and leases expire; its viewers' seats are renewed).
     seat_rooms: dashmap::DashSet<RoomId>,
@@ -152,6 +156,7 @@ impl RedisFanout {
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, FanoutError> {
         let publisher = Publisher::with(config.clone(), connect_shards(&config).await?);
+        let poll_rooms = Arc::new(dashmap::DashSet::new());
         let subscribers = publisher
             .shards
             .iter()
@@ -163,6 +168,7 @@ impl RedisFanout {
                     config.clone(),
                     s.healthy.clone(),
                     publisher.clone(),
+                    poll_rooms.clone(),
                 )
             })
             .collect();
@@ -176,7 +182,7 @@ impl RedisFanout {
             votes_pending: dashmap::DashSet::new(),
             merges_due: DashMap::new(),
             closes_due: DashMap::new(),
-            poll_rooms: dashmap::DashSet::new(),
+            poll_rooms,
             seat_rooms: dashmap::DashSet::new(),
             seats_swept: std::sync::atomic::AtomicU64::new(0),
             ticks: std::sync::atomic::AtomicU64::new(0),
@@ -319,6 +325,7 @@ impl Rooms for RedisFanout {
             lotteries,
             stage: view.stage,
             seats: view.seats,
+            settings: view.settings,
             replay,
         })
     }
@@ -496,11 +503,19 @@ impl Coupons for RedisFanout {
         let title = serde_json::to_string(&coupon.title)
             .map_err(|_| FanoutError::BadReply("a title that is not a string"))?;
         let ends_at = now_ms().saturating_add(coupon.duration_s.saturating_mul(1_000));
+        // A tag is UTF-8: valid ids between ASCII control bytes.
+        let audience = coupon
+            .audience
+            .as_ref()
+            .map(Audience::tag)
+            .unwrap_or_default();
+        let audience = String::from_utf8_lossy(&audience);
         let op = RoomOp::CouponOpen {
             title: &title,
             stock: coupon.stock,
             per_user: coupon.per_user,
             ends_at,
+            audience: &audience,
         };
         let opened = reply::coupon_opened(self.publisher.room_op(room, &op).await?)?;
         let mut at = self.closes_due.entry(room.clone()).or_insert(ends_at);
@@ -524,10 +539,16 @@ impl Coupons for RedisFanout {
         &self,
         room: &RoomId,
         coupon: &InteractionId,
-        user: &str,
+        viewer: &Viewer,
         code: &str,
     ) -> Result<(), FanoutError> {
-        let op = RoomOp::Claim { coupon, user, code };
+        let tags: Vec<&str> = viewer.tags().collect();
+        let op = RoomOp::Claim {
+            coupon,
+            user: viewer.user(),
+            tags: &reply::wrapped_tags(&tags),
+            code,
+        };
         self.publisher.room_op(room, &op).await?;
         // The remaining count is published by the next tick, coalesced.
         self.votes_pending.insert(room.clone());
@@ -703,7 +724,7 @@ impl RedisFanout {
                 },
                 events: &events,
             };
-            if let Some(p) = reply::seats_put(self.publisher.room_op(room, &op).await?)? {
+            if let Some(p) = reply::put_if_unchanged(self.publisher.room_op(room, &op).await?)? {
                 self.seat_rooms.insert(room.clone());
                 return Ok(Some(p));
             }
@@ -732,6 +753,53 @@ impl RedisFanout {
                 tracing::warn!(%room, error = %e, "seats not swept");
             }
         }
+    }
+}
+
+#[async_trait]
+impl Settings for RedisFanout {
+    async fn update_settings(
+        &self,
+        room: &RoomId,
+        patch: &serde_json::Value,
+        defaults: &RoomSettings,
+    ) -> Result<(RoomSettings, Published), FanoutError> {
+        // Read, patch in Rust, write if nobody wrote since: settings change rarely.
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let read = self.publisher.room_op(room, &RoomOp::SettingsGet).await?;
+            let (version, current) = reply::settings(read)?;
+            let next = current
+                .as_ref()
+                .unwrap_or(defaults)
+                .patch(patch)
+                .map_err(|e| FanoutError::BadSettings(e.to_string()))?;
+            let rules = format!(
+                "{} {} {} {} {}",
+                u64::from(next.slow_mode_s) * 1_000,
+                next.min_level,
+                next.comments_per_s,
+                next.merge_after,
+                next.merge_window_ms
+            );
+            let op = RoomOp::SettingsPut {
+                version: &version,
+                settings: &next.encode(),
+                rules: &rules,
+                blocked: &reply::wrapped_words(&next.blocked_words),
+            };
+            if let Some(p) = reply::put_if_unchanged(self.publisher.room_op(room, &op).await?)? {
+                return Ok((next, p));
+            }
+        }
+        Err(FanoutError::Unavailable(format!(
+            "the room's settings changed under {ATTEMPTS} attempts in a row; try again"
+        )))
+    }
+
+    async fn settings(&self, room: &RoomId) -> Result<Option<RoomSettings>, FanoutError> {
+        let read = self.publisher.room_op(room, &RoomOp::SettingsGet).await?;
+        Ok(reply::settings(read)?.1)
     }
 }
 

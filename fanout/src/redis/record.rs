@@ -67,6 +67,15 @@ pub(crate) struct PollState<'a> {
 const BAD: FanoutError = FanoutError::BadReply("malformed event record");
 
 impl<'a> Record<'a> {
+    /// Whether the event is of a kind with a timed end (polls, coupons, keyword games,
+    /// quizzes, lotteries): a gateway that passes one on sweeps its room.
+    pub(crate) fn is_timed(&self) -> bool {
+        matches!(
+            self.kind,
+            "poll" | "coupon" | "keyword" | "quiz" | "lottery"
+        )
+    }
+
     /// Reads a record.
     ///
     /// # Errors

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use danmaku_protocol::data::PollSpec;
+use danmaku_protocol::settings::RoomSettings;
 use danmaku_protocol::{InteractionId, PollId, RoomId};
 use redis::Value;
 
@@ -23,19 +24,22 @@ pub(crate) enum RoomOp<'a> {
     Likes { delta: u64 },
     /// Sets (a JSON object) or clears the stage, and sequences it.
     Stage { stage: Option<&'a str> },
-    /// Opens a coupon (`title` already a JSON string).
+    /// Opens a coupon (`title` already a JSON string; `audience` its audience's tag,
+    /// "" for everyone).
     CouponOpen {
         title: &'a str,
         stock: u64,
         per_user: u32,
         ends_at: u64,
+        audience: &'a str,
     },
     /// Closes a coupon.
     CouponClose { coupon: &'a InteractionId },
-    /// Claims one of a coupon's stock.
+    /// Claims one of a coupon's stock (`tags` the claimer's, wrapped).
     Claim {
         coupon: &'a InteractionId,
         user: &'a str,
+        tags: &'a str,
         code: &'a str,
     },
     /// The coupons not closed.
@@ -75,6 +79,16 @@ pub(crate) enum RoomOp<'a> {
     XGet { id: &'a InteractionId },
     /// The open keyword games, quizzes and lotteries.
     Interactions,
+    /// The room's settings' version and JSON.
+    SettingsGet,
+    /// Writes the room's settings if still at `version` (with their comment `rules`
+    /// and `blocked` words as the comment op reads them), and sequences them.
+    SettingsPut {
+        version: &'a str,
+        settings: &'a str,
+        rules: &'a str,
+        blocked: &'a str,
+    },
     /// The co-host seats' version and state.
     SeatsGet,
     /// Writes the seats' state if still at `version`, and sequences `events`
@@ -131,6 +145,8 @@ impl RoomOp<'_> {
             Self::Enter { .. } => "enter",
             Self::XGet { .. } => "x_get",
             Self::Interactions => "interactions",
+            Self::SettingsGet => "settings_get",
+            Self::SettingsPut { .. } => "settings_put",
             Self::SeatsGet => "seats_get",
             Self::SeatsPut { .. } => "seats_put",
             Self::PollOpen { .. } => "poll_open",
@@ -164,19 +180,25 @@ impl RoomOp<'_> {
                 if let Some(c) = &e.ingress {
                     args.truncate(4);
                     args.push(String::new());
-                    let merging = c.merge_text.filter(|_| c.merge_after > 0);
-                    let hash = merging
+                    // The room's own settings may merge where the defaults do not.
+                    let hash = c
+                        .merge_text
                         .map_or_else(String::new, |t| crate::idempotency::fingerprint(e.kind, t));
                     let named = crate::memory::nameable(c.user);
+                    let d = c.defaults;
                     args.extend([
-                        c.per_s.to_string(),
+                        d.comments_per_s.to_string(),
                         hash,
-                        c.merge_after.to_string(),
-                        c.merge_window_ms.to_string(),
+                        d.merge_after.to_string(),
+                        d.merge_window_ms.to_string(),
                         if named { c.user } else { "" }.to_owned(),
                         c.merge_text.unwrap_or_default().to_owned(),
                         c.user.to_owned(),
                         wrapped_tags(c.tags),
+                        c.level.to_string(),
+                        (u64::from(d.slow_mode_s) * 1_000).to_string(),
+                        d.min_level.to_string(),
+                        wrapped_words(&d.blocked_words),
                     ]);
                 }
                 args
@@ -188,22 +210,38 @@ impl RoomOp<'_> {
                 stock,
                 per_user,
                 ends_at,
+                audience,
             } => vec![
                 (*title).to_owned(),
                 stock.to_string(),
                 per_user.to_string(),
                 ends_at.to_string(),
                 crate::MAX_OPEN_COUPONS.to_string(),
+                (*audience).to_owned(),
             ],
             Self::CouponClose { coupon } | Self::CouponGet { coupon } => {
                 vec![coupon.as_str().to_owned()]
             }
-            Self::Claim { coupon, user, code } => vec![
+            Self::Claim {
+                coupon,
+                user,
+                tags,
+                code,
+            } => vec![
                 coupon.as_str().to_owned(),
                 (*user).to_owned(),
                 (*code).to_owned(),
+                (*tags).to_owned(),
             ],
-            Self::Coupons | Self::Interactions | Self::SeatsGet => Vec::new(),
+            Self::Coupons | Self::Interactions | Self::SeatsGet | Self::SettingsGet => Vec::new(),
+            Self::SettingsPut {
+                version,
+                settings,
+                rules,
+                blocked,
+            } => [*version, *settings, *rules, *blocked]
+                .map(str::to_owned)
+                .to_vec(),
             Self::SeatsPut {
                 version,
                 state,
@@ -324,6 +362,7 @@ impl RoomOp<'_> {
                 | Self::XClose { .. }
                 | Self::XDrawn { .. }
                 | Self::SeatsPut { .. }
+                | Self::SettingsPut { .. }
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
@@ -362,6 +401,7 @@ impl RoomOp<'_> {
                 "DM_COUPON_CLOSED" => return FanoutError::CouponClosed(c),
                 "DM_SOLD_OUT" => return FanoutError::SoldOut(c),
                 "DM_ALREADY_CLAIMED" => return FanoutError::AlreadyClaimed(c),
+                "DM_NOT_FOR_YOU" => return FanoutError::NotEligible(c, crate::COUPON_FOR_OTHERS),
                 _ => {}
             }
         }
@@ -411,19 +451,27 @@ impl RoomOp<'_> {
             },
             (Some("DM_KEY_UNKNOWN"), _) => FanoutError::KeyUnknown,
             (Some("DM_ROOM_BUSY"), _) => {
-                match (self, e.detail().and_then(|d| d.trim().parse().ok())) {
-                    (
-                        Self::Event(NewEvent {
-                            ingress: Some(c), ..
-                        }),
-                        Some(retry_after_ms),
-                    ) => FanoutError::RoomBusy {
-                        per_s: c.per_s,
+                let mut detail = e.detail().unwrap_or_default().split_whitespace();
+                match (
+                    detail.next().and_then(|d| d.parse().ok()),
+                    detail.next().and_then(|d| d.parse().ok()),
+                ) {
+                    (Some(retry_after_ms), Some(per_s)) => FanoutError::RoomBusy {
+                        per_s,
                         retry_after_ms,
                     },
-                    _ => FanoutError::BadReply("DM_ROOM_BUSY without its wait"),
+                    _ => FanoutError::BadReply("DM_ROOM_BUSY without its wait and budget"),
                 }
             }
+            (Some("DM_SLOW_MODE"), _) => match e.detail().and_then(|d| d.trim().parse().ok()) {
+                Some(retry_after_ms) => FanoutError::SlowMode { retry_after_ms },
+                None => FanoutError::BadReply("DM_SLOW_MODE without its wait"),
+            },
+            (Some("DM_LEVEL"), _) => match e.detail().and_then(|d| d.trim().parse().ok()) {
+                Some(min) => FanoutError::LevelTooLow(min),
+                None => FanoutError::BadReply("DM_LEVEL without the minimum"),
+            },
+            (Some("DM_BLOCKED"), _) => FanoutError::Blocked,
             (Some("DM_BAD_OPTION"), Some(p)) => {
                 let option = match self {
                     Self::Vote { option, .. } => *option,
@@ -540,6 +588,7 @@ pub(crate) fn coupons(v: Value) -> Result<Vec<Bytes>, FanoutError> {
 pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
     let a = items(v)?;
     let state = Bytes::copy_from_slice(bytes(field(&a, 0)?)?);
+    let state = danmaku_protocol::audience::untagged(&state);
     let claims = a[1..]
         .iter()
         .map(|c| {
@@ -558,6 +607,26 @@ pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
         })
         .collect::<Result<_, FanoutError>>()?;
     Ok(CouponRecord { state, claims })
+}
+
+/// Blocked words as the room script matches them: `\x1f`-wrapped ("" for none).
+pub(crate) fn wrapped_words(words: &[String]) -> String {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    wrapped_tags(&words)
+}
+
+/// A setting's version and JSON from `settings_get`.
+pub(crate) fn settings(v: Value) -> Result<(String, Option<RoomSettings>), FanoutError> {
+    let a = items(v)?;
+    let version = text(field(&a, 0)?)?.to_owned();
+    let json = text(field(&a, 1)?)?;
+    if json.is_empty() {
+        return Ok((version, None));
+    }
+    let settings = RoomSettings::decode(json.as_bytes()).ok_or(FanoutError::BadReply(
+        "stored settings that are not settings",
+    ))?;
+    Ok((version, Some(settings)))
 }
 
 /// A viewer's tags as the room script matches them: `\x1f`-wrapped ("" for none).
@@ -666,6 +735,8 @@ pub(crate) struct View {
     pub(crate) stage: Option<Bytes>,
     /// The co-host seats' public state, once set.
     pub(crate) seats: Option<Bytes>,
+    /// The room's settings, once set.
+    pub(crate) settings: Option<Bytes>,
     pub(crate) events: Vec<Bytes>,
 }
 
@@ -691,9 +762,10 @@ pub(crate) fn seats(v: Value) -> Result<(String, Option<crate::seats::Seats>), F
     Ok((version, Some(seats)))
 }
 
-/// `seats_put`'s answer: `None` when the seats changed since the read (read again),
+/// A versioned write's answer (`seats_put`, `settings_put`): `None` when the state
+/// changed since the read (read again),
 /// else the first event's publish (`seq` 0 when there was none).
-pub(crate) fn seats_put(v: Value) -> Result<Option<Published>, FanoutError> {
+pub(crate) fn put_if_unchanged(v: Value) -> Result<Option<Published>, FanoutError> {
     let a = items(v)?;
     if number(field(&a, 2)?)? == 9 {
         return Ok(None);
@@ -711,7 +783,8 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         open_interactions: number(field(&a, 4)?)?,
         stage: present(field(&a, 5)?),
         seats: present(field(&a, 6)?),
-        events: events(room, a.get(7..).unwrap_or_default())?,
+        settings: present(field(&a, 7)?),
+        events: events(room, a.get(8..).unwrap_or_default())?,
     })
 }
 

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use danmaku_protocol::RoomId;
+use dashmap::DashSet;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
@@ -138,6 +139,9 @@ struct Task {
     /// room reads its position once. Bounded by the callers (one entry per join in
     /// flight); emptied when the read ends or the connection is replaced.
     waiting: HashMap<String, Vec<Ack>>,
+    /// Rooms whose events of a timed kind this task passed on: the store sweeps them,
+    /// so an interaction closes at its end even when the gateway that opened it is gone.
+    timed: Arc<DashSet<RoomId>>,
 }
 
 /// A watch whose position read finished: the room, its keys, and the position (or
@@ -172,6 +176,7 @@ impl Subscriber {
         config: RedisConfig,
         healthy: Arc<AtomicBool>,
         publisher: Publisher,
+        timed: Arc<DashSet<RoomId>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
@@ -196,6 +201,7 @@ impl Subscriber {
             probe_channel,
             waiting: HashMap::new(),
             publisher,
+            timed,
         };
         // Owned by the handle: the task ends when every sender (the store) is dropped.
         tokio::spawn(task.run(rx));
@@ -532,6 +538,7 @@ impl Task {
         if sub.cursor.step(seq, seq) != (Step::Write { skip: 0 }) {
             return;
         }
+        note_timed(&self.timed, &sub.room, &record);
         match record.encode(&sub.room) {
             Ok(frame) => {
                 sub.wrote(seq, payload);
@@ -572,7 +579,11 @@ impl Task {
             let Some(redis::Value::BulkString(record)) = entry.map.get("r") else {
                 break;
             };
-            let Ok(frame) = Record::parse(record).and_then(|r| r.encode(&sub.room)) else {
+            let parsed = Record::parse(record);
+            if let Ok(r) = &parsed {
+                note_timed(&self.timed, &sub.room, r);
+            }
+            let Ok(frame) = parsed.and_then(|r| r.encode(&sub.room)) else {
                 break; // unreadable: a reset below, never a silent gap
             };
             sub.wrote(seq, record);
@@ -741,6 +752,13 @@ impl Task {
 /// A fingerprint of an event's record, kept for the last event delivered in each room
 /// to tell whether the store still holds that event under its seq (a multiply-rotate
 /// hash over 8-byte words: in-process only, never stored).
+/// Adds `room` to the rooms to sweep when `record` is of a timed kind.
+fn note_timed(timed: &DashSet<RoomId>, room: &RoomId, record: &Record<'_>) {
+    if record.is_timed() && !timed.contains(room) {
+        timed.insert(room.clone());
+    }
+}
+
 fn print(record: &[u8]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
     let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);

@@ -300,6 +300,25 @@ settings! {
     #[arg(env = "DANMAKU_MERGE_WINDOW_MS")]
     merge_window_ms: u64 => millis(rooms.merge_window),
 
+    /// Rooms' default slow mode: a viewer comments at most once per this many seconds
+    /// (`slow_mode` otherwise); 0: off. A room's settings replace every room default.
+    #[arg(env = "DANMAKU_ROOM_SLOW_MODE_S")]
+    room_slow_mode_s: u32 => value(rooms.slow_mode_s),
+
+    /// Rooms' default minimum `level` claim to comment (`forbidden` below it).
+    #[arg(env = "DANMAKU_ROOM_MIN_LEVEL")]
+    room_min_level: i64 => value(rooms.min_level),
+
+    /// Comma-separated words rooms block by default: a viewer comment containing one
+    /// (compared NFKC and lower-cased, so full-width and mixed case too) gets
+    /// `blocked` and is not sequenced.
+    #[arg(env = "DANMAKU_ROOM_BLOCKED_WORDS", value_delimiter = ',')]
+    room_blocked_words: Vec<String> => custom(text = "none"),
+
+    /// Comma-separated tags whose viewers rooms' `entrance` events name one by one.
+    #[arg(env = "DANMAKU_ROOM_VIP_TAGS", value_delimiter = ',')]
+    room_vip_tags: Vec<String> => custom(text = "none"),
+
     /// Online counts (`presence`) are announced at most this often per room, in ms.
     #[arg(env = "DANMAKU_PRESENCE_INTERVAL_MS")]
     presence_interval_ms: u64 => millis(presence_interval),

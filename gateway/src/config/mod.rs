@@ -8,6 +8,7 @@ use std::time::Duration;
 use danmaku_fanout::memory::MemoryConfig;
 use danmaku_fanout::redis::RedisConfig;
 use danmaku_protocol::Limits;
+use danmaku_protocol::settings::{RoomSettings, SettingsError};
 
 #[cfg(test)]
 mod tests;
@@ -129,8 +130,9 @@ pub struct WsConfig {
     pub drain_after: Duration,
 }
 
-/// A room's ingress of viewer comments, the same for every room.
-#[derive(Debug, Clone, Copy)]
+/// The settings of a room that has none of its own (a settings call gives a room its
+/// own, starting from these).
+#[derive(Debug, Clone)]
 pub struct RoomDefaults {
     /// Viewer comments a room admits per second, on every gateway together (`room_busy`
     /// beyond; 0: no budget). Hosts, moderators and backends are never refused for it.
@@ -140,6 +142,35 @@ pub struct RoomDefaults {
     pub merge_after: u32,
     /// How long a merge window lasts from its first copy.
     pub merge_window: Duration,
+    /// A viewer comments at most once per this many seconds (0: off).
+    pub slow_mode_s: u32,
+    /// Viewers whose `level` claim is below it may not comment.
+    pub min_level: i64,
+    /// Words no viewer comment may contain (matched normalized).
+    pub blocked_words: Vec<String>,
+    /// Tags whose viewers `entrance` events name one by one.
+    pub vip_tags: Vec<String>,
+}
+
+impl RoomDefaults {
+    /// These defaults as room settings, checked and normalized.
+    ///
+    /// # Errors
+    /// The first setting out of its bounds.
+    pub fn settings(&self) -> Result<RoomSettings, SettingsError> {
+        let base = RoomSettings {
+            comments_per_s: self.comments_per_s,
+            merge_after: self.merge_after,
+            merge_window_ms: u64::try_from(self.merge_window.as_millis()).unwrap_or(u64::MAX),
+            ..RoomSettings::default()
+        };
+        base.patch(&serde_json::json!({
+            "slow_mode_s": self.slow_mode_s,
+            "min_level": self.min_level,
+            "blocked_words": self.blocked_words,
+            "vip_tags": self.vip_tags,
+        }))
+    }
 }
 
 impl Default for RoomDefaults {
@@ -148,6 +179,10 @@ impl Default for RoomDefaults {
             comments_per_s: 200,
             merge_after: 3,
             merge_window: Duration::from_secs(1),
+            slow_mode_s: 0,
+            min_level: 0,
+            blocked_words: Vec::new(),
+            vip_tags: Vec::new(),
         }
     }
 }

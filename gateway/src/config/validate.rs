@@ -85,6 +85,20 @@ impl Config {
             1_000_000,
         )?;
         within("merge-after", self.rooms.merge_after, 0, 1_000)?;
+        within("room-slow-mode-s", self.rooms.slow_mode_s, 0, 3_600)?;
+        within("room-min-level", self.rooms.min_level, 0, 1_000_000)?;
+        if let Err(e) = self.rooms.settings() {
+            let lists = [&self.rooms.blocked_words, &self.rooms.vip_tags];
+            return Err(ConfigError::Malformed {
+                setting: if e.to_string().contains("vip_tags") {
+                    "room-vip-tags"
+                } else {
+                    "room-blocked-words"
+                },
+                value: lists.map(|l| l.join(",")).join(" / "),
+                expected: "at most 500 blocked words of 1..=50 characters, at most 32 VIP tags of [a-z0-9_.:-]{1,32}",
+            });
+        }
         within(
             "merge-window-ms",
             millis(self.rooms.merge_window),

@@ -22,7 +22,7 @@ use crate::state::AppState;
 /// Kinds the gateway sequences itself; a backend cannot forge them.
 /// Kinds only the gateway sequences: a backend's event of one would pass for the room's
 /// own state.
-const RESERVED_KINDS: [&str; 13] = [
+const RESERVED_KINDS: [&str; 16] = [
     "likes",
     "poll",
     "stage",
@@ -36,6 +36,9 @@ const RESERVED_KINDS: [&str; 13] = [
     "cohost.invite",
     "cohost.accepted",
     "cohost.rejected",
+    "settings",
+    "retract",
+    "moderation",
 ];
 
 /// Most bytes of a stage object (the product, its label and times).
@@ -107,13 +110,7 @@ pub(super) async fn publish(
             )
         })?,
     };
-    let audience = match &body.audience {
-        None => None,
-        Some(a) => Some(
-            Audience::from_json(a)
-                .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
-        ),
-    };
+    let audience = audience(body.audience.as_ref())?;
     let event = NewEvent {
         kind: &kind,
         data: body.data.get(),
@@ -130,10 +127,28 @@ pub(super) async fn publish(
         Metrics::inc(&app.metrics.events_in);
     }
     let mut reply = serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq});
-    if let Some(a) = &audience {
-        reply["audience_online"] = app.fanout.hub().audience_online(&room, a).into();
-    }
+    add_audience_online(&mut reply, &app, &room, audience.as_ref());
     Ok((StatusCode::OK, Json(reply)).into_response())
+}
+
+/// A body's `audience`, checked.
+fn audience(raw: Option<&serde_json::Value>) -> Result<Option<Audience>, ApiError> {
+    raw.map(Audience::from_json)
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+}
+
+/// Adds `audience_online` to the reply of a targeted publication: the joined viewers
+/// on this gateway in the audience.
+fn add_audience_online(
+    reply: &mut serde_json::Value,
+    app: &AppState,
+    room: &RoomId,
+    audience: Option<&Audience>,
+) {
+    if let Some(a) = audience {
+        reply["audience_online"] = app.fanout.hub().audience_online(room, a).into();
+    }
 }
 
 #[derive(Deserialize)]
@@ -224,6 +239,8 @@ struct CouponBody {
     #[serde(default = "one")]
     per_user: u32,
     duration_s: u64,
+    /// Who may see and claim it.
+    audience: Option<serde_json::Value>,
 }
 
 fn one() -> u32 {
@@ -259,16 +276,18 @@ pub(super) async fn create_coupon(
     if !(1..=86_400).contains(&body.duration_s) {
         return Err(bad("`duration_s` must be 1..=86400".into()));
     }
+    let audience = audience(body.audience.as_ref())?;
     let new = danmaku_fanout::NewCoupon {
         title: body.title,
         stock: body.stock,
         per_user: body.per_user,
         duration_s: body.duration_s,
+        audience: audience.clone(),
     };
     let (coupon, p) = app.fanout.create_coupon(&room, new).await?;
-    Ok(Json(
-        serde_json::json!({"coupon": coupon.as_str(), "seq": p.seq}),
-    ))
+    let mut reply = serde_json::json!({"coupon": coupon.as_str(), "seq": p.seq});
+    add_audience_online(&mut reply, &app, &room, audience.as_ref());
+    Ok(Json(reply))
 }
 
 fn coupon_id(raw: &str) -> Result<InteractionId, ApiError> {

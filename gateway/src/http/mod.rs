@@ -5,6 +5,7 @@ mod api;
 mod body;
 pub mod error;
 mod interactions;
+mod moderation;
 
 use std::sync::Arc;
 
@@ -49,6 +50,10 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
             post(interactions::close),
         )
         .route("/v1/rooms/{room}/seats", put(interactions::set_seats))
+        .route(
+            "/v1/rooms/{room}/settings",
+            put(moderation::put_settings).get(moderation::get_settings),
+        )
         .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
         .route("/v1/rooms/{room}", get(api::room_info))
         .route("/v1/rooms/{room}/history", get(api::history))

@@ -104,7 +104,7 @@ impl Conn {
         };
         let replay = view.replay.take();
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = super::conn::snapshot(&room, view, online, &self.identity.viewer);
+        let snapshot = super::conn::snapshot(&self.ctx, &room, view, online, &self.identity.viewer);
         let joined = Joined {
             id,
             room: &room,
@@ -174,18 +174,17 @@ impl Conn {
         let kind = EventKind::comment();
         // A host's or moderator's words are high and never budgeted nor merged.
         let staff = self.identity.role != Role::Viewer;
-        let rooms = self.ctx.settings.rooms;
-        // The normalized text merges copies and counts in keyword games.
+        // The normalized text merges copies, counts in keyword games and is what
+        // blocked words are matched against.
         let normalized = (!staff).then(|| merge_text(text));
         let tags: Vec<&str> = self.identity.viewer.tags().collect();
         let event = NewEvent {
             priority: Priority::of_viewer(&kind, staff),
             ingress: (!staff).then(|| Ingress {
-                per_s: rooms.comments_per_s,
+                defaults: &self.ctx.settings.rooms,
+                level: self.identity.level,
                 user: &self.identity.user,
                 merge_text: normalized.as_deref().filter(|t| !t.is_empty()),
-                merge_after: rooms.merge_after,
-                merge_window_ms: u64::try_from(rooms.merge_window.as_millis()).unwrap_or(u64::MAX),
                 tags: &tags,
             }),
             ..NewEvent::new(&kind, &data)
@@ -266,12 +265,8 @@ impl Conn {
             return;
         }
         let code = claim_code();
-        match self
-            .ctx
-            .fanout
-            .claim(room, coupon, &self.identity.user, &code)
-            .await
-        {
+        let viewer = &self.identity.viewer;
+        match self.ctx.fanout.claim(room, coupon, viewer, &code).await {
             Ok(()) => {
                 let ack = ServerFrame::Ack {
                     id,
@@ -397,7 +392,7 @@ impl Conn {
     }
 
     fn fanout_error(&mut self, id: u64, e: &FanoutError) {
-        self.error(Some(id), e.code(), &e.to_string(), None);
+        self.error(Some(id), e.code(), &e.to_string(), e.retry_after_ms());
     }
 
     fn room_index(&self, room: &RoomId) -> Option<usize> {

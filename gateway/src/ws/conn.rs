@@ -480,7 +480,7 @@ impl Conn {
                 .await
                 .map_err(|_| Exit::Close(CloseCode::InternalError))?;
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = snapshot(&room, view, online, &self.identity.viewer);
+        let snapshot = snapshot(&self.ctx, &room, view, online, &self.identity.viewer);
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
         self.rooms[idx].skips.forget();
@@ -630,20 +630,46 @@ pub(super) async fn view_and_online(
 }
 
 /// A room's snapshot from its view, as `viewer` sees it (targeted events for others
-/// are `skipped` markers), with the online count of every gateway.
-pub(super) fn snapshot(room: &RoomId, view: RoomView, online: u64, viewer: &Viewer) -> Snapshot {
+/// are `skipped` markers), with the online count of every gateway; the settings are
+/// the room's own or, when it has none, this gateway's defaults.
+pub(super) fn snapshot(
+    ctx: &ConnContext,
+    room: &RoomId,
+    view: RoomView,
+    online: u64,
+    viewer: &Viewer,
+) -> Snapshot {
     Snapshot {
         recent: recent_for(room, view.recent, viewer),
         likes: view.likes,
         online,
         polls: view.polls,
         stage: view.stage,
-        coupons: view.coupons,
+        coupons: visible(view.coupons, viewer),
         keywords: view.keywords,
         quizzes: view.quizzes,
         lotteries: view.lotteries,
         seats: view.seats,
+        settings: Some(
+            view.settings
+                .unwrap_or_else(|| ctx.settings.rooms_json.clone()),
+        ),
     }
+}
+
+/// The states (coupons) among `states` that `viewer` may see: untargeted ones, and
+/// targeted ones whose audience holds it, without their tag.
+fn visible(states: Vec<Bytes>, viewer: &Viewer) -> Vec<Bytes> {
+    if !states.iter().any(|s| is_targeted(s)) {
+        return states;
+    }
+    let shown = states
+        .into_iter()
+        .filter_map(|s| match Targeted::split(&s) {
+            None => Some(s),
+            Some(t) => t.includes(viewer).then_some(t.event),
+        });
+    shown.collect()
 }
 
 /// A room's recent events as `viewer` may see them: a targeted event outside its

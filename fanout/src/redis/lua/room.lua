@@ -25,7 +25,7 @@
 --   <tag>:x: prefix of the keyword games', quizzes' and lotteries' keys (below)
 --   <tag>:c  the channel every record is published on
 -- ARGV[1] op: event | comment | likes | stage | coupon_open | coupon_close | claim |
---          coupons | coupon_get | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
+--          coupons | coupon_get | settings_get | settings_put | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
 --          interactions | poll_open | poll_close | vote | poll_flush | merge_flush |
 --          online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
@@ -53,13 +53,15 @@ local op, now, window = ARGV[1], ARGV[2], ARGV[4]
 -- The room's epoch and the refresh window of its last TTL refresh (read once per call).
 local known_epoch, refreshed_in
 
--- (and `matchers`: how many open interactions count comments, "0" or nil for none)
-local matchers
+-- (and `matchers`: how many open interactions count comments, "0" or nil for none;
+-- `rules` and `blocked`: the room's comment rules and blocked words once its settings
+-- were set, see op settings_put)
+local matchers, rules, blocked
 
 local function read_meta()
   if known_epoch == nil then
-    local m = redis.call("HMGET", meta, "epoch", "ttl_win", "kw")
-    known_epoch, refreshed_in, matchers = m[1], m[2], m[3]
+    local m = redis.call("HMGET", meta, "epoch", "ttl_win", "kw", "rules", "bw")
+    known_epoch, refreshed_in, matchers, rules, blocked = m[1], m[2], m[3], m[4], m[5]
   end
   return known_epoch
 end
@@ -72,7 +74,7 @@ local function room_epoch()
     redis.call("DEL", stream, polls .. "open", polls .. "dirty", tag .. ":x:open",
       tag .. ":x:dirty", tag .. ":x:kw", tag .. ":x:drawing")
     redis.call("HSET", meta, "epoch", epoch, "seq", 0, "likes", 0, "polls", 0)
-    known_epoch, refreshed_in, matchers = epoch, nil, nil
+    known_epoch, refreshed_in, matchers, rules, blocked = epoch, nil, nil, nil, nil
   end
   return epoch
 end
@@ -157,21 +159,34 @@ local function poll_body(id)
 end
 
 -- Coupons: <tag>:k:<id> hash {title (a JSON string made by Rust), stock, remaining,
--- per_user, ends, open}; <tag>:k:u:<id> claims per user; <tag>:k:c:<id> the claims
+-- per_user, ends, open, aud (its audience's tag, "" for everyone)}; <tag>:k:u:<id> claims per user; <tag>:k:c:<id> the claims
 -- ("<user>\t<code>\t<ms>"), at most `stock`; <tag>:k:open and <tag>:k:dirty sets.
 local coupons = tag .. ":k:"
 
 -- The coupon's state as the JSON `data` of a `coupon` event (as Rust's CouponDoc),
--- or nil when there is no such coupon.
+-- behind its audience's tag when it has one; nil when there is no such coupon.
 local function coupon_body(id)
   local c = redis.call("HMGET", coupons .. id, "open", "remaining", "title", "stock",
-    "per_user", "ends")
+    "per_user", "ends", "aud")
   if not c[1] then return nil end
   local state = "open"
   if c[1] ~= "1" then state = "closed" elseif c[2] == "0" then state = "sold_out" end
-  return '{"coupon":"' .. id .. '","state":"' .. state .. '","title":' .. c[3] ..
+  return (c[7] or "") .. '{"coupon":"' .. id .. '","state":"' .. state .. '","title":' .. c[3] ..
     ',"stock":' .. c[4] .. ',"remaining":' .. c[2] .. ',"per_user":' .. c[5] ..
     ',"ends_at":' .. c[6] .. '}'
+end
+
+-- Whether the viewer `user` with `have` ("\31"-wrapped tags) is in the audience whose
+-- tag is `aud` ("\1" kind "\31" item "\31" … "\2", as Rust's audience module makes it).
+local function in_audience(aud, user, have)
+  local kind, items = string.sub(aud, 2, 2), string.sub(aud, 3, -2)
+  if kind == "u" then return string.find(items, "\31" .. user .. "\31", 1, true) ~= nil end
+  for t in string.gmatch(items, "[^\31]+") do
+    local has = string.find(have, "\31" .. t .. "\31", 1, true) ~= nil
+    if kind == "t" and has then return true end
+    if kind == "a" and not has then return false end
+  end
+  return kind == "a"
 end
 
 local function expire_coupon(id, ends)
@@ -308,6 +323,23 @@ local function x_comment()
   return changed
 end
 
+-- A versioned document of the room (meta field `name`, its version `<name>_v`): its
+-- {version, JSON ("" when never written)}.
+local function doc_read(name)
+  local m = redis.call("HMGET", meta, name .. "_v", name)
+  return {m[1] or "0", m[2] or ""}
+end
+
+-- Writes document `name` if it is still at `version` (nobody wrote since that read);
+-- returns whether it did.
+local function doc_write(name, version, json)
+  room_epoch()
+  local v = redis.call("HGET", meta, name .. "_v") or "0"
+  if v ~= version then return false end
+  redis.call("HSET", meta, name, json, name .. "_v", tonumber(v) + 1)
+  return true
+end
+
 -- The states (`body` of each id) of the interactions in `set` that still exist.
 local function bodies(set, body)
   local out = {}
@@ -354,13 +386,44 @@ if op == "comment" then
   -- ARGV[11] the hash of its normalized text ("": it never merges)
   -- ARGV[12] merge_after   ARGV[13] the merge window (ms)
   -- ARGV[14] the sender ("": not named)   ARGV[15] the normalized text
+  -- ARGV[16] the sender   ARGV[17] its tags   ARGV[18] its level
+  -- ARGV[19] slow mode (ms, "0": off)   ARGV[20] the minimum level
+  -- ARGV[21] blocked words, "\31"-wrapped ("" for none)
+  -- ARGV[10], [12], [13] and [19..21] are the gateway's defaults: a room whose settings
+  -- were set has its own (meta rules and bw), which replace them all.
+  -- The rules refuse first, spending nothing: a level below the minimum (DM_LEVEL
+  -- <min>), a blocked word in the normalized text (DM_BLOCKED), a comment within the
+  -- sender's slow mode (DM_SLOW_MODE <ms left>). An admitted comment (merged or
+  -- sequenced) starts the sender's slow mode.
+  read_meta()
+  local slow, min_level, words = ARGV[19], ARGV[20], ARGV[21]
+  if rules then
+    local s, l, cps, ma, mw = string.match(rules, "^(%d+) (%d+) (%d+) (%d+) (%d+)$")
+    if not s then return {err = "DM_BAD_RULES"} end
+    slow, min_level, words = s, l, blocked or ""
+    ARGV[10], ARGV[12], ARGV[13] = cps, ma, mw
+  end
+  if min_level ~= "0" and tonumber(ARGV[18]) < tonumber(min_level) then
+    return redis.error_reply("DM_LEVEL " .. min_level)
+  end
+  if words ~= "" and ARGV[15] ~= "" then
+    for w in string.gmatch(words, "[^\31]+") do
+      if string.find(ARGV[15], w, 1, true) then return {err = "DM_BLOCKED"} end
+    end
+  end
+  local slow_key
+  if slow ~= "0" then
+    slow_key = tag .. ":sl:" .. ARGV[16]
+    local left = redis.call("PTTL", slow_key)
+    if left > 0 then return redis.error_reply("DM_SLOW_MODE " .. left) end
+  end
   -- A copy beyond merge_after within its text's window is counted, not sequenced:
   -- {"", <when the window ends>, 2}. A copy after the window first sequences the
   -- merged copies of the window that ended. Merged copies spend no budget; a comment
   -- beyond the budget of this second (Redis TIME, the same clock for every gateway)
   -- is refused with DM_ROOM_BUSY <ms to the next second>.
   local h = ARGV[11]
-  if h ~= "" then
+  if h ~= "" and ARGV[12] ~= "0" then
     local gk, gm = tag .. ":g:" .. h, tag .. ":gm:" .. h
     local n = redis.call("GET", gk)
     if n and tonumber(n) >= tonumber(ARGV[12]) then
@@ -385,6 +448,7 @@ if op == "comment" then
       end
       local counted = x_comment() and 1 or 0
       refresh()
+      if slow_key then redis.call("SET", slow_key, "1", "PX", slow) end
       return {"", due, 2, counted}
     end
     if not n and redis.call("EXISTS", gm) == 1 then flush_merge(h) end
@@ -396,9 +460,11 @@ if op == "comment" then
     local spent = redis.call("INCR", bk)
     if spent == 1 then redis.call("PEXPIRE", bk, 2000) end
     if spent > tonumber(ARGV[10]) then
-      return redis.error_reply("DM_ROOM_BUSY " .. (1000 - math.floor(tonumber(t[2]) / 1000)))
+      return redis.error_reply("DM_ROOM_BUSY " .. (1000 - math.floor(tonumber(t[2]) / 1000))
+        .. " " .. ARGV[10])
     end
   end
+  if slow_key then redis.call("SET", slow_key, "1", "PX", slow) end
   comment_counted = x_comment()
   op = "event"
 end
@@ -470,7 +536,7 @@ elseif op == "poll_open" then
   table.insert(result, id)
 elseif op == "coupon_open" then
   -- ARGV[5] title (a JSON string)   ARGV[6] stock   ARGV[7] per user   ARGV[8] ends_at
-  -- ARGV[9] most coupons open in a room
+  -- ARGV[9] most coupons open in a room   ARGV[10] its audience's tag ("" for everyone)
   room_epoch()
   if redis.call("SCARD", coupons .. "open") >= tonumber(ARGV[9]) then
     return {err = "DM_TOO_MANY_COUPONS"}
@@ -478,7 +544,7 @@ elseif op == "coupon_open" then
   local id = "c-" .. redis.call("HINCRBY", meta, "coupons", 1)
   redis.call("DEL", coupons .. id, coupons .. "u:" .. id, coupons .. "c:" .. id)
   redis.call("HSET", coupons .. id, "title", ARGV[5], "stock", ARGV[6], "remaining", ARGV[6],
-    "per_user", ARGV[7], "ends", ARGV[8], "open", 1)
+    "per_user", ARGV[7], "ends", ARGV[8], "open", 1, "aud", ARGV[10])
   redis.call("SADD", coupons .. "open", id)
   expire_coupon(id, ARGV[8])
   result = sequence("coupon:dh", coupon_body(id))
@@ -494,11 +560,15 @@ elseif op == "coupon_close" then
   result = sequence("coupon:dh", coupon_body(id))
 elseif op == "claim" then
   -- ARGV[5] coupon id   ARGV[6] user   ARGV[7] the claim's code
+  -- ARGV[8] the user's tags, "\31"-wrapped
   -- Exactly `stock` claims succeed: the checks and the decrement are one script.
   local id = ARGV[5]
-  local c = redis.call("HMGET", coupons .. id, "open", "ends", "remaining", "per_user")
+  local c = redis.call("HMGET", coupons .. id, "open", "ends", "remaining", "per_user", "aud")
   if not c[1] then return {err = "DM_UNKNOWN_COUPON"} end
   if c[1] ~= "1" or tonumber(c[2]) <= tonumber(now) then return {err = "DM_COUPON_CLOSED"} end
+  if c[5] and c[5] ~= "" and not in_audience(c[5], ARGV[6], ARGV[8]) then
+    return {err = "DM_NOT_FOR_YOU"}
+  end
   if tonumber(c[3]) <= 0 then return {err = "DM_SOLD_OUT"} end
   local held = tonumber(redis.call("HGET", coupons .. "u:" .. id, ARGV[6]) or "0")
   if held >= tonumber(c[4]) then return {err = "DM_ALREADY_CLAIMED"} end
@@ -635,20 +705,28 @@ elseif op == "x_get" then
 elseif op == "interactions" then
   -- The open keyword games, quizzes and lotteries, as event data.
   return bodies(xs .. "open", x_body)
+elseif op == "settings_get" then
+  -- The room's settings: {version, settings JSON ("" when never set)}.
+  return doc_read("settings")
+elseif op == "settings_put" then
+  -- ARGV[5] the version read by settings_get   ARGV[6] the new settings (JSON made by
+  -- Rust)   ARGV[7] their comment rules "<slow ms> <min level> <comments/s>
+  -- <merge after> <merge window ms>"   ARGV[8] their blocked words, "\31"-wrapped.
+  -- Written and sequenced only if nobody wrote since the read: {"", 0, 9} tells the
+  -- caller to read and apply its patch again.
+  if not doc_write("settings", ARGV[5], ARGV[6]) then return {"", 0, 9} end
+  redis.call("HSET", meta, "rules", ARGV[7], "bw", ARGV[8])
+  result = sequence("settings:dh", ARGV[6])
 elseif op == "seats_get" then
   -- The co-host seats: {version, state JSON ("" when none)}.
-  local m = redis.call("HMGET", meta, "seats_v", "seats")
-  return {m[1] or "0", m[2] or ""}
+  return doc_read("seats")
 elseif op == "seats_put" then
   -- ARGV[5] the version read by seats_get   ARGV[6] the new state (JSON made by Rust)
   -- ARGV[7] its public `seats` data ("" when unchanged)   ARGV[8..] the events of the
   -- move, each "<kind>:dh" and its body (an audience tag and data, or data).
   -- Written only if nobody wrote since the read: {"", 0, 9} tells the caller to read
   -- and apply its move again. The public state is what joins read (meta seats_doc).
-  room_epoch()
-  local v = redis.call("HGET", meta, "seats_v") or "0"
-  if v ~= ARGV[5] then return {"", 0, 9} end
-  redis.call("HSET", meta, "seats", ARGV[6], "seats_v", tonumber(v) + 1)
+  if not doc_write("seats", ARGV[5], ARGV[6]) then return {"", 0, 9} end
   if ARGV[7] ~= "" then redis.call("HSET", meta, "seats_doc", ARGV[7]) end
   result = {"", 0, 0}
   for i = 8, #ARGV - 1, 2 do
