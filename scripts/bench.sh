@@ -99,6 +99,11 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis-coupon-storm"; then
   wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=""
 fi
+# A moderation storm: a backend retracting 5 events a second while 5,000 viewers
+# receive, beside the same room without it.
+MOD="--viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --threads 2"
+run moderation-calm-5k 1 fanout $MOD
+run moderation-storm-5k 1 fanout $MOD --retract-rate 5
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3

@@ -273,6 +273,22 @@ impl Hub {
         }
     }
 
+    /// Changes who `conn` watches `room` as (its variant of the room's experiment,
+    /// known once the join read the room).
+    pub fn set_viewer(&self, room: &RoomId, conn: ConnKey, viewer: Arc<Viewer>) {
+        let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
+            return;
+        };
+        let lanes = local.lanes.lock();
+        for lane in &lanes.lanes {
+            let mut subs = lane.subscribers.lock();
+            if let Some(s) = subs.iter_mut().find(|s| s.conn == conn) {
+                s.viewer = Some(viewer);
+                return;
+            }
+        }
+    }
+
     /// Removes `conn` from `room`'s subscribers; forgets the room when it is empty.
     pub fn unsubscribe(&self, room: &RoomId, conn: ConnKey) {
         let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
@@ -386,6 +402,25 @@ impl Hub {
         }
         let costly = Duration::from_secs_f64(HOT_EVENTS as f64 * viewers as f64 / self.hot_writes);
         busy.min(costly)
+    }
+
+    /// Tells every connection of `user` in `room` on this process `control` (after
+    /// what is queued for it); returns how many there were.
+    pub fn control(&self, room: &RoomId, user: &str, control: crate::mailbox::Control) -> usize {
+        let Some(local) = self.rooms.get(room).map(|r| r.clone()) else {
+            return 0;
+        };
+        let lanes = local.lanes.lock();
+        let mut n = 0;
+        for lane in &lanes.lanes {
+            for s in lane.subscribers.lock().iter() {
+                if s.viewer.as_deref().is_some_and(|v| v.user() == user) {
+                    s.mailbox.control(local.key, control);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Viewers of `room` on this process who are in `audience`.

@@ -39,6 +39,7 @@ pub mod idempotency;
 pub mod interaction;
 pub mod mailbox;
 pub mod memory;
+pub mod moderation;
 pub mod position;
 pub mod redis;
 pub mod seats;
@@ -48,7 +49,9 @@ mod time;
 
 pub use heat::Heat;
 pub use hub::{ConnKey, Hub};
-pub use mailbox::{Delivery, Mailbox, MailboxReceiver, RoomKey, Sink, mailbox, mailbox_with_sink};
+pub use mailbox::{
+    Control, Delivery, Mailbox, MailboxReceiver, RoomKey, Sink, mailbox, mailbox_with_sink,
+};
 pub use time::now_ms;
 
 /// The most distinct comment texts a room tracks for merging at once; a new text beyond
@@ -372,6 +375,21 @@ pub enum FanoutError {
     /// The sender's level is below the room's `min_level`.
     #[error("this room takes comments from level {0} up")]
     LevelTooLow(i64),
+    /// The user is muted in the room (`None`: for good).
+    #[error("you are muted in this room{}", .retry_after_ms.map_or_else(|| " for good".to_owned(), |ms| format!(" for {ms} ms more")))]
+    Muted {
+        /// How long the mute lasts still.
+        retry_after_ms: Option<u64>,
+    },
+    /// The room holds as many mutes or bans as it may.
+    #[error("a room holds at most {MAX_MODERATED} mutes and as many bans")]
+    TooManyModerated,
+    /// `retract` of a seq the room has not given yet.
+    #[error("the room has no event {seq} yet")]
+    NoSuchSeq {
+        /// The seq asked for.
+        seq: u64,
+    },
     /// A settings update that is not one (the text says why).
     #[error("{0}")]
     BadSettings(String),
@@ -687,6 +705,113 @@ pub trait CoHosts: Send + Sync {
     ) -> Result<(), FanoutError>;
 }
 
+/// Most mutes (and, apart, bans) one room holds; beyond, expired ones are forgotten,
+/// and if none is, the action is refused.
+pub const MAX_MODERATED: usize = 10_000;
+/// Moderation actions a room's audit list keeps (the oldest go first).
+pub const MAX_MODERATION_LOG: usize = 1_000;
+/// Retracted seqs a room remembers (its history holds at most as many events).
+pub const MAX_RETRACTED: usize = 1_000;
+
+/// A user's standing in a room: until when (Unix ms, `u64::MAX` for good) it is muted
+/// or banned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Until when its comments, likes and votes are refused.
+    pub muted_until: Option<u64>,
+    /// Until when its joins are refused.
+    pub banned_until: Option<u64>,
+}
+
+/// Users one room's seen record holds (beyond, a user not in it is welcomed as new and
+/// not recorded).
+pub const MAX_SEEN: usize = 100_000;
+/// Names an `entrance` event lists.
+pub const ENTRANCE_NAMES: usize = 5;
+/// VIPs an `entrance` event names (more are counted).
+pub const ENTRANCE_VIPS: usize = 20;
+/// The least time between two `entrance` events of a room, in ms.
+pub const ENTRANCE_EVERY_MS: u64 = 1_000;
+
+/// A viewer joining a room, as its seen record and its entrances know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arriving<'a> {
+    /// Its user id.
+    pub user: &'a str,
+    /// Its display name.
+    pub name: &'a str,
+    /// Its tags (a VIP has one of the room's `vip_tags`).
+    pub tags: &'a [&'a str],
+    /// Today, in UTC days since the Unix epoch, by the gateway's clock.
+    pub today: u64,
+    /// Whether it counts in entrances (anonymous viewers do not).
+    pub counted: bool,
+    /// The settings of a room that has none of its own (for its `vip_tags`).
+    pub defaults: &'a RoomSettings,
+}
+
+/// What the store knows of a viewer joining a room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Arrival {
+    /// Its mute and ban.
+    pub standing: Standing,
+    /// Whether it was seen in the room within 30 days before.
+    pub returning: bool,
+    /// The distinct UTC days it joined the room on, today included.
+    pub visits: u64,
+    /// The room's welcome templates, if any.
+    pub welcome: Option<danmaku_protocol::welcome::Welcome>,
+}
+
+/// Joins: each viewer's seen record (for its welcome) and the room's aggregated
+/// `entrance` events.
+#[async_trait]
+pub trait Arrivals: Send + Sync {
+    /// Sets the room's welcome templates (replacing the ones before).
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn set_welcome(
+        &self,
+        room: &RoomId,
+        welcome: &danmaku_protocol::welcome::Welcome,
+    ) -> Result<(), FanoutError>;
+
+    /// Records a join: the user's visit in the room's seen record (exact on every
+    /// gateway) and, unless it is banned, its entrance, told in the room's next
+    /// `entrance` event (at most one a second, [`ENTRANCE_EVERY_MS`]).
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn arrive(&self, room: &RoomId, who: &Arriving<'_>) -> Result<Arrival, FanoutError>;
+}
+
+/// Moderation: mutes, bans and retractions, exact on every gateway.
+#[async_trait]
+pub trait Moderate: Send + Sync {
+    /// Applies `m` (by `by`: a user id, or `backend`), records it in the room's audit
+    /// list and sequences its event: a `retract` (`{"seq"}`, for everyone) or a
+    /// `moderation` event ([`moderation::doc`]) for the room's staff alone. A ban takes
+    /// the user's connections out of the room on every gateway; a mute reaches its
+    /// connections too (their likes are refused at once).
+    ///
+    /// # Errors
+    /// [`FanoutError::TooManyModerated`], [`FanoutError::NoSuchSeq`], and as
+    /// [`Rooms::publish`].
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        m: &danmaku_protocol::moderation::Moderation,
+        by: &str,
+    ) -> Result<Published, FanoutError>;
+
+    /// The room's audit list, oldest first: each a [`moderation::doc`].
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn moderation_log(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError>;
+}
+
 /// A room's settings, changed live by its hosts and backends and enforced by the store
 /// on every viewer comment (see [`Ingress`]).
 #[async_trait]
@@ -712,7 +837,9 @@ pub trait Settings: Send + Sync {
 }
 
 /// A store the gateway runs on.
-pub trait Fanout: Rooms + Polls + Coupons + Interactions + CoHosts + Settings {
+pub trait Fanout:
+    Rooms + Polls + Coupons + Interactions + CoHosts + Settings + Moderate + Arrivals
+{
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;
 
@@ -739,6 +866,7 @@ impl FanoutError {
             Self::RoomBusy { retry_after_ms, .. } | Self::SlowMode { retry_after_ms } => {
                 Some(*retry_after_ms)
             }
+            Self::Muted { retry_after_ms } => *retry_after_ms,
             _ => None,
         }
     }
@@ -783,7 +911,10 @@ impl FanoutError {
             Self::SlowMode { .. } => ErrorCode::SlowMode,
             Self::Blocked => ErrorCode::Blocked,
             Self::LevelTooLow(_) => ErrorCode::Forbidden,
-            Self::BadSettings(_) => ErrorCode::BadRequest,
+            Self::BadSettings(_) | Self::TooManyModerated | Self::NoSuchSeq { .. } => {
+                ErrorCode::BadRequest
+            }
+            Self::Muted { .. } => ErrorCode::Muted,
             Self::BadReply(_) => ErrorCode::Internal,
         }
     }

@@ -48,6 +48,20 @@ struct Queue {
     bytes: usize,
     /// Rooms whose sequenced deliveries were dropped since the owner last looked.
     overflowed: Vec<RoomKey>,
+    /// What moderation told the owner, per room (the latest of each room; a kick
+    /// stays). At most one entry per room the connection holds.
+    controls: Vec<(RoomKey, Control)>,
+}
+
+/// What moderation tells a connection about its user in one room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Banned: the connection leaves the room. Nothing more of the room is delivered.
+    Kick,
+    /// Muted until this time (Unix ms; `u64::MAX` for good).
+    Mute(u64),
+    /// A mute was lifted.
+    Unmute,
 }
 
 /// Where a connection can take a delivery at once, bypassing its queue (the gateway
@@ -147,6 +161,9 @@ impl Mailbox {
             return Delivered::Closed;
         }
         let mut q = self.shared.queue.lock();
+        if q.controls.contains(&(delivery.room, Control::Kick)) {
+            return Delivered::Dropped; // banned: the owner is leaving the room
+        }
         if delivery.seq != 0 && q.overflowed.contains(&delivery.room) {
             // The room lost a delivery: it takes none until the owner took the mark and
             // caught up, so nothing queued can overtake what was lost (a reset above all).
@@ -185,6 +202,19 @@ impl Mailbox {
         self.shared.queue.lock().bytes
     }
 
+    /// Tells the owner `control` about `room`; it takes effect after what is queued.
+    /// A kick drops every later delivery of the room.
+    pub fn control(&self, room: RoomKey, control: Control) {
+        let mut q = self.shared.queue.lock();
+        match q.controls.iter_mut().find(|(r, _)| *r == room) {
+            Some((_, Control::Kick)) => {}
+            Some((_, c)) => *c = control,
+            None => q.controls.push((room, control)),
+        }
+        drop(q);
+        self.shared.ready.notify_one();
+    }
+
     /// Records that deliveries of `room` were dropped before reaching this mailbox
     /// (a full lane): the owner catches the room up from history.
     pub fn overflow(&self, room: RoomKey) {
@@ -209,7 +239,11 @@ impl MailboxReceiver {
     pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
         loop {
             let n = self.try_recv_many(buf, limit);
-            if n > 0 || !self.shared.queue.lock().overflowed.is_empty() {
+            let told = {
+                let q = self.shared.queue.lock();
+                !q.overflowed.is_empty() || !q.controls.is_empty()
+            };
+            if n > 0 || told {
                 return n;
             }
             // A delivery between the check and this await leaves a permit: no lost wake-up.
@@ -260,12 +294,33 @@ impl MailboxReceiver {
     /// rooms without an event slipping past in between.
     pub fn when_idle(&self, f: impl FnOnce()) -> bool {
         let q = self.shared.queue.lock();
-        if !q.items.is_empty() || !q.overflowed.is_empty() {
+        if !q.items.is_empty() || !q.overflowed.is_empty() || !q.controls.is_empty() {
             return false;
         }
         f();
         drop(q);
         true
+    }
+
+    /// Takes what moderation told about rooms none of whose deliveries is still
+    /// queued (those came before it, in the room's order).
+    pub fn take_controls(&self) -> Vec<(RoomKey, Control)> {
+        let mut q = self.shared.queue.lock();
+        if q.controls.is_empty() {
+            return Vec::new();
+        }
+        let Queue {
+            items, controls, ..
+        } = &mut *q;
+        let mut ready = Vec::new();
+        controls.retain(|(room, c)| {
+            let queued = items.iter().any(|d| d.room == *room);
+            if !queued {
+                ready.push((*room, *c));
+            }
+            queued
+        });
+        ready
     }
 
     /// Takes the rooms that overflowed since the last call and whose queued deliveries

@@ -287,6 +287,10 @@ impl Auth {
             // can name this tag, which is not a valid one.
             tags.push(audience::HOSTS.to_owned());
         }
+        if role != Role::Viewer {
+            // Hosts and moderators: the audience of the room's moderation as it happens.
+            tags.push(audience::STAFF.to_owned());
+        }
         if claims.cohort.as_ref().is_some_and(|c| c.len() > 64) {
             return Err(AuthError::Cohort);
         }

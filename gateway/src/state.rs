@@ -62,6 +62,9 @@ pub struct ConnContext {
     /// only then is a viewer's own stream coalesced (see [`crate::ws`]).
     pub write_pressure: Arc<AtomicBool>,
     next_conn: AtomicU64,
+    /// Added to the clock the seen record counts days by (`DANMAKU_CLOCK_OFFSET_MS`, for
+    /// tests that join on several days; 0 otherwise).
+    clock_offset_ms: i64,
 }
 
 /// Sends every connection open at the moment to another gateway (`reconnect`, then
@@ -111,6 +114,12 @@ pub struct ConnSettings {
 }
 
 impl ConnContext {
+    /// Today, in UTC days since the Unix epoch, by this gateway's clock.
+    pub fn today(&self) -> u64 {
+        let now = i64::try_from(danmaku_fanout::now_ms()).unwrap_or(i64::MAX);
+        u64::try_from(now.saturating_add(self.clock_offset_ms) / 86_400_000).unwrap_or(0)
+    }
+
     /// The context of connections of a gateway configured by `config`.
     pub fn new(
         config: &Config,
@@ -138,6 +147,10 @@ impl ConnContext {
             backlogs: Arc::default(),
             write_pressure: Arc::new(AtomicBool::new(config.ws.coalesce_writes_per_s == 0)),
             next_conn: AtomicU64::new(0),
+            clock_offset_ms: std::env::var("DANMAKU_CLOCK_OFFSET_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
 

@@ -177,6 +177,7 @@ pub(crate) mod tests {
             adaptive_fraction: 0.0,
             adaptive_max_rate: 20,
             high_share: 1.0,
+            retract_rate: 0.0,
         }
     }
 

@@ -25,6 +25,17 @@ struct PollCreated {
     poll: String,
 }
 
+/// The `seq` of a publish's answer (`{"room","epoch","seq"}`).
+pub fn seq_of(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Sequenced {
+        seq: u64,
+    }
+    serde_json::from_slice::<Sequenced>(body)
+        .ok()
+        .map(|s| s.seq)
+}
+
 /// An API error's body: `{"error":{"code","message"}}`.
 #[derive(Deserialize)]
 struct ApiErrorBody {

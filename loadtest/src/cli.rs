@@ -239,6 +239,13 @@ pub struct Load {
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "one")]
     pub high_share: f64,
+    /// A moderation storm: retractions per second, sent by the backend API (`POST
+    /// …/moderation`) into the first room while the events flow, each of the latest
+    /// event published there. Viewers get a `retract` event for each, counted as the
+    /// room's other events are.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub retract_rate: f64,
 }
 
 fn default_max_rate() -> u32 {

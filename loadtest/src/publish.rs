@@ -46,6 +46,9 @@ pub struct PublishStats {
     /// connection (`--idempotent`).
     #[serde(default)]
     pub retried: u64,
+    /// Retractions made by the moderation storm (`--retract-rate`).
+    #[serde(default)]
+    pub retracts: u64,
 }
 
 /// The order in which rooms take turns publishing: every room once per cycle, but
@@ -108,6 +111,32 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
     let order = Arc::new(publish_order(published_rooms));
     let t0 = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
+    // The latest seq published into the first room: what the storm retracts.
+    let latest = Arc::new(AtomicU64::new(0));
+    let storm = (load.retract_rate > 0.0).then(|| {
+        let (http_base, key) = (plan.http[0].clone(), plan.cli.common.api_key.clone());
+        let (room, latest, rate) = (plan.rooms[0].clone(), latest.clone(), load.retract_rate);
+        let n = (rate * load.duration_s).floor() as u64;
+        tokio::spawn(async move {
+            let Ok(mut http) = Http::new(&http_base) else {
+                return 0;
+            };
+            let path = format!("/v1/rooms/{room}/moderation");
+            let mut done = 0;
+            for i in 0..n {
+                tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+                let seq = latest.load(Ordering::Relaxed);
+                if seq == 0 {
+                    continue;
+                }
+                let body = format!("{{\"action\":\"retract\",\"seq\":{seq}}}");
+                if let Ok((200, _)) = http.request("POST", &path, &key, body.as_bytes()).await {
+                    done += 1;
+                }
+            }
+            done
+        })
+    });
     for j in 0..p {
         let http_base = plan.http[j as usize % plan.http.len()].clone();
         let rooms = plan.rooms.clone();
@@ -116,6 +145,7 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         let pad = pad.clone();
         let high_share = load.high_share;
         let counter = published.clone();
+        let latest = latest.clone();
         tasks.push(tokio::spawn(async move {
             let mut stats = PublishStats::default();
             let (mut lag, mut answers) = (histogram(), histogram());
@@ -177,7 +207,12 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
                 let _ = answers.record((sent.elapsed().as_micros() as u64).max(1));
                 let Some(answer) = answer else { break };
                 match answer {
-                    Ok((200, _)) => {
+                    Ok((200, body)) => {
+                        if *room == rooms[0]
+                            && let Some(seq) = crate::api::seq_of(&body)
+                        {
+                            latest.fetch_max(seq, Ordering::Relaxed);
+                        }
                         stats.published += 1;
                         counter.fetch_add(1, Ordering::Relaxed);
                         if late <= Duration::from_millis(100) {
@@ -209,6 +244,9 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
             }
             let _ = lag.add(&l);
         }
+    }
+    if let Some(storm) = storm {
+        all.retracts = storm.await.unwrap_or(0);
     }
     all.lag_p99_ms = lag.value_at_quantile(0.99) as f64 / 1000.0;
     all.answer_p50_ms = answers.value_at_quantile(0.5) as f64 / 1000.0;

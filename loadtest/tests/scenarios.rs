@@ -247,6 +247,44 @@ fn fanout_scenario_counts_every_delivery() {
     assert_eq!(v["pass"], true);
 }
 
+/// A moderation storm: retractions flow while the events do; every published event and
+/// every `retract` event is delivered once to every viewer.
+#[test]
+fn a_moderation_storm_retracts_while_every_event_is_delivered() {
+    let gw = gateway(&[]);
+    let (code, v) = loadtest(
+        &gw,
+        &[
+            "fanout",
+            "--viewers",
+            "100",
+            "--rooms",
+            "1",
+            "--rate",
+            "50",
+            "--duration-s",
+            "2",
+            "--retract-rate",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    let retracts = v["publish"]["retracts"].as_u64().unwrap();
+    assert!((15..=20).contains(&retracts), "{v}");
+    let e = &v["events"];
+    let all = (100 + retracts) * 100;
+    assert_eq!(
+        (&e["published"], &e["expected"]),
+        (&100.into(), &all.into()),
+        "{v}"
+    );
+    assert_eq!(
+        (&e["delivered"], &e["lost"]),
+        (&all.into(), &0.into()),
+        "{v}"
+    );
+}
+
 #[test]
 fn ordinary_clients_count_every_delivery_too() {
     // Plain tokio-tungstenite viewers on single-threaded runtimes in two worker

@@ -24,6 +24,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// claims it and no backend audience names it.
 pub const HOSTS: &str = "@host";
 
+/// The tag every `host` and `moderator` connection carries, and no other: the audience
+/// of the room's moderation log as it happens. Like [`HOSTS`], no token or backend can
+/// name it.
+pub const STAFF: &str = "@staff";
+
+/// The tag of a viewer in `variant` of its room's experiment (the room's alone): an
+/// audience `{"variants":[…]}` is any of these. Not a valid tag either.
+pub fn variant_tag(variant: &str) -> String {
+    format!("@variant:{variant}")
+}
+
 /// Most user ids in one audience.
 pub const MAX_USERS: usize = 1_000;
 /// Most tags in one audience, and on one viewer.
@@ -73,15 +84,20 @@ impl Audience {
         let bad = |m: &str| AudienceError(m.to_owned());
         let object = value
             .as_object()
-            .ok_or_else(|| bad("must be an object with one of users, tags, tags_all"))?;
+            .ok_or_else(|| bad("must be an object with one of users, tags, tags_all, variants"))?;
         let mut entries = object.iter();
         let (Some((field, list)), None) = (entries.next(), entries.next()) else {
-            return Err(bad("give exactly one of users, tags, tags_all"));
+            return Err(bad("give exactly one of users, tags, tags_all, variants"));
         };
         let items = list
             .as_array()
             .ok_or_else(|| AudienceError(format!("{field} must be an array of strings")))?;
         let (max, valid, what): (usize, fn(&str) -> bool, &str) = match field.as_str() {
+            "variants" => (
+                crate::settings::MAX_VARIANTS,
+                crate::settings::valid_variant,
+                "variant names of [A-Za-z0-9_.:-]{1,32}",
+            ),
             "users" => (
                 MAX_USERS,
                 valid_user,
@@ -90,7 +106,7 @@ impl Audience {
             "tags" | "tags_all" => (MAX_TAGS, valid_tag, "tags matching [a-z0-9_.:-]{1,32}"),
             other => {
                 return Err(AudienceError(format!(
-                    "unknown field `{other}`: give one of users, tags, tags_all"
+                    "unknown field `{other}`: give one of users, tags, tags_all, variants"
                 )));
             }
         };
@@ -108,6 +124,7 @@ impl Audience {
         ids.dedup();
         Ok(match field.as_str() {
             "users" => Self::Users(ids),
+            "variants" => Self::Tags(ids.iter().map(|v| variant_tag(v)).collect()),
             "tags" => Self::Tags(ids),
             _ => Self::TagsAll(ids),
         })
@@ -190,6 +207,16 @@ pub struct Targeted {
     pub event: Bytes,
 }
 
+/// `frame` (an event, targeted or not) as a retracted one: behind a tag no viewer is
+/// in, so everyone is told its seq was skipped, with reason `retracted`.
+pub fn retracted(frame: &Bytes) -> Bytes {
+    let event = untagged(frame);
+    let mut out = BytesMut::with_capacity(4 + event.len());
+    out.put_slice(&[START, b'r', SEP, END]);
+    out.put_slice(&event);
+    out.freeze()
+}
+
 /// Whether `frame` is a targeted event (has an audience tag).
 pub fn is_targeted(frame: &[u8]) -> bool {
     frame.first() == Some(&START)
@@ -220,7 +247,7 @@ impl Targeted {
         }
         let end = frame.iter().position(|&b| b == END)?;
         let (kind, items) = (*frame.get(1)?, frame.slice(2..end));
-        if !matches!(kind, b'u' | b't' | b'a') || items.first() != Some(&SEP) {
+        if !matches!(kind, b'u' | b't' | b'a' | b'r') || items.first() != Some(&SEP) {
             return None;
         }
         Some(Self {
@@ -238,9 +265,24 @@ impl Targeted {
             .any(|w| w[0] == SEP && w[w.len() - 1] == SEP && &w[1..w.len() - 1] == id)
     }
 
+    /// Whether the event was retracted ([`retracted`]): in nobody's audience.
+    pub fn is_retracted(&self) -> bool {
+        self.kind == b'r'
+    }
+
+    /// What a viewer outside the audience is told its seq was skipped for.
+    pub fn skip_reason(&self) -> crate::server::SkipReason {
+        if self.is_retracted() {
+            crate::server::SkipReason::Retracted
+        } else {
+            crate::server::SkipReason::Targeted
+        }
+    }
+
     /// Whether `viewer` is in the audience.
     pub fn includes(&self, viewer: &Viewer) -> bool {
         match self.kind {
+            b'r' => false,
             b'u' => self.has(&viewer.user),
             b't' => viewer.tags().any(|t| self.has(t)),
             _ => self
@@ -315,6 +357,20 @@ mod tests {
         let frame = Bytes::from_static(br#"{"type":"event","seq":1}"#);
         assert!(Targeted::split(&frame).is_none());
         assert_eq!(untagged(&frame).as_ptr(), frame.as_ptr());
+    }
+
+    #[test]
+    fn a_retracted_event_is_in_no_audience() {
+        let frame = Bytes::from_static(br#"{"type":"event","seq":4}"#);
+        for f in [
+            frame.clone(),
+            Audience::Users(vec!["u".into()]).wrap(&frame),
+        ] {
+            let t = Targeted::split(&retracted(&f)).unwrap_or_else(|| panic!("split"));
+            assert!(t.is_retracted() && !t.includes(&viewer("u", &["vip"])));
+            assert_eq!(t.event, frame, "the audience is gone with it");
+            assert_eq!(t.skip_reason(), crate::server::SkipReason::Retracted);
+        }
     }
 
     proptest! {

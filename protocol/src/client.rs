@@ -120,6 +120,16 @@ pub enum Command {
         #[serde(skip_serializing_if = "Option::is_none")]
         seat: Option<u32>,
     },
+    /// A host's or moderator's moderation action in a room it joined.
+    Moderate {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// The action.
+        #[serde(flatten)]
+        moderation: crate::moderation::Moderation,
+    },
     /// Round-trip check.
     Ping {
         /// Echoed in the reply.
@@ -140,6 +150,7 @@ impl Command {
             | Self::Answer { id, .. }
             | Self::Enter { id, .. }
             | Self::Cohost { id, .. }
+            | Self::Moderate { id, .. }
             | Self::Ping { id } => *id,
         }
     }
@@ -256,6 +267,8 @@ struct Wire<'a> {
     #[serde(borrow)]
     user: Option<Cow<'a, str>>,
     seat: Option<serde_json::Value>,
+    seq: Option<serde_json::Value>,
+    duration_s: Option<serde_json::Value>,
     option: Option<serde_json::Value>,
     since: Option<serde_json::Value>,
     mode: Option<serde_json::Value>,
@@ -303,6 +316,7 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             | "answer"
             | "enter"
             | "cohost"
+            | "moderate"
             | "ping"
     );
     if !known {
@@ -348,6 +362,7 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             lottery: interaction(wire.lottery.as_deref(), "lottery", id)?,
         }),
         "cohost" => cohost(&wire, id, room),
+        "moderate" => moderate(&wire, id, room),
         _ => vote(&wire, id, room),
     }
 }
@@ -509,6 +524,31 @@ fn cohost(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError
         action,
         user,
         seat,
+    })
+}
+
+fn moderate(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let number = |v: &Option<serde_json::Value>, field: &str| match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(&format!("`{field}` must be an unsigned integer"))),
+    };
+    let action = wire
+        .action
+        .as_deref()
+        .ok_or_else(|| bad("missing field `action`"))?;
+    let seq = number(&wire.seq, "seq")?;
+    let duration_s = number(&wire.duration_s, "duration_s")?;
+    let moderation =
+        crate::moderation::Moderation::new(action, wire.user.as_deref(), seq, duration_s)
+            .map_err(|e| bad(&e))?;
+    Ok(Command::Moderate {
+        id,
+        room,
+        moderation,
     })
 }
 

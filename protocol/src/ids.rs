@@ -225,6 +225,21 @@ impl EventKind {
         Self(Arc::from("comment.merged"))
     }
 
+    /// `retract`: a moderator took event `seq` back.
+    pub fn retract() -> Self {
+        Self(Arc::from("retract"))
+    }
+
+    /// `moderation`: a mute, unmute, ban or unban, told to the room's staff.
+    pub fn moderation() -> Self {
+        Self(Arc::from("moderation"))
+    }
+
+    /// `entrance`: who joined the room lately, aggregated (at most one a second).
+    pub fn entrance() -> Self {
+        Self(Arc::from("entrance"))
+    }
+
     /// `settings`: the room's settings changed (the whole of them).
     pub fn settings() -> Self {
         Self(Arc::from("settings"))

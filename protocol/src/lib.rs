@@ -21,6 +21,8 @@
 //! - [`received`]: decoding server frames, for clients (the load test, SDKs' tests).
 //! - [`data`]: the payloads of the gateway's own event kinds (likes, polls, merged
 //!   comments).
+//! - [`moderation`]: mute, ban, retract.
+//! - [`welcome`]: a room's welcome templates and the seen record's arithmetic.
 //! - [`settings`]: a room's settings (slow mode, blocked words, experiments, …).
 //! - [`error`]: protocol error codes and decode errors.
 //! - [`close`]: WebSocket close codes the gateway uses.
@@ -33,10 +35,12 @@ pub mod data;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod moderation;
 pub mod priority;
 pub mod received;
 pub mod server;
 pub mod settings;
+pub mod welcome;
 
 pub use client::{CohostAction, Command, Mode, Since, decode_command, split_frame};
 pub use close::CloseCode;

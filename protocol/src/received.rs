@@ -337,6 +337,8 @@ mod tests {
             seq: 1,
             recovered: true,
             snapshot: &snap,
+            welcome: None,
+            variant: None,
         }
         .encode();
         assert_eq!(

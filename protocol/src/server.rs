@@ -170,6 +170,11 @@ pub struct Joined<'a> {
     pub recovered: bool,
     /// The room's state.
     pub snapshot: &'a Snapshot,
+    /// The joiner's welcome (an encoded `{"text","returning","visits"}`), when the room
+    /// has welcome templates.
+    pub welcome: Option<&'a str>,
+    /// The joiner's variant of the room's experiment, when it has one.
+    pub variant: Option<&'a str>,
 }
 
 impl Joined<'_> {
@@ -191,6 +196,14 @@ impl Joined<'_> {
             b",\"recovered\":false,\"snapshot\":"
         });
         self.snapshot.write_json(&mut out);
+        if let Some(w) = self.welcome {
+            out.extend_from_slice(b",\"welcome\":");
+            out.extend_from_slice(w.as_bytes());
+        }
+        if let Some(v) = self.variant {
+            out.extend_from_slice(b",\"variant\":");
+            write_json_str(&mut out, v);
+        }
         out.push(b'}');
         Bytes::from(out)
     }
@@ -214,11 +227,22 @@ pub fn encode_reset(room: &RoomId, epoch: &str, seq: u64, snapshot: &Snapshot) -
 
 /// The body of `GET /v1/rooms/{room}/history`: `{"epoch":…,"events":[…]}`.
 pub fn encode_history(epoch: &str, events: &[Bytes]) -> Bytes {
-    let mut out = Vec::with_capacity(32 + events.iter().map(|e| e.len() + 1).sum::<usize>());
-    out.extend_from_slice(b"{\"epoch\":");
-    write_json_str(&mut out, epoch);
-    out.extend_from_slice(b",\"events\":");
-    write_raw_array(&mut out, events);
+    encode_listing("epoch", epoch, "events", events)
+}
+
+/// `{"<key>":"<value>","<list>":[…items…]}`, the items (encoded JSON) written as they
+/// are: an API answer listing stored objects without decoding them.
+pub fn encode_listing(key: &str, value: &str, list: &str, items: &[Bytes]) -> Bytes {
+    let len = 16 + key.len() + value.len() + list.len();
+    let mut out = Vec::with_capacity(len + items.iter().map(|e| e.len() + 1).sum::<usize>());
+    out.push(b'{');
+    write_json_str(&mut out, key);
+    out.push(b':');
+    write_json_str(&mut out, value);
+    out.push(b',');
+    write_json_str(&mut out, list);
+    out.push(b':');
+    write_raw_array(&mut out, items);
     out.push(b'}');
     Bytes::from(out)
 }
@@ -295,6 +319,14 @@ pub enum ServerFrame<'a> {
         /// Viewers online.
         online: u64,
     },
+    /// The connection was taken out of a room (it is no longer joined; a join is
+    /// refused while the reason lasts).
+    Kicked {
+        /// The room.
+        room: &'a str,
+        /// Why: `banned`.
+        reason: &'a str,
+    },
     /// The server is draining: reconnect after `after_ms` and resume with `since`.
     Reconnect {
         /// Why.
@@ -326,6 +358,8 @@ pub enum SkipReason {
     Sampled,
     /// The events were for another audience.
     Targeted,
+    /// The events were taken back by a moderator.
+    Retracted,
 }
 
 impl SkipReason {
@@ -334,6 +368,7 @@ impl SkipReason {
         match self {
             Self::Sampled => "sampled",
             Self::Targeted => "targeted",
+            Self::Retracted => "retracted",
         }
     }
 }
@@ -478,9 +513,15 @@ mod tests {
             seq: 1,
             recovered: false,
             snapshot: &snap,
+            welcome: Some(r#"{"text":"hi","returning":false,"visits":1}"#),
+            variant: Some("B"),
         };
         let v = parse(&j.encode());
         assert_eq!(v["type"], "joined");
+        assert_eq!(
+            (&v["welcome"]["text"], &v["variant"]),
+            (&json!("hi"), &json!("B"))
+        );
         assert_eq!(v["recovered"], false);
         assert_eq!(v["snapshot"]["recent"][0]["seq"], 1);
         assert_eq!(v["snapshot"]["likes"], 7);

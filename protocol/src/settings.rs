@@ -57,6 +57,9 @@ pub struct RoomSettings {
     pub blocked_words: Vec<String>,
     /// Viewers whose token's `level` is below it may not comment.
     pub min_level: i64,
+    /// Whether joins are told in `entrance` events (at most one a second).
+    #[serde(default)]
+    pub entrances: bool,
     /// Viewers with any of these tags are named one by one in `entrance` events.
     pub vip_tags: Vec<String>,
     /// The room's experiment, if any.
@@ -113,7 +116,8 @@ fn blocked_word(raw: &str) -> Option<String> {
     (fits && !word.chars().any(char::is_control)).then_some(word)
 }
 
-fn variant_name(raw: &str) -> bool {
+/// Whether `raw` may name an experiment's variant: `[A-Za-z0-9_.:-]{1,32}`.
+pub fn valid_variant(raw: &str) -> bool {
     (1..=32).contains(&raw.len())
         && raw
             .bytes()
@@ -141,7 +145,7 @@ fn experiment(v: &Value) -> Result<Option<Experiment>, SettingsError> {
     let mut variants = Vec::with_capacity(list.len());
     for v in list {
         match v.as_str() {
-            Some(s) if variant_name(s) && !variants.iter().any(|x: &String| x == s) => {
+            Some(s) if valid_variant(s) && !variants.iter().any(|x: &String| x == s) => {
                 variants.push(s.to_owned());
             }
             _ => {
@@ -192,6 +196,11 @@ impl RoomSettings {
                     s.blocked_words = strings(field, v, MAX_BLOCKED_WORDS, blocked_word, what)?;
                 }
                 "min_level" => s.min_level = number(field, v, 0, MAX_MIN_LEVEL)?,
+                "entrances" => {
+                    s.entrances = v
+                        .as_bool()
+                        .ok_or_else(|| bad("`entrances` must be true or false"))?;
+                }
                 "vip_tags" => {
                     let tag = |t: &str| valid_tag(t).then(|| t.to_owned());
                     let what = "tags matching [a-z0-9_.:-]{1,32}";
@@ -201,8 +210,8 @@ impl RoomSettings {
                 other => {
                     return Err(bad(format!(
                         "unknown setting `{other}`: give slow_mode_s, comments_per_s, \
-                         merge_after, merge_window_ms, blocked_words, min_level, vip_tags \
-                         or experiment"
+                         merge_after, merge_window_ms, blocked_words, min_level, entrances, \
+                         vip_tags or experiment"
                     )));
                 }
             }

@@ -40,6 +40,24 @@ impl HistoryRing {
         self.prune(at_ms);
     }
 
+    /// Marks event `seq` retracted ([`danmaku_protocol::audience::retracted`]): replays
+    /// and snapshots tell it as skipped. Returns whether history still held it.
+    pub(crate) fn retract(&mut self, seq: u64) -> bool {
+        let Some(first) = self.items.front().map(|e| e.seq) else {
+            return false;
+        };
+        let Some(i) = seq.checked_sub(first).and_then(|i| usize::try_from(i).ok()) else {
+            return false;
+        };
+        match self.items.get_mut(i) {
+            Some(e) if e.seq == seq => {
+                e.frame = danmaku_protocol::audience::retracted(&e.frame);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn prune(&mut self, now_ms: u64) {
         while let Some(front) = self.items.front() {
             if front.at_ms.saturating_add(self.max_age_ms) >= now_ms {

@@ -5,10 +5,12 @@
 //! hands it to the hub, all before releasing the lock, so deliveries leave in seq order
 //! whichever thread published. Nothing awaits under the lock.
 
+mod arrivals;
 mod coupon;
 mod history;
 mod ingress;
 mod interaction;
+mod moderation;
 mod poll;
 mod room;
 
@@ -24,13 +26,16 @@ use parking_lot::Mutex;
 use crate::idempotency::fingerprint;
 use crate::interaction::NewInteraction;
 use crate::seats::{Action, Actor, Seats, Told};
+use crate::{Arrival, Arrivals, Arriving};
 use crate::{
     CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
-    Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
-    Settings, now_ms,
+    Interactions, Moderate, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
+    Rooms, Settings, now_ms,
 };
 use coupon::CouponEvent;
+use danmaku_protocol::moderation::Moderation;
 use danmaku_protocol::settings::RoomSettings;
+use danmaku_protocol::welcome::Welcome;
 use ingress::Admit;
 pub(crate) use ingress::nameable;
 use room::RoomState;
@@ -202,6 +207,7 @@ impl MemoryFanout {
                 }
             }
             if let Some(c) = &ingress {
+                state.moderation.check_muted(c.user, now)?;
                 let rules = state.settings.as_ref().unwrap_or(c.defaults);
                 let admitted = state.comments.admit(c, rules, now)?;
                 if let Some(text) = c.merge_text {
@@ -397,6 +403,9 @@ impl Polls for MemoryFanout {
             for data in state.comments.due(now) {
                 self.publish_locked(&id, &mut state, &merged, &data);
             }
+            if let Some(data) = state.entrances.due(now) {
+                self.publish_locked(&id, &mut state, &EventKind::entrance(), &data);
+            }
             let due = state.board.due(now);
             self.publish_due(&id, &mut state, due);
             if let Some(mut seats) = state.seats.take() {
@@ -515,6 +524,70 @@ impl Interactions for MemoryFanout {
         id: &InteractionId,
     ) -> Result<InteractionRecord, FanoutError> {
         self.with_room(room, |state| state.board.record(id))?
+    }
+}
+
+#[async_trait]
+impl Moderate for MemoryFanout {
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        m: &Moderation,
+        by: &str,
+    ) -> Result<Published, FanoutError> {
+        let now = now_ms();
+        let doc = crate::moderation::doc(m, by, now);
+        let published = self.with_room(room, |state| {
+            if let Some(seq) = m.seq {
+                state.retract(seq)?;
+            }
+            state.moderation.apply(m, doc.clone(), now)?;
+            Ok(match m.seq {
+                Some(seq) => {
+                    let data = format!("{{\"seq\":{seq}}}");
+                    self.publish_locked(room, state, &EventKind::retract(), &data)
+                }
+                None => {
+                    let staff = Audience::Tags(vec![danmaku_protocol::audience::STAFF.to_owned()]);
+                    let kind = EventKind::moderation();
+                    self.sequence_for(room, state, &kind, Priority::High, &doc, Some(&staff))
+                }
+            })
+        })??;
+        crate::moderation::tell_connections(&self.hub, room, m, now);
+        Ok(published)
+    }
+
+    async fn moderation_log(&self, room: &RoomId) -> Result<Vec<bytes::Bytes>, FanoutError> {
+        self.with_room(room, |state| state.moderation.log())
+    }
+}
+
+#[async_trait]
+impl Arrivals for MemoryFanout {
+    async fn set_welcome(&self, room: &RoomId, welcome: &Welcome) -> Result<(), FanoutError> {
+        self.with_room(room, |state| {
+            state.welcome = (!welcome.is_empty()).then(|| welcome.clone());
+        })
+    }
+
+    async fn arrive(&self, room: &RoomId, who: &Arriving<'_>) -> Result<Arrival, FanoutError> {
+        self.with_room(room, |state| {
+            let standing = state.moderation.standing(who.user, now_ms());
+            let (returning, visits) = state.seen.visit(who.user, who.today);
+            let settings = state.settings.as_ref().unwrap_or(who.defaults);
+            if who.counted && settings.entrances && standing.banned_until.is_none() {
+                let vips = &settings.vip_tags;
+                let vip = who.tags.iter().any(|t| vips.iter().any(|v| v == t));
+                state.entrances.add(who.user, who.name, who.tags, vip);
+            }
+            Arrival {
+                standing,
+                returning,
+                visits,
+                welcome: state.welcome.clone(),
+            }
+        })
     }
 }
 

@@ -42,6 +42,14 @@ pub(crate) struct RoomState {
     pub(crate) seats: Option<crate::seats::Seats>,
     /// Viewer comments: the budget's second and the merge windows.
     pub(crate) comments: CommentGate,
+    /// Mutes, bans and the audit list.
+    pub(crate) moderation: super::moderation::RoomModeration,
+    /// The welcome templates, once set.
+    pub(crate) welcome: Option<danmaku_protocol::welcome::Welcome>,
+    /// Who joined, by day, within the horizon.
+    pub(crate) seen: super::arrivals::Seen,
+    /// Joins not told in an `entrance` event yet.
+    pub(crate) entrances: super::arrivals::Entrances,
     /// The room's own settings, once set (until then, each comment's defaults apply).
     pub(crate) settings: Option<danmaku_protocol::settings::RoomSettings>,
     last_active_ms: u64,
@@ -83,6 +91,10 @@ impl RoomState {
             seats: None,
             comments: CommentGate::default(),
             settings: None,
+            moderation: super::moderation::RoomModeration::default(),
+            welcome: None,
+            seen: super::arrivals::Seen::default(),
+            entrances: super::arrivals::Entrances::default(),
             last_active_ms: crate::now_ms(),
             removed: false,
         }
@@ -189,6 +201,16 @@ impl RoomState {
         }
     }
 
+    /// Marks event `seq` retracted in history. A seq the room has not given yet is
+    /// refused; one history no longer holds needs no marking.
+    pub(crate) fn retract(&mut self, seq: u64) -> Result<(), FanoutError> {
+        if seq > self.seq {
+            return Err(FanoutError::NoSuchSeq { seq });
+        }
+        self.history.retract(seq);
+        Ok(())
+    }
+
     pub(crate) fn history(
         &mut self,
         since: u64,
@@ -245,6 +267,7 @@ impl RoomState {
         option: u32,
         now: u64,
     ) -> Result<(), FanoutError> {
+        self.moderation.check_muted(user, now)?;
         let poll = self.poll_mut(id)?;
         if poll.open && poll.ends_at_ms <= now {
             return Err(FanoutError::PollClosed(id.clone()));

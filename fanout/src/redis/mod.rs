@@ -40,13 +40,15 @@ use dashmap::DashMap;
 use crate::interaction::{Kind, NewInteraction};
 use crate::seats::{Action, Actor, Seats, Told};
 
+use crate::{Arrival, Arrivals, Arriving};
 use crate::{
     CoHosts, CouponRecord, Coupons, Fanout, FanoutError, History, Hub, InteractionRecord,
-    Interactions, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView, Rooms,
-    Settings, now_ms,
+    Interactions, Moderate, NewCoupon, NewEvent, NewPoll, Polls, Published, RoomInfo, RoomView,
+    Rooms, Settings, now_ms,
 };
 use conn::Conn;
 use danmaku_protocol::settings::RoomSettings;
+use danmaku_protocol::welcome::Welcome;
 pub use publisher::Publisher;
 use publisher::{connect_shards, millis, shard_index};
 use reply::{RoomOp, unavailable};
@@ -136,6 +138,8 @@ pub struct RedisFanout {
     /// Rooms with a coupon this gateway opened, by its end (ms): flushed once it passed,
     /// so the close is announced within a tick (other gateways' sweeps also close it).
     closes_due: DashMap<RoomId, u64>,
+    /// Rooms where this gateway counted a join not yet told in an `entrance` event.
+    entrances_pending: dashmap::DashSet<RoomId>,
     /// Rooms seen with open polls, coupons or games (at a join, an open here, or an
     /// event passed on by the subscriber), swept now and then to close what is past
     /// its end; a room leaves the set when this gateway has no viewer of it.
@@ -183,6 +187,7 @@ impl RedisFanout {
             merges_due: DashMap::new(),
             closes_due: DashMap::new(),
             poll_rooms,
+            entrances_pending: dashmap::DashSet::new(),
             seat_rooms: dashmap::DashSet::new(),
             seats_swept: std::sync::atomic::AtomicU64::new(0),
             ticks: std::sync::atomic::AtomicU64::new(0),
@@ -297,7 +302,7 @@ impl Rooms for RedisFanout {
                 self.publisher.room_op(room, &RoomOp::Coupons),
                 self.publisher.room_op(room, &RoomOp::Interactions)
             );
-            (polls?, reply::coupons(coupons?)?, reply::coupons(others?)?)
+            (polls?, reply::bulk(coupons?)?, reply::bulk(others?)?)
         } else {
             (Vec::new(), Vec::new(), Vec::new())
         };
@@ -488,6 +493,16 @@ impl Polls for RedisFanout {
             if let Err(e) = self.publisher.room_op(&room, &RoomOp::MergeFlush).await {
                 tracing::warn!(%room, error = %e, "merged comments not flushed yet");
                 self.merges_due.insert(room, now);
+            }
+        }
+        let pending: Vec<RoomId> = self.entrances_pending.iter().map(|r| r.clone()).collect();
+        for room in pending {
+            match self.publisher.room_op(&room, &RoomOp::EntranceFlush).await {
+                Ok(v) if reply::too_early(&v) => {}
+                Ok(_) => {
+                    self.entrances_pending.remove(&room);
+                }
+                Err(e) => tracing::warn!(%room, error = %e, "entrances not told yet"),
             }
         }
     }
@@ -757,6 +772,58 @@ impl RedisFanout {
 }
 
 #[async_trait]
+impl Moderate for RedisFanout {
+    async fn moderate(
+        &self,
+        room: &RoomId,
+        m: &danmaku_protocol::moderation::Moderation,
+        by: &str,
+    ) -> Result<Published, FanoutError> {
+        let now = now_ms();
+        let doc = crate::moderation::doc(m, by, now);
+        // This gateway's connections hear of it as every gateway's do: the
+        // subscriber acts on the `moderation` event it passes on.
+        let op = RoomOp::Moderate {
+            m,
+            until: m.until(now).unwrap_or(0),
+            doc: &doc,
+        };
+        reply::published(self.publisher.room_op(room, &op).await?)
+    }
+
+    async fn moderation_log(&self, room: &RoomId) -> Result<Vec<Bytes>, FanoutError> {
+        reply::bulk(self.publisher.room_op(room, &RoomOp::ModerationLog).await?)
+    }
+}
+
+#[async_trait]
+impl Arrivals for RedisFanout {
+    async fn set_welcome(&self, room: &RoomId, welcome: &Welcome) -> Result<(), FanoutError> {
+        let json = if welcome.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(welcome).unwrap_or_default()
+        };
+        let op = RoomOp::SetWelcome { welcome: &json };
+        self.publisher.room_op(room, &op).await?;
+        Ok(())
+    }
+
+    async fn arrive(&self, room: &RoomId, who: &Arriving<'_>) -> Result<Arrival, FanoutError> {
+        let v = self
+            .publisher
+            .room_op(room, &RoomOp::Arrive { who })
+            .await?;
+        if who.counted && reply::entered(&v) {
+            // This gateway tells the entrance (any gateway's tick may: the script
+            // sequences each batch once).
+            self.entrances_pending.insert(room.clone());
+        }
+        reply::arrival(v, now_ms())
+    }
+}
+
+#[async_trait]
 impl Settings for RedisFanout {
     async fn update_settings(
         &self,
@@ -775,18 +842,20 @@ impl Settings for RedisFanout {
                 .patch(patch)
                 .map_err(|e| FanoutError::BadSettings(e.to_string()))?;
             let rules = format!(
-                "{} {} {} {} {}",
+                "{} {} {} {} {} {}",
                 u64::from(next.slow_mode_s) * 1_000,
                 next.min_level,
                 next.comments_per_s,
                 next.merge_after,
-                next.merge_window_ms
+                next.merge_window_ms,
+                u8::from(next.entrances)
             );
             let op = RoomOp::SettingsPut {
                 version: &version,
                 settings: &next.encode(),
                 rules: &rules,
                 blocked: &reply::wrapped_words(&next.blocked_words),
+                vip: &reply::wrapped_words(&next.vip_tags),
             };
             if let Some(p) = reply::put_if_unchanged(self.publisher.room_op(room, &op).await?)? {
                 return Ok((next, p));

@@ -76,6 +76,15 @@ impl<'a> Record<'a> {
         )
     }
 
+    /// The data of a `moderation` event (without its audience tag); `None` for any
+    /// other kind.
+    pub(crate) fn moderation(&self) -> Option<&'a str> {
+        match (self.kind, &self.body) {
+            ("moderation", Body::Data(d)) => Some(danmaku_protocol::audience::split_tag(d).1),
+            _ => None,
+        }
+    }
+
     /// Reads a record.
     ///
     /// # Errors

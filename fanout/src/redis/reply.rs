@@ -79,6 +79,22 @@ pub(crate) enum RoomOp<'a> {
     XGet { id: &'a InteractionId },
     /// The open keyword games, quizzes and lotteries.
     Interactions,
+    /// Applies a moderation action, records it and sequences its event.
+    Moderate {
+        m: &'a danmaku_protocol::moderation::Moderation,
+        /// When a mute or ban ends (0: for good).
+        until: u64,
+        /// Its audit record.
+        doc: &'a str,
+    },
+    /// A join: the user's standing, its visit, its entrance.
+    Arrive { who: &'a crate::Arriving<'a> },
+    /// Sets (JSON) or clears ("") the welcome templates.
+    SetWelcome { welcome: &'a str },
+    /// Sequences the pending entrances, if due.
+    EntranceFlush,
+    /// The audit list.
+    ModerationLog,
     /// The room's settings' version and JSON.
     SettingsGet,
     /// Writes the room's settings if still at `version` (with their comment `rules`
@@ -88,6 +104,7 @@ pub(crate) enum RoomOp<'a> {
         settings: &'a str,
         rules: &'a str,
         blocked: &'a str,
+        vip: &'a str,
     },
     /// The co-host seats' version and state.
     SeatsGet,
@@ -145,6 +162,11 @@ impl RoomOp<'_> {
             Self::Enter { .. } => "enter",
             Self::XGet { .. } => "x_get",
             Self::Interactions => "interactions",
+            Self::Moderate { .. } => "moderate",
+            Self::Arrive { .. } => "arrive",
+            Self::SetWelcome { .. } => "set_welcome",
+            Self::EntranceFlush => "entrance_flush",
+            Self::ModerationLog => "moderation_log",
             Self::SettingsGet => "settings_get",
             Self::SettingsPut { .. } => "settings_put",
             Self::SeatsGet => "seats_get",
@@ -233,13 +255,46 @@ impl RoomOp<'_> {
                 (*code).to_owned(),
                 (*tags).to_owned(),
             ],
-            Self::Coupons | Self::Interactions | Self::SeatsGet | Self::SettingsGet => Vec::new(),
+            Self::Coupons
+            | Self::Interactions
+            | Self::SeatsGet
+            | Self::SettingsGet
+            | Self::ModerationLog => Vec::new(),
+            Self::Moderate { m, until, doc } => {
+                let staff = danmaku_protocol::audience::Audience::Tags(vec![
+                    danmaku_protocol::audience::STAFF.to_owned(),
+                ]);
+                vec![
+                    m.action.as_str().to_owned(),
+                    m.user.clone().unwrap_or_default(),
+                    m.seq.unwrap_or(0).to_string(),
+                    until.to_string(),
+                    (*doc).to_owned(),
+                    String::from_utf8_lossy(&staff.tag()).into_owned(),
+                    crate::MAX_MODERATED.to_string(),
+                ]
+            }
+            Self::Arrive { who } => vec![
+                who.user.to_owned(),
+                who.today.to_string(),
+                serde_json::to_string(who.name).unwrap_or_default(),
+                wrapped_tags(who.tags),
+                serde_json::json!({"user": who.user, "name": who.name, "tags": who.tags})
+                    .to_string(),
+                wrapped_words(&who.defaults.vip_tags),
+                if who.counted { "1" } else { "0" }.to_owned(),
+                crate::MAX_SEEN.to_string(),
+                if who.defaults.entrances { "1" } else { "0" }.to_owned(),
+            ],
+            Self::SetWelcome { welcome } => vec![(*welcome).to_owned()],
+            Self::EntranceFlush => vec![crate::ENTRANCE_EVERY_MS.to_string()],
             Self::SettingsPut {
                 version,
                 settings,
                 rules,
                 blocked,
-            } => [*version, *settings, *rules, *blocked]
+                vip,
+            } => [*version, *settings, *rules, *blocked, *vip]
                 .map(str::to_owned)
                 .to_vec(),
             Self::SeatsPut {
@@ -363,6 +418,8 @@ impl RoomOp<'_> {
                 | Self::XDrawn { .. }
                 | Self::SeatsPut { .. }
                 | Self::SettingsPut { .. }
+                | Self::Moderate { .. }
+                | Self::EntranceFlush
                 | Self::PollOpen { .. }
                 | Self::PollClose { .. }
                 | Self::PollFlush
@@ -472,6 +529,22 @@ impl RoomOp<'_> {
                 None => FanoutError::BadReply("DM_LEVEL without the minimum"),
             },
             (Some("DM_BLOCKED"), _) => FanoutError::Blocked,
+            (Some("DM_MUTED"), _) => match e.detail().and_then(|d| d.trim().parse::<u64>().ok()) {
+                Some(0) => FanoutError::Muted {
+                    retry_after_ms: None,
+                },
+                Some(ms) => FanoutError::Muted {
+                    retry_after_ms: Some(ms),
+                },
+                None => FanoutError::BadReply("DM_MUTED without its wait"),
+            },
+            (Some("DM_TOO_MANY_MODERATED"), _) => FanoutError::TooManyModerated,
+            (Some("DM_NO_SUCH_SEQ"), _) => match self {
+                Self::Moderate { m, .. } => FanoutError::NoSuchSeq {
+                    seq: m.seq.unwrap_or(0),
+                },
+                _ => FanoutError::BadReply("DM_NO_SUCH_SEQ of another op"),
+            },
             (Some("DM_BAD_OPTION"), Some(p)) => {
                 let option = match self {
                     Self::Vote { option, .. } => *option,
@@ -575,8 +648,8 @@ pub(crate) fn coupon_opened(v: Value) -> Result<(InteractionId, Published), Fano
     Ok((id, published(Value::Array(a))?))
 }
 
-/// The coupons' states from the `coupons` op.
-pub(crate) fn coupons(v: Value) -> Result<Vec<Bytes>, FanoutError> {
+/// A list of strings as bytes (coupons' and interactions' states, the audit list).
+pub(crate) fn bulk(v: Value) -> Result<Vec<Bytes>, FanoutError> {
     items(v)?
         .iter()
         .map(|c| Ok(Bytes::copy_from_slice(bytes(c)?)))
@@ -613,6 +686,48 @@ pub(crate) fn coupon_record(v: Value) -> Result<CouponRecord, FanoutError> {
 pub(crate) fn wrapped_words(words: &[String]) -> String {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     wrapped_tags(&words)
+}
+
+/// A join's answer from `arrive`: the standing (ms left of each, `0` for good, `""` for
+/// none), whether returning, the visits, the welcome templates.
+pub(crate) fn arrival(v: Value, now: u64) -> Result<crate::Arrival, FanoutError> {
+    let a = items(v)?;
+    let until = |i: usize| -> Result<Option<u64>, FanoutError> {
+        match text(field(&a, i)?)? {
+            "" => Ok(None),
+            "0" => Ok(Some(u64::MAX)),
+            left => left
+                .parse::<u64>()
+                .map(|ms| Some(now.saturating_add(ms)))
+                .map_err(|_| FanoutError::BadReply("a standing that is not a number")),
+        }
+    };
+    let welcome = match text(field(&a, 4)?)? {
+        "" => None,
+        json => Some(
+            serde_json::from_str(json)
+                .map_err(|_| FanoutError::BadReply("stored welcome templates that are not"))?,
+        ),
+    };
+    Ok(crate::Arrival {
+        standing: crate::Standing {
+            muted_until: until(0)?,
+            banned_until: until(1)?,
+        },
+        returning: number(field(&a, 2)?)? == 1,
+        visits: number(field(&a, 3)?)?,
+        welcome,
+    })
+}
+
+/// Whether `arrive` counted the join into the room's pending entrances.
+pub(crate) fn entered(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if a.get(5).is_some_and(|x| matches!(x, Value::Int(1))))
+}
+
+/// Whether `entrance_flush` found it too early (the entrances stay pending).
+pub(crate) fn too_early(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if a.get(2).is_some_and(|x| matches!(x, Value::Int(1))))
 }
 
 /// A setting's version and JSON from `settings_get`.
@@ -717,9 +832,23 @@ pub(crate) fn polls(v: Value) -> Result<Vec<Bytes>, FanoutError> {
 }
 
 /// Encodes the records in `a` as event frames.
-fn events(room: &RoomId, a: &[Value]) -> Result<Vec<Bytes>, FanoutError> {
+/// Event records as frames; those whose seq is in `retracted` (the scripts' list,
+/// comma-separated) are marked so ([`danmaku_protocol::audience::retracted`]).
+fn events(room: &RoomId, retracted: &Value, a: &[Value]) -> Result<Vec<Bytes>, FanoutError> {
+    let retracted: Vec<u64> = text(retracted)?
+        .split(',')
+        .filter_map(|s| s.parse().ok())
+        .collect();
     a.iter()
-        .map(|r| Record::parse(bytes(r)?)?.encode(room))
+        .map(|r| {
+            let record = Record::parse(bytes(r)?)?;
+            let frame = record.encode(room)?;
+            Ok(if retracted.contains(&record.seq) {
+                danmaku_protocol::audience::retracted(&frame)
+            } else {
+                frame
+            })
+        })
         .collect()
 }
 
@@ -784,7 +913,7 @@ pub(crate) fn view(room: &RoomId, v: Value) -> Result<View, FanoutError> {
         stage: present(field(&a, 5)?),
         seats: present(field(&a, 6)?),
         settings: present(field(&a, 7)?),
-        events: events(room, a.get(8..).unwrap_or_default())?,
+        events: events(room, field(&a, 8)?, a.get(9..).unwrap_or_default())?,
     })
 }
 
@@ -797,7 +926,7 @@ pub(crate) fn history(room: &RoomId, since: u64, v: Value) -> Result<History, Fa
         0 => Ok(History {
             epoch,
             head,
-            events: events(room, a.get(3..).unwrap_or_default())?,
+            events: events(room, field(&a, 3)?, a.get(4..).unwrap_or_default())?,
         }),
         1 => Err(FanoutError::Gone { since, epoch }),
         2 => Err(FanoutError::Ahead { since, head }),

@@ -538,7 +538,7 @@ impl Task {
         if sub.cursor.step(seq, seq) != (Step::Write { skip: 0 }) {
             return;
         }
-        note_timed(&self.timed, &sub.room, &record);
+        note_record(&self.timed, &self.hub, &sub.room, &record);
         match record.encode(&sub.room) {
             Ok(frame) => {
                 sub.wrote(seq, payload);
@@ -581,7 +581,7 @@ impl Task {
             };
             let parsed = Record::parse(record);
             if let Ok(r) = &parsed {
-                note_timed(&self.timed, &sub.room, r);
+                note_record(&self.timed, &self.hub, &sub.room, r);
             }
             let Ok(frame) = parsed.and_then(|r| r.encode(&sub.room)) else {
                 break; // unreadable: a reset below, never a silent gap
@@ -752,10 +752,15 @@ impl Task {
 /// A fingerprint of an event's record, kept for the last event delivered in each room
 /// to tell whether the store still holds that event under its seq (a multiply-rotate
 /// hash over 8-byte words: in-process only, never stored).
-/// Adds `room` to the rooms to sweep when `record` is of a timed kind.
-fn note_timed(timed: &DashSet<RoomId>, room: &RoomId, record: &Record<'_>) {
+/// What a record passed on means beyond its delivery: a room to sweep when it is of a
+/// timed kind; a moderation action (made on any gateway) for this gateway's
+/// connections of its user.
+fn note_record(timed: &DashSet<RoomId>, hub: &Hub, room: &RoomId, record: &Record<'_>) {
     if record.is_timed() && !timed.contains(room) {
         timed.insert(room.clone());
+    }
+    if let Some(data) = record.moderation() {
+        crate::moderation::on_event(hub, room, data);
     }
 }
 

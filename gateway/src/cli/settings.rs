@@ -315,6 +315,11 @@ settings! {
     #[arg(env = "DANMAKU_ROOM_BLOCKED_WORDS", value_delimiter = ',')]
     room_blocked_words: Vec<String> => custom(text = "none"),
 
+    /// Rooms tell their joins in `entrance` events (at most one a second, low) unless
+    /// their settings say otherwise.
+    #[arg(env = "DANMAKU_ROOM_ENTRANCES", num_args = 0..=1, default_missing_value = "true")]
+    room_entrances: bool => value(rooms.entrances),
+
     /// Comma-separated tags whose viewers rooms' `entrance` events name one by one.
     #[arg(env = "DANMAKU_ROOM_VIP_TAGS", value_delimiter = ',')]
     room_vip_tags: Vec<String> => custom(text = "none"),

@@ -148,6 +148,8 @@ pub struct RoomDefaults {
     pub min_level: i64,
     /// Words no viewer comment may contain (matched normalized).
     pub blocked_words: Vec<String>,
+    /// Whether joins are told in `entrance` events.
+    pub entrances: bool,
     /// Tags whose viewers `entrance` events name one by one.
     pub vip_tags: Vec<String>,
 }
@@ -169,6 +171,7 @@ impl RoomDefaults {
             "min_level": self.min_level,
             "blocked_words": self.blocked_words,
             "vip_tags": self.vip_tags,
+            "entrances": self.entrances,
         }))
     }
 }
@@ -182,6 +185,7 @@ impl Default for RoomDefaults {
             slow_mode_s: 0,
             min_level: 0,
             blocked_words: Vec::new(),
+            entrances: false,
             vip_tags: Vec::new(),
         }
     }

@@ -50,6 +50,11 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
             post(interactions::close),
         )
         .route("/v1/rooms/{room}/seats", put(interactions::set_seats))
+        .route("/v1/rooms/{room}/welcome", put(moderation::put_welcome))
+        .route(
+            "/v1/rooms/{room}/moderation",
+            post(moderation::moderate).get(moderation::moderation_log),
+        )
         .route(
             "/v1/rooms/{room}/settings",
             put(moderation::put_settings).get(moderation::get_settings),

@@ -2,13 +2,17 @@
 
 use std::time::Instant;
 
-use danmaku_fanout::{FanoutError, Ingress, NewEvent};
+use danmaku_fanout::{Arriving, FanoutError, Ingress, NewEvent};
+use danmaku_protocol::audience::{self, Viewer};
 use danmaku_protocol::data::merge_text;
+use danmaku_protocol::moderation::Moderation;
 use danmaku_protocol::server::{Claimed, Joined};
+use danmaku_protocol::settings::RoomSettings;
 use danmaku_protocol::{
     CohostAction, Command, ErrorCode, EventKind, InteractionId, Mode, PollId, Priority, RoomId,
     ServerFrame, Since,
 };
+use std::sync::Arc;
 
 use super::adaptive::Adaptive;
 use super::conn::{Conn, JoinedRoom};
@@ -55,6 +59,11 @@ impl Conn {
                 user,
                 seat,
             } => self.cohost(id, &room, action, user, seat).await,
+            Command::Moderate {
+                id,
+                room,
+                moderation,
+            } => self.moderate(id, &room, &moderation).await,
             Command::Ping { id } => {
                 let pong = ServerFrame::Pong {
                     id,
@@ -94,17 +103,71 @@ impl Conn {
         let viewer = Some(self.identity.viewer.clone());
         let key = hub.subscribe_as(&room, self.key, self.mailbox.clone(), viewer);
         let recent = self.ctx.settings.ws.snapshot_recent;
-        let viewed = super::conn::view_and_online(&self.ctx, &room, since.as_ref(), recent).await;
-        let (mut view, online) = match viewed {
+        // The token's own tags (not the synthetic staff ones) name a VIP and pick a
+        // tag's welcome.
+        let tags: Vec<&str> = self
+            .identity
+            .viewer
+            .tags()
+            .filter(|t| !t.starts_with('@'))
+            .collect();
+        let who = Arriving {
+            user: &self.identity.user,
+            name: &self.identity.name,
+            tags: &tags,
+            today: self.ctx.today(),
+            counted: !self.identity.read_only,
+            defaults: &self.ctx.settings.rooms,
+        };
+        let (viewed, arrival) = tokio::join!(
+            super::conn::view_and_online(&self.ctx, &room, since.as_ref(), recent),
+            self.ctx.fanout.arrive(&room, &who)
+        );
+        let joined = viewed.and_then(|v| Ok((v, arrival?)));
+        let ((mut view, online), arrival) = match joined {
             Ok(v) => v,
             Err(e) => {
                 hub.unsubscribe(&room, self.key);
                 return self.fanout_error(id, &e);
             }
         };
+        let standing = arrival.standing;
+        if let Some(until) = standing.banned_until {
+            hub.unsubscribe(&room, self.key);
+            let msg = match until {
+                u64::MAX => "you are banned from this room".to_owned(),
+                t => format!("you are banned from this room until {t} (Unix ms)"),
+            };
+            return self.error(Some(id), ErrorCode::Forbidden, &msg, None);
+        }
         let replay = view.replay.take();
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = super::conn::snapshot(&self.ctx, &room, view, online, &self.identity.viewer);
+        let welcome = arrival.welcome.as_ref().and_then(|w| {
+            w.render(
+                &self.identity.name,
+                tags.iter().copied(),
+                arrival.returning,
+                arrival.visits,
+            )
+        });
+        // The room's experiment: its variant is a tag of this viewer in this room alone.
+        let own = view.settings.as_deref().and_then(RoomSettings::decode);
+        let settings = own.as_ref().unwrap_or(&self.ctx.settings.rooms);
+        let variant = settings
+            .variant(&self.identity.user, self.identity.cohort.as_deref())
+            .map(str::to_owned);
+        let viewer = match &variant {
+            None => self.identity.viewer.clone(),
+            Some(v) => {
+                let mut tags: Vec<String> =
+                    self.identity.viewer.tags().map(str::to_owned).collect();
+                tags.push(audience::variant_tag(v));
+                let viewer = Arc::new(Viewer::new(self.identity.user.clone(), tags));
+                hub.set_viewer(&room, self.key, viewer.clone());
+                viewer
+            }
+        };
+        let snapshot = super::conn::snapshot(&self.ctx, &room, view, online, &viewer);
         let joined = Joined {
             id,
             room: &room,
@@ -112,6 +175,8 @@ impl Conn {
             seq,
             recovered: replay.is_some(),
             snapshot: &snapshot,
+            welcome: welcome.as_deref(),
+            variant: variant.as_deref(),
         };
         self.out.push(joined.encode());
         let adaptive = match mode {
@@ -128,6 +193,8 @@ impl Conn {
             adaptive,
             skips: Skips::default(),
             pinned,
+            muted_until: standing.muted_until.unwrap_or(0),
+            viewer,
         });
         // A replay is the events after `since` (a seq in history, so below the head),
         // up to `seq`.
@@ -223,6 +290,16 @@ impl Conn {
         if !self.may_act(id, room) {
             return;
         }
+        let now = danmaku_fanout::now_ms();
+        let muted = self
+            .room_index(room)
+            .map_or(0, |i| self.rooms[i].muted_until);
+        if muted > now {
+            let e = FanoutError::Muted {
+                retry_after_ms: (muted != u64::MAX).then(|| muted - now),
+            };
+            return self.fanout_error(id, &e);
+        }
         if let Err(wait) = self.buckets.likes.take(Instant::now()) {
             let msg = format!("{} likes/s", self.ctx.settings.rates.likes.per_s);
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
@@ -276,6 +353,30 @@ impl Conn {
                         coupon: coupon.as_str(),
                         code: &code,
                     }),
+                };
+                self.out.push(ack.encode());
+            }
+            Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// A host's or moderator's moderation action in a room it joined.
+    async fn moderate(&mut self, id: u64, room: &RoomId, m: &Moderation) {
+        if self.identity.role == Role::Viewer {
+            let msg = "only a host or moderator may moderate";
+            return self.error(Some(id), ErrorCode::Forbidden, msg, None);
+        }
+        if !self.may_act(id, room) {
+            return;
+        }
+        let by = self.identity.user.clone();
+        match self.ctx.fanout.moderate(room, m, &by).await {
+            Ok(p) => {
+                let ack = ServerFrame::Ack {
+                    id,
+                    seq: Some(p.seq),
+                    merged: false,
+                    claim: None,
                 };
                 self.out.push(ack.encode());
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use danmaku_fanout::position::{Behind, Cursor, Step};
 use danmaku_fanout::{
-    Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, RoomView, mailbox_with_sink,
+    Control, Delivery, FanoutError, Mailbox, MailboxReceiver, RoomKey, RoomView, mailbox_with_sink,
 };
 use danmaku_protocol::audience::{Targeted, Viewer, is_targeted};
 use danmaku_protocol::server::encode_reset;
@@ -59,6 +59,12 @@ pub(super) struct JoinedRoom {
     /// Whether the outlet was told to leave this room to the task (adaptive, or
     /// markers waiting for the next event).
     pub(super) pinned: bool,
+    /// Until when (Unix ms) the user is muted here: its likes are refused (comments and
+    /// votes are refused by the store itself). 0: not muted.
+    pub(super) muted_until: u64,
+    /// Who the viewer is in this room, as targeting matches it (its token's user and
+    /// tags, and its variant of the room's experiment).
+    pub(super) viewer: Arc<Viewer>,
 }
 
 pub(super) struct Buckets {
@@ -328,7 +334,32 @@ impl Conn {
                 Box::pin(self.catch_up(idx, None)).await?;
             }
         }
+        for (key, control) in inbox.take_controls() {
+            self.on_control(key, control);
+        }
         self.flush().await
+    }
+
+    /// Moderation about this connection's user in a room: a ban takes the room away
+    /// (`kicked`), a mute refuses its likes until it ends.
+    fn on_control(&mut self, key: RoomKey, control: Control) {
+        let Some(idx) = self.rooms.iter().position(|r| r.key == key) else {
+            return;
+        };
+        match control {
+            Control::Kick => {
+                let r = self.rooms.swap_remove(idx);
+                self.ctx.fanout.hub().unsubscribe(&r.room, self.key);
+                self.outlet.untrack(r.key);
+                let kicked = ServerFrame::Kicked {
+                    room: r.room.as_str(),
+                    reason: "banned",
+                };
+                self.out.push(kicked.encode());
+            }
+            Control::Mute(until) => self.rooms[idx].muted_until = until,
+            Control::Unmute => self.rooms[idx].muted_until = 0,
+        }
     }
 
     /// Steps one delivery of room `idx` on its cursor and does what it says.
@@ -383,7 +414,7 @@ impl Conn {
         let room = &mut self.rooms[idx];
         let event = match Targeted::split(&event) {
             None => event,
-            Some(t) if t.includes(&self.identity.viewer) => {
+            Some(t) if t.includes(&room.viewer) => {
                 Metrics::inc(&m.targeted_delivered);
                 t.event
             }
@@ -394,7 +425,7 @@ impl Conn {
                     Priority::Low => 2,
                 };
                 Metrics::inc(&m.skipped_targeted[i]);
-                for marker in room.skips.add(&room.room, seq, SkipReason::Targeted) {
+                for marker in room.skips.add(&room.room, seq, t.skip_reason()) {
                     self.out.push(marker);
                 }
                 return self.pin(idx);
@@ -480,7 +511,8 @@ impl Conn {
                 .await
                 .map_err(|_| Exit::Close(CloseCode::InternalError))?;
         let (epoch, seq) = (view.epoch.clone(), view.seq);
-        let snapshot = snapshot(&self.ctx, &room, view, online, &self.identity.viewer);
+        let viewer = self.rooms[idx].viewer.clone();
+        let snapshot = snapshot(&self.ctx, &room, view, online, &viewer);
         self.out.push(encode_reset(&room, &epoch, seq, &snapshot));
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
         self.rooms[idx].skips.forget();
@@ -691,7 +723,7 @@ fn recent_for(room: &RoomId, recent: Vec<Bytes>, viewer: &Viewer) -> Vec<Bytes> 
             }
             Some(t) => {
                 if let Some(seq) = EventFrame::seq_of(&t.event) {
-                    out.extend(skips.add(room, seq, SkipReason::Targeted));
+                    out.extend(skips.add(room, seq, t.skip_reason()));
                 }
             }
         }

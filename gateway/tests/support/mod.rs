@@ -33,7 +33,13 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `danmaku-gateway` with test credentials and `extra` flags.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_env(extra, &[])
+    }
+
+    /// Starts `danmaku-gateway` with test credentials, `extra` flags and `env`.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_danmaku-gateway"))
+            .envs(env.iter().copied())
             .args([
                 "--listen",
                 "127.0.0.1:0",

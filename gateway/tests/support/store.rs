@@ -65,6 +65,13 @@ impl Store {
 
     /// `n` gateway processes on this store (ids `g1`, `g2`, …), with `extra` flags.
     pub fn gateways_n(&self, n: usize, extra: &[&str]) -> Vec<Arc<Gateway>> {
+        (1..=n)
+            .map(|i| self.gateway_env(&format!("g{i}"), extra, &[]))
+            .collect()
+    }
+
+    /// One gateway process `id` on this store, with `extra` flags and `env`.
+    pub fn gateway_env(&self, id: &str, extra: &[&str], env: &[(&str, &str)]) -> Arc<Gateway> {
         let config = self.config();
         let flag = if config.cluster {
             "--redis-cluster"
@@ -72,14 +79,9 @@ impl Store {
             "--redis-url"
         };
         let urls = config.urls.join(",");
-        (1..=n)
-            .map(|i| {
-                let id = format!("g{i}");
-                let mut args = vec![flag, &urls, "--gateway-id", &id];
-                args.extend_from_slice(extra);
-                Arc::new(Gateway::start(&args))
-            })
-            .collect()
+        let mut args = vec![flag, &urls, "--gateway-id", id];
+        args.extend_from_slice(extra);
+        Arc::new(Gateway::start_env(&args, env))
     }
 
     /// Runs a command on the server that holds `key` (a room's key).

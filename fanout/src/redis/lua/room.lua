@@ -25,7 +25,9 @@
 --   <tag>:x: prefix of the keyword games', quizzes' and lotteries' keys (below)
 --   <tag>:c  the channel every record is published on
 -- ARGV[1] op: event | comment | likes | stage | coupon_open | coupon_close | claim |
---          coupons | coupon_get | settings_get | settings_put | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
+--          coupons | coupon_get | moderate | arrive | set_welcome | entrance_flush |
+--          moderation_log |
+--          settings_get | settings_put | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
 --          interactions | poll_open | poll_close | vote | poll_flush | merge_flush |
 --          online | roll_over | polls
 -- ARGV[2] now (ms)   ARGV[3] epoch to create if the room has none
@@ -55,15 +57,34 @@ local known_epoch, refreshed_in
 
 -- (and `matchers`: how many open interactions count comments, "0" or nil for none;
 -- `rules` and `blocked`: the room's comment rules and blocked words once its settings
--- were set, see op settings_put)
-local matchers, rules, blocked
+-- were set, see op settings_put; `mods`: set once the room muted or banned anyone)
+local matchers, rules, blocked, mods
 
 local function read_meta()
   if known_epoch == nil then
-    local m = redis.call("HMGET", meta, "epoch", "ttl_win", "kw", "rules", "bw")
-    known_epoch, refreshed_in, matchers, rules, blocked = m[1], m[2], m[3], m[4], m[5]
+    local m = redis.call("HMGET", meta, "epoch", "ttl_win", "kw", "rules", "bw", "mods")
+    known_epoch, refreshed_in, matchers, rules, blocked, mods = m[1], m[2], m[3], m[4], m[5], m[6]
   end
   return known_epoch
+end
+
+-- Moderation: <tag>:mu and <tag>:ban hashes (user → until, Unix ms, "0" for good),
+-- at most max_moderated entries each; <tag>:ml the audit list (JSON made by Rust, the
+-- last 1,000); <tag>:rt the retracted seqs (a sorted set, the last 1,000).
+local mutes, bans = tag .. ":mu", tag .. ":ban"
+
+-- How long `user` stays in `list` ("0" for good), or nil when it is not (an entry
+-- that ended is dropped).
+local function listed(list, user)
+  read_meta()
+  if not mods then return nil end
+  local u = redis.call("HGET", list, user)
+  if not u then return nil end
+  if u == "0" then return "0" end
+  local left = tonumber(u) - tonumber(now)
+  if left > 0 then return tostring(left) end
+  redis.call("HDEL", list, user)
+  return nil
 end
 
 local function room_epoch()
@@ -394,11 +415,14 @@ if op == "comment" then
   -- The rules refuse first, spending nothing: a level below the minimum (DM_LEVEL
   -- <min>), a blocked word in the normalized text (DM_BLOCKED), a comment within the
   -- sender's slow mode (DM_SLOW_MODE <ms left>). An admitted comment (merged or
-  -- sequenced) starts the sender's slow mode.
+  -- sequenced) starts the sender's slow mode. Before them all, a muted sender is
+  -- refused with DM_MUTED <ms left, 0 for good>.
+  local muted = listed(mutes, ARGV[16])
+  if muted then return redis.error_reply("DM_MUTED " .. muted) end
   read_meta()
   local slow, min_level, words = ARGV[19], ARGV[20], ARGV[21]
   if rules then
-    local s, l, cps, ma, mw = string.match(rules, "^(%d+) (%d+) (%d+) (%d+) (%d+)$")
+    local s, l, cps, ma, mw = string.match(rules, "^(%d+) (%d+) (%d+) (%d+) (%d+)")
     if not s then return {err = "DM_BAD_RULES"} end
     slow, min_level, words = s, l, blocked or ""
     ARGV[10], ARGV[12], ARGV[13] = cps, ma, mw
@@ -705,17 +729,138 @@ elseif op == "x_get" then
 elseif op == "interactions" then
   -- The open keyword games, quizzes and lotteries, as event data.
   return bodies(xs .. "open", x_body)
+elseif op == "moderate" then
+  -- ARGV[5] action (mute | unmute | ban | unban | retract)   ARGV[6] user ("" for
+  -- retract)   ARGV[7] seq (retract)   ARGV[8] until (Unix ms, "0" for good)
+  -- ARGV[9] the action's record (JSON made by Rust)   ARGV[10] the staff's audience tag
+  -- ARGV[11] most entries of a list
+  room_epoch()
+  local a, user = ARGV[5], ARGV[6]
+  if a == "retract" then
+    if tonumber(ARGV[7]) > tonumber(redis.call("HGET", meta, "seq") or "0") then
+      return {err = "DM_NO_SUCH_SEQ"}
+    end
+    local rt = tag .. ":rt"
+    redis.call("ZADD", rt, ARGV[7], ARGV[7])
+    redis.call("ZREMRANGEBYRANK", rt, 0, -1001)
+    redis.call("PEXPIRE", rt, ttl)
+  else
+    local list = (a == "mute" or a == "unmute") and mutes or bans
+    if a == "mute" or a == "ban" then
+      if redis.call("HEXISTS", list, user) == 0
+          and redis.call("HLEN", list) >= tonumber(ARGV[11]) then
+        local all = redis.call("HGETALL", list)
+        for i = 1, #all, 2 do
+          if all[i + 1] ~= "0" and tonumber(all[i + 1]) <= tonumber(now) then
+            redis.call("HDEL", list, all[i])
+          end
+        end
+        if redis.call("HLEN", list) >= tonumber(ARGV[11]) then
+          return {err = "DM_TOO_MANY_MODERATED"}
+        end
+      end
+      redis.call("HSET", list, user, ARGV[8])
+      redis.call("HSET", meta, "mods", 1)
+      redis.call("PEXPIRE", list, ttl)
+    else
+      redis.call("HDEL", list, user)
+    end
+  end
+  local log = tag .. ":ml"
+  redis.call("RPUSH", log, ARGV[9])
+  redis.call("LTRIM", log, -1000, -1)
+  redis.call("PEXPIRE", log, ttl)
+  if a == "retract" then
+    result = sequence("retract:dh", '{"seq":' .. ARGV[7] .. '}')
+  else
+    result = sequence("moderation:dh", ARGV[10] .. ARGV[9])
+  end
+elseif op == "arrive" then
+  -- A join. ARGV[5] user   ARGV[6] today (UTC days since the epoch, the gateway's
+  -- clock)   ARGV[7] its name as a JSON string   ARGV[8] its tags, "\31"-wrapped
+  -- ARGV[9] its VIP entry (JSON made by Rust)   ARGV[10] the default VIP tags,
+  -- "\31"-wrapped (a room whose settings were set has its own: meta vip)
+  -- ARGV[11] "1" when it counts in entrances   ARGV[12] most users seen
+  -- ARGV[13] "1" when rooms tell entrances by default (a room whose settings were set
+  -- has its own, the 6th field of meta rules)
+  -- Returns {muted, banned (ms left, "0" for good, "" when not), returning (0/1),
+  -- visits, welcome templates ("" for none), entered (1: counted in entrances)}.
+  -- The seen record <tag>:seen (user →
+  -- "<last day>:<days>") outlives the room: 31 days after its last write. A user last
+  -- seen more than 30 days ago starts over (as protocol/src/welcome.rs `visit`).
+  local user, today = ARGV[5], tonumber(ARGV[6])
+  local muted, banned = listed(mutes, user) or "", listed(bans, user) or ""
+  local seen = tag .. ":seen"
+  local before = redis.call("HGET", seen, user)
+  local last, visits, returning = today, 1, 0
+  if before then
+    local l, v = string.match(before, "^(%d+):(%d+)$")
+    l, v = tonumber(l), tonumber(v)
+    if l and today - l <= 30 then
+      returning, last, visits = 1, math.max(l, today), v
+      if today > l then visits = v + 1 end
+    end
+  end
+  if before or redis.call("HLEN", seen) < tonumber(ARGV[12]) then
+    redis.call("HSET", seen, user, last .. ":" .. visits)
+    redis.call("PEXPIRE", seen, 31 * 86400000)
+  end
+  local telling = ARGV[13] == "1"
+  if rules then telling = string.match(rules, " (%d)$") == "1" end
+  local entered = 0
+  if telling and ARGV[11] == "1" and banned == "" then
+    entered = 1
+    local en = tag .. ":en"
+    local n = redis.call("HINCRBY", en, "c", 1)
+    if n <= 5 then redis.call("HSET", en, "n" .. n, ARGV[7]) end
+    local vip = ARGV[10]
+    if rules then vip = redis.call("HGET", meta, "vip") or "" end
+    if vip ~= "" and ARGV[8] ~= "" and x_eligible(string.sub(vip, 2, -2), ARGV[8]) then
+      local k = redis.call("HINCRBY", en, "vc", 1)
+      if k <= 20 then redis.call("HSET", en, "v" .. k, ARGV[9]) end
+    end
+    redis.call("PEXPIRE", en, ttl)
+  end
+  return {muted, banned, returning, visits, redis.call("HGET", meta, "welcome") or "", entered}
+elseif op == "set_welcome" then
+  -- ARGV[5] the templates (JSON made by Rust; "" for none)
+  room_epoch()
+  if ARGV[5] == "" then redis.call("HDEL", meta, "welcome")
+  else redis.call("HSET", meta, "welcome", ARGV[5]) end
+  return {"", 0, 0}
+elseif op == "entrance_flush" then
+  -- Sequences the room's pending entrances as one `entrance` event, at most one every
+  -- ARGV[5] ms: {"", 0, 1} when it is too early (try again), {"", 0, 0} when there is
+  -- nothing to tell.
+  local en = tag .. ":en"
+  local e = redis.call("HGETALL", en)
+  if #e == 0 then return {"", 0, 0} end
+  local last = tonumber(redis.call("HGET", meta, "en_at") or "0")
+  if tonumber(now) - last < tonumber(ARGV[5]) then return {"", 0, 1} end
+  local f = {}
+  for i = 1, #e, 2 do f[e[i]] = e[i + 1] end
+  local names, vips = {}, {}
+  for i = 1, 5 do if f["n" .. i] then table.insert(names, f["n" .. i]) end end
+  for i = 1, 20 do if f["v" .. i] then table.insert(vips, f["v" .. i]) end end
+  redis.call("DEL", en)
+  redis.call("HSET", meta, "en_at", now)
+  result = sequence("entrance:dl", '{"count":' .. (f.c or "0") .. ',"names":[' ..
+    table.concat(names, ",") .. '],"vip":[' .. table.concat(vips, ",") ..
+    '],"vip_count":' .. (f.vc or "0") .. '}')
+elseif op == "moderation_log" then
+  return redis.call("LRANGE", tag .. ":ml", 0, -1)
 elseif op == "settings_get" then
   -- The room's settings: {version, settings JSON ("" when never set)}.
   return doc_read("settings")
 elseif op == "settings_put" then
   -- ARGV[5] the version read by settings_get   ARGV[6] the new settings (JSON made by
   -- Rust)   ARGV[7] their comment rules "<slow ms> <min level> <comments/s>
-  -- <merge after> <merge window ms>"   ARGV[8] their blocked words, "\31"-wrapped.
+  -- <merge after> <merge window ms>"   ARGV[8] their blocked words, "\31"-wrapped
+  -- ARGV[9] their VIP tags, "\31"-wrapped.
   -- Written and sequenced only if nobody wrote since the read: {"", 0, 9} tells the
   -- caller to read and apply its patch again.
   if not doc_write("settings", ARGV[5], ARGV[6]) then return {"", 0, 9} end
-  redis.call("HSET", meta, "rules", ARGV[7], "bw", ARGV[8])
+  redis.call("HSET", meta, "rules", ARGV[7], "bw", ARGV[8], "vip", ARGV[9])
   result = sequence("settings:dh", ARGV[6])
 elseif op == "seats_get" then
   -- The co-host seats: {version, state JSON ("" when none)}.
@@ -745,6 +890,8 @@ elseif op == "poll_close" then
 elseif op == "vote" then
   -- ARGV[5] poll id   ARGV[6] user   ARGV[7] option (0-based)
   local id = ARGV[5]
+  local muted = listed(mutes, ARGV[6])
+  if muted then return redis.error_reply("DM_MUTED " .. muted) end
   local p = redis.call("HMGET", polls .. id, "open", "ends", "n")
   if not p[1] then return {err = "DM_UNKNOWN_POLL"} end
   if p[1] ~= "1" or tonumber(p[2]) <= tonumber(now) then return {err = "DM_POLL_CLOSED"} end

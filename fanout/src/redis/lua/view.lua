@@ -4,11 +4,12 @@
 -- ARGV[3] since epoch ("" for none)   ARGV[4] since seq
 -- ARGV[5] now (ms)   ARGV[6] history age (ms)   ARGV[7] room TTL (ms)
 -- Returns {epoch, seq, likes, recovered(0/1), open polls, stage, seats, settings,
--- records...}: with
+-- retracted, records...}: with
 -- recovered = 1 the records are the events after since (in order); otherwise the last
 -- `recent` events. `open polls` counts the room's open polls, so a join reads them only
 -- when there are any (most rooms have none); `stage` is the stage object and `seats` the
--- co-host seats' public state and `settings` the room's settings ("" when none).
+-- co-host seats' public state and `settings` the room's settings ("" when none);
+-- `retracted` the seqs moderators took back, comma-separated.
 -- Records older than the history age are not history any more.
 local meta, stream = KEYS[1], KEYS[2]
 local cutoff = tonumber(ARGV[5]) - tonumber(ARGV[6])
@@ -33,7 +34,8 @@ local stage, seats, settings = shown[1] or "", shown[2] or "", shown[3] or ""
 local open = redis.call("SCARD", KEYS[3] .. "open")
   + redis.call("SCARD", string.gsub(KEYS[3], ":p:$", ":k:") .. "open")
   + redis.call("SCARD", string.gsub(KEYS[3], ":p:$", ":x:") .. "open")
-local out = {epoch, seq, likes, 0, open, stage, seats, settings}
+local retracted = table.concat(redis.call("ZRANGE", string.gsub(meta, ":m$", ":rt"), 0, -1), ",")
+local out = {epoch, seq, likes, 0, open, stage, seats, settings, retracted}
 local since = tonumber(ARGV[4])
 if ARGV[3] == epoch and since <= seq then
   if since == seq then
