@@ -100,10 +100,11 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis-coupon-storm"; then
   REDIS_PID=""
 fi
 # A moderation storm: a backend retracting 5 events a second while 5,000 viewers
-# receive, beside the same room without it.
-MOD="--viewers 5000 --rooms 1 --rate 10 --size 100 --duration-s 20 --threads 2"
-run moderation-calm-5k 1 fanout $MOD
-run moderation-storm-5k 1 fanout $MOD --retract-rate 5
+# receive 10 a second (each retraction is an event of the room too: 15 a second),
+# beside the same room at 15 events a second without it.
+MOD="--viewers 5000 --rooms 1 --size 100 --duration-s 20 --threads 2"
+run moderation-calm-5k 1 fanout $MOD --rate 15
+run moderation-storm-5k 1 fanout $MOD --rate 10 --retract-rate 5
 run many-rooms-100x50 1 fanout --viewers 5000 --rooms 100 --rate 500 --size 100 --duration-s 20
 run zipf-1000-rooms   1 fanout --viewers 10000 --rooms 1000 --zipf 1.0 --rate 1000 --size 100 --duration-s 20
 run resume-5k         1 resume --viewers 5000 --rooms 1 --rate 20 --size 100 --duration-s 30 --drop-fraction 0.1 --drop-every-s 3

@@ -117,6 +117,9 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
         let (http_base, key) = (plan.http[0].clone(), plan.cli.common.api_key.clone());
         let (room, latest, rate) = (plan.rooms[0].clone(), latest.clone(), load.retract_rate);
         let n = (rate * load.duration_s).floor() as u64;
+        // Half a publish apart from the publishes: a retraction does not land on the
+        // same instant as an event (two fan-outs back to back).
+        let offset = Duration::from_secs_f64(0.5 / load.rate.max(f64::MIN_POSITIVE));
         tokio::spawn(async move {
             let Ok(mut http) = Http::new(&http_base) else {
                 return 0;
@@ -124,7 +127,8 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
             let path = format!("/v1/rooms/{room}/moderation");
             let mut done = 0;
             for i in 0..n {
-                tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+                let at = t0 + offset + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(at).await;
                 let seq = latest.load(Ordering::Relaxed);
                 if seq == 0 {
                     continue;
