@@ -170,17 +170,16 @@ async fn bad_settings_are_refused_with_the_field_named() {
     assert_eq!(settings["own"], false, "{settings}");
 }
 
-/// Rooms' defaults come from the gateway's configuration (here its flags; a `--config`
-/// file takes the same keys): a blocked word and slow mode apply to a room that never
-/// had settings of its own.
+/// Rooms' defaults come from the gateway's configuration file (the flags take the same
+/// keys): a blocked word and slow mode apply to a room that never had settings of its
+/// own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_take_their_defaults_from_the_configuration() {
-    let gw = Gateway::start(&[
-        "--room-blocked-words",
-        "Spam,scam",
-        "--room-slow-mode-s",
-        "60",
-    ]);
+    let file = std::env::temp_dir().join(format!("danmaku-rooms-{}.toml", std::process::id()));
+    let toml = "room_blocked_words = [\"Spam\", \"scam\"]\nroom_slow_mode_s = 60\n";
+    std::fs::write(&file, toml).unwrap();
+    let gw = Gateway::start(&["--config", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
     let room = "settings-defaults";
     let mut v = Viewer::connect(&gw, "v").await;
     let joined = v.join(room).await;
