@@ -860,6 +860,14 @@ pub trait Fanout:
 }
 
 impl FanoutError {
+    /// [`FanoutError::Muted`] for a mute that lasts until `until` (Unix ms, `u64::MAX`
+    /// for good), told at `now`.
+    pub fn muted(until: u64, now: u64) -> Self {
+        Self::Muted {
+            retry_after_ms: (until != u64::MAX).then(|| until.saturating_sub(now)),
+        }
+    }
+
     /// When to try again, for a refusal that passes (the room's budget, slow mode).
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {

@@ -2,6 +2,7 @@
 //! the user's connections on this gateway.
 
 use danmaku_protocol::RoomId;
+use danmaku_protocol::audience::Audience;
 use danmaku_protocol::moderation::{ModAction, Moderation};
 
 use crate::Hub;
@@ -22,6 +23,11 @@ pub fn doc(m: &Moderation, by: &str, now: u64) -> String {
         doc["until"] = t.into();
     }
     doc.to_string()
+}
+
+/// The audience of the room's staff (hosts and moderators): the `moderation` events'.
+pub(crate) fn staff() -> Audience {
+    Audience::Tags(vec![danmaku_protocol::audience::STAFF.to_owned()])
 }
 
 /// Tells the connections of the action's user in `room` on this gateway: a ban takes

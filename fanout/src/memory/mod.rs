@@ -548,7 +548,7 @@ impl Moderate for MemoryFanout {
                     self.publish_locked(room, state, &EventKind::retract(), &data)
                 }
                 None => {
-                    let staff = Audience::Tags(vec![danmaku_protocol::audience::STAFF.to_owned()]);
+                    let staff = crate::moderation::staff();
                     let kind = EventKind::moderation();
                     self.sequence_for(room, state, &kind, Priority::High, &doc, Some(&staff))
                 }

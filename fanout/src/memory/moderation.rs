@@ -88,12 +88,7 @@ impl RoomModeration {
     pub(crate) fn check_muted(&self, user: &str, now: u64) -> Result<(), FanoutError> {
         match active(&self.mutes, user, now) {
             None => Ok(()),
-            Some(u64::MAX) => Err(FanoutError::Muted {
-                retry_after_ms: None,
-            }),
-            Some(until) => Err(FanoutError::Muted {
-                retry_after_ms: Some(until - now),
-            }),
+            Some(until) => Err(FanoutError::muted(until, now)),
         }
     }
 }

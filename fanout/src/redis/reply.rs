@@ -261,9 +261,7 @@ impl RoomOp<'_> {
             | Self::SettingsGet
             | Self::ModerationLog => Vec::new(),
             Self::Moderate { m, until, doc } => {
-                let staff = danmaku_protocol::audience::Audience::Tags(vec![
-                    danmaku_protocol::audience::STAFF.to_owned(),
-                ]);
+                let staff = crate::moderation::staff();
                 vec![
                     m.action.as_str().to_owned(),
                     m.user.clone().unwrap_or_default(),

@@ -295,10 +295,7 @@ impl Conn {
             .room_index(room)
             .map_or(0, |i| self.rooms[i].muted_until);
         if muted > now {
-            let e = FanoutError::Muted {
-                retry_after_ms: (muted != u64::MAX).then(|| muted - now),
-            };
-            return self.fanout_error(id, &e);
+            return self.fanout_error(id, &FanoutError::muted(muted, now));
         }
         if let Err(wait) = self.buckets.likes.take(Instant::now()) {
             let msg = format!("{} likes/s", self.ctx.settings.rates.likes.per_s);
