@@ -74,6 +74,12 @@ impl Entrances {
         (self.count, self.vip_count, self.last_ms) = (0, 0, now);
         Some(data.to_string())
     }
+
+    /// Notes the clock read after the event was sequenced: the event's `ts` is no
+    /// later, so the next one's is at least a second after it.
+    pub(crate) fn told_by(&mut self, now: u64) {
+        self.last_ms = self.last_ms.max(now);
+    }
 }
 
 #[cfg(test)]

@@ -405,6 +405,7 @@ impl Polls for MemoryFanout {
             }
             if let Some(data) = state.entrances.due(now) {
                 self.publish_locked(&id, &mut state, &EventKind::entrance(), &data);
+                state.entrances.told_by(now_ms());
             }
             let due = state.board.due(now);
             self.publish_due(&id, &mut state, due);
