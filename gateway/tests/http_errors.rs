@@ -5,20 +5,9 @@
 mod support;
 
 use serde_json::Value;
-use support::{API_KEY, Answer, Gateway, SECRET, exchange};
+use support::{API_KEY, Gateway, SECRET, exchange, request};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// Sends `method path` with `headers` (each `Name: value`) and no body.
-async fn request(gw: &Gateway, method: &str, path: &str, headers: &[&str]) -> Answer {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("Content-Length: 0\r\n\r\n");
-    exchange(gw.addr, &[req.as_bytes()]).await
-}
 
 #[tokio::test]
 async fn a_wrong_method_gets_405_with_a_json_body_and_allow() {
@@ -66,13 +55,7 @@ async fn a_cors_preflight_is_refused_with_a_json_body() {
         message.starts_with("cross-origin requests are not allowed"),
         "{message}"
     );
-    assert!(
-        a.headers
-            .iter()
-            .all(|(n, _)| !n.starts_with("access-control-")),
-        "no CORS grant: {:?}",
-        a.headers
-    );
+    a.assert_no_cors_grant();
 }
 
 #[tokio::test]
@@ -217,4 +200,45 @@ async fn the_bearer_scheme_is_case_insensitive_for_viewer_tokens() {
         .expect("a reply");
         assert_eq!(reply["type"], "ack", "{scheme}: {reply}");
     }
+}
+
+/// axum's own rejections (a path that is not UTF-8 once decoded, a query string of the
+/// wrong types) answer in plain text; the API turns them into its error body.
+#[tokio::test]
+async fn axums_rejections_get_the_json_body_too() {
+    let gw = Gateway::start(&[]);
+    let auth = format!("Authorization: Bearer {API_KEY}");
+    for path in [
+        "/v1/rooms/%FF",
+        "/v1/rooms/%C3%28/history",
+        "/v1/rooms/r/coupons/%FF%FE",
+        "/v1/rooms/r/quizzes/%80/close",
+    ] {
+        let method = if path.ends_with("/close") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let a = request(&gw, method, path, &[&auth]).await;
+        assert_eq!(a.status, 400, "{path}");
+        assert_eq!(a.header("content-type"), Some("application/json"), "{path}");
+        let (code, message) = a.error();
+        assert_eq!(code, "bad_request", "{path}");
+        assert!(message.contains("UTF-8"), "{path}: {message}");
+    }
+    for query in ["since=abc", "limit=-1", "since=1e3"] {
+        let path = format!("/v1/rooms/r/history?{query}");
+        let a = request(&gw, "GET", &path, &[&auth]).await;
+        assert_eq!((a.status, a.error().0), (400, "bad_request"), "{query}");
+    }
+    // A body sent in chunks, past the limit: 413 with the body (no Content-Length to
+    // refuse it by).
+    let chunk = "x".repeat(70 * 1024);
+    let req = format!(
+        "POST /v1/rooms/r/events HTTP/1.1\r\nHost: t\r\n{auth}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let a = exchange(gw.addr, &[req.as_bytes()]).await;
+    assert_eq!((a.status, a.error().0), (413, "too_large"));
 }

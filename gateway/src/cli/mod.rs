@@ -188,6 +188,7 @@ impl Args {
             c.auth.api_keys.push(key);
         }
         c.auth.allowed_origins = self.allowed_origins.take().unwrap_or_default();
+        c.auth.cors_origins = self.cors_origins.take().unwrap_or_default();
         c.rooms.blocked_words = self.room_blocked_words.take().unwrap_or_default();
         c.rooms.vip_tags = self.room_vip_tags.take().unwrap_or_default();
         c.auth.audience = self.jwt_audience.take();

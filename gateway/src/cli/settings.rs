@@ -181,6 +181,13 @@ settings! {
     #[arg(env = "DANMAKU_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String> => custom(text = "any"),
 
+    /// Comma-separated `Origin` values (`scheme://host[:port]`) whose pages may call the
+    /// HTTP API (CORS: preflights granted, answers marked); by default none may, and
+    /// preflights get 403. Such a page holds an API key: list only origins whose pages
+    /// are for trusted operators, never for viewers.
+    #[arg(env = "DANMAKU_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String> => custom(text = "none"),
+
     /// When set, a viewer token must carry this `aud` claim (without it, a token that
     /// has an `aud` is refused).
     #[arg(env = "DANMAKU_JWT_AUDIENCE")]

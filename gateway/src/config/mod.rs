@@ -62,6 +62,8 @@ pub struct AuthConfig {
     pub api_keys: Vec<String>,
     /// Allowed `Origin` values for WebSocket upgrades; empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Origins whose pages may call the HTTP API (CORS); empty grants none.
+    pub cors_origins: Vec<String>,
     /// When set, a viewer token must carry this `aud`.
     pub audience: Option<String>,
     /// When set, a viewer token must carry this `iss`.

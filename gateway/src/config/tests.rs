@@ -90,12 +90,20 @@ fn malformed_ids_urls_and_origins() {
         e.starts_with("--redis-cluster \"rediss://a:1\"") && e.contains("TLS"),
         "{e}"
     );
-    for bad in ["https://a.example/", "a.example", "https://a.example/path"] {
+    for bad in [
+        "https://a.example/",
+        "a.example",
+        "https://a.example/path",
+        "*",
+    ] {
         let e = refused(|c| c.auth.allowed_origins = vec![bad.into()]);
         assert!(e.starts_with("--allowed-origins"), "{bad}: {e}");
+        let e = refused(|c| c.auth.cors_origins = vec!["https://ok.example".into(), bad.into()]);
+        assert!(e.starts_with("--cors-origins"), "{bad}: {e}");
     }
     let mut c = Config::default();
     c.auth.allowed_origins = vec!["https://a.example".into(), "http://127.0.0.1:3000".into()];
+    c.auth.cors_origins = vec!["https://shop.example".into()];
     assert_eq!(c.validate(), Ok(()));
 }
 

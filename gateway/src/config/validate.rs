@@ -245,10 +245,13 @@ impl AuthConfig {
                 ));
             }
         }
-        for origin in &self.allowed_origins {
-            if !origin_well_formed(origin) {
+        for (setting, origins) in [
+            ("allowed-origins", &self.allowed_origins),
+            ("cors-origins", &self.cors_origins),
+        ] {
+            if let Some(origin) = origins.iter().find(|o| !origin_well_formed(o)) {
                 return Err(malformed(
-                    "allowed-origins",
+                    setting,
                     origin,
                     "scheme://host or scheme://host:port, as browsers send it (no path, no trailing /)",
                 ));

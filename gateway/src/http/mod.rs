@@ -1,8 +1,11 @@
-//! The HTTP side of the public port: the backend API, health and metrics (the
-//! WebSocket route is added next to them in `app.rs`).
+//! The HTTP side of the public port: the backend API, health, metrics and the API's
+//! OpenAPI document (the WebSocket route is added next to them in `app.rs`).
+//!
+//! Every route here is in `gateway/openapi.json` (the test `openapi` fails otherwise).
 
 mod api;
 mod body;
+mod cors;
 pub mod error;
 mod interactions;
 mod moderation;
@@ -65,9 +68,35 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            cors::Cors::new(&state.config.auth.cors_origins),
+            finish,
+        ))
+}
+
+/// What every answer of the HTTP API goes through: an error that is not JSON yet (one
+/// of axum's own rejections, say) gets the API's error body, and the CORS headers are
+/// added when `--cors-origins` lists the request's origin.
+async fn finish(
+    State(cors): State<cors::Cors>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let granted = cors.granted(request.headers());
+    let mut response = error::json_error(next.run(request).await).await;
+    cors.mark(granted, &mut response);
+    response
+}
+
+/// The OpenAPI 3.1 document of every route of the public port.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// Proof that the request carries a configured API key.
@@ -120,16 +149,30 @@ fn credential_in_query(query: &str) -> Option<&str> {
 
 /// A known path asked with a method it does not serve (axum adds the `Allow` header).
 ///
-/// A CORS preflight is refused too, with 403: the API's key is a backend secret that
-/// must never reach a browser, so no origin is allowed to call it cross-origin (the
-/// WebSocket checks `Origin` itself and needs no preflight).
-async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> ApiError {
+/// A CORS preflight (no route serves `OPTIONS`) is answered 204 with the grant when its
+/// `Origin` is one of `--cors-origins`, and refused with 403 otherwise: by default no
+/// origin may call the API from a page, as its key is a backend secret that must not
+/// reach a browser (the WebSocket checks `Origin` itself and needs no preflight).
+async fn method_not_allowed(
+    State(app): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> axum::response::Response {
     let preflight =
         method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
-        ApiError::cross_origin()
-    } else {
-        ApiError::method_not_allowed(&method, uri.path())
+    if !preflight {
+        return ApiError::method_not_allowed(&method, uri.path()).into_response();
+    }
+    let origins = &app.config.auth.cors_origins;
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        Some(origin) if origins.iter().any(|o| o == origin) => cors::preflight(),
+        Some(origin) if !origins.is_empty() => ApiError::new(
+            danmaku_protocol::ErrorCode::Forbidden,
+            format!("the origin `{origin}` is not one of --cors-origins"),
+        )
+        .into_response(),
+        _ => ApiError::cross_origin().into_response(),
     }
 }
 

@@ -469,6 +469,17 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Asserts that the answer grants no CORS access (no `Access-Control-*` header).
+    pub fn assert_no_cors_grant(&self) {
+        assert!(
+            self.headers
+                .iter()
+                .all(|(n, _)| !n.starts_with("access-control-")),
+            "no CORS grant: {:?}",
+            self.headers
+        );
+    }
+
     /// The `(code, message)` of an API error body; panics on any other body.
     pub fn error(&self) -> (&str, &str) {
         let e = &self.body["error"];
@@ -477,6 +488,17 @@ impl Answer {
             _ => panic!("not an error body ({}): {}", self.status, self.body),
         }
     }
+}
+
+/// Sends `method path` with `headers` (each `Name: value`) and no body; reads the answer.
+pub async fn request(gw: &Gateway, method: &str, path: &str, headers: &[&str]) -> Answer {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    exchange(gw.addr, &[req.as_bytes()]).await
 }
 
 /// Writes `pieces` to a new connection to `addr` (each in its own write, 50 ms
