@@ -39,3 +39,7 @@ cargo test --workspace "$@"
 cargo build -q -p danmaku-gateway
 scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
+
+# The web SDK (sdk/js): build — the committed bundle the gateway's /demo embeds must be
+# the fresh build of the sources —, tsc --noEmit, eslint, and vitest against real gateways.
+(cd sdk/js && npm ci --no-audit --no-fund --silent && npm run check --silent && git diff --exit-code -- dist/danmaku.js)
