@@ -153,8 +153,9 @@ impl App {
 /// The public port's routes, assembled in one place: the HTTP API, health and
 /// metrics, and the WebSocket upgrade.
 fn router(state: Arc<AppState>) -> axum::Router {
-    let mut routes =
-        crate::http::routes(&state).route("/ws", axum::routing::get(crate::ws::upgrade));
+    let mut routes = crate::http::routes(&state)
+        .route("/ws", axum::routing::get(crate::ws::upgrade))
+        .merge(crate::demo::routes());
     if state.config.diagnostic_echo {
         routes = routes.route(
             crate::ws::ECHO_PATH,

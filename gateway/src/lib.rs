@@ -6,6 +6,7 @@
 //! - [`app`]: wiring (the router is assembled here), the accept loop, drain.
 //! - [`state`]: the state every handler and connection task shares.
 //! - [`http`]: the backend API, health, metrics.
+//! - [`demo`]: the demo live room at `/demo` (embedded page and SDK bundle).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
 
@@ -13,6 +14,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod demo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

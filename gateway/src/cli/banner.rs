@@ -28,6 +28,7 @@ impl DevMode {
             config.gateway_id
         );
         let mut exports = Vec::new();
+        let mut dev_token = None;
         if let Some(secret) = &self.jwt_secret {
             let claims = Claims {
                 sub: "dev-user".into(),
@@ -37,7 +38,9 @@ impl DevMode {
                 rooms: None,
                 ..Claims::default()
             };
-            exports.push(format!("TOKEN={}", sign_hs256(secret.as_bytes(), &claims)?));
+            let token = sign_hs256(secret.as_bytes(), &claims)?;
+            exports.push(format!("TOKEN={token}"));
+            dev_token = Some(token);
         }
         if let Some(key) = &self.api_key {
             exports.push(format!("KEY={key}"));
@@ -74,6 +77,13 @@ impl DevMode {
                 "  publish:   curl -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' -d '{{\"kind\":\"comment\",\"data\":{{\"text\":\"hi\"}}}}' http://{addr}/v1/rooms/demo/events"
             );
         }
+        if let Some(token) = &dev_token {
+            let _ = writeln!(
+                out,
+                "  demo room: http://{addr}{}?room=demo&token={token}",
+                crate::demo::PATH
+            );
+        }
         Ok(out)
     }
 }
@@ -105,6 +115,15 @@ mod tests {
         assert!(export[0].starts_with("export TOKEN=ey") && export[0].ends_with(" KEY=dev-k"));
         assert!(banner.contains("python3 -m websockets \"ws://127.0.0.1:8080/ws?token=$TOKEN\""));
         assert!(banner.contains("Bearer $KEY"));
+        let token = export[0]
+            .trim_start_matches("export TOKEN=")
+            .trim_end_matches(" KEY=dev-k");
+        assert!(
+            banner.contains(&format!(
+                "  demo room: http://127.0.0.1:8080/demo?room=demo&token={token}\n"
+            )),
+            "{banner}"
+        );
     }
 
     #[test]

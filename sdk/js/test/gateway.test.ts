@@ -5,7 +5,7 @@ import { once } from "node:events";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DanmakuClient, DanmakuError, RoomEvent, Skipped, Snapshot, SnapshotReason } from "../src/index.js";
-import { client, Gateway, Proxy, Redis, token, until } from "./support.js";
+import { client, Gateway, Redis, startProxyFor, token, until } from "./support.js";
 
 /** What an app would have seen of a room. */
 class Seen {
@@ -72,7 +72,7 @@ async function stores(): Promise<[string, () => Promise<string[]>][]> {
 describe.each(await stores())("on the %s store", (_, storeArgs) => {
   it("loses nothing through forced disconnects mid-stream", async () => {
     const gw = track(await Gateway.start(await storeArgs()));
-    const proxy = track(await Proxy.start(gw.addr));
+    const proxy = track(await startProxyFor(gw.addr));
     const c = track(client({ url: proxy.wsUrl, token: token("u-1"), backoff: { baseMs: 50, maxMs: 200 } }));
     let reconnects = 0;
     c.on("reconnecting", () => (reconnects += 1));
@@ -97,7 +97,7 @@ describe.each(await stores())("on the %s store", (_, storeArgs) => {
 
   it("hands the app a snapshot when history no longer covers the gap, then continues", async () => {
     const gw = track(await Gateway.start([...(await storeArgs()), "--history-len", "20"]));
-    const proxy = track(await Proxy.start(gw.addr));
+    const proxy = track(await startProxyFor(gw.addr));
     const c = track(client({ url: proxy.wsUrl, token: token("u-2"), backoff: { baseMs: 50, maxMs: 100 } }));
     await c.connect();
     const seen = new Seen();
@@ -128,7 +128,7 @@ describe("on the memory store", () => {
     const gw = track(
       await Gateway.start(["--history-len", "50", "--outbound-queue", "8", "--send-buffer-bytes", "4096"]),
     );
-    const proxy = track(await Proxy.start(gw.addr));
+    const proxy = track(await startProxyFor(gw.addr));
     const c = track(client({ url: proxy.wsUrl, token: token("u-8") }));
     await c.connect();
     const seen = new Seen();
@@ -240,7 +240,7 @@ describe("on the memory store", () => {
 
   it("takes a connection that went silent for dead and reconnects", async () => {
     const gw = track(await Gateway.start(["--heartbeat-ms", "300"]));
-    const proxy = track(await Proxy.start(gw.addr));
+    const proxy = track(await startProxyFor(gw.addr));
     const c = track(client({ url: proxy.wsUrl, token: token("u-5"), backoff: { baseMs: 20, maxMs: 50 } }));
     const reasons: string[] = [];
     c.on("reconnecting", (r) => reasons.push(r.reason));

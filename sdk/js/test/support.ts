@@ -8,6 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { startProxy } from "../../../tests/support/proxy.mjs";
 import { DanmakuClient, type ClientOptions, type WebSocketConstructor } from "../src/index.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -135,72 +136,12 @@ export class Gateway {
   }
 }
 
-/** A TCP proxy in front of a gateway: `cut()` drops every connection through it at once. */
-export class Proxy {
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-    private readonly sockets: Set<net.Socket>,
-    private readonly state: { blocked: boolean },
-  ) {}
+/** A TCP proxy in front of a gateway (shared with the browser tests): see its module. */
+export type Proxy = Awaited<ReturnType<typeof startProxy>> & { wsUrl: string; stop(): Promise<void> };
 
-  get wsUrl(): string {
-    return `ws://127.0.0.1:${this.port}/ws`;
-  }
-
-  static async start(target: string): Promise<Proxy> {
-    const [host, port] = target.split(":");
-    const sockets = new Set<net.Socket>();
-    const state = { blocked: false };
-    const server = net.createServer((client) => {
-      if (state.blocked) {
-        client.destroy();
-        return;
-      }
-      const upstream = net.connect(Number(port), host ?? "127.0.0.1");
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("close", () => sockets.delete(s));
-        s.on("error", () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    return new Proxy(server, (server.address() as net.AddressInfo).port, sockets, state);
-  }
-
-  /** While blocked, a new connection is dropped at once (the gateway looks unreachable). */
-  block(blocked: boolean): void {
-    this.state.blocked = blocked;
-  }
-
-  /** The open connections stop carrying anything, without closing (a dead network path). */
-  freeze(): void {
-    for (const s of this.sockets) s.pause();
-  }
-
-  /** The frozen connections carry again. */
-  thaw(): void {
-    for (const s of this.sockets) s.resume();
-  }
-
-  /** Drops every connection (no close frame: the client sees the network go). */
-  cut(): number {
-    const n = this.sockets.size;
-    for (const s of this.sockets) s.destroy();
-    return n;
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    this.server.close();
-    await once(this.server, "close");
-  }
+export async function startProxyFor(target: string): Promise<Proxy> {
+  const proxy = await startProxy(target);
+  return { ...proxy, wsUrl: `ws://127.0.0.1:${proxy.port}/ws`, stop: proxy.close };
 }
 
 export function client(options: Partial<ClientOptions> & Pick<ClientOptions, "url">): DanmakuClient {
