@@ -31,6 +31,17 @@ function hexBytes(hex: string): Uint8Array | undefined {
 
 const utf8 = new TextEncoder();
 
+/** Orders strings by their UTF-8 bytes (JavaScript's `<` compares UTF-16 units). */
+function byUtf8(a: string, b: string): number {
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = (x[i] ?? 0) - (y[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
 /**
  * Recomputes a lottery's draw from its audit record, as the protocol defines it: the
  * seed matches the commitment published at the open (SHA-256 of its 32 bytes), the
@@ -47,7 +58,7 @@ export function verifyLottery(audit: LotteryAudit): LotteryCheck {
   } else if (sha256Hex(seedBytes) !== lottery.commitment) {
     problems.push("the seed does not match the commitment published at the open");
   }
-  const sorted = [...entrants].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const sorted = [...entrants].sort(byUtf8);
   if (sha256Hex(utf8.encode(sorted.join("\n"))) !== lottery.entrants_digest) {
     problems.push("the entrants do not match their digest");
   }

@@ -110,5 +110,11 @@ describe("sha256 and the lottery's verification", () => {
     expect(forged.ok).toBe(false);
     expect(verifyLottery({ lottery: { ...lottery, commitment: h("x") }, entrants }).problems).toHaveLength(1);
     expect(verifyLottery({ lottery, entrants: [...entrants, "u-99"] }).ok).toBe(false);
+    // The digest sorts by UTF-8 bytes: U+FF5E (3 bytes) comes before U+1F600 (4 bytes),
+    // though JavaScript's own order puts the emoji's surrogates first.
+    const wide = ["😀", "～"];
+    const digest = createHash("sha256").update(Buffer.concat([Buffer.from("～\n😀")])).digest("hex");
+    const check = verifyLottery({ lottery: { ...lottery, winners: 0, winner_ids: [], entrants_digest: digest }, entrants: wide });
+    expect(check.problems).toEqual([]);
   });
 });
