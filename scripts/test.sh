@@ -28,6 +28,8 @@ fi
 # it); the real-browser checks need Debian's Chromium and Node with playwright-core.
 command -v chromium >/dev/null || apt_install chromium
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+# Fonts for the demo page's screenshots (Chinese danmaku, emoji).
+dpkg -s fonts-wqy-microhei fonts-noto-color-emoji >/dev/null 2>&1 || apt_install fonts-wqy-microhei fonts-noto-color-emoji || true
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 cargo fmt --all -- --check
@@ -39,6 +41,7 @@ cargo test --workspace "$@"
 cargo build -q -p danmaku-gateway
 scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
+node tests/browser/demo.mjs target/debug/danmaku-gateway
 
 # The web SDK (sdk/js): build — the committed bundle the gateway's /demo embeds must be
 # the fresh build of the sources —, tsc --noEmit, eslint, and vitest against real gateways.

@@ -378,6 +378,14 @@ async fn draw_and_check(gws: &[Arc<Gateway>], watcher: &mut Viewer, room: &str, 
     assert_eq!(before["lottery"]["state"], "open", "{before}");
     assert!(before["lottery"].get("seed").is_none(), "{before}");
     let commitment = before["lottery"]["commitment"].as_str().unwrap().to_owned();
+    let public = format!("/v1/rooms/{room}/lotteries/{id}/draw");
+    let (status, open) = gws[1 % gws.len()].http("GET", &public, None, None).await;
+    assert_eq!(status, 200, "the draw's record needs no key: {open}");
+    assert_eq!(
+        open,
+        json!({"lottery": before["lottery"]}),
+        "no entrants before the draw"
+    );
     let (status, closed) = close(&gws[gws.len() - 1], room, "lotteries", id).await;
     assert_eq!(status, 200, "{closed}");
     let drawn = loop {
@@ -391,6 +399,12 @@ async fn draw_and_check(gws: &[Arc<Gateway>], watcher: &mut Viewer, room: &str, 
     assert_eq!(
         rec["lottery"], drawn["data"],
         "the record is the drawn state"
+    );
+    let (status, audit) = gws[1 % gws.len()].http("GET", &public, None, None).await;
+    assert_eq!(
+        (status, &audit),
+        (200, &rec),
+        "anyone reads the drawn record"
     );
     let seed_hex = rec["lottery"]["seed"].as_str().unwrap();
     let seed: Vec<u8> = (0..32)

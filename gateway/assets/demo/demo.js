@@ -352,6 +352,7 @@ client.on("state", (state) => {
   conn.className = `conn ${state}`;
   conn.querySelector("span").textContent = state;
   conn.dataset.state = state;
+  if (state === "open" && $("notice").textContent.startsWith("reconnecting")) notice("");
 });
 client.on("hello", (hello) => {
   view.serverOffset = hello.server_time - Date.now();

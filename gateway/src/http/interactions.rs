@@ -288,13 +288,41 @@ pub(super) async fn get(
     let kind = collection(&what).ok_or_else(ApiError::not_found)?;
     let id = id_of(kind, &id)?;
     let record = app.fanout.interaction(&room, &id).await?;
+    record_body(kind, record, true).map(Json)
+}
+
+/// A record as the API answers it: `{<kind>: state}`, with its users (`users`) under
+/// their name: a quiz's `correct_users`, a lottery's `entrants`.
+fn record_body(
+    kind: Kind,
+    record: danmaku_fanout::InteractionRecord,
+    users: bool,
+) -> Result<serde_json::Value, ApiError> {
     let state: serde_json::Value = serde_json::from_slice(&record.state)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let mut body = serde_json::json!({ kind.name(): state });
-    match kind {
-        Kind::Quiz => body["correct_users"] = record.users.into(),
-        Kind::Lottery => body["entrants"] = record.users.into(),
-        Kind::Keyword => {}
+    if users {
+        match kind {
+            Kind::Quiz => body["correct_users"] = record.users.into(),
+            Kind::Lottery => body["entrants"] = record.users.into(),
+            Kind::Keyword => {}
+        }
     }
-    Ok(Json(body))
+    Ok(body)
+}
+
+/// `GET /v1/rooms/{room}/lotteries/{id}/draw`, without an API key: a drawn lottery's
+/// audit record — the same body as the keyed `GET` — so that anyone (a viewer's
+/// browser, say) can recompute the draw. Before the draw it answers the record
+/// without its entrants: they are told with the seed, never before.
+pub(super) async fn public_draw(
+    State(app): State<Arc<AppState>>,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let room = room_id(&room)?;
+    let id = id_of(Kind::Lottery, &id)?;
+    let record = app.fanout.interaction(&room, &id).await?;
+    let drawn = serde_json::from_slice::<serde_json::Value>(&record.state)
+        .is_ok_and(|state| state["state"] == "drawn");
+    record_body(Kind::Lottery, record, drawn).map(Json)
 }

@@ -47,6 +47,10 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
             "/v1/rooms/{room}/lotteries",
             post(interactions::create_lottery),
         )
+        .route(
+            "/v1/rooms/{room}/lotteries/{id}/draw",
+            get(interactions::public_draw),
+        )
         .route("/v1/rooms/{room}/{what}/{id}", get(interactions::get))
         .route(
             "/v1/rooms/{room}/{what}/{id}/close",
