@@ -42,6 +42,9 @@ cargo build -q -p danmaku-gateway
 scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
 node tests/browser/demo.mjs target/debug/danmaku-gateway
+# The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
+# as documented).
+scripts/schema_check.sh target/debug/danmaku-gateway
 
 # The web SDK (sdk/js): build — the committed bundle the gateway's /demo embeds must be
 # the fresh build of the sources —, tsc --noEmit, eslint, and vitest against real gateways.
