@@ -16,6 +16,10 @@ const DOCUMENT: &str = include_str!("../openapi.json");
 const HTTP_ROUTES: &str = include_str!("../src/http/mod.rs");
 const APP: &str = include_str!("../src/app.rs");
 const INTERACTIONS: &str = include_str!("../src/http/interactions.rs");
+const DEMO: &str = include_str!("../src/demo.rs");
+
+/// The routers `router()` merges in, by the expression it merges, and their source.
+const MERGED: &[(&str, &str)] = &[("crate::demo::routes()", DEMO)];
 
 /// Routes that are not in the document, and why.
 const UNDOCUMENTED: &[(&str, &str)] = &[(
@@ -86,14 +90,61 @@ fn methods(expr: &str) -> BTreeSet<String> {
 
 /// Every `.route(path, methods)` in `src` (the path a literal or a constant's name).
 fn declared(src: &str) -> Vec<(String, BTreeSet<String>)> {
+    for call in [
+        ".nest(",
+        ".nest_service(",
+        ".route_service(",
+        ".fallback_service(",
+    ] {
+        assert!(
+            !src.contains(call),
+            "`{call}` in a router: teach this test to read the routes it adds"
+        );
+    }
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(at) = src[from..].find(".route(") {
         let open = from + at + ".route(".len();
         let args = balanced(src, open);
         let (path, expr) = args.split_once(',').expect("route(path, methods)");
-        let path = path.trim().trim_matches('"').to_owned();
+        let path = resolve(path.trim());
         out.push((path, methods(expr)));
+        from = open;
+    }
+    out
+}
+
+/// A route's path: a literal, or the literal of a `const` of that name in the file
+/// that routes it (other paths stay as written, for `UNDOCUMENTED`).
+fn resolve(path: &str) -> String {
+    if let Some(literal) = path.strip_prefix('"') {
+        return literal.trim_end_matches('"').to_owned();
+    }
+    let declaration = format!("const {path}: &str = \"");
+    [HTTP_ROUTES, APP, DEMO]
+        .iter()
+        .find_map(|src| {
+            let at = src.find(&declaration)?;
+            src[at + declaration.len()..].split_once('"')
+        })
+        .map_or_else(|| path.to_owned(), |(literal, _)| literal.to_owned())
+}
+
+/// The routes of each router `router_fn` merges in.
+fn merged(router_fn: &str) -> Vec<(String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = router_fn[from..].find(".merge(") {
+        let open = from + at + ".merge(".len();
+        let what = balanced(router_fn, open).trim();
+        let (_, src) = MERGED
+            .iter()
+            .find(|(expr, _)| *expr == what)
+            .unwrap_or_else(|| panic!("router() merges `{what}`: add its source to MERGED"));
+        let routes_fn = &src[src.find("fn routes(").expect("fn routes")..];
+        out.extend(declared(
+            &routes_fn[..routes_fn.find("\n}").expect("its end")],
+        ));
         from = open;
     }
     out
@@ -118,7 +169,11 @@ fn routed() -> Routes {
     let router_fn = &router_fn[..router_fn.find("\n}").expect("its end")];
     let routes_fn = &routes_fn[..routes_fn.find("\n}").expect("its end")];
     let mut routes = Routes::new();
-    for (path, methods) in declared(routes_fn).into_iter().chain(declared(router_fn)) {
+    let all = declared(routes_fn)
+        .into_iter()
+        .chain(declared(router_fn))
+        .chain(merged(router_fn));
+    for (path, methods) in all {
         assert!(!methods.is_empty(), "no method found for {path}");
         if UNDOCUMENTED.iter().any(|(p, _)| *p == path) {
             continue;
