@@ -30,6 +30,7 @@ use danmaku_protocol::audience::{Audience, Viewer};
 use danmaku_protocol::settings::RoomSettings;
 use danmaku_protocol::{EventKind, InteractionId, PollId, Priority, RoomId, Since};
 
+pub mod analytics;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -836,9 +837,33 @@ pub trait Settings: Send + Sync {
     async fn settings(&self, room: &RoomId) -> Result<Option<RoomSettings>, FanoutError>;
 }
 
+/// Retention data ([`analytics`]): counted in the store, so exact across gateways.
+#[async_trait]
+pub trait Analytics: Send + Sync {
+    /// Applies `ops` to the room's counters and visits, in order, in one atomic step;
+    /// returns one entry per op: for a join, when its visit began (earlier than the
+    /// join when a resume continued it). `window_ms`: how long after its end a resume
+    /// continues a visit.
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn record(
+        &self,
+        room: &RoomId,
+        ops: &[analytics::Op],
+        window_ms: u64,
+    ) -> Result<Vec<Option<u64>>, FanoutError>;
+
+    /// The room's counters.
+    ///
+    /// # Errors
+    /// As [`Rooms::view`].
+    async fn analytics(&self, room: &RoomId) -> Result<analytics::Counters, FanoutError>;
+}
+
 /// A store the gateway runs on.
 pub trait Fanout:
-    Rooms + Polls + Coupons + Interactions + CoHosts + Settings + Moderate + Arrivals
+    Rooms + Polls + Coupons + Interactions + CoHosts + Settings + Moderate + Arrivals + Analytics
 {
     /// The hub this store delivers into.
     fn hub(&self) -> &Arc<Hub>;

@@ -124,6 +124,8 @@ impl App {
         let viewers_gone = async {
             state.tracker.wait().await;
             let _ = background.await;
+            // The viewers' leaves, counted as they went.
+            state.conn.recorder.flush(state.fanout.as_ref()).await;
         };
         tokio::pin!(viewers_gone);
         // While viewers drain the port still answers: `/readyz` says 503 `draining` (so
@@ -273,11 +275,18 @@ fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
             s.fanout.tick().await;
         },
     ));
+    let analytics = tokio::spawn(every(
+        state.clone(),
+        crate::analytics::FLUSH_EVERY,
+        |s| async move {
+            s.conn.recorder.flush(s.fanout.as_ref()).await;
+        },
+    ));
     let store = tokio::spawn(watch_store(state.clone()));
     let pressure = tokio::spawn(watch_write_pressure(state.clone()));
     let state = state.clone();
     tokio::spawn(async move {
-        let _ = tokio::join!(presence, likes, polls, store, pressure);
+        let _ = tokio::join!(presence, likes, polls, analytics, store, pressure);
         // Finish what is in flight: likes already acknowledged to clients.
         state.likes.flush(&state.fanout).await;
     })
@@ -370,6 +379,7 @@ async fn announce_presence(state: &AppState) {
                 .await;
         for (room, count) in chunk.iter().zip(counts) {
             let online = count.unwrap_or_else(|_| hub.online(room));
+            state.conn.recorder.online(room, online);
             if hub.announce(room, online) {
                 let frame = ServerFrame::Presence {
                     room: room.as_str(),

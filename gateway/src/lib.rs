@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`cli`]: flags, environment and TOML file → [`config::Config`].
 //! - [`app`]: wiring (the router is assembled here), the accept loop, drain.
+//! - [`analytics`]: retention data, counted into the store.
 //! - [`state`]: the state every handler and connection task shares.
 //! - [`http`]: the backend API, health, metrics.
 //! - [`demo`]: the demo live room at `/demo` (embedded page and SDK bundle).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod cli;

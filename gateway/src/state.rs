@@ -61,6 +61,8 @@ pub struct ConnContext {
     /// Set while this gateway's rooms ask for at least `coalesce_writes_per_s` writes:
     /// only then is a viewer's own stream coalesced (see [`crate::ws`]).
     pub write_pressure: Arc<AtomicBool>,
+    /// Retention data of this gateway's viewers.
+    pub recorder: Arc<crate::analytics::Recorder>,
     next_conn: AtomicU64,
     /// Added to the clock the seen record counts days by (`DANMAKU_CLOCK_OFFSET_MS`, for
     /// tests that join on several days; 0 otherwise).
@@ -146,6 +148,12 @@ impl ConnContext {
             mover: Mover::default(),
             backlogs: Arc::default(),
             write_pressure: Arc::new(AtomicBool::new(config.ws.coalesce_writes_per_s == 0)),
+            recorder: Arc::new(crate::analytics::Recorder::new(
+                &config.gateway_id,
+                config.analytics,
+                config.analytics_time_scale,
+                config.memory.history_age,
+            )),
             next_conn: AtomicU64::new(0),
             clock_offset_ms: std::env::var("DANMAKU_CLOCK_OFFSET_MS")
                 .ok()

@@ -593,6 +593,27 @@ impl Arrivals for MemoryFanout {
 }
 
 #[async_trait]
+impl crate::Analytics for MemoryFanout {
+    async fn record(
+        &self,
+        room: &RoomId,
+        ops: &[crate::analytics::Op],
+        window_ms: u64,
+    ) -> Result<Vec<Option<u64>>, FanoutError> {
+        self.with_room(room, |state| {
+            let (counters, visits) = &mut state.analytics;
+            ops.iter()
+                .map(|op| counters.apply(visits, op, window_ms))
+                .collect()
+        })
+    }
+
+    async fn analytics(&self, room: &RoomId) -> Result<crate::analytics::Counters, FanoutError> {
+        self.with_room(room, |state| state.analytics.0.clone())
+    }
+}
+
+#[async_trait]
 impl Settings for MemoryFanout {
     async fn update_settings(
         &self,

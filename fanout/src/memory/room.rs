@@ -50,6 +50,8 @@ pub(crate) struct RoomState {
     pub(crate) seen: super::arrivals::Seen,
     /// Joins not told in an `entrance` event yet.
     pub(crate) entrances: super::arrivals::Entrances,
+    /// Retention counters and visits ([`crate::analytics`]).
+    pub(crate) analytics: (crate::analytics::Counters, crate::analytics::Visits),
     /// The room's own settings, once set (until then, each comment's defaults apply).
     pub(crate) settings: Option<danmaku_protocol::settings::RoomSettings>,
     last_active_ms: u64,
@@ -95,6 +97,7 @@ impl RoomState {
             welcome: None,
             seen: super::arrivals::Seen::default(),
             entrances: super::arrivals::Entrances::default(),
+            analytics: Default::default(),
             last_active_ms: crate::now_ms(),
             removed: false,
         }

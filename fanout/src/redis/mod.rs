@@ -797,6 +797,27 @@ impl Moderate for RedisFanout {
 }
 
 #[async_trait]
+impl crate::Analytics for RedisFanout {
+    async fn record(
+        &self,
+        room: &RoomId,
+        ops: &[crate::analytics::Op],
+        window_ms: u64,
+    ) -> Result<Vec<Option<u64>>, FanoutError> {
+        let ops: Vec<String> = ops.iter().map(reply::encode_analytics).collect();
+        let op = RoomOp::Analytics {
+            ops: &ops,
+            window_ms,
+        };
+        reply::visit_starts(self.publisher.room_op(room, &op).await?)
+    }
+
+    async fn analytics(&self, room: &RoomId) -> Result<crate::analytics::Counters, FanoutError> {
+        reply::counters(self.publisher.room_op(room, &RoomOp::AnalyticsGet).await?)
+    }
+}
+
+#[async_trait]
 impl Arrivals for RedisFanout {
     async fn set_welcome(&self, room: &RoomId, welcome: &Welcome) -> Result<(), FanoutError> {
         let json = if welcome.is_empty() {

@@ -95,6 +95,10 @@ pub(crate) enum RoomOp<'a> {
     EntranceFlush,
     /// The audit list.
     ModerationLog,
+    /// Applies retention ops (encoded, see `encode_analytics`).
+    Analytics { ops: &'a [String], window_ms: u64 },
+    /// The retention counters.
+    AnalyticsGet,
     /// The room's settings' version and JSON.
     SettingsGet,
     /// Writes the room's settings if still at `version` (with their comment `rules`
@@ -167,6 +171,8 @@ impl RoomOp<'_> {
             Self::SetWelcome { .. } => "set_welcome",
             Self::EntranceFlush => "entrance_flush",
             Self::ModerationLog => "moderation_log",
+            Self::Analytics { .. } => "analytics",
+            Self::AnalyticsGet => "analytics_get",
             Self::SettingsGet => "settings_get",
             Self::SettingsPut { .. } => "settings_put",
             Self::SeatsGet => "seats_get",
@@ -259,7 +265,17 @@ impl RoomOp<'_> {
             | Self::Interactions
             | Self::SeatsGet
             | Self::SettingsGet
-            | Self::ModerationLog => Vec::new(),
+            | Self::ModerationLog
+            | Self::AnalyticsGet => Vec::new(),
+            Self::Analytics { ops, window_ms } => {
+                let mut args = vec![
+                    window_ms.to_string(),
+                    crate::analytics::MAX_VISITS.to_string(),
+                    crate::analytics::MAX_MINUTES.to_string(),
+                ];
+                args.extend(ops.iter().cloned());
+                args
+            }
             Self::Moderate { m, until, doc } => {
                 let staff = crate::moderation::staff();
                 vec![
@@ -930,6 +946,91 @@ pub(crate) fn history(room: &RoomId, since: u64, v: Value) -> Result<History, Fa
         2 => Err(FanoutError::Ahead { since, head }),
         _ => Err(FanoutError::BadReply("unknown history status")),
     }
+}
+
+/// A retention op as the script reads it: fields "\x1f"-separated (see `analytics` in
+/// room.lua). User ids and owners carry no "\x1f" (they are checked at the handshake).
+pub(crate) fn encode_analytics(op: &crate::analytics::Op) -> String {
+    use crate::analytics::Op;
+    let v = |v: &Option<String>| v.clone().unwrap_or_default();
+    let fields: Vec<String> = match op {
+        Op::Join {
+            user,
+            owner,
+            at,
+            variant,
+            resumed,
+            first_render_ms,
+        } => vec![
+            "J".into(),
+            user.clone(),
+            owner.clone(),
+            at.to_string(),
+            v(variant),
+            resumed.map_or(String::new(), |r| if r { "1" } else { "0" }.into()),
+            first_render_ms.map_or(String::new(), |ms| ms.to_string()),
+        ],
+        Op::Leave {
+            user,
+            owner,
+            at,
+            since,
+            variant,
+        } => vec![
+            "L".into(),
+            user.clone(),
+            owner.clone(),
+            at.to_string(),
+            since.to_string(),
+            v(variant),
+        ],
+        Op::Mark {
+            user,
+            owner,
+            start,
+            minutes,
+            variant,
+        } => vec![
+            "M".into(),
+            user.clone(),
+            owner.clone(),
+            start.to_string(),
+            minutes.to_string(),
+            v(variant),
+        ],
+        Op::Interaction { kind, at, variant } => {
+            vec!["I".into(), (*kind).into(), at.to_string(), v(variant)]
+        }
+        Op::Online { at, online } => vec!["O".into(), at.to_string(), online.to_string()],
+    };
+    fields.join("\x1f")
+}
+
+/// The visit starts `analytics` answered, one per op (`-1`: not a join).
+pub(crate) fn visit_starts(v: Value) -> Result<Vec<Option<u64>>, FanoutError> {
+    Ok(items(v)?
+        .into_iter()
+        .map(|i| match i {
+            Value::Int(n) => u64::try_from(n).ok(),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The counters `analytics_get` answered.
+pub(crate) fn counters(v: Value) -> Result<crate::analytics::Counters, FanoutError> {
+    let bulk = bulk(v)?;
+    let mut out = std::collections::BTreeMap::new();
+    for pair in bulk.chunks(2) {
+        if let [name, value] = pair {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0);
+            out.insert(String::from_utf8_lossy(name).into_owned(), n);
+        }
+    }
+    Ok(crate::analytics::Counters(out))
 }
 
 #[cfg(test)]

@@ -419,6 +419,16 @@ settings! {
     #[arg(env = "DANMAKU_DIAGNOSTIC_ECHO", num_args = 0..=1, default_missing_value = "true")]
     diagnostic_echo: bool => value(diagnostic_echo),
 
+    /// Record retention data per room and variant — joins, distinct users, dwell,
+    /// first render, resumes, interactions — for `GET /v1/rooms/{room}/analytics`.
+    #[arg(env = "DANMAKU_ANALYTICS", num_args = 0..=1, default_missing_value = "true")]
+    analytics: bool => value(analytics),
+
+    /// The analytics clock runs this many times faster than the real one, so a load
+    /// test simulates minutes of dwell in seconds. 1 in production.
+    #[arg(env = "DANMAKU_ANALYTICS_TIME_SCALE")]
+    analytics_time_scale: u64 => value(analytics_time_scale),
+
     /// Log filter in tracing's env-filter syntax (`warn`, `danmaku_gateway=debug`, …).
     #[arg(env = "DANMAKU_LOG")]
     log: String => custom(default = |_| DEFAULT_LOG.to_string()),

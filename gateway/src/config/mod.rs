@@ -49,6 +49,11 @@ pub struct Config {
     pub api_rate: Rate,
     /// Serve the diagnostic echo at `/diagnostic/echo` (for conformance suites).
     pub diagnostic_echo: bool,
+    /// Record retention data (joins, dwell, first render, resumes, interactions).
+    pub analytics: bool,
+    /// The analytics clock runs this many times faster than the real one (1 but in
+    /// load tests that simulate minutes in seconds).
+    pub analytics_time_scale: u64,
 }
 
 /// Authentication settings.
@@ -234,6 +239,8 @@ impl Default for Config {
                 burst: 10_000.0,
             },
             diagnostic_echo: false,
+            analytics: true,
+            analytics_time_scale: 1,
         }
     }
 }

@@ -176,6 +176,7 @@ impl Config {
         let m = &self.memory;
         at_least("history-len", m.history_len, 1)?;
         within("history-age-s", m.history_age.as_secs(), 1, YEAR_S)?;
+        within("analytics-time-scale", self.analytics_time_scale, 1, 3_600)?;
         within("room-ttl-s", m.room_ttl.as_secs(), 1, YEAR_S)?;
         within("cohost-lease-ms", millis(m.cohost_lease), 1_000, DAY_MS)?;
         at_least("max-rooms", m.max_rooms, 1)?;

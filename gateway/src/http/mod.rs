@@ -3,6 +3,7 @@
 //!
 //! Every route here is in `gateway/openapi.json` (the test `openapi` fails otherwise).
 
+mod analytics;
 mod api;
 mod body;
 mod cors;
@@ -69,6 +70,7 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}/polls/{poll}/close", post(api::close_poll))
         .route("/v1/rooms/{room}", get(api::room_info))
         .route("/v1/rooms/{room}/history", get(api::history))
+        .route("/v1/rooms/{room}/analytics", get(analytics::analytics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -168,17 +168,26 @@ impl Conn {
             }
         };
         let snapshot = super::conn::snapshot(&self.ctx, &room, view, online, &viewer);
+        let recovered = replay.is_some();
         let joined = Joined {
             id,
             room: &room,
             epoch: &epoch,
             seq,
-            recovered: replay.is_some(),
+            recovered,
             snapshot: &snapshot,
             welcome: welcome.as_deref(),
             variant: variant.as_deref(),
         };
         self.out.push(joined.encode());
+        self.ctx.recorder.joined(
+            self.key,
+            &room,
+            &self.identity.user,
+            variant.as_deref(),
+            since.as_ref().map(|_| recovered),
+            self.requested.take().map(|t| t.elapsed()),
+        );
         let adaptive = match mode {
             Mode::All => None,
             Mode::Adaptive { max_rate } => Some(Box::new(Adaptive::new(max_rate, Instant::now()))),
@@ -219,6 +228,7 @@ impl Conn {
         let r = self.rooms.swap_remove(i);
         self.ctx.fanout.hub().unsubscribe(&r.room, self.key);
         self.outlet.untrack(r.key);
+        self.ctx.recorder.left(self.key, &r.room);
         self.out.push(
             ServerFrame::Left {
                 id,
@@ -273,6 +283,7 @@ impl Conn {
                     claim: None,
                 };
                 self.out.push(ack.encode());
+                self.count(room, "comments");
             }
             Err(FanoutError::RoomBusy {
                 per_s,
@@ -307,6 +318,7 @@ impl Conn {
             .likes_in
             .fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
         self.ack(id);
+        self.count(room, "likes");
     }
 
     async fn vote(&mut self, id: u64, room: &RoomId, poll: &PollId, option: u32) {
@@ -325,6 +337,7 @@ impl Conn {
             Ok(()) => {
                 Metrics::inc(&self.ctx.metrics.votes_in);
                 self.ack(id);
+                self.count(room, "votes");
             }
             Err(e) => self.fanout_error(id, &e),
         }
@@ -352,6 +365,7 @@ impl Conn {
                     }),
                 };
                 self.out.push(ack.encode());
+                self.count(room, "claims");
             }
             Err(e) => self.fanout_error(id, &e),
         }
@@ -401,7 +415,10 @@ impl Conn {
         }
         let user = self.identity.user.clone();
         match self.ctx.fanout.answer(room, quiz, &user, option).await {
-            Ok(()) => self.ack(id),
+            Ok(()) => {
+                self.ack(id);
+                self.count(room, "answers");
+            }
             Err(e) => self.fanout_error(id, &e),
         }
     }
@@ -415,7 +432,10 @@ impl Conn {
         let tags: Vec<&str> = viewer.tags().collect();
         let user = self.identity.user.clone();
         match self.ctx.fanout.enter(room, lottery, &user, &tags).await {
-            Ok(()) => self.ack(id),
+            Ok(()) => {
+                self.ack(id);
+                self.count(room, "entries");
+            }
             Err(e) => self.fanout_error(id, &e),
         }
     }
@@ -476,6 +496,11 @@ impl Conn {
             return false;
         }
         true
+    }
+
+    /// Counts an interaction into the room's retention data.
+    fn count(&self, room: &RoomId, kind: &'static str) {
+        self.ctx.recorder.interaction(self.key, room, kind);
     }
 
     /// Queues the `ack` of a command that sequenced nothing.

@@ -92,6 +92,8 @@ pub(super) struct Conn {
     last_seen: Instant,
     /// When deliveries were last written, for the hot-room linger.
     last_write: Option<Instant>,
+    /// The upgrade request's time, until the first `joined` (its first render).
+    pub(super) requested: Option<Instant>,
 }
 
 /// What a connection starts from: everything its task needs once, at the start.
@@ -110,6 +112,8 @@ pub(super) struct Opening {
     pub(super) identity: Identity,
     /// Released when the connection ends.
     pub(super) held: Held,
+    /// When the upgrade request came (its first `joined` is its first render).
+    pub(super) requested: Instant,
 }
 
 /// Runs one connection to its end.
@@ -126,6 +130,7 @@ pub(super) async fn run(opening: Box<Opening>) {
     conn.count_direct_writes();
     for r in std::mem::take(&mut conn.rooms) {
         conn.ctx.fanout.hub().unsubscribe(&r.room, conn.key);
+        conn.ctx.recorder.left(conn.key, &r.room);
     }
     conn.ctx
         .metrics
@@ -144,6 +149,7 @@ impl Conn {
             config,
             identity,
             held,
+            requested,
         } = *opening;
         let key = ctx.next_conn();
         let outlet = Arc::new(Outlet::new(
@@ -185,6 +191,7 @@ impl Conn {
             frames: Vec::new(),
             last_seen: now,
             last_write: None,
+            requested: Some(requested),
             ctx,
         };
         (conn, inbox)
@@ -351,6 +358,7 @@ impl Conn {
                 let r = self.rooms.swap_remove(idx);
                 self.ctx.fanout.hub().unsubscribe(&r.room, self.key);
                 self.outlet.untrack(r.key);
+                self.ctx.recorder.left(self.key, &r.room);
                 let kicked = ServerFrame::Kicked {
                     room: r.room.as_str(),
                     reason: "banned",
@@ -856,6 +864,7 @@ mod tests {
             config: WebSocketConfig::default(),
             identity,
             held,
+            requested: Instant::now(),
         }));
         let size = std::mem::size_of_val(&task);
         eprintln!("connection task future: {size} bytes");

@@ -155,6 +155,8 @@ fn accept(
 /// A viewer let in: its handshake, who it is (or why its token was refused, to be
 /// told with a close code), and its place under the connection caps.
 struct Admitted {
+    /// When the upgrade request was taken in.
+    requested: std::time::Instant,
     endpoint: Endpoint,
     handshake: Handshake,
     identity: Result<Identity, String>,
@@ -217,6 +219,7 @@ impl Admitted {
             config,
             identity,
             held,
+            requested: self.requested,
         })));
     }
 }
@@ -305,6 +308,7 @@ fn admit(
         ),
     })?;
     Ok(Admitted {
+        requested: std::time::Instant::now(),
         endpoint,
         handshake,
         identity,

@@ -24,9 +24,10 @@
 --   <tag>:gd zset of the texts with merged copies, by when their window ends
 --   <tag>:x: prefix of the keyword games', quizzes' and lotteries' keys (below)
 --   <tag>:c  the channel every record is published on
+--   <tag>:an, <tag>:av  retention counters and visits (op analytics)
 -- ARGV[1] op: event | comment | likes | stage | coupon_open | coupon_close | claim |
 --          coupons | coupon_get | moderate | arrive | set_welcome | entrance_flush |
---          moderation_log |
+--          moderation_log | analytics | analytics_get |
 --          settings_get | settings_put | seats_get | seats_put | x_open | x_close | x_drawn | answer | enter | x_get |
 --          interactions | poll_open | poll_close | vote | poll_flush | merge_flush |
 --          online | roll_over | polls
@@ -847,6 +848,157 @@ elseif op == "entrance_flush" then
   result = sequence("entrance:dl", '{"count":' .. (f.c or "0") .. ',"names":[' ..
     table.concat(names, ",") .. '],"vip":[' .. table.concat(vips, ",") ..
     '],"vip_count":' .. (f.vc or "0") .. '}')
+elseif op == "analytics" then
+  -- Retention data: a batch of ops applied in order, as fanout/src/analytics.rs
+  -- (`Counters::apply`, whose counter names these are) applies them in memory.
+  -- ARGV[5] how long after its end a resume continues a visit (ms)   ARGV[6] most
+  -- visits kept   ARGV[7] most minutes recorded   ARGV[8..] the ops, fields
+  -- "\31"-separated (a variant "" for none):
+  --   J user owner at variant resumed(""|"0"|"1") first_render_ms("" for none)
+  --   L user owner at since variant
+  --   M user owner start minutes variant
+  --   I kind at variant
+  --   O at online
+  -- <tag>:an the counters (hash)   <tag>:av the visits (hash user →
+  -- "<start>\30<owner>\30<end or "">\30<dwell>\30<marks>"). Both live as the room does.
+  -- Returns one integer per op: a join's visit start, -1 otherwise.
+  local an, av = tag .. ":an", tag .. ":av"
+  local win, max_visits, max_minutes = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local function int(x) return string.format("%.0f", x) end
+  local function add(name, n) return redis.call("HINCRBY", an, name, n) end
+  local function scoped(variant, what, n)
+    add("*|" .. what, n)
+    if variant ~= "" then add(variant .. "|" .. what, n) end
+  end
+  local function bucket(v)
+    if v < 100 then return v end
+    local step = 1
+    while math.floor(v / step) >= 100 do step = step * 10 end
+    return math.floor(v / step) * step
+  end
+  local function minute(at) return at - at % 60000 end
+  local function minute_open(m)
+    local p = "t:" .. int(m) .. ":"
+    local f = redis.call("HMGET", an, p .. "j", p .. "o", p .. "l", p .. "i")
+    if f[1] or f[2] or f[3] or f[4] then return true end
+    if tonumber(redis.call("HGET", an, "mins") or "0") >= max_minutes then return false end
+    add("mins", 1)
+    return true
+  end
+  local function dwell(variant, d, sign)
+    scoped(variant, "d:" .. int(bucket(d)), sign)
+    scoped(variant, "ds", sign * d)
+    scoped(variant, "dn", sign)
+  end
+  local function visit_of(user)
+    local raw = redis.call("HGET", av, user)
+    if not raw then return nil end
+    local start, owner, ended, d, marks = string.match(raw, "^(%d+)\30(.-)\30(%d*)\30(%d+)\30(%d+)$")
+    if not start then return nil end
+    return {start = tonumber(start), owner = owner, ended = tonumber(ended), dwell = tonumber(d),
+            marks = tonumber(marks)}
+  end
+  local function keep(user, v)
+    redis.call("HSET", av, user, int(v.start) .. "\30" .. v.owner .. "\30" ..
+      (v.ended and int(v.ended) or "") .. "\30" .. int(v.dwell) .. "\30" .. int(v.marks))
+  end
+  local out = {}
+  for i = 8, #ARGV do
+    local f = {}
+    for part in string.gmatch(ARGV[i] .. "\31", "(.-)\31") do table.insert(f, part) end
+    local kind, result = f[1], -1
+    if kind == "J" then
+      local user, owner, at, variant, resumed, first = f[2], f[3], tonumber(f[4]), f[5], f[6], f[7]
+      if first ~= "" then
+        scoped(variant, "f:" .. int(bucket(tonumber(first))), 1)
+        scoped(variant, "fn", 1)
+      end
+      if resumed ~= "" then
+        scoped(variant, "r", 1)
+        if resumed == "1" then scoped(variant, "rr", 1) end
+      end
+      local v = visit_of(user)
+      if resumed ~= "" and v and (v.ended == nil or at - v.ended <= win) then
+        if v.ended then
+          -- The visit goes on: the dwell told at its end is taken back (with the
+          -- variant of that end, the room's; a variant's own is the same visit's).
+          dwell(variant, v.dwell, -1)
+          v.ended, v.dwell = nil, 0
+        end
+        v.owner = owner
+        keep(user, v)
+        result = v.start
+      else
+        scoped(variant, "j", 1)
+        local m = minute(at)
+        if minute_open(m) then
+          add("t:" .. int(m) .. ":j", 1)
+          scoped(variant, "m:" .. int(m) .. ":j", 1)
+        end
+        if v or redis.call("HLEN", av) < max_visits then
+          if not v then scoped(variant, "u", 1) end
+          keep(user, {start = at, owner = owner, ended = nil, dwell = 0, marks = 0})
+        end
+        result = at
+      end
+    elseif kind == "L" then
+      local user, owner, at, since, variant = f[2], f[3], tonumber(f[4]), tonumber(f[5]), f[6]
+      local v = visit_of(user)
+      local start
+      if v then
+        if v.owner == owner and v.ended == nil then
+          start = v.start
+          v.ended, v.dwell = at, math.max(0, at - v.start)
+          keep(user, v)
+        end
+      else
+        start = since
+      end
+      if start then
+        dwell(variant, math.max(0, at - start), 1)
+        local m = minute(at)
+        if minute_open(m) then add("t:" .. int(m) .. ":l", 1) end
+      end
+    elseif kind == "M" then
+      local user, owner, start, minutes, variant = f[2], f[3], tonumber(f[4]), f[5], f[6]
+      local bit = ({["1"] = 1, ["5"] = 2, ["15"] = 4})[minutes]
+      local v = visit_of(user)
+      local counts = bit ~= nil
+      if counts and v then
+        if v.owner ~= owner or math.floor(v.marks / bit) % 2 == 1 then
+          counts = false
+        else
+          v.marks = v.marks + bit
+          keep(user, v)
+        end
+      end
+      local m = int(minute(start))
+      if counts and redis.call("HEXISTS", an, "*|m:" .. m .. ":j") == 1 then
+        scoped(variant, "m:" .. m .. ":" .. minutes, 1)
+      end
+    elseif kind == "I" then
+      local what, at, variant = f[2], tonumber(f[3]), f[4]
+      scoped(variant, "i:" .. what, 1)
+      local m = minute(at)
+      if minute_open(m) then add("t:" .. int(m) .. ":i", 1) end
+    elseif kind == "O" then
+      local at, n = tonumber(f[2]), tonumber(f[3])
+      local m = minute(at)
+      if minute_open(m) then
+        local field = "t:" .. int(m) .. ":o"
+        if tonumber(redis.call("HGET", an, field) or "0") < n then
+          redis.call("HSET", an, field, int(n))
+        end
+      end
+    end
+    table.insert(out, result)
+  end
+  redis.call("PEXPIRE", an, ttl)
+  redis.call("PEXPIRE", av, ttl)
+  return out
+elseif op == "analytics_get" then
+  -- The counters: {name, value, name, value, …}.
+  return redis.call("HGETALL", tag .. ":an")
 elseif op == "moderation_log" then
   return redis.call("LRANGE", tag .. ":ml", 0, -1)
 elseif op == "settings_get" then
