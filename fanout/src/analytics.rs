@@ -80,6 +80,52 @@ pub enum Op {
     Online { at: u64, online: u64 },
 }
 
+/// Entries the analytics stream keeps at most (`MAXLEN ~`): the oldest go first.
+pub const STREAM_MAX_LEN: u64 = 100_000;
+
+/// The version of the stream's entry schema ([`Op::entry`]).
+pub const STREAM_SCHEMA: u64 = 1;
+
+impl Op {
+    /// The op as one entry of the analytics stream (JSON, schema [`STREAM_SCHEMA`]),
+    /// or `None` for what the stream does not carry (milestones, online samples: they
+    /// follow from joins and leaves). `start` is a join's visit start, as the store
+    /// answered it.
+    pub fn entry(&self, room: &str, start: Option<u64>) -> Option<String> {
+        let entry = match self {
+            Self::Join {
+                user,
+                owner,
+                at,
+                variant,
+                resumed,
+                first_render_ms,
+            } => json!({
+                "v": STREAM_SCHEMA, "type": "join", "room": room, "user": user, "conn": owner,
+                "at": at, "variant": variant, "resumed": resumed.is_some(),
+                "recovered": resumed.unwrap_or(false), "visit_start": start,
+                "first_render_ms": first_render_ms,
+            }),
+            Self::Leave {
+                user,
+                owner,
+                at,
+                variant,
+                ..
+            } => json!({
+                "v": STREAM_SCHEMA, "type": "leave", "room": room, "user": user, "conn": owner,
+                "at": at, "variant": variant,
+            }),
+            Self::Interaction { kind, at, variant } => json!({
+                "v": STREAM_SCHEMA, "type": "interaction", "room": room, "kind": kind,
+                "at": at, "variant": variant,
+            }),
+            Self::Mark { .. } | Self::Online { .. } => return None,
+        };
+        Some(entry.to_string())
+    }
+}
+
 /// A user's visit, as a store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Visit {

@@ -37,7 +37,15 @@ async fn analytics_when(gw: &Gateway, room: &str, done: impl Fn(&Value) -> bool)
     panic!("the figures never settled: {last:#}");
 }
 
-async fn counted_exactly(gws: &[Arc<Gateway>]) {
+/// What the scenario did: viewers, resumes, comments, likes.
+struct Did {
+    viewers: i64,
+    resumed: i64,
+    comments: i64,
+    likes: i64,
+}
+
+async fn counted_exactly(gws: &[Arc<Gateway>]) -> Did {
     let room = "retention";
     let (status, _) = gws[0]
         .http(
@@ -51,7 +59,7 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) {
     let n = 30;
     let mut viewers = Vec::new();
     let mut variants = (0, 0);
-    let (mut comments, mut likes) = (0, 0);
+    let (mut comments, mut likes): (i64, i64) = (0, 0);
     for i in 0..n {
         let mut v = Viewer::connect(&gws[i % gws.len()], &format!("u-{i}")).await;
         let joined = v.join(room).await;
@@ -77,7 +85,7 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) {
         viewers.push((v, joined));
     }
     // A third of them drop off and come back on the next gateway, resuming.
-    let mut resumed = 0;
+    let mut resumed: i64 = 0;
     for (i, (v, joined)) in viewers.iter_mut().enumerate() {
         if i % 3 != 1 {
             continue;
@@ -138,7 +146,7 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) {
     );
     assert_eq!(
         doc["first_render_ms"]["count"],
-        n + resumed,
+        n as i64 + resumed,
         "each connection's first"
     );
     let by = &doc["by_variant"];
@@ -155,6 +163,12 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) {
     };
     assert_eq!(total("joins"), n as i64);
     assert_eq!(total("interactions"), comments + likes);
+    Did {
+        viewers: n as i64,
+        resumed,
+        comments,
+        likes,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +177,32 @@ async fn retention_on_one_gateway_is_exact() {
 }
 
 async fn on_redis(store: Store) {
-    counted_exactly(&store.gateways_with(FLAGS)).await;
+    let did = counted_exactly(&store.gateways_with(FLAGS)).await;
+    // Every join, leave and interaction is an entry of the stream, and the example
+    // consumer reads them all as the schema says.
+    let urls = store.config().urls.join(",");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/analytics/consumer.py"
+        ))
+        .args(["--redis", &urls, "--key", "dm:analytics", "--check"])
+        .output()
+        .expect("python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let totals: Value = serde_json::from_slice(&out.stdout).expect("the totals");
+    let connections = did.viewers + did.resumed;
+    assert_eq!(
+        totals,
+        json!({
+            "entries": 2 * connections + did.comments + did.likes,
+            "joins": connections, "resumes": did.resumed, "recovered": did.resumed,
+            "leaves": connections,
+            "interactions": {"comments": did.comments, "likes": did.likes},
+            "users": did.viewers, "rooms": ["retention"],
+        })
+    );
 }
 
 on_every_store!(retention_on_three_gateways_is_exact, on_redis);

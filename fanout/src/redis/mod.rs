@@ -381,6 +381,37 @@ impl Rooms for RedisFanout {
 }
 
 impl RedisFanout {
+    /// Appends the ops' entries to the analytics stream `<prefix>:analytics` (one
+    /// pipeline; bounded by `MAXLEN ~`). The counters are the record: an entry that
+    /// cannot be written is logged and dropped.
+    async fn export(&self, room: &RoomId, ops: &[crate::analytics::Op], starts: &[Option<u64>]) {
+        let entries: Vec<String> = ops
+            .iter()
+            .zip(starts.iter().copied().chain(std::iter::repeat(None)))
+            .filter_map(|(op, start)| op.entry(room.as_str(), start))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let key = format!("{}:analytics", self.config.prefix);
+        let mut pipe = redis::pipe();
+        for e in &entries {
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(crate::analytics::STREAM_MAX_LEN)
+                .arg("*")
+                .arg("e")
+                .arg(e)
+                .ignore();
+        }
+        let mut conn = self.conn(&stream_room());
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, entries = entries.len(), "analytics entries not exported");
+        }
+    }
+
     async fn online_total(&self, room: &RoomId) -> Result<u64, FanoutError> {
         let op = RoomOp::Online {
             gateway: &self.config.gateway_id,
@@ -804,12 +835,14 @@ impl crate::Analytics for RedisFanout {
         ops: &[crate::analytics::Op],
         window_ms: u64,
     ) -> Result<Vec<Option<u64>>, FanoutError> {
-        let ops: Vec<String> = ops.iter().map(reply::encode_analytics).collect();
+        let encoded: Vec<String> = ops.iter().map(reply::encode_analytics).collect();
         let op = RoomOp::Analytics {
-            ops: &ops,
+            ops: &encoded,
             window_ms,
         };
-        reply::visit_starts(self.publisher.room_op(room, &op).await?)
+        let starts = reply::visit_starts(self.publisher.room_op(room, &op).await?)?;
+        self.export(room, ops, &starts).await;
+        Ok(starts)
     }
 
     async fn analytics(&self, room: &RoomId) -> Result<crate::analytics::Counters, FanoutError> {
@@ -938,4 +971,10 @@ impl Fanout for RedisFanout {
     fn store_rollovers(&self) -> u64 {
         self.subscribers.iter().map(Subscriber::rollovers).sum()
     }
+}
+
+/// The room whose shard holds the gateway-wide keys (the analytics stream): any room
+/// id routes them to one shard of a sharded store, the same on every gateway.
+fn stream_room() -> RoomId {
+    RoomId::new("analytics").unwrap_or_else(|_| unreachable!("a valid room id"))
 }
