@@ -859,6 +859,26 @@ pub trait Analytics: Send + Sync {
     /// # Errors
     /// As [`Rooms::view`].
     async fn analytics(&self, room: &RoomId) -> Result<analytics::Counters, FanoutError>;
+
+    /// Tells the store the online counts of this gateway's rooms (for
+    /// [`Analytics::top_rooms`] on every gateway); nothing to do for a store of one
+    /// gateway.
+    async fn report_rooms(&self, _rooms: &[(RoomId, u64)]) {}
+
+    /// The rooms with the most viewers online, most first, at most `limit`: those
+    /// every gateway sharing the store reported lately.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    async fn top_rooms(&self, limit: usize) -> Result<Vec<(RoomId, u64)>, FanoutError>;
+}
+
+/// The `limit` rooms of `counts` with the most online, most first (ties by id).
+pub fn top_of(counts: impl IntoIterator<Item = (RoomId, u64)>, limit: usize) -> Vec<(RoomId, u64)> {
+    let mut all: Vec<(RoomId, u64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+    all.truncate(limit);
+    all
 }
 
 /// A store the gateway runs on.

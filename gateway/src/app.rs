@@ -373,6 +373,7 @@ async fn announce_presence(state: &AppState) {
     let hub = state.fanout.hub();
     // With a store each count is a round trip: ask for 256 rooms at a time.
     let rooms = hub.rooms();
+    let mut counted = Vec::with_capacity(rooms.len());
     for chunk in rooms.chunks(256) {
         let counts =
             futures_util::future::join_all(chunk.iter().map(|room| state.fanout.online(room)))
@@ -380,6 +381,7 @@ async fn announce_presence(state: &AppState) {
         for (room, count) in chunk.iter().zip(counts) {
             let online = count.unwrap_or_else(|_| hub.online(room));
             state.conn.recorder.online(room, online);
+            counted.push((room.clone(), online));
             if hub.announce(room, online) {
                 let frame = ServerFrame::Presence {
                     room: room.as_str(),
@@ -390,6 +392,8 @@ async fn announce_presence(state: &AppState) {
             }
         }
     }
+    // For the rooms listing of every gateway.
+    state.fanout.report_rooms(&counted).await;
 }
 
 #[cfg(test)]

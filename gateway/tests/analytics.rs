@@ -115,6 +115,38 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) -> Did {
         .map(|m| m["joined"].as_i64().unwrap())
         .sum();
     assert_eq!(joined, n as i64, "{doc:#}");
+    // The rooms listing of any gateway has the room with everyone in it (and a quieter
+    // one after it).
+    let mut other = Viewer::connect(&gws[0], "elsewhere").await;
+    other.join("quiet-room").await;
+    let listed = |gw: Arc<Gateway>| async move {
+        for _ in 0..200 {
+            let (status, list) = gw
+                .http("GET", "/v1/rooms?sort=online&limit=5", Some(API_KEY), None)
+                .await;
+            assert_eq!(status, 200, "{list}");
+            if list["rooms"].as_array().map(Vec::len) == Some(2) && list["rooms"][0]["online"] == n
+            {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the listing never showed both rooms");
+    };
+    let list = listed(gws[gws.len() - 1].clone()).await;
+    assert_eq!(list["rooms"][0]["room"], room);
+    assert_eq!(
+        list["rooms"][1],
+        json!({"room": "quiet-room", "online": 1, "seq": 0})
+    );
+    let (status, bad) = gws[0]
+        .http("GET", "/v1/rooms?sort=joins", Some(API_KEY), None)
+        .await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    drop(other);
     // Now they all go: some leave, the others just disconnect.
     for (i, (mut v, _)) in viewers.into_iter().enumerate() {
         if i % 2 == 0 {
@@ -192,7 +224,8 @@ async fn on_redis(store: Store) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let totals: Value = serde_json::from_slice(&out.stdout).expect("the totals");
-    let connections = did.viewers + did.resumed;
+    // The viewers' connections, and the one viewer of the quiet room.
+    let connections = did.viewers + did.resumed + 1;
     assert_eq!(
         totals,
         json!({
@@ -200,7 +233,7 @@ async fn on_redis(store: Store) {
             "joins": connections, "resumes": did.resumed, "recovered": did.resumed,
             "leaves": connections,
             "interactions": {"comments": did.comments, "likes": did.likes},
-            "users": did.viewers, "rooms": ["retention"],
+            "users": did.viewers + 1, "rooms": ["quiet-room", "retention"],
         })
     );
 }

@@ -611,6 +611,17 @@ impl crate::Analytics for MemoryFanout {
     async fn analytics(&self, room: &RoomId) -> Result<crate::analytics::Counters, FanoutError> {
         self.with_room(room, |state| state.analytics.0.clone())
     }
+
+    async fn top_rooms(&self, limit: usize) -> Result<Vec<(RoomId, u64)>, FanoutError> {
+        let hub = &self.hub;
+        Ok(crate::top_of(
+            hub.rooms().into_iter().map(|r| {
+                let n = hub.online(&r);
+                (r, n)
+            }),
+            limit,
+        ))
+    }
 }
 
 #[async_trait]

@@ -381,6 +381,15 @@ impl Rooms for RedisFanout {
 }
 
 impl RedisFanout {
+    /// The listing's keys: the gateways' set, and this gateway's hash of rooms.
+    fn listing_keys(&self) -> (String, String) {
+        let tag = format!("{{{}:rooms}}", self.config.prefix);
+        (
+            format!("{tag}:gateways"),
+            format!("{tag}:g:{}", self.config.gateway_id),
+        )
+    }
+
     /// Appends the ops' entries to the analytics stream `<prefix>:analytics` (one
     /// pipeline; bounded by `MAXLEN ~`). The counters are the record: an entry that
     /// cannot be written is logged and dropped.
@@ -847,6 +856,72 @@ impl crate::Analytics for RedisFanout {
 
     async fn analytics(&self, room: &RoomId) -> Result<crate::analytics::Counters, FanoutError> {
         reply::counters(self.publisher.room_op(room, &RoomOp::AnalyticsGet).await?)
+    }
+
+    /// Each gateway keeps one hash of its rooms' counts, `{<prefix>:rooms}:g:<gateway>`,
+    /// living a few presence intervals, and its name in `{<prefix>:rooms}:gateways`
+    /// (by when it last reported): one pipeline per report, whatever the rooms.
+    async fn report_rooms(&self, rooms: &[(RoomId, u64)]) {
+        let (gateways, mine) = self.listing_keys();
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(&mine).ignore();
+        if !rooms.is_empty() {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&mine);
+            for (room, n) in rooms {
+                hset.arg(room.as_str()).arg(*n);
+            }
+            pipe.add_command(hset).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&mine)
+                .arg(millis(self.config.online_ttl))
+                .ignore();
+        }
+        pipe.cmd("ZADD")
+            .arg(&gateways)
+            .arg(now)
+            .arg(&self.config.gateway_id)
+            .ignore();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&gateways)
+            .arg("-inf")
+            .arg(now.saturating_sub(millis(self.config.online_ttl)))
+            .ignore();
+        let mut conn = self.conn(&stream_room());
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::debug!(error = %e, "rooms not reported");
+        }
+    }
+
+    async fn top_rooms(&self, limit: usize) -> Result<Vec<(RoomId, u64)>, FanoutError> {
+        let (gateways, _) = self.listing_keys();
+        let mut conn = self.conn(&stream_room());
+        let since = now_ms().saturating_sub(millis(self.config.online_ttl));
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&gateways)
+            .arg(since)
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let mut counts: std::collections::HashMap<RoomId, u64> = std::collections::HashMap::new();
+        for id in ids {
+            let key = format!("{{{}:rooms}}:g:{id}", self.config.prefix);
+            let rooms: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            // Each gateway reports the room's count on every gateway: the latest wins.
+            for (room, n) in rooms {
+                if let Ok(room) = RoomId::new(&room) {
+                    let c = counts.entry(room).or_insert(0);
+                    *c = (*c).max(n);
+                }
+            }
+        }
+        Ok(crate::top_of(counts, limit))
     }
 }
 

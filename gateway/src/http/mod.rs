@@ -71,6 +71,7 @@ pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {
         .route("/v1/rooms/{room}", get(api::room_info))
         .route("/v1/rooms/{room}/history", get(api::history))
         .route("/v1/rooms/{room}/analytics", get(analytics::analytics))
+        .route("/v1/rooms", get(analytics::rooms))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
