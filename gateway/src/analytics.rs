@@ -12,14 +12,17 @@
 //! but in load tests that simulate minutes in seconds).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use danmaku_fanout::Fanout;
 use danmaku_fanout::analytics::{MILESTONES, MINUTE_MS, Op};
 use danmaku_protocol::RoomId;
 use dashmap::DashMap;
 use parking_lot::Mutex;
+
+use crate::metrics::Metrics;
 
 /// How often the queued ops go to the store.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -37,6 +40,8 @@ struct Open {
     start: u64,
     /// When this connection joined.
     joined: u64,
+    /// The same, by the real clock (for the dwell metric).
+    since: Instant,
     /// Milestones counted (bit i: `MILESTONES[i]`).
     marks: u8,
 }
@@ -61,12 +66,20 @@ pub struct Recorder {
     flushing: tokio::sync::Mutex<()>,
     /// Ops dropped at the queue's bound, or lost with a failed flush.
     pub dropped: AtomicU64,
+    /// The aggregate metrics the recorder feeds (Prometheus: no per-room labels).
+    metrics: Arc<Metrics>,
 }
 
 impl Recorder {
     /// A recorder for `gateway`; `window` is how long after a disconnect a resume still
     /// continues the visit (the history's age), in real time.
-    pub fn new(gateway: &str, enabled: bool, scale: u64, window: Duration) -> Self {
+    pub fn new(
+        gateway: &str,
+        enabled: bool,
+        scale: u64,
+        window: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let scale = scale.max(1);
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         Self {
@@ -78,6 +91,7 @@ impl Recorder {
             open: DashMap::new(),
             flushing: tokio::sync::Mutex::new(()),
             dropped: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -119,6 +133,14 @@ impl Recorder {
         resumed: Option<bool>,
         first_render: Option<Duration>,
     ) {
+        let m = &self.metrics;
+        Metrics::inc(&m.joins);
+        if let Some(recovered) = resumed {
+            Metrics::inc(&m.resumes[usize::from(!recovered)]);
+        }
+        if let Some(d) = first_render {
+            m.first_render.observe(d);
+        }
         if !self.enabled {
             return;
         }
@@ -136,6 +158,7 @@ impl Recorder {
                 variant: variant.map(str::to_owned),
                 start: at,
                 joined: at,
+                since: Instant::now(),
                 marks: 0,
             };
             self.open.insert(key, open);
@@ -156,6 +179,7 @@ impl Recorder {
         let Some((_, open)) = self.open.remove(&(conn, room.clone())) else {
             return;
         };
+        self.metrics.dwell.observe(open.since.elapsed());
         let op = Op::Leave {
             user: open.user,
             owner: self.owner(conn),

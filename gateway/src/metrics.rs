@@ -10,19 +10,55 @@ const BUCKETS_US: [u64; 14] = [
     5_000_000,
 ];
 
+/// Upper bounds of the dwell buckets (a viewer's time in a room), in microseconds:
+/// 1 s to 4 h.
+pub const DWELL_BUCKETS_US: [u64; 14] = [
+    1_000_000,
+    5_000_000,
+    15_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
+    600_000_000,
+    900_000_000,
+    1_800_000_000,
+    3_600_000_000,
+    7_200_000_000,
+    10_800_000_000,
+    14_400_000_000,
+];
+
 /// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [u64; 14],
     counts: [AtomicU64; BUCKETS_US.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_bounds(&BUCKETS_US)
+    }
+}
+
 impl Histogram {
+    /// A histogram with these upper bounds (µs).
+    pub fn with_bounds(bounds: &'static [u64; 14]) -> Self {
+        Self {
+            bounds,
+            counts: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+        if let Some(i) = self.bounds.iter().position(|&b| us <= b) {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -32,7 +68,7 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
-        for (bound, count) in BUCKETS_US.iter().zip(&self.counts) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
             cumulative += count.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
@@ -50,8 +86,16 @@ impl Histogram {
 }
 
 /// Every metric the gateway exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Joins answered `joined` (resumes included).
+    pub joins: AtomicU64,
+    /// Joins with `since`, by their answer: recovered, not recovered.
+    pub resumes: [AtomicU64; 2],
+    /// Upgrade request to a connection's first `joined` queued (the first render).
+    pub first_render: Histogram,
+    /// A connection's time in a room, join to leave or disconnect (with `--analytics`).
+    pub dwell: Histogram,
     /// Open WebSocket connections.
     pub connections: AtomicI64,
     /// WebSocket connections accepted since start.
@@ -111,6 +155,37 @@ pub struct Gauges {
     pub store_rollovers: u64,
     /// Bytes held for writing to viewers.
     pub outbound: crate::ws::BacklogTotals,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            joins: AtomicU64::new(0),
+            resumes: Default::default(),
+            first_render: Histogram::default(),
+            dwell: Histogram::with_bounds(&DWELL_BUCKETS_US),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            handshakes_refused: AtomicU64::new(0),
+            api_rate_limited: AtomicU64::new(0),
+            events_in: AtomicU64::new(0),
+            likes_in: AtomicU64::new(0),
+            votes_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            skipped_sampled: Default::default(),
+            skipped_targeted: Default::default(),
+            targeted_delivered: AtomicU64::new(0),
+            comments_merged: AtomicU64::new(0),
+            room_busy: AtomicU64::new(0),
+            slow_closes: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            command_errors: AtomicU64::new(0),
+            join_latency: Histogram::default(),
+            publish_latency: Histogram::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -268,6 +343,28 @@ impl Metrics {
             &mut out,
             "danmaku_publish_seconds",
             "Sequencing one publish",
+        );
+        let joins = self.joins.load(Ordering::Relaxed);
+        let [recovered, lost] = [0, 1].map(|i| self.resumes[i].load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP danmaku_joins_total Joins answered joined, resumes included\n\
+             # TYPE danmaku_joins_total counter\n\
+             danmaku_joins_total {joins}\n\
+             # HELP danmaku_resumes_total Joins with since, by whether they recovered\n\
+             # TYPE danmaku_resumes_total counter\n\
+             danmaku_resumes_total{{recovered=\"true\"}} {recovered}\n\
+             danmaku_resumes_total{{recovered=\"false\"}} {lost}"
+        );
+        self.first_render.render(
+            &mut out,
+            "danmaku_first_render_seconds",
+            "Upgrade request to the connection's first joined queued",
+        );
+        self.dwell.render(
+            &mut out,
+            "danmaku_dwell_seconds",
+            "A connection's time in a room, join to leave or disconnect",
         );
         out
     }

@@ -132,6 +132,13 @@ impl ConnContext {
     ) -> Self {
         // Checked when the configuration was (`Config::validate`).
         let rooms = Arc::new(config.rooms.settings().unwrap_or_default());
+        let recorder = Arc::new(crate::analytics::Recorder::new(
+            &config.gateway_id,
+            config.analytics,
+            config.analytics_time_scale,
+            config.memory.history_age,
+            metrics.clone(),
+        ));
         Self {
             settings: ConnSettings {
                 gateway_id: config.gateway_id.clone(),
@@ -148,12 +155,7 @@ impl ConnContext {
             mover: Mover::default(),
             backlogs: Arc::default(),
             write_pressure: Arc::new(AtomicBool::new(config.ws.coalesce_writes_per_s == 0)),
-            recorder: Arc::new(crate::analytics::Recorder::new(
-                &config.gateway_id,
-                config.analytics,
-                config.analytics_time_scale,
-                config.memory.history_age,
-            )),
+            recorder,
             next_conn: AtomicU64::new(0),
             clock_offset_ms: std::env::var("DANMAKU_CLOCK_OFFSET_MS")
                 .ok()

@@ -195,6 +195,25 @@ async fn counted_exactly(gws: &[Arc<Gateway>]) -> Did {
     };
     assert_eq!(total("joins"), n as i64);
     assert_eq!(total("interactions"), comments + likes);
+    // The aggregate metrics, summed over the gateways: every connection's join and,
+    // now that all are gone, its dwell.
+    let mut sums = std::collections::HashMap::new();
+    for gw in gws {
+        let (_, text) = gw.http_raw("GET", "/metrics", None, None).await;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((name, v)) = line.rsplit_once(' ') {
+                *sums.entry(name.to_owned()).or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    let metric = |name: &str| sums.get(name).copied().unwrap_or(-1.0) as i64;
+    // (the viewers', and the quiet room's one)
+    let connections = n as i64 + resumed + 1;
+    assert_eq!(metric("danmaku_joins_total"), connections);
+    assert_eq!(metric("danmaku_resumes_total{recovered=\"true\"}"), resumed);
+    assert_eq!(metric("danmaku_resumes_total{recovered=\"false\"}"), 0);
+    assert_eq!(metric("danmaku_first_render_seconds_count"), connections);
+    assert_eq!(metric("danmaku_dwell_seconds_count"), connections);
     Did {
         viewers: n as i64,
         resumed,
