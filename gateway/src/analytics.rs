@@ -62,6 +62,9 @@ pub struct Recorder {
     gateway: String,
     queue: Mutex<Queue>,
     open: DashMap<(u64, RoomId), Open>,
+    /// Per room: the minute and the largest online count told in it (rooms of the
+    /// last minutes only: older ones are dropped at each flush).
+    online_told: DashMap<RoomId, (u64, u64)>,
     /// One flush at a time, so that a room's ops reach the store in their order.
     flushing: tokio::sync::Mutex<()>,
     /// Ops dropped at the queue's bound, or lost with a failed flush.
@@ -89,6 +92,7 @@ impl Recorder {
             gateway: gateway.to_owned(),
             queue: Mutex::default(),
             open: DashMap::new(),
+            online_told: DashMap::new(),
             flushing: tokio::sync::Mutex::new(()),
             dropped: AtomicU64::new(0),
             metrics,
@@ -208,18 +212,22 @@ impl Recorder {
         self.push(room, op, None);
     }
 
-    /// The room's online count, as this gateway's presence read it.
+    /// The room's online count, as this gateway's presence read it. The timeline keeps
+    /// each minute's largest, so only a count above what this gateway told in this
+    /// minute is sent (about one op a minute per steady room, not one a second).
     pub fn online(&self, room: &RoomId, online: u64) {
-        if self.enabled {
-            self.push(
-                room,
-                Op::Online {
-                    at: self.now(),
-                    online,
-                },
-                None,
-            );
+        if !self.enabled {
+            return;
         }
+        let at = self.now();
+        let minute = danmaku_fanout::analytics::minute(at);
+        let mut told = self.online_told.entry(room.clone()).or_insert((0, 0));
+        if told.0 == minute && told.1 >= online {
+            return;
+        }
+        *told = (minute, online);
+        drop(told);
+        self.push(room, Op::Online { at, online }, None);
     }
 
     /// Queues a milestone for each open visit that just reached one.
@@ -256,6 +264,9 @@ impl Recorder {
         }
         let _one = self.flushing.lock().await;
         self.sweep();
+        let this_minute = danmaku_fanout::analytics::minute(self.now());
+        self.online_told
+            .retain(|_, (minute, _)| *minute + MINUTE_MS >= this_minute);
         let rooms = {
             let mut q = self.queue.lock();
             q.len = 0;
