@@ -55,11 +55,22 @@ pub(crate) async fn api<T: DeserializeOwned>(
     path: &str,
     body: &str,
 ) -> anyhow::Result<T> {
-    let mut http = Http::new(&plan.http[0])?;
+    api_at(plan, &plan.http[0], method, path, body).await
+}
+
+/// One request to the API at `base` (`http://host:port`), its 200 answer decoded as `T`.
+pub(crate) async fn api_at<T: DeserializeOwned>(
+    plan: &Plan,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<T> {
+    let mut http = Http::new(base)?;
     let (status, bytes) = http
         .request(method, path, &plan.cli.common.api_key, body.as_bytes())
         .await
-        .with_context(|| format!("{method} {}{path}", plan.http[0]))?;
+        .with_context(|| format!("{method} {base}{path}"))?;
     if status != 200 {
         let why = serde_json::from_slice::<ApiErrorBody>(&bytes).map_or_else(
             |_| String::from_utf8_lossy(&bytes).into_owned(),

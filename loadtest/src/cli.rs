@@ -21,8 +21,14 @@ pub struct Cli {
 /// Options every scenario takes.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Common {
-    /// Gateway WebSocket URL; repeat for several gateways (round robin).
-    #[arg(long = "url", global = true, default_value = "ws://127.0.0.1:8080/ws")]
+    /// Gateway WebSocket URL; repeat (or separate with commas) for several gateways
+    /// (round robin).
+    #[arg(
+        long = "url",
+        global = true,
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
     pub urls: Vec<String>,
     /// API key for publishing and reading room state.
     #[arg(long, global = true, env = "DANMAKU_API_KEY", default_value = "")]
@@ -165,6 +171,69 @@ pub enum Scenario {
         #[arg(long, default_value_t = 3.0)]
         drop_every_s: f64,
     },
+    /// Viewers come and go over a simulated time; the room's retention analytics
+    /// (`GET /v1/rooms/{room}/analytics`) must match what they did.
+    Retention(Retention),
+}
+
+/// The `retention` scenario's settings. Times are simulated seconds: the gateways'
+/// analytics clock runs `--time-scale` times faster than the real one.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
+pub struct Retention {
+    /// Viewers (distinct users); each makes one visit, the `--return-share` two.
+    #[arg(long, default_value_t = 600)]
+    pub viewers: usize,
+    /// The room (a fresh `<prefix>-0` by default). It must have no retention data yet.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// The gateways' `--analytics-time-scale`: a real second is this many simulated
+    /// seconds. It must be what every gateway was started with.
+    #[arg(long, default_value_t = 60)]
+    pub time_scale: u64,
+    /// The experiment's variants and their dwell distributions, comma-separated:
+    /// `NAME=exp:MEAN_S` (exponential), `NAME=uniform:LO_S-HI_S` or `NAME=fixed:S`.
+    /// Viewers are spread evenly over the variants.
+    #[arg(long, value_delimiter = ',', default_value = "A=exp:120,B=exp:156")]
+    pub dwell: Vec<String>,
+    /// The experiment's name (the room's settings are set to it at the start).
+    #[arg(long, default_value = "retention")]
+    pub experiment: String,
+    /// Simulated seconds over which the viewers arrive (uniformly at random).
+    #[arg(long, default_value_t = 240.0)]
+    pub arrivals_s: f64,
+    /// The longest dwell, in simulated seconds: longer draws are cut to it.
+    #[arg(long, default_value_t = 960.0)]
+    pub max_dwell_s: f64,
+    /// Share of the viewers (0–1, spread evenly) that drop their connection mid-visit
+    /// and come back on the next gateway with `join` + `since` (the same visit).
+    #[arg(long, default_value_t = 0.2)]
+    pub resume_share: f64,
+    /// Simulated seconds a dropped viewer stays away before it resumes.
+    #[arg(long, default_value_t = 10.0)]
+    pub away_s: f64,
+    /// Share of the viewers (0–1, spread evenly) that come back for a second visit
+    /// (a plain join, a new visit of the same user) after their first one ended.
+    #[arg(long, default_value_t = 0.1)]
+    pub return_share: f64,
+    /// Comments each viewer sends per visit.
+    #[arg(long, default_value_t = 1)]
+    pub comments: u32,
+    /// Like commands each viewer sends per visit.
+    #[arg(long, default_value_t = 2)]
+    pub likes: u32,
+    /// The gateways' HTTP API for the room's settings (the first `--url`'s gateway by
+    /// default). The analytics are read from every `--url`'s gateway.
+    #[arg(long)]
+    pub http_url: Option<String>,
+    /// Real ms between a gateway's checks of its open visits' milestones (its
+    /// analytics flush, every 200 ms), with room for the flush itself: a visit that
+    /// ends within this (times the scale) after a milestone may or may not count.
+    #[arg(long, default_value_t = 250)]
+    pub tick_ms: u64,
+    /// Real ms to wait after the last viewer left before reading the analytics (the
+    /// gateways flush every 200 ms).
+    #[arg(long, default_value_t = 600)]
+    pub settle_ms: u64,
 }
 
 /// Which WebSocket client the viewers use.
@@ -273,17 +342,23 @@ impl Scenario {
             Self::Fanout(_) => "fanout",
             Self::Interact { .. } => "interact",
             Self::Resume { .. } => "resume",
+            Self::Retention(_) => "retention",
         }
     }
 
     /// The load, for scenarios that publish.
     pub fn load(&self) -> Option<&Load> {
         match self {
-            Self::Connect { .. } => None,
+            Self::Connect { .. } | Self::Retention(_) => None,
             Self::Fanout(l) | Self::Interact { load: l, .. } | Self::Resume { load: l, .. } => {
                 Some(l)
             }
         }
+    }
+
+    /// Whether the scenario uses the HTTP API (its key is checked before the run).
+    pub fn uses_api(&self) -> bool {
+        self.load().is_some() || matches!(self, Self::Retention(_))
     }
 
     /// Viewers and rooms.
@@ -292,6 +367,7 @@ impl Scenario {
             Self::Connect {
                 connections, rooms, ..
             } => (*connections, *rooms, 0.0),
+            Self::Retention(r) => (r.viewers, 1, 0.0),
             _ => self
                 .load()
                 .map_or((0, 1, 0.0), |l| (l.viewers, l.rooms, l.zipf)),

@@ -16,6 +16,7 @@ mod preflight;
 mod progress;
 mod publish;
 mod report;
+mod retention;
 mod run;
 mod seen;
 mod shared;
@@ -76,6 +77,9 @@ async fn main_async(cli: cli::Cli) -> anyhow::Result<bool> {
     if let Some(index) = worker {
         workers::child(plan, index).await;
         return Ok(true);
+    }
+    if matches!(plan.scenario(), cli::Scenario::Retention(_)) {
+        return retention::run(plan).await;
     }
     let summary = run::run(plan.clone()).await?;
     print!("{}", summary.table());

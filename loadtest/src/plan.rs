@@ -179,10 +179,18 @@ struct Claims<'a> {
     sub: &'a str,
     exp: u64,
     name: &'a str,
+    /// The viewer's cohort: the gateway puts it in this variant of a room's experiment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cohort: Option<&'a str>,
 }
 
 /// An HS256 viewer token valid for a day.
 pub fn token(secret: &str, sub: &str) -> String {
+    token_in(secret, sub, None)
+}
+
+/// An HS256 viewer token valid for a day, with a `cohort` claim when given.
+pub fn token_in(secret: &str, sub: &str, cohort: Option<&str>) -> String {
     let exp = crate::now_us() / 1_000_000 + 86_400;
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(
@@ -191,6 +199,7 @@ pub fn token(secret: &str, sub: &str) -> String {
             sub,
             exp,
             name: sub,
+            cohort,
         },
         &key,
     )

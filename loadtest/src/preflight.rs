@@ -83,7 +83,7 @@ impl std::error::Error for CredentialError {}
 /// # Errors
 /// The first check that failed.
 pub async fn check(plan: &Plan) -> Result<(), CredentialError> {
-    if plan.scenario().load().is_some() {
+    if plan.scenario().uses_api() {
         for base in &plan.http {
             check_api_key(plan, base).await?;
         }

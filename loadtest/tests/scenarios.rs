@@ -1,95 +1,13 @@
 //! Each scenario, briefly, against a real gateway process; assertions on the JSON.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const SECRET: &str = "loadtest-secret-0123456789";
-const KEY: &str = "loadtest-key";
-
-struct Gateway {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The gateway binary, built next to this package's binary by `cargo test --workspace`.
-fn gateway_bin() -> PathBuf {
-    let bin =
-        PathBuf::from(env!("CARGO_BIN_EXE_danmaku-loadtest")).with_file_name("danmaku-gateway");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` or `cargo build -p danmaku-gateway`",
-        bin.display()
-    );
-    bin
-}
-
-fn gateway(extra: &[&str]) -> Gateway {
-    let mut child = Command::new(gateway_bin())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--jwt-secret",
-            SECRET,
-            "--api-keys",
-            KEY,
-            "--log",
-            "warn",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split_whitespace().last().unwrap().to_owned();
-    Gateway {
-        child,
-        url: format!("ws://{addr}/ws"),
-    }
-}
-
-/// A directory of one run's own for its output files (tests run in parallel),
-/// removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "danmaku-lt-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{Gateway, KEY, SECRET, TempDir, gateway};
 
 /// How a test runs the CLI: against what, with which credentials, how quietly.
 struct Run<'a> {
