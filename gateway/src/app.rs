@@ -157,7 +157,8 @@ impl App {
 fn router(state: Arc<AppState>) -> axum::Router {
     let mut routes = crate::http::routes(&state)
         .route("/ws", axum::routing::get(crate::ws::upgrade))
-        .merge(crate::demo::routes());
+        .merge(crate::demo::routes())
+        .merge(crate::dashboard::routes());
     if state.config.diagnostic_echo {
         routes = routes.route(
             crate::ws::ECHO_PATH,

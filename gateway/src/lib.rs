@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -31,12 +31,9 @@ async fn the_demo_page_and_its_assets_are_served_from_the_binary() {
             "DanmakuClient",
         ),
     ] {
-        let answer = request(&gw, "GET", path, &[]).await;
-        assert_eq!(answer.status, 200, "{path}");
-        assert_eq!(answer.header("content-type"), Some(content_type), "{path}");
-        let csp = answer.header("content-security-policy").unwrap_or_default();
-        assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
-        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        request(&gw, "GET", path, &[])
+            .await
+            .assert_embedded(path, content_type);
         let (_, body) = gw.http_raw("GET", path, None, None).await;
         assert!(body.contains(needle), "{path} lacks {needle}");
         if path == "/demo/danmaku.js" {

@@ -469,6 +469,27 @@ impl Answer {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Asserts the answer is a page asset embedded in the binary (the demo room's, the
+    /// dashboard's): 200 with its content type, the pages' CSP (this gateway only, no
+    /// inline script or style, no framing), no sniffing, no Referer, no stale cache.
+    pub fn assert_embedded(&self, path: &str, content_type: &str) {
+        assert_eq!(self.status, 200, "{path}");
+        assert_eq!(self.header("content-type"), Some(content_type), "{path}");
+        let csp = self.header("content-security-policy").unwrap_or_default();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-"), "{path}: {csp}");
+        assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(self.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(self.header("cache-control"), Some("no-cache"), "{path}");
+    }
+
     /// Asserts that the answer grants no CORS access (no `Access-Control-*` header).
     pub fn assert_no_cors_grant(&self) {
         assert!(
