@@ -42,6 +42,7 @@ cargo build -q -p danmaku-gateway
 scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
 node tests/browser/demo.mjs target/debug/danmaku-gateway
+node tests/browser/dashboard.mjs target/debug/danmaku-gateway
 # The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
 # as documented).
 scripts/schema_check.sh target/debug/danmaku-gateway

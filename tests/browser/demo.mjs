@@ -8,12 +8,10 @@
 //   node tests/browser/demo.mjs <gateway binary>
 //
 // Exits 0 when all hold, 1 (saying why) otherwise. Everything it starts it stops.
-import { spawn } from "node:child_process";
-import { createHmac } from "node:crypto";
-import { once } from "node:events";
 import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { apiClient, startGateway, viewerToken } from "../support/gateway.mjs";
 import { startProxy } from "../support/proxy.mjs";
 
 const SECRET = "browser-demo-secret-0123456789";
@@ -23,37 +21,16 @@ const gatewayBin = process.argv[2] ?? "target/debug/danmaku-gateway";
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = process.env.DANMAKU_ARTIFACTS ?? "target/browser";
 
-function token(sub, name) {
-  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
-  const head = b64({ alg: "HS256", typ: "JWT" });
-  const body = b64({ sub, name, exp: Math.floor(Date.now() / 1000) + 600 });
-  const sig = createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${sig}`;
-}
+const token = (sub, name) => viewerToken(SECRET, sub, name);
 
 async function main() {
   mkdirSync(artifacts, { recursive: true });
-  const gw = spawn(gatewayBin, [
-    "--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--api-keys", KEY, "--log", "warn",
-  ], { stdio: ["ignore", "pipe", "inherit"] });
+  const gw = startGateway(gatewayBin, ["--jwt-secret", SECRET, "--api-keys", KEY]);
   let browser;
   let front;
   try {
-    const [line] = await Promise.race([
-      once(gw.stdout, "data"),
-      new Promise((_, reject) => setTimeout(() => reject(new Error("gateway did not start")), 10_000)),
-    ]);
-    const addr = line.toString().split("\n")[0].trim().split(/\s+/).pop();
-    const api = async (method, path, body) => {
-      const res = await fetch(`http://${addr}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const json = await res.json();
-      assert.equal(res.status, 200, `${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
-    };
+    const addr = await gw.addr;
+    const api = apiClient(addr, KEY);
     front = await startProxy(addr);
 
     // Already in the room before the viewer comes: the product on stage, a poll, a coupon.

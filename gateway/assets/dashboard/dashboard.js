@@ -207,8 +207,10 @@ function histogramChart(container, buckets, marks, { unit, format }) {
     const within = b.to > b.from ? Math.min(1, Math.max(0, (v - b.from) / (b.to - b.from))) : 0.5;
     const mx = PAD.left + (i + within) * slot;
     svgEl.append(s("line", { class: "marker", x1: mx, x2: mx, y1: PAD.top, y2: y(0), stroke: colors[name] ?? "#fff", "data-mark": name, "data-value": v }));
+    // Labels to the right of their line, or to its left near the right edge.
+    const right = mx < PAD.left + plotW * 0.75;
     svgEl.append(
-      s("text", { class: "marker-label", x: Math.min(width - PAD.right - 2, mx + 4), y: PAD.top + 11 + 13 * label++, fill: colors[name] ?? "#fff" }, `${name} ${format(v)}`),
+      s("text", { class: "marker-label", x: right ? mx + 4 : mx - 4, y: PAD.top + 11 + 13 * label++, fill: colors[name] ?? "#fff", "text-anchor": right ? "start" : "end" }, `${name} ${format(v)}`),
     );
   }
   container.replaceChildren(svgEl);
@@ -268,7 +270,10 @@ function drawRetentionPanel(plot, names, variants, mark, minutes, now) {
   names.forEach((name, i) => {
     const color = PALETTE[i % PALETTE.length];
     const rows = variants[name];
-    const d = rows.map((r, j) => `${j ? "L" : "M"}${x(r.minute).toFixed(1)},${y(r[mark]).toFixed(1)}`).join("");
+    // Consecutive join minutes are joined by the line; a minute without joins breaks it.
+    const d = rows
+      .map((r, j) => `${j && r.minute - rows[j - 1].minute <= 60_000 ? "L" : "M"}${x(r.minute).toFixed(1)},${y(r[mark]).toFixed(1)}`)
+      .join("");
     svgEl.append(s("path", { class: "line", stroke: color, d }));
     for (const r of rows) {
       // A minute whose mark has not passed yet for all its visits is still filling in.
@@ -367,7 +372,9 @@ function renderRooms(rooms) {
 function renderAnalytics(doc) {
   const drawn = {};
   $("stats-room").textContent = doc.room;
-  $("stats-at").textContent = `as of ${new Date(doc.now).toLocaleTimeString()}`;
+  // The analytics clock is the wall clock, unless a load test speeds it up.
+  const scaled = Math.abs(doc.now - Date.now()) > 60_000;
+  $("stats-at").textContent = `as of ${new Date(doc.now).toLocaleTimeString()}${scaled ? " (analytics clock)" : ""}`;
   const { viewers, recovery, dwell_s: dwell, first_render_ms: render } = doc;
   setStat("stat-online", viewers.online);
   setStat("stat-joins", viewers.joins);
@@ -642,6 +649,9 @@ $("key-form").addEventListener("submit", (ev) => {
 });
 $("sign-out").addEventListener("click", () => signOut());
 
+if (state.key) signIn(state.key);
+else signOut();
+
 // A key in the URL is refused: keys do not belong in URLs (logs, history, Referer).
 if (params.has("key")) {
   const url = new URL(location.href);
@@ -649,6 +659,3 @@ if (params.has("key")) {
   history.replaceState(null, "", url);
   $("key-error").textContent = "A key in the URL is not accepted: type it here.";
 }
-
-if (state.key) signIn(state.key);
-else signOut();
