@@ -38,11 +38,11 @@ cargo test --workspace "$@"
 
 # The gateway binary the integration tests just built, against Autobahn's cases and a
 # real browser.
-cargo build -q -p danmaku-gateway
+cargo build -q -p danmaku-gateway -p danmaku-loadtest
 scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
 node tests/browser/demo.mjs target/debug/danmaku-gateway
-node tests/browser/dashboard.mjs target/debug/danmaku-gateway
+node tests/browser/dashboard.mjs target/debug/danmaku-gateway target/debug/danmaku-loadtest
 # The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
 # as documented).
 scripts/schema_check.sh target/debug/danmaku-gateway

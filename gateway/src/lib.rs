@@ -8,6 +8,7 @@
 //! - [`state`]: the state every handler and connection task shares.
 //! - [`http`]: the backend API, health, metrics.
 //! - [`demo`]: the demo live room at `/demo` (embedded page and SDK bundle).
+//! - [`dashboard`]: the retention dashboard at `/dashboard` (embedded page).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
 

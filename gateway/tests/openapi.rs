@@ -26,19 +26,10 @@ const MERGED: &[(&str, &str)] = &[
 ];
 
 /// Routes that are not in the document, and why.
-const UNDOCUMENTED: &[(&str, &str)] = &[
-    (
-        "crate::ws::ECHO_PATH",
-        "the diagnostic echo (--diagnostic-echo), for conformance suites only",
-    ),
-    // Until gateway/openapi.json has the dashboard's page (as it has the demo's).
-    (
-        "/dashboard",
-        "the retention dashboard's page, not yet in the document",
-    ),
-    ("/dashboard/dashboard.js", "part of the dashboard's page"),
-    ("/dashboard/dashboard.css", "part of the dashboard's page"),
-];
+const UNDOCUMENTED: &[(&str, &str)] = &[(
+    "crate::ws::ECHO_PATH",
+    "the diagnostic echo (--diagnostic-echo), for conformance suites only",
+)];
 
 /// Path → methods (upper case).
 type Routes = BTreeMap<String, BTreeSet<String>>;
@@ -101,8 +92,9 @@ fn methods(expr: &str) -> BTreeSet<String> {
     found
 }
 
-/// Every `.route(path, methods)` in `src` (the path a literal or a constant's name).
-fn declared(src: &str) -> Vec<(String, BTreeSet<String>)> {
+/// Every `.route(path, methods)` in `src`, a part of the file `file` (the path a
+/// literal or the name of a constant declared in `file`).
+fn declared(src: &str, file: &str) -> Vec<(String, BTreeSet<String>)> {
     for call in [
         ".nest(",
         ".nest_service(",
@@ -120,26 +112,22 @@ fn declared(src: &str) -> Vec<(String, BTreeSet<String>)> {
         let open = from + at + ".route(".len();
         let args = balanced(src, open);
         let (path, expr) = args.split_once(',').expect("route(path, methods)");
-        let path = resolve(path.trim());
+        let path = resolve(path.trim(), file);
         out.push((path, methods(expr)));
         from = open;
     }
     out
 }
 
-/// A route's path: a literal, or the literal of a `const` of that name in the file
-/// that routes it (other paths stay as written, for `UNDOCUMENTED`).
-fn resolve(path: &str) -> String {
+/// A route's path: a literal, or the literal of a `const` of that name in `file`
+/// (other paths stay as written, for `UNDOCUMENTED`).
+fn resolve(path: &str, file: &str) -> String {
     if let Some(literal) = path.strip_prefix('"') {
         return literal.trim_end_matches('"').to_owned();
     }
     let declaration = format!("const {path}: &str = \"");
-    [HTTP_ROUTES, APP, DEMO, DASHBOARD]
-        .iter()
-        .find_map(|src| {
-            let at = src.find(&declaration)?;
-            src[at + declaration.len()..].split_once('"')
-        })
+    file.find(&declaration)
+        .and_then(|at| file[at + declaration.len()..].split_once('"'))
         .map_or_else(|| path.to_owned(), |(literal, _)| literal.to_owned())
 }
 
@@ -157,6 +145,7 @@ fn merged(router_fn: &str) -> Vec<(String, BTreeSet<String>)> {
         let routes_fn = &src[src.find("fn routes(").expect("fn routes")..];
         out.extend(declared(
             &routes_fn[..routes_fn.find("\n}").expect("its end")],
+            src,
         ));
         from = open;
     }
@@ -182,9 +171,9 @@ fn routed() -> Routes {
     let router_fn = &router_fn[..router_fn.find("\n}").expect("its end")];
     let routes_fn = &routes_fn[..routes_fn.find("\n}").expect("its end")];
     let mut routes = Routes::new();
-    let all = declared(routes_fn)
+    let all = declared(routes_fn, HTTP_ROUTES)
         .into_iter()
-        .chain(declared(router_fn))
+        .chain(declared(router_fn, APP))
         .chain(merged(router_fn));
     for (path, methods) in all {
         assert!(!methods.is_empty(), "no method found for {path}");

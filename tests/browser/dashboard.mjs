@@ -1,7 +1,9 @@
 // The retention dashboard in a real browser: headless Chromium (Debian's `chromium`,
 // driven by playwright-core) opens the gateway's own /dashboard after real viewers
 // (WebSockets from Node, `ws`) joined, commented, liked, resumed and left a room with
-// an A/B experiment, and checks what an operator would read against the API itself:
+// an A/B experiment, and while the load-test CLI runs a fanout in another room; it
+// checks what an operator would read against the API itself: the load room's online
+// count and the deliveries per second while the load runs,
 // the rooms by online count, the room's joins, unique viewers, online count, recovery,
 // interactions by kind and over time, the first-render and dwell histograms bucket by
 // bucket with their percentiles, the retention shares per variant, the gateway's
@@ -9,9 +11,10 @@
 // header and in no URL; a wrong one shows the error and asks again; a `?key=` is not
 // taken. The screenshot goes to target/browser/dashboard.png.
 //
-//   node tests/browser/dashboard.mjs <gateway binary>
+//   node tests/browser/dashboard.mjs <gateway binary> <load-test binary>
 //
 // Exits 0 when all hold, 1 (saying why) otherwise. Everything it starts it stops.
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,7 +29,10 @@ const ROOM = "shop-42";
 const OTHER = "warm-up";
 // The analytics clock runs 60 times faster: a minute of dwell is a second.
 const TIME_SCALE = 60;
+const LOAD_ROOM = "load-0";
+const LOAD_VIEWERS = 200;
 const gatewayBin = process.argv[2] ?? "target/debug/danmaku-gateway";
+const loadtestBin = process.argv[3] ?? "target/debug/danmaku-loadtest";
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const artifacts = process.env.DANMAKU_ARTIFACTS ?? "target/browser";
 
@@ -169,6 +175,24 @@ function settled(page) {
   };
 }
 
+/**
+ * The load-test CLI's fanout against `addr`: LOAD_VIEWERS viewers in LOAD_ROOM, 20 events
+ * a second for `seconds`; `done` resolves with its exit code (0: nothing lost).
+ */
+function loadRun(addr, seconds) {
+  const child = spawn(
+    loadtestBin,
+    [
+      "fanout",
+      ...["--url", `ws://${addr}/ws`, "--api-key", KEY, "--jwt-secret", SECRET, "--room-prefix", "load"],
+      ...["--viewers", String(LOAD_VIEWERS), "--rooms", "1", "--rate", "20", "--duration-s", String(seconds), "--quiet"],
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  const done = once(child, "exit").then(([code]) => code);
+  return { done, kill: () => child.kill() };
+}
+
 /** A gateway with the test's secret and key, and `extra` flags. */
 const startGateway = (extra) => start(gatewayBin, ["--jwt-secret", SECRET, "--api-keys", KEY, ...extra]);
 
@@ -177,6 +201,7 @@ async function main() {
   const gw = startGateway(["--anonymous", "true", "--analytics-time-scale", String(TIME_SCALE)]);
   let strict;
   let browser;
+  let load;
   const viewers = [];
   try {
     const addr = await gw.addr;
@@ -259,6 +284,24 @@ async function main() {
     await page.waitForFunction((r) => window.dashboard.analytics?.room === r, ROOM, { timeout: 10_000 });
     assert.ok(page.url().endsWith(`/dashboard?room=${ROOM}`), page.url());
 
+    // A load run while the page watches: the load room's online count as the API lists
+    // it, and the deliveries per second the gateway's counters show.
+    load = loadRun(addr, 6);
+    let loadRows;
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const listing = await api("GET", "/v1/rooms?sort=online&limit=50");
+      loadRows = await page.evaluate(() => [...document.querySelectorAll("#rooms tr[data-room]")].map((tr) => [tr.dataset.room, Number(tr.dataset.online)]));
+      const busiest = listing.rooms[0];
+      if (busiest?.room === LOAD_ROOM && busiest.online === LOAD_VIEWERS && JSON.stringify(loadRows) === JSON.stringify(listing.rooms.map((r) => [r.room, r.online]))) break;
+      loadRows = undefined;
+      await sleep(250);
+    }
+    assert.ok(loadRows !== undefined, "the page lists the load room first, with its viewers, as the API does");
+    await page.waitForFunction(() => Number(document.getElementById("op-deliveries").dataset.value) > 0, null, { timeout: 15_000 });
+    const underLoad = await page.evaluate(() => Number(document.getElementById("op-deliveries").dataset.value));
+    assert.equal(await load.done, 0, "the load run lost nothing");
+    load = undefined;
+
     // Events while the page watches: its delivery lag is measured from them.
     await page.waitForFunction(() => window.dashboard.lag.state === "joined", null, { timeout: 10_000 });
     for (let i = 1; i <= 20; i++) {
@@ -315,7 +358,7 @@ async function main() {
     // The rooms list and the timelines are the ones the page fetched.
     const listing = await api("GET", "/v1/rooms?sort=online&limit=50");
     assert.deepEqual(drawn.rooms.map((r) => [r.room, r.online]), listing.rooms.map((r) => [r.room, r.online]));
-    assert.deepEqual(drawn.rooms.map((r) => r.room), [OTHER, ROOM]);
+    assert.deepEqual(drawn.rooms.map((r) => r.room).filter((r) => r !== LOAD_ROOM), [OTHER, ROOM]);
     const timeline = drawn.doc.timeline.slice(-120);
     assert.deepEqual(drawn.online_over_time, timeline.map((t) => ({ minute: t.minute, online: t.online })));
     assert.deepEqual(drawn.interactions_over_time, timeline.map((t) => ({ minute: t.minute, interactions: t.interactions })));
@@ -369,9 +412,10 @@ async function main() {
     console.log(
       `browser dashboard: ${drawn.joins} joins, ${drawn.unique} unique, ${drawn.online} online, ` +
         `${drawn.firstRender.histogram.length}+${drawn.dwell.histogram.length} histogram buckets, ` +
-        `retention A/B as the API's, p99 lag ${ops.lagText}; screenshot ${artifacts}/dashboard.png`,
+        `retention A/B as the API's, p99 lag ${ops.lagText}, ${Math.round(underLoad)} deliveries/s under load; screenshot ${artifacts}/dashboard.png`,
     );
   } finally {
+    load?.kill();
     await browser?.close();
     await Promise.all(viewers.map((v) => v.close().catch(() => {})));
     gw.kill();
