@@ -198,8 +198,8 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn serve_connection(
     state: Arc<AppState>,
     router: axum::Router,
-    stream: TcpStream,
-    addr: SocketAddr,
+    mut stream: TcpStream,
+    mut addr: SocketAddr,
 ) {
     let _ = stream.set_nodelay(true);
     let send_buffer = state.config.ws.send_buffer_bytes;
@@ -208,6 +208,20 @@ async fn serve_connection(
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(send_buffer);
     }
     let accepted = tokio::time::Instant::now();
+    if state.config.ws.proxy_protocol {
+        let ws = &state.config.ws;
+        if !ws.trusted_proxies.trusts(addr.ip()) {
+            tracing::debug!(peer = %addr, "closed: not a trusted proxy (--proxy-protocol)");
+            return;
+        }
+        match crate::proxy::read_proxy_header(&mut stream, addr, ws.handshake_timeout).await {
+            Ok(client) => addr = client,
+            Err(e) => {
+                tracing::debug!(peer = %addr, error = %e, "closed: no PROXY header");
+                return;
+            }
+        }
+    }
     // A viewer's upgrade is answered without hyper when it arrived whole.
     let Some(stream) = crate::ws::fast_upgrade(&state, stream, addr).await else {
         return;

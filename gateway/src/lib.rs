@@ -10,6 +10,7 @@
 //! - [`demo`]: the demo live room at `/demo` (embedded page and SDK bundle).
 //! - [`dashboard`]: the retention dashboard at `/dashboard` (embedded page).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
+//! - [`proxy`]: the client address behind trusted proxies (`X-Forwarded-For`, PROXY).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
 
 pub mod analytics;
@@ -26,5 +27,6 @@ pub mod http;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod state;
 mod ws;

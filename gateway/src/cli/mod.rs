@@ -54,6 +54,9 @@ pub enum CliError {
     /// `--listen` is not an address.
     #[error("--listen {0}: expected host:port")]
     Listen(String),
+    /// A `--trusted-proxies` entry that is not an address or a network.
+    #[error("--trusted-proxies: {0}")]
+    TrustedProxies(crate::proxy::ParseError),
     /// Two settings that exclude each other.
     #[error("give either {0} or {1}, not both")]
     Exclusive(&'static str, &'static str),
@@ -189,6 +192,9 @@ impl Args {
         }
         c.auth.allowed_origins = self.allowed_origins.take().unwrap_or_default();
         c.auth.cors_origins = self.cors_origins.take().unwrap_or_default();
+        c.ws.trusted_proxies =
+            crate::proxy::TrustedProxies::parse(&self.trusted_proxies.take().unwrap_or_default())
+                .map_err(CliError::TrustedProxies)?;
         c.rooms.blocked_words = self.room_blocked_words.take().unwrap_or_default();
         c.rooms.vip_tags = self.room_vip_tags.take().unwrap_or_default();
         c.auth.audience = self.jwt_audience.take();

@@ -246,6 +246,19 @@ settings! {
     #[arg(env = "DANMAKU_MAX_CONNS_PER_IP")]
     max_conns_per_ip: usize => value(ws.max_conns_per_ip),
 
+    /// Comma-separated addresses or CIDR networks of proxies (balancers) in front of
+    /// the gateway: from these only, `X-Forwarded-For` (its rightmost entry that is not
+    /// itself a trusted proxy) or the PROXY header gives the client's address, which
+    /// the per-IP limit and the logs use. Others' headers are ignored.
+    #[arg(env = "DANMAKU_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String> => custom(text = "none"),
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// `send-proxy` sends), from a proxy in `--trusted-proxies`; a connection without
+    /// one, or from another address, is closed.
+    #[arg(env = "DANMAKU_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
+    proxy_protocol: bool => value(ws.proxy_protocol),
+
     /// Open WebSocket connections in all (503 beyond).
     #[arg(env = "DANMAKU_MAX_CONNECTIONS")]
     max_connections: usize => value(ws.max_connections),

@@ -129,6 +129,11 @@ pub struct WsConfig {
     pub handshake_timeout: Duration,
     /// Open connections allowed per client IP.
     pub max_conns_per_ip: usize,
+    /// Proxies believed about the client's address (`X-Forwarded-For`, PROXY).
+    pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a trusted
+    /// proxy; others are closed.
+    pub proxy_protocol: bool,
     /// Open WebSocket connections allowed in all.
     pub max_connections: usize,
     /// Events in a snapshot's `recent`.
@@ -258,6 +263,8 @@ impl Default for WsConfig {
             coalesce_writes_per_s: 50_000,
             handshake_timeout: Duration::from_secs(5),
             max_conns_per_ip: 10_000,
+            trusted_proxies: crate::proxy::TrustedProxies::default(),
+            proxy_protocol: false,
             max_connections: 100_000,
             snapshot_recent: 50,
             drain_after: Duration::from_millis(500),

@@ -44,6 +44,11 @@ pub enum ConfigError {
         /// Why the one bounds the other.
         why: &'static str,
     },
+    /// The PROXY protocol without a proxy allowed to send it.
+    #[error(
+        "--proxy-protocol needs --trusted-proxies: the addresses of the proxies that send the header"
+    )]
+    ProxyProtocolUntrusted,
     /// The HS256 secret is too short to be a secret.
     #[error("--jwt-secret has {0} bytes; it must have at least {MIN_SECRET_BYTES}")]
     ShortSecret(usize),
@@ -145,6 +150,9 @@ impl Config {
         }
         at_least("max-batch", ws.max_batch, 1)?;
         at_least("max-conns-per-ip", ws.max_conns_per_ip, 1)?;
+        if ws.proxy_protocol && ws.trusted_proxies.is_empty() {
+            return Err(ConfigError::ProxyProtocolUntrusted);
+        }
         at_least("max-connections", ws.max_connections, 1)
     }
 

@@ -297,11 +297,19 @@ fn admit(
         Err(e) if close_refusal => Err(e.to_string()),
         Err(e) => return Err(ApiError::new(ErrorCode::Unauthorized, e.to_string())),
     };
-    let permit = app.limiter.acquire(addr.ip()).map_err(|e| match e {
-        LimitError::PerIp => ApiError::new(
-            ErrorCode::RateLimited,
-            "too many connections from this address",
-        ),
+    let client = app
+        .config
+        .ws
+        .trusted_proxies
+        .client(addr.ip(), headers.get_all("x-forwarded-for").iter());
+    let permit = app.limiter.acquire(client).map_err(|e| match e {
+        LimitError::PerIp => {
+            tracing::debug!(%client, "upgrade refused: too many connections from this address");
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many connections from this address",
+            )
+        }
         LimitError::Total => ApiError::new(
             ErrorCode::Unavailable,
             "gateway is full; connect to another gateway",

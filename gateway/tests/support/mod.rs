@@ -296,6 +296,12 @@ impl Viewer {
         Self::open(&url, &[], Some(tcp)).await
     }
 
+    /// Connects to `url` over `tcp`, a connection already open (that may have sent
+    /// something first: a PROXY header).
+    pub async fn connect_over(url: &str, tcp: TcpStream) -> Self {
+        Self::open(url, &[], Some(tcp)).await
+    }
+
     /// Connects to `url` sending `headers` too (an `Origin`, say).
     pub async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
         Self::open(url, headers, None).await
