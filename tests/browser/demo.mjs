@@ -9,6 +9,7 @@
 //
 // Exits 0 when all hold, 1 (saying why) otherwise. Everything it starts it stops.
 import { mkdirSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { apiClient, startGateway, viewerToken } from "../support/gateway.mjs";
@@ -127,6 +128,12 @@ async function main() {
     await api("POST", `/v1/rooms/${ROOM}/lotteries/${lottery}/close`);
     await page.waitForSelector(`#lottery-${lottery} a.verify`, { timeout: 10_000 });
     assert.match(await page.textContent(`#lottery-${lottery}`), /you won/);
+    // The audit record arrives after the panels' once-a-second redraw: the outcome must
+    // still be shown.
+    await page.route("**/lotteries/*/draw", async (route) => {
+      await sleep(1500);
+      await route.continue();
+    });
     await page.click(`#lottery-${lottery} a.verify`);
     await page.waitForSelector(`#lottery-${lottery} .verified`, { timeout: 10_000 });
     assert.match(await page.textContent(`#lottery-${lottery} .verified`), /verified: viewer-1 among 1/);

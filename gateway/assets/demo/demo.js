@@ -195,6 +195,9 @@ function renderQuizzes() {
   );
 }
 
+/** Lottery id → the outcome of its "verify this draw", once clicked. */
+const checks = new Map();
+
 function renderLotteries() {
   $("lotteries").replaceChildren(
     ...[...view.lotteries.values()].map((l) => {
@@ -211,22 +214,28 @@ function renderLotteries() {
       } else {
         body.push(el("div", { textContent: `winners: ${(l.winner_ids ?? []).join(", ") || "nobody"} (of ${l.entrants})` }));
         const link = el("a", { href: "#", textContent: "verify this draw", className: "verify" });
-        const result = el("span", { className: "meta" });
+        // The panels are redrawn every second: the check's outcome lives in `checks`,
+        // not in the element it was started from.
+        const shown = checks.get(l.id);
+        const result = el("span", { className: shown?.className ?? "meta", textContent: shown?.text ?? "" });
         link.addEventListener("click", async (ev) => {
           ev.preventDefault();
-          result.textContent = " checking…";
+          const show = (className, text) => {
+            checks.set(l.id, { className, text });
+            renderLotteries();
+          };
+          show("meta", " checking…");
           try {
             const res = await fetch(`/v1/rooms/${encodeURIComponent(room)}/lotteries/${encodeURIComponent(l.id)}/draw`);
             const audit = await res.json();
             if (!res.ok) throw new Error(audit.error?.message ?? res.status);
             const check = verifyLottery(audit);
-            result.className = check.ok ? "verified" : "unverified";
-            result.textContent = check.ok
-              ? ` ✔ verified: ${check.winners.join(", ") || "nobody"} among ${audit.entrants.length}`
-              : ` ✘ ${check.problems.join("; ")}`;
+            show(
+              check.ok ? "verified" : "unverified",
+              check.ok ? ` ✔ verified: ${check.winners.join(", ") || "nobody"} among ${audit.entrants.length}` : ` ✘ ${check.problems.join("; ")}`,
+            );
           } catch (e) {
-            result.className = "unverified";
-            result.textContent = ` could not check: ${e.message}`;
+            show("unverified", ` could not check: ${e.message}`);
           }
         });
         body.push(el("div", {}, link, result));
