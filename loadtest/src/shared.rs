@@ -76,6 +76,7 @@ impl PhaseCell {
 struct Agg {
     connect: Histogram<u64>,
     first_render: Histogram<u64>,
+    reconnect: Histogram<u64>,
     latency: Histogram<u64>,
     /// Latency by the second of the run it was received in.
     series: Vec<Histogram<u64>>,
@@ -116,6 +117,7 @@ impl Shared {
             agg: Mutex::new(Agg {
                 connect: histogram(),
                 first_render: histogram(),
+                reconnect: histogram(),
                 latency: histogram(),
                 series: Vec::new(),
                 by_gateway: Vec::new(),
@@ -195,8 +197,9 @@ impl Shared {
     }
 
     /// Counts one reconnect, and whether the gateway recovered the missed events.
-    pub fn reconnected(&self, recovered: bool) {
+    pub fn reconnected(&self, recovered: bool, took: Duration) {
         let mut agg = self.agg();
+        let _ = agg.reconnect.record((took.as_micros() as u64).max(1));
         agg.report.reconnects += 1;
         if recovered {
             agg.report.recovered += 1;
@@ -293,6 +296,7 @@ impl Shared {
         r.established = self.established.load(Ordering::Relaxed);
         r.connect_us = to_buckets(&agg.connect);
         r.first_render_us = to_buckets(&agg.first_render);
+        r.reconnect_us = to_buckets(&agg.reconnect);
         r.latency_us = to_buckets(&agg.latency);
         r.latency_series = agg.series.iter().map(to_buckets).collect();
         r.latency_by_gateway = agg.by_gateway.iter().map(to_buckets).collect();

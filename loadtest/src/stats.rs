@@ -194,6 +194,9 @@ pub struct WorkerReport {
     pub connect_us: Buckets,
     /// Connect → hello → joined, µs.
     pub first_render_us: Buckets,
+    /// Reconnect → joined on the new connection, µs.
+    #[serde(default)]
+    pub reconnect_us: Buckets,
     /// Publish → receive, µs.
     pub latency_us: Buckets,
     /// Latency per second of the run, µs.
@@ -353,6 +356,7 @@ impl WorkerReport {
         }
         self.connect_us.extend_from_slice(&o.connect_us);
         self.first_render_us.extend_from_slice(&o.first_render_us);
+        self.reconnect_us.extend_from_slice(&o.reconnect_us);
         self.latency_us.extend_from_slice(&o.latency_us);
         merge_each(&mut self.latency_series, &o.latency_series);
         merge_each(&mut self.latency_by_gateway, &o.latency_by_gateway);

@@ -331,6 +331,7 @@ impl Viewer {
 
     /// Reconnects (to the next gateway) and resumes with `since`.
     async fn reconnect(&mut self) -> Option<Ws> {
+        let began = std::time::Instant::now();
         self.attempt += 1;
         self.seen.reconnect_asked = false;
         // What was measured on the last gateway counts there.
@@ -354,7 +355,7 @@ impl Viewer {
                 self.attempt += 1;
                 continue;
             };
-            self.shared.reconnected(j.recovered);
+            self.shared.reconnected(j.recovered, began.elapsed());
             self.seen.gateway = plan.gateway(self.index, self.attempt);
             if !j.recovered {
                 self.seen.resets += 1;

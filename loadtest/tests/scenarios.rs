@@ -479,6 +479,12 @@ fn resume_scenario_loses_nothing_across_reconnects() {
     assert_eq!(code, 0, "{v}");
     assert!(v["resume"]["reconnects"].as_u64().unwrap() > 0);
     assert_eq!(v["resume"]["reconnects"], v["resume"]["recovered"]);
+    let took = &v["resume"]["reconnect_ms"];
+    assert!(
+        took["p99"].as_f64().unwrap() >= took["p50"].as_f64().unwrap()
+            && took["p50"].as_f64().unwrap() > 0.0,
+        "{took}"
+    );
     assert_eq!(v["events"]["lost"], 0);
     assert_eq!(v["events"]["duplicated"], 0);
 }

@@ -188,6 +188,8 @@ impl Summary {
             resume: Resume {
                 reconnects: r.reconnects,
                 recovered: r.recovered,
+                reconnect_ms: (r.reconnects > 0)
+                    .then(|| quantiles(&merge_hist(&r.reconnect_us), true)),
             },
             loadgen: Loadgen {
                 procs: common.procs,

@@ -232,12 +232,16 @@ pub struct Interact {
 }
 
 /// Reconnects.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resume {
     /// Reconnects made.
     pub reconnects: u64,
     /// Reconnects answered `recovered:true`.
     pub recovered: u64,
+    /// From the decision to reconnect (a `reconnect` frame, a dropped connection) to
+    /// `joined` on the new connection, failed attempts included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect_ms: Option<Quantiles>,
 }
 
 /// The load generator's own cost.

@@ -48,7 +48,14 @@ pub fn render(r: &Results) -> String {
         ("first render".to_owned(), &r.first_render_ms),
         ("latency".to_owned(), &r.latency_ms),
     ];
-    for (name, q) in rows.into_iter().chain(by_gateway) {
+    let reconnect = r.resume.reconnect_ms.as_ref().map(|q| {
+        let name = format!(
+            "reconnect ({}, {} recovered)",
+            r.resume.reconnects, r.resume.recovered
+        );
+        (name, q)
+    });
+    for (name, q) in rows.into_iter().chain(by_gateway).chain(reconnect) {
         let _ = writeln!(
             s,
             "{name:<20}p50 {} ms  p99 {} ms  max {} ms",
