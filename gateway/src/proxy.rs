@@ -373,8 +373,12 @@ mod tests {
             ppp::v2::Version::Two | ppp::v2::Command::Proxy,
             ppp::v2::Protocol::Stream,
             (
-                "[2001:db8::5]:443".parse::<SocketAddr>().expect("an address"),
-                "[2001:db8::1]:8080".parse::<SocketAddr>().expect("an address"),
+                "[2001:db8::5]:443"
+                    .parse::<SocketAddr>()
+                    .expect("an address"),
+                "[2001:db8::1]:8080"
+                    .parse::<SocketAddr>()
+                    .expect("an address"),
             ),
         )
         .build()
