@@ -43,6 +43,9 @@ scripts/conformance.sh target/debug/danmaku-gateway
 node tests/browser/origin.mjs target/debug/danmaku-gateway
 node tests/browser/demo.mjs target/debug/danmaku-gateway
 node tests/browser/dashboard.mjs target/debug/danmaku-gateway target/debug/danmaku-loadtest
+# The deployment files (Dockerfile, compose, HAProxy, Kubernetes, systemd, sysctl),
+# validated offline.
+scripts/deploy_check.sh
 # The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
 # as documented).
 scripts/schema_check.sh target/debug/danmaku-gateway
