@@ -8,6 +8,7 @@ use danmaku_protocol::RoomId;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use crate::endpoint::Endpoint;
 use crate::http::Http;
 use crate::plan::Plan;
 
@@ -58,19 +59,19 @@ pub(crate) async fn api<T: DeserializeOwned>(
     api_at(plan, &plan.http[0], method, path, body).await
 }
 
-/// One request to the API at `base` (`http://host:port`), its 200 answer decoded as `T`.
+/// One request to the API at `base`, its 200 answer decoded as `T`.
 pub(crate) async fn api_at<T: DeserializeOwned>(
     plan: &Plan,
-    base: &str,
+    base: &Endpoint,
     method: &str,
     path: &str,
     body: &str,
 ) -> anyhow::Result<T> {
-    let mut http = Http::new(base)?;
+    let mut http = Http::new(base);
     let (status, bytes) = http
         .request(method, path, &plan.cli.common.api_key, body.as_bytes())
         .await
-        .with_context(|| format!("{method} {base}{path}"))?;
+        .with_context(|| format!("{method} {}{path}", base.base))?;
     if status != 200 {
         let why = serde_json::from_slice::<ApiErrorBody>(&bytes).map_or_else(
             |_| String::from_utf8_lossy(&bytes).into_owned(),
@@ -103,9 +104,7 @@ pub async fn room_state(plan: &Plan) -> anyhow::Result<(BTreeMap<String, u64>, u
 pub async fn gateway_skips(plan: &Plan) -> BTreeMap<String, u64> {
     let mut skips = BTreeMap::new();
     for base in &plan.http {
-        let Ok(mut http) = Http::new(base) else {
-            continue;
-        };
+        let mut http = Http::new(base);
         let Ok((200, body)) = http.request("GET", "/metrics", "", b"").await else {
             continue;
         };

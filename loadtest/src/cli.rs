@@ -21,8 +21,8 @@ pub struct Cli {
 /// Options every scenario takes.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Common {
-    /// Gateway WebSocket URL; repeat (or separate with commas) for several gateways
-    /// (round robin).
+    /// Gateway WebSocket URL (`ws://`, or `wss://` for TLS; its HTTP API is then
+    /// `https://`); repeat (or separate with commas) for several gateways (round robin).
     #[arg(
         long = "url",
         global = true,
@@ -30,6 +30,12 @@ pub struct Common {
         default_value = "ws://127.0.0.1:8080/ws"
     )]
     pub urls: Vec<String>,
+    /// A PEM file of certificates to trust for `wss://` (and its `https://` API),
+    /// besides the public roots: a balancer's self-signed certificate or private CA.
+    /// Repeatable; a file may hold several certificates.
+    #[arg(long = "ca-file", global = true, value_name = "PEM")]
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
     /// API key for publishing and reading room state.
     #[arg(long, global = true, env = "DANMAKU_API_KEY", default_value = "")]
     pub api_key: String,

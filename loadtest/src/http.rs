@@ -1,32 +1,44 @@
-//! A minimal keep-alive HTTP/1.1 client for the gateway's API (JSON, Content-Length).
-
-use std::net::SocketAddr;
+//! A minimal keep-alive HTTP/1.1 client for the gateway's API (JSON, Content-Length),
+//! over plain TCP or TLS (`https://`).
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::endpoint::Endpoint;
+use crate::tls::Stream;
+
 /// One persistent connection to a gateway.
 pub struct Http {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
+    endpoint: Endpoint,
+    conn: Option<BufReader<Stream>>,
     buf: Vec<u8>,
 }
 
 impl Http {
-    /// A client for `base` (`http://host:port`); connects on first use.
-    ///
-    /// # Errors
-    /// On an unusable base URL.
-    pub fn new(base: &str) -> anyhow::Result<Self> {
-        use std::net::ToSocketAddrs;
-        let hostport = base.strip_prefix("http://").context("http:// base")?;
-        let addr = hostport.to_socket_addrs()?.next().context("resolve")?;
-        Ok(Self {
-            addr,
+    /// A client for the API at `endpoint`; connects on first use.
+    pub fn new(endpoint: &Endpoint) -> Self {
+        Self {
+            endpoint: endpoint.clone(),
             conn: None,
             buf: Vec::with_capacity(1024),
-        })
+        }
+    }
+
+    /// A new connection, TLS for an `https://` endpoint.
+    async fn connect(&self) -> anyhow::Result<Stream> {
+        let addr = self.endpoint.addr;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        tcp.set_nodelay(true)?;
+        match &self.endpoint.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(tls) => tls.handshake(tcp).await.map_err(|e| {
+                let hint = crate::tls::hint(&e);
+                anyhow::Error::new(e).context(format!("TLS handshake with {addr}{hint}"))
+            }),
+        }
     }
 
     /// Sends one request; returns the status and body. Reconnects once on a stale
@@ -58,23 +70,22 @@ impl Http {
         body: &[u8],
     ) -> anyhow::Result<(u16, Vec<u8>)> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr)
-                .await
-                .with_context(|| format!("connecting to {}", self.addr))?;
-            s.set_nodelay(true)?;
-            self.conn = Some(BufReader::new(s));
+            self.conn = Some(BufReader::new(self.connect().await?));
         }
         let conn = self.conn.as_mut().context("connection")?;
+        // What a balancer in front routes by.
+        let host = crate::endpoint::host_port(&self.endpoint.base).unwrap_or("gw");
         self.buf.clear();
         self.buf.extend_from_slice(
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             )
             .as_bytes(),
         );
         self.buf.extend_from_slice(body);
         conn.get_mut().write_all(&self.buf).await?;
+        conn.get_mut().flush().await?;
         let mut line = String::new();
         conn.read_line(&mut line).await?;
         let status: u16 = line

@@ -1,13 +1,15 @@
 //! The run's plan, computed the same way in every process: rooms, which viewer watches
 //! which room, and where each viewer connects.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use danmaku_protocol::RoomId;
 use serde::Serialize;
 
 use crate::cli::{Cli, ClientKind, Scenario};
+use crate::endpoint::Endpoint;
+use crate::tls::Tls;
 use crate::viewer::Dial;
 
 /// Rooms and viewers of a run.
@@ -21,8 +23,11 @@ pub struct Plan {
     pub viewer_room: Vec<usize>,
     /// Gateway socket addresses, in `--url` order.
     pub addrs: Vec<SocketAddr>,
-    /// HTTP base URLs of the gateways (`http://host:port`).
-    pub http: Vec<String>,
+    /// The gateways in `--url` order: their HTTP API (`http://host:port`, or
+    /// `https://` for a `wss://` URL) and their TLS, which their viewers use too.
+    pub http: Vec<Endpoint>,
+    /// The TLS trust of the run (public roots and `--ca-file`).
+    pub tls: Tls,
     /// Room id prefix of this run.
     pub prefix: String,
 }
@@ -31,7 +36,7 @@ impl Plan {
     /// Builds the plan.
     ///
     /// # Errors
-    /// On an unusable URL or a room prefix that makes invalid room ids.
+    /// On an unusable URL or `--ca-file`, or a room prefix that makes invalid room ids.
     pub fn new(cli: Cli) -> anyhow::Result<Self> {
         let (viewers, rooms, zipf) = cli.scenario.shape();
         if rooms == 0 {
@@ -49,21 +54,15 @@ impl Plan {
                     .map_err(|e| anyhow::anyhow!("--room-prefix {prefix}: room `{id}`: {e}"))
             })
             .collect::<anyhow::Result<_>>()?;
-        let mut addrs = Vec::new();
+        let tls = Tls::new(&cli.common.ca_files)?;
         let mut http = Vec::new();
         for url in &cli.common.urls {
-            let rest = url
-                .strip_prefix("ws://")
-                .with_context(|| format!("{url}: only ws:// URLs"))?;
-            let hostport = rest.split('/').next().unwrap_or(rest);
-            let addr = hostport
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .with_context(|| format!("{url}: cannot resolve {hostport}"))?;
-            addrs.push(addr);
-            http.push(format!("http://{hostport}"));
+            if !url.starts_with("ws://") && !url.starts_with("wss://") {
+                bail!("{url}: only ws:// and wss:// URLs");
+            }
+            http.push(Endpoint::parse(url, &tls)?);
         }
+        let addrs: Vec<SocketAddr> = http.iter().map(|e| e.addr).collect();
         if addrs.is_empty() {
             bail!("give at least one --url");
         }
@@ -73,8 +72,14 @@ impl Plan {
             cli,
             addrs,
             http,
+            tls,
             prefix,
         })
+    }
+
+    /// Whether any gateway is reached over TLS.
+    pub fn any_tls(&self) -> bool {
+        self.http.iter().any(|e| e.tls.is_some())
     }
 
     /// The gateway (`--url` index) of viewer `i`'s `attempt`th connection.
@@ -115,6 +120,7 @@ impl Plan {
         Dial {
             url,
             addr: self.addrs[g],
+            tls: self.http[g].tls.clone(),
             source,
             seed: ((i as u64) << 16) | attempt as u64,
             tungstenite: self.cli.common.client == ClientKind::Tungstenite,

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::endpoint::Endpoint;
 use crate::http::Http;
 use crate::plan::Plan;
 use crate::viewer;
@@ -70,7 +71,13 @@ impl fmt::Display for CredentialError {
                 "the gateway at {url} wants viewer tokens (HTTP 401): give its secret with \
                  --jwt-secret or DANMAKU_JWT_SECRET"
             ),
-            Self::Connect { url, cause } => write!(f, "cannot open a viewer at {url}: {cause}"),
+            Self::Connect { url, cause } => {
+                write!(f, "cannot open a viewer at {url}: {cause}")?;
+                if crate::tls::is_untrusted_cause(cause) {
+                    f.write_str(crate::tls::UNTRUSTED_HINT)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -94,12 +101,13 @@ pub async fn check(plan: &Plan) -> Result<(), CredentialError> {
     Ok(())
 }
 
-async fn check_api_key(plan: &Plan, base: &str) -> Result<(), CredentialError> {
+async fn check_api_key(plan: &Plan, endpoint: &Endpoint) -> Result<(), CredentialError> {
+    let base = &endpoint.base;
     let unreachable = |cause| CredentialError::Unreachable {
         base: base.to_owned(),
         cause,
     };
-    let mut http = Http::new(base).map_err(unreachable)?;
+    let mut http = Http::new(endpoint);
     // A room of this run's prefix that no viewer joins.
     let path = format!("/v1/rooms/{}-probe", plan.prefix);
     let key = &plan.cli.common.api_key;

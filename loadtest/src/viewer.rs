@@ -10,6 +10,7 @@ use danmaku_protocol::{
     Command, FrameType, InteractionId, JoinedReply, PollId, RoomId, ServerLine, Since,
 };
 
+use crate::tls::{Stream, TlsTarget, handshake_cause};
 use crate::wsclient::{Client, Frame};
 
 /// A viewer's WebSocket.
@@ -25,6 +26,8 @@ pub struct Dial {
     pub url: String,
     /// The gateway's socket address.
     pub addr: SocketAddr,
+    /// TLS, for a `wss://` URL.
+    pub tls: Option<TlsTarget>,
     /// Local address to bind, to spread over source addresses.
     pub source: Option<IpAddr>,
     /// Seeds the connection's WebSocket key and masks.
@@ -33,7 +36,7 @@ pub struct Dial {
     pub tungstenite: bool,
 }
 
-/// Opens the TCP connection and the WebSocket.
+/// Opens the TCP connection, TLS for `wss://`, and the WebSocket.
 ///
 /// # Errors
 /// The failure's cause, as a short label.
@@ -55,6 +58,13 @@ pub async fn open(d: &Dial) -> Result<Ws, String> {
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    let stream = match &d.tls {
+        None => Stream::Plain(stream),
+        Some(tls) => tls
+            .handshake(stream)
+            .await
+            .map_err(|e| handshake_cause(&e, d.addr))?,
+    };
     let (host, path) = target(&d.url)?;
     if d.tungstenite {
         let open = Client::handshake_tungstenite(stream, &d.url);
@@ -85,13 +95,14 @@ pub fn connect_timeout(addr: SocketAddr) -> String {
     format!("connect_timeout@{addr}")
 }
 
-/// The host and the path (with its query) of a `ws://` URL.
+/// The host and the path (with its query) of a `ws://` or `wss://` URL.
 ///
 /// # Errors
 /// `bad_url` for any other scheme.
 pub fn target(url: &str) -> Result<(&str, &str), String> {
     let rest = url
         .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
         .ok_or_else(|| "bad_url".to_string())?;
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     Ok((host, if path.is_empty() { "/" } else { path }))
@@ -238,6 +249,7 @@ mod tests {
         let dial = Dial {
             url: format!("ws://{addr}/ws"),
             addr,
+            tls: None,
             source: None,
             seed: 1,
             tungstenite: false,

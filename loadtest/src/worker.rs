@@ -30,9 +30,10 @@ pub async fn run(
     let procs = plan.cli.common.procs.max(1);
     let in_flight = (plan.cli.common.in_flight / procs).max(1);
     let mine: Vec<usize> = plan.viewers_of(index).collect();
-    // Ordinary clients are tasks, whatever the scenario.
+    // Ordinary clients are tasks, whatever the scenario. So are TLS connections: the
+    // epoll readers read plain sockets only.
     let own = plan.cli.common.client == ClientKind::Own;
-    let readers = if own && passive(plan.scenario()) {
+    let readers = if own && !plan.any_tls() && passive(plan.scenario()) {
         match Readers::start(plan.cli.common.threads, in_flight, &shared) {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {

@@ -2,15 +2,17 @@
 //! parsed in place, no allocation or zeroing per frame. It speaks just what the load
 //! test needs: the client handshake, masked text frames out, unfragmented server
 //! frames in, pong replies to pings. With `--client tungstenite` a viewer's connection
-//! is a plain tokio-tungstenite client instead, behind the same [`Client`].
+//! is a plain tokio-tungstenite client instead, behind the same [`Client`]. Either
+//! runs over a [`Stream`], plain or TLS (`wss://`).
 
 use std::io;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::tls::Stream;
 
 /// Initial buffer; grows (up to [`MAX_FRAME`]) only for larger frames.
 const INITIAL: usize = 4 * 1024;
@@ -24,12 +26,12 @@ pub struct Client {
 
 enum Inner {
     Own {
-        stream: TcpStream,
+        stream: Stream,
         frames: Frames,
     },
     /// An ordinary client, as a typical app's; `last` holds the text frame last read.
     Tungstenite {
-        ws: Box<WebSocketStream<TcpStream>>,
+        ws: Box<WebSocketStream<Stream>>,
         last: Utf8Bytes,
     },
 }
@@ -73,16 +75,19 @@ impl Client {
     /// # Errors
     /// `http_<status>` when the server refuses the upgrade, or an I/O cause.
     pub async fn handshake(
-        mut stream: TcpStream,
+        mut stream: Stream,
         host: &str,
         path_and_query: &str,
         seed: u64,
     ) -> Result<Self, String> {
         let (req, mut frames) = Frames::upgrade(host, path_and_query, seed);
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|_| "handshake_write".to_string())?;
+        // Flushed: over TLS the request may still be in the session.
+        async {
+            stream.write_all(req.as_bytes()).await?;
+            stream.flush().await
+        }
+        .await
+        .map_err(|_| "handshake_write".to_string())?;
         loop {
             if frames.take_head()? {
                 let inner = Inner::Own { stream, frames };
@@ -103,7 +108,7 @@ impl Client {
     ///
     /// # Errors
     /// `http_<status>` when the server refuses the upgrade, or the client's cause.
-    pub async fn handshake_tungstenite(stream: TcpStream, url: &str) -> Result<Self, String> {
+    pub async fn handshake_tungstenite(stream: Stream, url: &str) -> Result<Self, String> {
         use tokio_tungstenite::tungstenite::Error;
         match tokio_tungstenite::client_async(url, stream).await {
             Ok((ws, _)) => Ok(Self {
@@ -129,7 +134,9 @@ impl Client {
                     let pending = std::mem::take(&mut frames.out);
                     stream.write_all(&pending).await?;
                 }
-                stream.write_all(&frame).await
+                stream.write_all(&frame).await?;
+                // A no-op on plain TCP; over TLS what the socket did not take yet.
+                stream.flush().await
             }
             Inner::Tungstenite { ws, .. } => {
                 let text = String::from_utf8_lossy(payload).into_owned();
@@ -151,11 +158,11 @@ impl Client {
         match &mut self.inner {
             Inner::Own { stream, frames } => loop {
                 let parsed = frames.parse()?;
-                flush_control(stream, frames);
+                stream.write_now(&mut frames.out);
                 if let Some(p) = parsed {
                     return Ok(frames.frame(p));
                 }
-                quickack_off(&socket2::SockRef::from(&*stream));
+                quickack_off(&socket2::SockRef::from(stream.tcp()));
                 let n = stream.read(frames.spare()?).await?;
                 if n == 0 {
                     return Err(io::ErrorKind::UnexpectedEof.into());
@@ -193,6 +200,7 @@ impl Client {
                 let mut frame = Vec::with_capacity(8);
                 frames.encode(0x8, &1000u16.to_be_bytes(), &mut frame);
                 stream.write_all(&frame).await?;
+                stream.flush().await?;
                 let mut sink = [0u8; 512];
                 let eof = async {
                     // Whatever the server still sends (its close frame) until it closes.
@@ -213,19 +221,6 @@ impl Client {
             }
         }
         Ok(())
-    }
-}
-
-/// Writes what control replies the socket takes now.
-fn flush_control(stream: &TcpStream, frames: &mut Frames) {
-    let out = &mut frames.out;
-    while !out.is_empty() {
-        match stream.try_write(out) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                out.drain(..n);
-            }
-        }
     }
 }
 
@@ -461,6 +456,7 @@ fn next(rng: &mut u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     #[test]
     fn upgrade_keys_are_16_bytes_in_canonical_base64() {
@@ -485,7 +481,7 @@ mod tests {
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let c = Client {
             inner: Inner::Own {
-                stream: client.expect("connect"),
+                stream: Stream::Plain(client.expect("connect")),
                 frames: Frames::new(16, 7),
             },
         };

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::api::api_at;
 use crate::cli::{Retention, Scenario};
+use crate::endpoint::Endpoint;
 use crate::plan::Plan;
 use record::{Check, Expected, MILESTONES};
 use script::Variant;
@@ -68,8 +69,11 @@ pub async fn run(plan: Arc<Plan>) -> anyhow::Result<bool> {
         Some(id) => RoomId::new(id).map_err(|e| anyhow::anyhow!("--room {id}: {e}"))?,
         None => plan.rooms[0].clone(),
     };
-    let settings_base = r.http_url.clone().unwrap_or_else(|| plan.http[0].clone());
-    loopback_url(&settings_base)?;
+    let settings_base = match &r.http_url {
+        Some(url) => settings_endpoint(&plan, url)?,
+        None => plan.http[0].clone(),
+    };
+    loopback(settings_base.addr.ip())?;
     let quiet = plan.cli.common.quiet;
     let say = |what: &str| {
         if !quiet {
@@ -291,17 +295,12 @@ fn loopback(ip: IpAddr) -> anyhow::Result<()> {
     }
 }
 
-fn loopback_url(base: &str) -> anyhow::Result<()> {
-    use std::net::ToSocketAddrs;
-    let hostport = base
-        .strip_prefix("http://")
-        .with_context(|| format!("--http-url {base}: only http:// URLs"))?;
-    let hostport = hostport.split('/').next().unwrap_or(hostport);
-    let addrs: Vec<_> = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("--http-url {base}: cannot resolve {hostport}"))?
-        .collect();
-    addrs.iter().try_for_each(|a| loopback(a.ip()))
+/// The endpoint of `--http-url` (`http://` or `https://`, with the run's TLS trust).
+fn settings_endpoint(plan: &Plan, url: &str) -> anyhow::Result<Endpoint> {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        bail!("--http-url {url}: only http:// and https:// URLs");
+    }
+    Endpoint::parse(url, &plan.tls).with_context(|| format!("--http-url {url}"))
 }
 
 /// The table: every check, then the room's retention by join minute.

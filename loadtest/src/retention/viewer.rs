@@ -192,6 +192,7 @@ async fn connect(
     let dial = Dial {
         url: format!("{}?token={token}", plan.cli.common.urls[g]),
         addr: plan.addrs[g],
+        tls: plan.http[g].tls.clone(),
         source: (!sources.is_empty()).then(|| sources[script.index % sources.len()]),
         seed: ((script.index as u64) << 16) | *attempt as u64,
         tungstenite: false,

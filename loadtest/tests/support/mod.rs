@@ -1,6 +1,8 @@
 //! Test support: gateway processes (and a Redis server for several of them), stopped
-//! when dropped.
+//! when dropped; a TLS-terminating proxy in front of a gateway (`tls`).
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
