@@ -16,6 +16,10 @@ apt_install() {
 # Integration tests run real Redis servers (standalone and Cluster).
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || apt_install redis-server redis-tools
 
+# deploy/local runs HAProxy (TLS with a certificate from openssl) in front of the
+# gateways; its scripts use curl.
+for tool in haproxy openssl curl; do command -v "$tool" >/dev/null || apt_install "$tool"; done
+
 # A Python client (the `websockets` package) proves the protocol from another language.
 command -v python3 >/dev/null || apt_install python3 python3-pip
 if ! python3 -c 'import websockets' 2>/dev/null; then
@@ -44,8 +48,10 @@ node tests/browser/origin.mjs target/debug/danmaku-gateway
 node tests/browser/demo.mjs target/debug/danmaku-gateway
 node tests/browser/dashboard.mjs target/debug/danmaku-gateway target/debug/danmaku-loadtest
 # The deployment files (Dockerfile, compose, HAProxy, Kubernetes, systemd, sysctl),
-# validated offline.
+# validated offline; then deploy/local for real: up, a load test through the balancer
+# over wss://, a rolling restart under load with nothing lost, down.
 scripts/deploy_check.sh
+deploy/local/test.sh target/debug/danmaku-gateway target/debug/danmaku-loadtest
 # The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
 # as documented).
 scripts/schema_check.sh target/debug/danmaku-gateway

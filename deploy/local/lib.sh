@@ -31,9 +31,10 @@ pid_of() {
   echo "$pid"
 }
 
-# record NAME PID: remembers PID (and its program) as NAME.
+# record NAME PID PROGRAM: remembers PID, started to run PROGRAM, as NAME (the program
+# is given, not read from /proc: a child may not have exec'd it yet).
 record() {
-  echo "$2 $(readlink "/proc/$2/exe")" > "$LOCAL_DIR/$1.pid"
+  echo "$2 $(readlink -f "$(command -v "$3")")" > "$LOCAL_DIR/$1.pid"
 }
 
 # wait_for SECONDS COMMAND…: runs COMMAND every 100 ms until it succeeds.
@@ -75,7 +76,6 @@ start_gateway() {
     DANMAKU_DRAIN_MS=$DRAIN_MS
     exec "${args[0]}" --listen "127.0.0.1:$port" --gateway-id "g$i" "${args[@]:1}"
   ) >> "$LOCAL_DIR/g$i.log" 2>&1 < /dev/null &
-  local pid=$!
-  record "g$i" "$pid"
+  record "g$i" $! "${args[0]}"
   wait_for 30 ready "$port" || die "gateway g$i did not become ready on port $port (see $LOCAL_DIR/g$i.log)"
 }

@@ -65,7 +65,7 @@ start_redis() {
   local port=$1; shift
   redis-server --bind 127.0.0.1 --port "$port" --dir "$LOCAL_DIR" --save "" --appendonly no \
     --dbfilename "redis-$port.rdb" "$@" >> "$LOCAL_DIR/redis-$port.log" 2>&1 < /dev/null &
-  record "redis-$port" $!
+  record "redis-$port" $! redis-server
   wait_for 10 redis_up "$port" || die "redis on $port did not start (see $LOCAL_DIR/redis-$port.log)"
 }
 if $standalone; then
@@ -103,6 +103,7 @@ if [[ ! -s $cert ]]; then
   mkdir -p "$LOCAL_DIR/tls"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
     -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
     -keyout "$LOCAL_DIR/tls/key.pem" -out "$cert" 2> "$LOCAL_DIR/tls/openssl.log" \
     || die "openssl could not make a certificate (see $LOCAL_DIR/tls/openssl.log)"
   cat "$cert" "$LOCAL_DIR/tls/key.pem" > "$LOCAL_DIR/tls/haproxy.pem"
@@ -114,7 +115,7 @@ sed -e "s|@LB_PORT@|$LB_PORT|" -e "s|@STATS_PORT@|$(( LB_PORT + 1 ))|" \
     "$(dirname "$0")/haproxy.cfg.in" > "$LOCAL_DIR/haproxy.cfg"
 haproxy -c -q -f "$LOCAL_DIR/haproxy.cfg" || die "haproxy refuses $LOCAL_DIR/haproxy.cfg"
 haproxy -db -f "$LOCAL_DIR/haproxy.cfg" >> "$LOCAL_DIR/haproxy.log" 2>&1 < /dev/null &
-record haproxy $!
+record haproxy $! haproxy
 lb_ready() { curl -fsS --cacert "$cert" -o /dev/null "https://127.0.0.1:$LB_PORT/readyz"; }
 wait_for 20 lb_ready || die "the balancer does not answer https://127.0.0.1:$LB_PORT/readyz (see $LOCAL_DIR/haproxy.log)"
 
