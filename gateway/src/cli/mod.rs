@@ -22,6 +22,10 @@ use crate::config::{Config, ConfigError, JwtKey};
 pub use docs::{command, settings_table};
 pub use settings::{Args, DEFAULT_JWT_ALGORITHM, DEFAULT_LOG, SETTINGS, Setting, Shown, Store};
 
+/// The git commit the binary was built from (`build.rs`), `unknown` when it could not
+/// tell.
+pub const GIT_COMMIT: &str = env!("DANMAKU_GIT_COMMIT");
+
 /// What start-up should tell the operator about dev mode.
 #[derive(Debug, Default)]
 pub struct DevMode {
