@@ -11,6 +11,7 @@
 //! - [`dashboard`]: the retention dashboard at `/dashboard` (embedded page).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
+//! - [`telemetry`] (logs) and [`healthcheck`] (`--healthcheck`).
 
 pub mod analytics;
 pub mod app;
@@ -22,9 +23,11 @@ pub mod demo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod healthcheck;
 pub mod http;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
 pub mod state;
+pub mod telemetry;
 mod ws;
