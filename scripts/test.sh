@@ -51,6 +51,9 @@ node tests/browser/dashboard.mjs target/debug/danmaku-gateway target/debug/danma
 # validated offline; then deploy/local for real: up, a load test through the balancer
 # over wss://, a rolling restart under load with nothing lost, down.
 scripts/deploy_check.sh
+# The alert rules (promtool check rules) and the Grafana dashboard (its queries parse
+# and name only catalogued metrics).
+scripts/observability_check.sh
 deploy/local/test.sh target/debug/danmaku-gateway target/debug/danmaku-loadtest
 # The HTTP API against its OpenAPI document (schemathesis: no server error, every answer
 # as documented).

@@ -20,6 +20,7 @@
 //! - [`hub`]: local subscriptions; the one shared map of the delivery path.
 //! - [`memory`]: the embedded single-node store.
 //! - [`redis`]: the Redis store shared by many gateways.
+//! - [`stats`]: what a store counts for operators (errors, timeouts, latencies).
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub mod moderation;
 pub mod position;
 pub mod redis;
 pub mod seats;
+pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod time;
@@ -891,16 +893,11 @@ pub trait Fanout:
     /// Whether the store is reachable (for `/readyz`).
     fn ready(&self) -> bool;
 
-    /// Pub/sub connections found stalled and replaced since start (0 for stores
-    /// without pub/sub).
-    fn pubsub_stalls(&self) -> u64 {
-        0
-    }
-
-    /// Rooms moved to a new epoch because the store went back under their epoch (it
-    /// lost acknowledged writes) since start (0 for stores that cannot).
-    fn store_rollovers(&self) -> u64 {
-        0
+    /// What the store counted since start (errors, timeouts, reconnects, stalls,
+    /// rollovers, call latency); `None` for a store that has nothing to count (the
+    /// memory store: its calls cannot fail or time out).
+    fn store_stats(&self) -> Option<&stats::StoreStats> {
+        None
     }
 }
 

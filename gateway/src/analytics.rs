@@ -138,9 +138,9 @@ impl Recorder {
         first_render: Option<Duration>,
     ) {
         let m = &self.metrics;
-        Metrics::inc(&m.joins);
+        m.joins.inc();
         if let Some(recovered) = resumed {
-            Metrics::inc(&m.resumes[usize::from(!recovered)]);
+            m.resumes[usize::from(!recovered)].inc();
         }
         if let Some(d) = first_render {
             m.first_render.observe(d);

@@ -63,9 +63,18 @@ impl App {
             likes.clone(),
             shutdown.clone(),
         );
+        let exporter = crate::metrics::Exporter::new(
+            &metrics,
+            crate::metrics::Live {
+                fanout: fanout.clone(),
+                backlogs: conn.backlogs.clone(),
+                shutdown: shutdown.clone(),
+            },
+        );
         let state = AppState {
             auth: Auth::new(&config.auth)?,
             fanout,
+            exporter,
             metrics,
             likes,
             limiter: ConnLimiter::new(config.ws.max_conns_per_ip, config.ws.max_connections),
@@ -155,10 +164,16 @@ impl App {
 /// The public port's routes, assembled in one place: the HTTP API, health and
 /// metrics, and the WebSocket upgrade.
 fn router(state: Arc<AppState>) -> axum::Router {
+    // The HTTP routes are counted by route and status; the upgrades, routed after the
+    // layer, by the connection and handshake metrics.
     let mut routes = crate::http::routes(&state)
-        .route("/ws", axum::routing::get(crate::ws::upgrade))
         .merge(crate::demo::routes())
-        .merge(crate::dashboard::routes());
+        .merge(crate::dashboard::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            crate::metrics::http::track,
+        ))
+        .route("/ws", axum::routing::get(crate::ws::upgrade));
     if state.config.diagnostic_echo {
         routes = routes.route(
             crate::ws::ECHO_PATH,
@@ -212,12 +227,14 @@ async fn serve_connection(
         let ws = &state.config.ws;
         if !ws.trusted_proxies.trusts(addr.ip()) {
             tracing::debug!(peer = %addr, "closed: not a trusted proxy (--proxy-protocol)");
+            state.metrics.handshake_refused("proxy");
             return;
         }
         match crate::proxy::read_proxy_header(&mut stream, addr, ws.handshake_timeout).await {
             Ok(client) => addr = client,
             Err(e) => {
                 tracing::debug!(peer = %addr, error = %e, "closed: no PROXY header");
+                state.metrics.handshake_refused("proxy");
                 return;
             }
         }

@@ -12,6 +12,7 @@
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
 //! - [`proxy`]: the client address behind trusted proxies (`X-Forwarded-For`, PROXY).
 //! - [`auth`], [`limits`], [`likes`], [`metrics`].
+//! - [`telemetry`] (logs) and [`healthcheck`] (`--healthcheck`).
 
 pub mod analytics;
 pub mod app;
@@ -23,10 +24,12 @@ pub mod demo;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod healthcheck;
 pub mod http;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod state;
+pub mod telemetry;
 mod ws;

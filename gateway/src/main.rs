@@ -1,17 +1,24 @@
-//! `danmaku-gateway`: flags → config → telemetry → bind → serve until SIGTERM/Ctrl-C.
+//! `danmaku-gateway`: flags → config → telemetry → bind → serve until SIGTERM/Ctrl-C
+//! (or, with `--healthcheck`, ask a running gateway whether it is ready).
 
-use anyhow::Context;
 use danmaku_gateway::app::App;
-use danmaku_gateway::cli::{Args, DEFAULT_LOG};
+use danmaku_gateway::cli::{Args, DEFAULT_LOG, DEFAULT_LOG_FORMAT, Mode};
+use danmaku_gateway::telemetry::{self, LogFormat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::load()?;
-    let filter = args.log.clone().unwrap_or_else(|| DEFAULT_LOG.into());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    let (args, mode) = Args::load()?;
+    if mode == Mode::Healthcheck {
+        healthcheck(&args).await;
+    }
+    let filter = args.log.as_deref().unwrap_or(DEFAULT_LOG);
+    let format: LogFormat = args
+        .log_format
+        .as_deref()
+        .unwrap_or(DEFAULT_LOG_FORMAT)
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    telemetry::init(filter, format).map_err(anyhow::Error::msg)?;
     let (config, dev) = args.into_config()?;
     let app = App::bind(config.clone()).await?;
     let addr = app.local_addr()?;
@@ -19,6 +26,26 @@ async fn main() -> anyhow::Result<()> {
     app.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--healthcheck`: exits 0 when the gateway at `--listen` is ready, else 1 with why.
+async fn healthcheck(args: &Args) -> ! {
+    let result = match args.listen_addr() {
+        Ok(listen) => {
+            danmaku_gateway::healthcheck::check(danmaku_gateway::healthcheck::target(listen)).await
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(body) => {
+            println!("ready: {body}");
+            std::process::exit(0)
+        }
+        Err(why) => {
+            eprintln!("not ready: {why}");
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Prints the banner in one write: a reader that stops after the first line does not

@@ -27,6 +27,9 @@ pub struct AppState {
     pub fanout: Arc<dyn Fanout>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes: every metric's name and help, the values read at
+    /// scrape time.
+    pub exporter: crate::metrics::Exporter,
     /// Likes pending publication.
     pub likes: Arc<LikeAggregator>,
     /// Connection limits.

@@ -241,6 +241,15 @@ async fn without_a_proxy_header_or_from_an_untrusted_peer_nothing_is_served() {
         "{}",
         String::from_utf8_lossy(&served)
     );
+    // Each refusal is counted: the two above (the other gateway's are its own).
+    let scrape = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let text = answered(gw.addr, &[&v1("203.0.113.1")[..], scrape].concat()).await;
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.lines()
+            .any(|l| l == r#"danmaku_handshakes_refused_total{reason="proxy"} 2"#),
+        "{text}"
+    );
 }
 
 #[test]

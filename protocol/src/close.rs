@@ -32,6 +32,20 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every close code, in the order declared.
+    pub const ALL: [Self; 10] = [
+        Self::Normal,
+        Self::ProtocolError,
+        Self::InvalidPayload,
+        Self::TooBig,
+        Self::InternalError,
+        Self::ServiceRestart,
+        Self::IdleTimeout,
+        Self::TokenExpired,
+        Self::SlowConsumer,
+        Self::Unauthorized,
+    ];
+
     /// The numeric code.
     pub fn code(self) -> u16 {
         match self {
@@ -76,18 +90,7 @@ mod tests {
 
     #[test]
     fn the_range_says_whether_to_reconnect() {
-        let all = [
-            CloseCode::Normal,
-            CloseCode::ProtocolError,
-            CloseCode::InvalidPayload,
-            CloseCode::TooBig,
-            CloseCode::InternalError,
-            CloseCode::ServiceRestart,
-            CloseCode::IdleTimeout,
-            CloseCode::TokenExpired,
-            CloseCode::SlowConsumer,
-            CloseCode::Unauthorized,
-        ];
+        let all = CloseCode::ALL;
         let terminal: Vec<u16> = all
             .iter()
             .filter(|c| !c.reconnect())

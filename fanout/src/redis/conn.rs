@@ -1,10 +1,16 @@
 //! Connections to one standalone server or to a Redis Cluster, behind one type.
+//!
+//! Every command and pipeline of a command connection is counted here, in one place:
+//! its latency, or the error or timeout it ended in ([`StoreStats`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::stats::StoreStats;
 
 /// Where a shard's data lives.
 #[derive(Clone, Debug)]
@@ -15,9 +21,15 @@ pub(crate) enum Target {
     Cluster(Vec<String>),
 }
 
-/// A command connection (multiplexed; reconnects by itself).
+/// A command connection (multiplexed; reconnects by itself), counting its calls.
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub(crate) struct Conn {
+    link: Link,
+    stats: Arc<StoreStats>,
+}
+
+#[derive(Clone)]
+enum Link {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -26,8 +38,12 @@ impl Conn {
     /// Opens a connection whose calls answer within about `timeout`: a response
     /// takes at most that, and while Redis is unreachable a call fails after one
     /// short reconnect attempt instead of retrying for seconds.
-    pub(crate) async fn open(target: &Target, timeout: Duration) -> redis::RedisResult<Self> {
-        Ok(match target {
+    pub(crate) async fn open(
+        target: &Target,
+        timeout: Duration,
+        stats: Arc<StoreStats>,
+    ) -> redis::RedisResult<Self> {
+        let link = match target {
             Target::Single(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(timeout))
@@ -35,9 +51,9 @@ impl Conn {
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(200));
-                Self::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
+                Link::Single(ConnectionManager::new_with_config(client.clone(), config).await?)
             }
-            Target::Cluster(seeds) => Self::Cluster(
+            Target::Cluster(seeds) => Link::Cluster(
                 redis::cluster::ClusterClientBuilder::new(seeds.clone())
                     .response_timeout(timeout)
                     .connection_timeout(timeout / 2)
@@ -46,16 +62,34 @@ impl Conn {
                     .get_async_connection()
                     .await?,
             ),
-        })
+        };
+        Ok(Self { link, stats })
     }
+}
+
+/// Waits for a call and counts how it ended. A call dropped before its end (the
+/// caller's own timeout) is counted by that caller.
+async fn counted<T>(stats: &StoreStats, call: RedisFuture<'_, T>) -> RedisResult<T> {
+    let started = Instant::now();
+    let result = call.await;
+    match &result {
+        Err(e) if e.is_timeout() => StoreStats::inc(&stats.timeouts),
+        // The room script's refusals are answers, not failures of the store.
+        Err(e) if !e.code().is_some_and(|c| c.starts_with("DM_")) => {
+            StoreStats::inc(&stats.errors);
+        }
+        _ => stats.latency.observe(started.elapsed()),
+    }
+    result
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
+        let call = match &mut self.link {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        };
+        Box::pin(counted(&self.stats, call))
     }
 
     fn req_packed_commands<'a>(
@@ -64,16 +98,17 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        let call = match &mut self.link {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        };
+        Box::pin(counted(&self.stats, call))
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }

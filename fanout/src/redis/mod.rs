@@ -159,7 +159,9 @@ impl RedisFanout {
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig, hub: Arc<Hub>) -> Result<Self, FanoutError> {
-        let publisher = Publisher::with(config.clone(), connect_shards(&config).await?);
+        let stats = Arc::new(crate::stats::StoreStats::default());
+        let shards = connect_shards(&config, &stats).await?;
+        let publisher = Publisher::with(config.clone(), shards, stats);
         let poll_rooms = Arc::new(dashmap::DashSet::new());
         let subscribers = publisher
             .shards
@@ -1039,12 +1041,8 @@ impl Fanout for RedisFanout {
             && self.subscribers.iter().all(Subscriber::connected)
     }
 
-    fn pubsub_stalls(&self) -> u64 {
-        self.subscribers.iter().map(Subscriber::stalls).sum()
-    }
-
-    fn store_rollovers(&self) -> u64 {
-        self.subscribers.iter().map(Subscriber::rollovers).sum()
+    fn store_stats(&self) -> Option<&crate::stats::StoreStats> {
+        Some(&self.publisher.stats)
     }
 }
 

@@ -9,6 +9,7 @@ use super::conn::{Conn, Target};
 use super::keys::RoomKeys;
 use super::reply::{self, RoomOp, unavailable};
 use super::{RedisConfig, new_epoch};
+use crate::stats::StoreStats;
 use crate::{FanoutError, NewEvent, Published, now_ms};
 
 /// Publishes into rooms from any process: the publisher library for backend services
@@ -32,6 +33,8 @@ pub struct Publisher {
     config: RedisConfig,
     pub(super) shards: Vec<Shard>,
     room_script: redis::Script,
+    /// Shared with the store's subscribers: one set of counts per store.
+    pub(super) stats: Arc<StoreStats>,
 }
 
 /// One Redis server (or the whole Cluster) of the store.
@@ -44,7 +47,10 @@ pub(super) struct Shard {
     pub(super) healthy: Arc<AtomicBool>,
 }
 
-pub(super) async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, FanoutError> {
+pub(super) async fn connect_shards(
+    config: &RedisConfig,
+    stats: &Arc<StoreStats>,
+) -> Result<Vec<Shard>, FanoutError> {
     if config.urls.is_empty() {
         return Err(FanoutError::Unavailable("no Redis URL configured".into()));
     }
@@ -64,7 +70,7 @@ pub(super) async fn connect_shards(config: &RedisConfig) -> Result<Vec<Shard>, F
     };
     let mut shards = Vec::with_capacity(targets.len());
     for target in targets {
-        let conn = Conn::open(&target, config.call_timeout)
+        let conn = Conn::open(&target, config.call_timeout, stats.clone())
             .await
             .map_err(|e| unavailable(&e))?;
         shards.push(Shard {
@@ -103,16 +109,23 @@ impl Publisher {
     /// # Errors
     /// [`FanoutError::Unavailable`] when Redis cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self, FanoutError> {
-        let shards = connect_shards(&config).await?;
-        Ok(Self::with(config, shards))
+        let stats = Arc::default();
+        let shards = connect_shards(&config, &stats).await?;
+        Ok(Self::with(config, shards, stats))
     }
 
-    pub(super) fn with(config: RedisConfig, shards: Vec<Shard>) -> Self {
+    pub(super) fn with(config: RedisConfig, shards: Vec<Shard>, stats: Arc<StoreStats>) -> Self {
         Self {
             shards,
             room_script: room_script(&config),
             config,
+            stats,
         }
+    }
+
+    /// What this publisher's calls counted: errors, timeouts, latency.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     pub(super) fn shard(&self, room: &RoomId) -> &Shard {
@@ -210,7 +223,10 @@ impl Publisher {
         let mut conn = shard.conn.clone();
         let result = match tokio::time::timeout(c.call_timeout, inv.invoke_async(&mut conn)).await {
             Ok(answer) => answer.map_err(|e| op.error(&e)),
-            Err(_) => Err(op.no_answer(c.call_timeout)),
+            Err(_) => {
+                StoreStats::inc(&self.stats.timeouts);
+                Err(op.no_answer(c.call_timeout))
+            }
         };
         // Unhealthy on anything but an answer (a refused vote is an answer).
         let reached = !matches!(

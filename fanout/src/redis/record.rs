@@ -67,6 +67,11 @@ pub(crate) struct PollState<'a> {
 const BAD: FanoutError = FanoutError::BadReply("malformed event record");
 
 impl<'a> Record<'a> {
+    /// When the event was sequenced (Unix ms, the sequencing gateway's clock).
+    pub(crate) fn ts(&self) -> u64 {
+        self.ts
+    }
+
     /// Whether the event is of a kind with a timed end (polls, coupons, keyword games,
     /// quizzes, lotteries): a gateway that passes one on sweeps its room.
     pub(crate) fn is_timed(&self) -> bool {

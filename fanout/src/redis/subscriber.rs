@@ -36,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -57,6 +57,7 @@ use super::keys::RoomKeys;
 use super::publisher::Publisher;
 use super::record::Record;
 use crate::position::{Behind, Cursor, Step};
+use crate::stats::StoreStats;
 use crate::{FanoutError, Hub, RESET_SEQ};
 
 type Ack = oneshot::Sender<Result<(), FanoutError>>;
@@ -65,8 +66,6 @@ type Ack = oneshot::Sender<Result<(), FanoutError>>;
 pub(crate) struct Subscriber {
     tx: mpsc::Sender<(RoomId, Ack)>,
     connected: Arc<AtomicBool>,
-    stalls: Arc<AtomicU64>,
-    rollovers: Arc<AtomicU64>,
 }
 
 struct RoomSub {
@@ -127,11 +126,8 @@ struct Task {
     rooms: HashMap<String, RoomSub>,
     connected: Arc<AtomicBool>,
     healthy: Arc<AtomicBool>,
-    /// Pub/sub connections found stalled by the probe.
-    stalls: Arc<AtomicU64>,
-    /// Rooms found gone back under their epoch, moved to a new one.
-    rollovers: Arc<AtomicU64>,
-    /// Starts the new epoch of a room the store lost writes of.
+    /// Starts the new epoch of a room the store lost writes of; its stats count this
+    /// task's stalls, reconnects, rollovers and delivery lag.
     publisher: Publisher,
     /// This task's probe channel.
     probe_channel: String,
@@ -180,8 +176,6 @@ impl Subscriber {
     ) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let connected = Arc::new(AtomicBool::new(false));
-        let stalls = Arc::new(AtomicU64::new(0));
-        let rollovers = Arc::new(AtomicU64::new(0));
         let probe_channel = format!(
             "{}:probe:{}:{}",
             config.prefix,
@@ -196,8 +190,6 @@ impl Subscriber {
             rooms: HashMap::new(),
             connected: connected.clone(),
             healthy,
-            stalls: stalls.clone(),
-            rollovers: rollovers.clone(),
             probe_channel,
             waiting: HashMap::new(),
             publisher,
@@ -205,22 +197,7 @@ impl Subscriber {
         };
         // Owned by the handle: the task ends when every sender (the store) is dropped.
         tokio::spawn(task.run(rx));
-        Self {
-            tx,
-            connected,
-            stalls,
-            rollovers,
-        }
-    }
-
-    /// Pub/sub connections found stalled so far.
-    pub(crate) fn stalls(&self) -> u64 {
-        self.stalls.load(Ordering::Relaxed)
-    }
-
-    /// Rooms moved to a new epoch after the store lost writes, so far.
-    pub(crate) fn rollovers(&self) -> u64 {
-        self.rollovers.load(Ordering::Relaxed)
+        Self { tx, connected }
     }
 
     /// Makes sure this gateway receives `room`'s events.
@@ -248,7 +225,11 @@ impl Subscriber {
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<(RoomId, Ack)>) {
         let mut backoff = Backoff::default();
+        let mut first = true;
         loop {
+            if !std::mem::take(&mut first) {
+                StoreStats::inc(&self.publisher.stats.reconnects);
+            }
             let opened = match Source::open(&self.target).await {
                 Ok(mut source) => {
                     let mut channels: Vec<String> = self.rooms.keys().cloned().collect();
@@ -352,7 +333,7 @@ impl Task {
                 }
                 _ = tick.tick() => {
                     if probe.overdue(self.config.probe_timeout) {
-                        self.stalls.fetch_add(1, Ordering::Relaxed);
+                        StoreStats::inc(&self.publisher.stats.pubsub_stalls);
                         tracing::warn!(
                             timeout_ms = self.config.probe_timeout.as_millis() as u64,
                             "pub/sub connection stalled (probe not delivered); reconnecting"
@@ -539,6 +520,11 @@ impl Task {
             return;
         }
         note_record(&self.timed, &self.hub, &sub.room, &record);
+        let lag_ms = crate::now_ms().saturating_sub(record.ts());
+        self.publisher
+            .stats
+            .delivery_lag
+            .observe(Duration::from_millis(lag_ms));
         match record.encode(&sub.room) {
             Ok(frame) => {
                 sub.wrote(seq, payload);
@@ -740,7 +726,7 @@ impl Task {
         };
         match moved {
             Ok(now) => {
-                self.rollovers.fetch_add(1, Ordering::Relaxed);
+                StoreStats::inc(&self.publisher.stats.rollovers);
                 sub.reset(now.epoch, now.seq);
                 self.hub.deliver(&sub.room, RESET_SEQ, &Bytes::new());
             }

@@ -11,7 +11,17 @@ const NO_DEFAULT: &str = "—";
 /// The command line parser, each setting's help ending with its default.
 pub fn command() -> clap::Command {
     let defaults = Config::default();
-    SETTINGS.iter().fold(Args::command(), |cmd, s| {
+    let cmd = Args::command().version(super::VERSION).arg(
+        Arg::new(super::HEALTHCHECK)
+            .long(super::HEALTHCHECK)
+            .action(clap::ArgAction::SetTrue)
+            .help(
+                "Instead of serving: GET /readyz of the --listen address (0.0.0.0 or [::] \
+                 asked on loopback) within 2 s; exit 0 on 200, else print why and exit 1 \
+                 (for a container HEALTHCHECK)",
+            ),
+    );
+    SETTINGS.iter().fold(cmd, |cmd, s| {
         let shown = match (s.default)(&defaults) {
             Shown::Value(v) => v,
             Shown::Text(NO_DEFAULT) => return cmd,

@@ -20,7 +20,34 @@ use danmaku_fanout::redis::RedisConfig;
 use crate::config::{Config, ConfigError, JwtKey};
 
 pub use docs::{command, settings_table};
-pub use settings::{Args, DEFAULT_JWT_ALGORITHM, DEFAULT_LOG, SETTINGS, Setting, Shown, Store};
+pub use settings::{
+    Args, DEFAULT_JWT_ALGORITHM, DEFAULT_LOG, DEFAULT_LOG_FORMAT, SETTINGS, Setting, Shown, Store,
+};
+
+/// What `--version` prints after the name: the version and the git commit.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DANMAKU_GIT_COMMIT"),
+    ")"
+);
+
+/// The flag that asks for a health check instead of serving (not a setting: no
+/// environment variable, no file key).
+const HEALTHCHECK: &str = "healthcheck";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve.
+    Serve,
+    /// `--healthcheck`: ask a running gateway's `/readyz`, then exit.
+    Healthcheck,
+}
+
+/// The git commit the binary was built from (`build.rs`), `unknown` when it could not
+/// tell.
+pub const GIT_COMMIT: &str = env!("DANMAKU_GIT_COMMIT");
 
 /// What start-up should tell the operator about dev mode.
 #[derive(Debug, Default)]
@@ -106,11 +133,32 @@ impl Args {
     ///
     /// # Errors
     /// When the file cannot be read or parsed.
-    pub fn load() -> Result<Self, CliError> {
+    pub fn load() -> Result<(Self, Mode), CliError> {
         let matches = command().get_matches();
-        Self::from_arg_matches(&matches)
+        let mode = if matches.get_flag(HEALTHCHECK) {
+            Mode::Healthcheck
+        } else {
+            Mode::Serve
+        };
+        let args = Self::from_arg_matches(&matches)
             .unwrap_or_else(|e| e.exit())
-            .with_file()
+            .with_file()?;
+        Ok((args, mode))
+    }
+
+    /// The `--listen` address (the default without it).
+    ///
+    /// # Errors
+    /// When it is not an address.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, CliError> {
+        let Some(l) = &self.listen else {
+            return Ok(Config::default().listen);
+        };
+        use std::net::ToSocketAddrs;
+        l.to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| CliError::Listen(l.clone()))
     }
 
     /// Parses `args` (the first is the program name) and the environment.
@@ -168,14 +216,8 @@ impl Args {
         let mut c = Config::default();
         let mut dev = DevMode::default();
         self.apply_plain(&mut c);
-        if let Some(l) = self.listen.take() {
-            use std::net::ToSocketAddrs;
-            c.listen = l
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or(CliError::Listen(l))?;
-        }
+        c.listen = self.listen_addr()?;
+        self.listen = None;
         c.auth.jwt = self.jwt_key(&mut dev)?;
         c.auth.anonymous = self.anonymous.unwrap_or(dev.jwt_secret.is_some());
         c.auth.api_keys = self

@@ -135,6 +135,8 @@ macro_rules! settings {
 
 /// The log filter without `--log`.
 pub const DEFAULT_LOG: &str = "info";
+/// The log format without `--log-format`.
+pub const DEFAULT_LOG_FORMAT: &str = "text";
 /// The algorithm of `--jwt-public-key` without `--jwt-algorithm`.
 pub const DEFAULT_JWT_ALGORITHM: &str = "RS256";
 
@@ -445,4 +447,10 @@ settings! {
     /// Log filter in tracing's env-filter syntax (`warn`, `danmaku_gateway=debug`, …).
     #[arg(env = "DANMAKU_LOG")]
     log: String => custom(default = |_| DEFAULT_LOG.to_string()),
+
+    /// How log lines are written to stderr: `text` (coloured only on a terminal) or
+    /// `json` (one object a line: `timestamp`, `level`, `target`, `message` and the
+    /// event's fields).
+    #[arg(env = "DANMAKU_LOG_FORMAT")]
+    log_format: String => custom(default = |_| DEFAULT_LOG_FORMAT.to_string()),
 }

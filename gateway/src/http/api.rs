@@ -16,7 +16,6 @@ use serde_json::value::RawValue;
 use super::ApiKey;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Kinds the gateway sequences itself; a backend cannot forge them.
@@ -124,7 +123,7 @@ pub(super) async fn publish(
     let p = app.fanout.publish_event(&room, event).await?;
     app.metrics.publish_latency.observe(started.elapsed());
     if !p.duplicate {
-        Metrics::inc(&app.metrics.events_in);
+        app.metrics.events_in.inc();
     }
     let mut reply = serde_json::json!({"room": room.as_str(), "epoch": &*p.epoch, "seq": p.seq});
     add_audience_online(&mut reply, &app, &room, audience.as_ref());

@@ -47,6 +47,11 @@ impl ApiError {
         }
     }
 
+    /// The error's code, as the body gives it.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// 429 with `Retry-After` (whole seconds, rounded up) and `retry_after_ms`.
     pub fn rate_limited(message: impl Into<String>, retry_after_ms: u64) -> Self {
         let secs = retry_after_ms.div_ceil(1000).max(1);

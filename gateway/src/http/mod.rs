@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 
-use crate::metrics::{Gauges, Metrics};
 use crate::state::AppState;
 use error::ApiError;
 
@@ -131,7 +130,7 @@ impl FromRequestParts<Arc<AppState>> for ApiKey {
             .and_then(|v| v.to_str().ok());
         let key = state.auth.api_key(header).map_err(ApiError::unauthorized)?;
         state.api_quota.take(key).map_err(|wait_ms| {
-            Metrics::inc(&state.metrics.api_rate_limited);
+            state.metrics.api_rate_limited.inc();
             ApiError::rate_limited("too many requests with this API key", wait_ms)
         })?;
         Ok(Self)
@@ -206,19 +205,8 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    let hub = app.fanout.hub();
-    let stats = hub.stats();
-    let gauges = Gauges {
-        rooms: hub.room_count(),
-        deliveries: stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
-        queue_drops: stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
-        pubsub_stalls: app.fanout.pubsub_stalls(),
-        store_rollovers: app.fanout.store_rollovers(),
-        outbound: app.conn.backlogs.totals(),
-    };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(&gauges),
-    )
+async fn metrics(State(app): State<Arc<AppState>>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, text) = app.exporter.render(accept);
+    ([(header::CONTENT_TYPE, content_type)], text)
 }

@@ -18,7 +18,6 @@ use super::adaptive::Adaptive;
 use super::conn::{Conn, JoinedRoom};
 use super::skips::Skips;
 use crate::auth::Role;
-use crate::metrics::Metrics;
 use danmaku_fanout::position::Cursor;
 
 impl Conn {
@@ -271,11 +270,11 @@ impl Conn {
             Ok(p) => {
                 self.ctx.metrics.publish_latency.observe(started.elapsed());
                 let m = &self.ctx.metrics;
-                Metrics::inc(if p.merged {
-                    &m.comments_merged
+                if p.merged {
+                    m.comments_merged.inc();
                 } else {
-                    &m.events_in
-                });
+                    m.events_in.inc();
+                }
                 let ack = ServerFrame::Ack {
                     id,
                     seq: (!p.merged).then_some(p.seq),
@@ -289,7 +288,7 @@ impl Conn {
                 per_s,
                 retry_after_ms,
             }) => {
-                Metrics::inc(&self.ctx.metrics.room_busy);
+                self.ctx.metrics.room_busy.inc();
                 let msg = format!("this room takes at most {per_s} comments a second");
                 self.error(Some(id), ErrorCode::RoomBusy, &msg, Some(retry_after_ms));
             }
@@ -313,10 +312,7 @@ impl Conn {
             return self.error(Some(id), ErrorCode::RateLimited, &msg, Some(wait));
         }
         self.ctx.likes.add(room, u64::from(count));
-        self.ctx
-            .metrics
-            .likes_in
-            .fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
+        self.ctx.metrics.likes_in.inc_by(u64::from(count));
         self.ack(id);
         self.count(room, "likes");
     }
@@ -335,7 +331,7 @@ impl Conn {
             .await
         {
             Ok(()) => {
-                Metrics::inc(&self.ctx.metrics.votes_in);
+                self.ctx.metrics.votes_in.inc();
                 self.ack(id);
                 self.count(room, "votes");
             }

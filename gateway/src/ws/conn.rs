@@ -35,7 +35,6 @@ use super::outbound::Outbound;
 use super::skips::Skips;
 use crate::auth::Identity;
 use crate::limits::TokenBucket;
-use crate::metrics::Metrics;
 use crate::state::ConnContext;
 
 /// How a connection ends.
@@ -119,11 +118,8 @@ pub(super) struct Opening {
 /// Runs one connection to its end.
 pub(super) async fn run(opening: Box<Opening>) {
     let (mut conn, inbox) = Conn::open(opening).await;
-    conn.ctx
-        .metrics
-        .connections
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Metrics::inc(&conn.ctx.metrics.connections_total);
+    conn.ctx.metrics.open_connections.inc();
+    conn.ctx.metrics.connections_total.inc();
     let exit = conn.drive(inbox).await;
     conn.outlet.seal();
     conn.finish(exit).await;
@@ -132,10 +128,7 @@ pub(super) async fn run(opening: Box<Opening>) {
         conn.ctx.fanout.hub().unsubscribe(&r.room, conn.key);
         conn.ctx.recorder.left(conn.key, &r.room);
     }
-    conn.ctx
-        .metrics
-        .connections
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    conn.ctx.metrics.open_connections.dec();
 }
 
 impl Conn {
@@ -256,13 +249,14 @@ impl Conn {
         inbox.when_idle(|| outlet.hand_over());
     }
 
+    /// Adds what the outlet wrote since the last call to the metrics: direct writes
+    /// (one frame, one message each) and every byte taken by the socket.
     pub(super) fn count_direct_writes(&self) {
-        let n = self.outlet.take_direct_writes();
+        let written = self.outlet.take_written();
         let m = &self.ctx.metrics;
-        m.frames_out
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        m.messages_out
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        m.frames_out.inc_by(written.direct);
+        m.messages_out.inc_by(written.direct);
+        m.bytes_out.inc_by(written.bytes);
     }
 
     async fn on_frame(&mut self, frame: Option<Result<Message, WsError>>) -> Result<(), Exit> {
@@ -423,16 +417,11 @@ impl Conn {
         let event = match Targeted::split(&event) {
             None => event,
             Some(t) if t.includes(&room.viewer) => {
-                Metrics::inc(&m.targeted_delivered);
+                m.targeted_delivered.inc();
                 t.event
             }
             Some(t) => {
-                let i = match Priority::of_frame(&t.event) {
-                    Priority::High => 0,
-                    Priority::Normal => 1,
-                    Priority::Low => 2,
-                };
-                Metrics::inc(&m.skipped_targeted[i]);
+                m.skipped(true, Priority::of_frame(&t.event));
                 for marker in room.skips.add(&room.room, seq, t.skip_reason()) {
                     self.out.push(marker);
                 }
@@ -442,7 +431,7 @@ impl Conn {
         if let Some(a) = &mut room.adaptive {
             // The backlog is read (two locks) only for an adaptive room's decision.
             if let Err(priority) = a.admit(&event, self.backlog.held(), Instant::now()) {
-                Metrics::inc(&m.skipped_sampled[usize::from(priority != Priority::Low)]);
+                m.skipped(false, priority);
                 for marker in room.skips.add(&room.room, seq, SkipReason::Sampled) {
                     self.out.push(marker);
                 }
@@ -525,7 +514,7 @@ impl Conn {
         self.outlet.cursor(key, |c| c.reset(epoch, seq));
         self.rooms[idx].skips.forget();
         self.pin(idx);
-        Metrics::inc(&self.ctx.metrics.resets);
+        self.ctx.metrics.resets.inc();
         Ok(())
     }
 
@@ -570,12 +559,7 @@ impl Conn {
         message: &str,
         retry_after_ms: Option<u64>,
     ) {
-        let metric = if code == ErrorCode::RateLimited {
-            &self.ctx.metrics.rate_limited
-        } else {
-            &self.ctx.metrics.command_errors
-        };
-        Metrics::inc(metric);
+        self.ctx.metrics.command_error(code);
         self.out.push(
             ServerFrame::Error {
                 id,
@@ -617,10 +601,8 @@ impl Conn {
         self.last_write = Some(Instant::now());
         self.frames = Vec::new();
         let m = &self.ctx.metrics;
-        m.frames_out
-            .fetch_add(frames as u64, std::sync::atomic::Ordering::Relaxed);
-        m.messages_out
-            .fetch_add(messages as u64, std::sync::atomic::Ordering::Relaxed);
+        m.frames_out.inc_by(frames as u64);
+        m.messages_out.inc_by(messages as u64);
         result.map_err(|_| Exit::Close(CloseCode::SlowConsumer))?
     }
 
@@ -640,9 +622,7 @@ impl Conn {
     /// Sends the close frame (when we close) and waits briefly for the peer's.
     async fn finish(&mut self, exit: Exit) {
         let Exit::Close(code) = exit else { return };
-        if code == CloseCode::SlowConsumer {
-            Metrics::inc(&self.ctx.metrics.slow_closes);
-        }
+        self.ctx.metrics.closed(code);
         close_with(
             &mut self.socket,
             code.code(),

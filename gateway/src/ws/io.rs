@@ -71,8 +71,18 @@ struct State {
     /// Set when the connection is closing or the socket failed: nothing more is
     /// written directly.
     sealed: bool,
-    /// Events written directly, not yet counted in the metrics.
-    direct_writes: u64,
+    /// What was written and not yet counted in the metrics (plain integers: they are
+    /// changed under the lock every write already takes).
+    written: Written,
+}
+
+/// What an outlet wrote since its metrics were last taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Events written directly (one frame each).
+    pub(crate) direct: u64,
+    /// Bytes the socket took, from either writer.
+    pub(crate) bytes: u64,
 }
 
 /// A joined room as the outlet sees it.
@@ -237,9 +247,9 @@ impl Outlet {
         s.heat.within(self.linger, Instant::now())
     }
 
-    /// Events written directly since the last call.
-    pub(crate) fn take_direct_writes(&self) -> u64 {
-        std::mem::take(&mut self.state.lock().direct_writes)
+    /// What was written since the last call.
+    pub(crate) fn take_written(&self) -> Written {
+        std::mem::take(&mut self.state.lock().written)
     }
 }
 
@@ -251,6 +261,7 @@ impl State {
 
     fn consume(&mut self, mut n: usize) {
         self.pending_bytes -= n;
+        self.written.bytes += n as u64;
         while n > 0 {
             let Some(front) = self.pending.front_mut() else {
                 return;
@@ -279,7 +290,10 @@ impl State {
                 self.sealed = true;
                 Err(e)
             }
-            ok => ok,
+            Ok(n) => {
+                self.written.bytes += n as u64;
+                Ok(n)
+            }
         }
     }
 
@@ -288,7 +302,7 @@ impl State {
         if seq != 0 {
             self.rooms[i].cursor.wrote(seq);
         }
-        self.direct_writes += 1;
+        self.written.direct += 1;
     }
 
     fn hold(&mut self, key: RoomKey) {

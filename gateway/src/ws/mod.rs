@@ -29,12 +29,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-pub use backlog::{BacklogTotals, Backlogs};
+pub use backlog::Backlogs;
 
 use crate::auth::Identity;
 use crate::http::error::ApiError;
 use crate::limits::{ConnPermit, LimitError};
-use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Bytes tungstenite reads from the socket at a time, and keeps allocated per
@@ -104,7 +103,7 @@ fn upgrade_to(
     match accept(endpoint, app, addr, query, request) {
         Ok(response) => response,
         Err(e) => {
-            Metrics::inc(&app.metrics.handshakes_refused);
+            app.metrics.handshake_refused(e.code());
             e.into_response()
         }
     }
@@ -188,6 +187,7 @@ impl Admitted {
         let identity = match self.identity {
             Ok(identity) => identity,
             Err(why) => {
+                app.metrics.closed(CloseCode::Unauthorized);
                 tokio::spawn(async move {
                     let _held = held;
                     refuse(stream, read_ahead, preface, &why).await;
