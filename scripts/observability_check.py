@@ -69,8 +69,12 @@ def metric_names(expr):
     return names
 
 
+# Series Prometheus writes itself for every scrape target, not the gateway's.
+SCRAPE_SERIES = {"up"}
+
+
 def known(name, types):
-    if name in types:
+    if name in types or name in SCRAPE_SERIES:
         return True
     for suffix in ("_bucket", "_sum", "_count"):
         base = name[: -len(suffix)] if name.endswith(suffix) else None
