@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The alert rules and the Grafana dashboard, checked:
-#   - deploy/prometheus/alerts.yml with `promtool check rules` (syntax, PromQL, templates);
+#   - deploy/prometheus/alerts.yml with `promtool check rules` (syntax, PromQL, templates),
+#     and deploy/prometheus/prometheus.yml with `promtool check config` (and the rules it loads);
 #   - every expression of the dashboard parsed by promtool (`promql format`, Grafana's
 #     variables replaced), the dashboard valid JSON with a `${datasource}` variable;
 #   - every rule with `for`, a severity label, summary and description;
@@ -53,6 +54,9 @@ status=0
 if [[ -n $PROMTOOL_BIN ]]; then
   echo "== promtool check rules $ALERTS"
   "$PROMTOOL_BIN" check rules "$ALERTS" || status=1
+  # The compose stack's Prometheus configuration, with the rule file it loads.
+  echo "== promtool check config deploy/prometheus/prometheus.yml"
+  "$PROMTOOL_BIN" check config deploy/prometheus/prometheus.yml || status=1
   echo "== dashboard expressions (promtool promql format)"
   exprs=$(python3 - "$DASHBOARD" 2>/dev/null <<'PY' || { echo "$DASHBOARD: not valid JSON" >&2; exit 1; }
 import json, re, sys
