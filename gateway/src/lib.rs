@@ -7,6 +7,8 @@
 //! - [`analytics`]: retention data, counted into the store.
 //! - [`state`]: the state every handler and connection task shares.
 //! - [`http`]: the backend API, health, metrics.
+//! - [`opening`]: keyword games, quizzes, lotteries and coupons opened from their body
+//!   (the API's and a host's `open` command).
 //! - [`demo`]: the demo live room at `/demo` (embedded page and SDK bundle).
 //! - [`dashboard`]: the retention dashboard at `/dashboard` (embedded page).
 //! - `ws`: the upgrade and the connection task (`conn`, `commands`, `outbound`).
@@ -29,6 +31,7 @@ pub mod http;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
+pub mod opening;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;

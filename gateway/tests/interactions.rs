@@ -11,6 +11,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use danmaku_gateway::auth::Claims;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::store::Store;
@@ -896,3 +897,196 @@ async fn timers_survive_the_gateway_that_opened_them() {
         assert!(state != "drawn" && state != "closed", "told twice: {e}");
     }
 }
+
+/// A host opens each kind of game and a coupon over its own connection, with the API's
+/// bodies: every viewer on every gateway gets the game's event at the ack's seq, the
+/// games take moves, and the API reads them back; viewers and moderators are
+/// `forbidden`, bad bodies `bad_request` with the field named.
+async fn a_host_opens_games_over_its_connection(gws: &[Arc<Gateway>]) {
+    let room = "host-opens";
+    let last = &gws[gws.len() - 1];
+    let as_role = |role: &str| Claims {
+        role: Some(role.into()),
+        ..Claims::default()
+    };
+    let mut host = Viewer::connect_claims(&gws[0], "host-1", as_role("host")).await;
+    host.join(room).await;
+    let mut vip = Viewer::connect_tagged(&gws[0], "vip-1", &["vip"]).await;
+    vip.join(room).await;
+    let mut v = Viewer::connect(last, "v-1").await;
+    v.join(room).await;
+
+    let open = |what: &str, body: Value| {
+        let mut cmd = body;
+        cmd["type"] = json!("open");
+        cmd["room"] = json!(room);
+        cmd["what"] = json!(what);
+        cmd
+    };
+    let quiz =
+        json!({"question": "几号链接?", "options": ["1", "2", "3"], "answer": 2, "duration_s": 60});
+    let r = command(&mut host, open("quiz", quiz)).await;
+    assert_eq!(
+        (r["type"].as_str(), r["opened"]["what"].as_str()),
+        (Some("ack"), Some("quiz")),
+        "{r}"
+    );
+    let q = r["opened"]["id"].as_str().unwrap().to_owned();
+    assert!(q.starts_with("q-"), "{r}");
+    let e = next_of_kind(&mut v, "quiz").await;
+    assert_eq!(
+        (e["seq"].clone(), e["data"]["id"].as_str()),
+        (r["seq"].clone(), Some(q.as_str())),
+        "{e}"
+    );
+    assert_eq!(
+        (e["priority"].as_str(), e["data"]["state"].as_str()),
+        (Some("high"), Some("open")),
+        "{e}"
+    );
+    assert!(
+        e["data"].get("answer").is_none(),
+        "the answer before the close: {e}"
+    );
+    let a = command(
+        &mut v,
+        json!({"type": "answer", "room": room, "quiz": q, "option": 2}),
+    )
+    .await;
+    assert_eq!(a["type"], "ack", "{a}");
+    let (status, _) = close(&gws[1 % gws.len()], room, "quizzes", &q).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        record(&gws[0], room, "quizzes", &q).await["correct_users"],
+        json!(["v-1"])
+    );
+
+    let r = command(
+        &mut host,
+        open(
+            "keyword",
+            json!({"keyword": "买买买", "duration_s": 60, "goal": 5}),
+        ),
+    )
+    .await;
+    assert_eq!(r["opened"]["what"], "keyword", "{r}");
+    let k = r["opened"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        next_of_kind(&mut v, "keyword").await["data"]["id"],
+        k.as_str()
+    );
+    let r = command(
+        &mut host,
+        open(
+            "lottery",
+            json!({"prize": "口红", "winners": 1, "duration_s": 60, "entry": "command"}),
+        ),
+    )
+    .await;
+    assert_eq!(r["opened"]["what"], "lottery", "{r}");
+    let l = r["opened"]["id"].as_str().unwrap().to_owned();
+    let e = next_of_kind(&mut v, "lottery").await;
+    assert_eq!(
+        (e["seq"].clone(), e["data"]["id"].as_str()),
+        (r["seq"].clone(), Some(l.as_str())),
+        "{e}"
+    );
+    let a = command(&mut v, json!({"type": "enter", "room": room, "lottery": l})).await;
+    assert_eq!(a["type"], "ack", "{a}");
+    assert_eq!(
+        record(last, room, "lotteries", &l).await["entrants"],
+        json!(["v-1"])
+    );
+
+    // A coupon for the VIPs: the ack counts the one on the host's gateway; the VIP
+    // claims it, the plain viewer may not.
+    let r = command(&mut host, open("coupon", json!({"title": "VIP 9折", "stock": 5, "duration_s": 60, "audience": {"tags": ["vip"]}}))).await;
+    assert_eq!(
+        (
+            r["opened"]["what"].as_str(),
+            r["opened"]["audience_online"].as_u64()
+        ),
+        (Some("coupon"), Some(1)),
+        "{r}"
+    );
+    let c = r["opened"]["id"].as_str().unwrap().to_owned();
+    let e = next_of_kind(&mut vip, "coupon").await;
+    assert_eq!(
+        (e["seq"].clone(), e["data"]["coupon"].as_str()),
+        (r["seq"].clone(), Some(c.as_str())),
+        "{e}"
+    );
+    let a = command(
+        &mut vip,
+        json!({"type": "claim", "room": room, "coupon": c}),
+    )
+    .await;
+    assert_eq!(a["claim"]["coupon"], c.as_str(), "{a}");
+    let a = command(&mut v, json!({"type": "claim", "room": room, "coupon": c})).await;
+    assert_eq!(a["code"], "not_eligible", "{a}");
+
+    // Who may open, and what.
+    let mut moderator = Viewer::connect_claims(last, "mod-1", as_role("moderator")).await;
+    moderator.join(room).await;
+    let body = json!({"keyword": "666", "duration_s": 9});
+    for who in [&mut v, &mut moderator] {
+        let r = command(who, open("keyword", body.clone())).await;
+        assert_eq!(r["code"], "forbidden", "{r}");
+    }
+    let mut elsewhere = Viewer::connect_claims(last, "host-2", as_role("host")).await;
+    let r = command(&mut elsewhere, open("keyword", body.clone())).await;
+    assert_eq!(r["code"], "not_joined", "{r}");
+    for (cmd, why) in [
+        (open("keyword", json!({"keyword": "666"})), "duration_s"),
+        (
+            open(
+                "keyword",
+                json!({"keyword": "666", "duration_s": 9, "colour": "red"}),
+            ),
+            "colour",
+        ),
+        (
+            open(
+                "quiz",
+                json!({"question": "?", "options": ["a"], "answer": 0, "duration_s": 9}),
+            ),
+            "`options`",
+        ),
+        (
+            open(
+                "lottery",
+                json!({"prize": "p", "winners": 1, "duration_s": 9, "entry": "dance"}),
+            ),
+            "`entry`",
+        ),
+        (
+            open("coupon", json!({"title": "t", "stock": 0, "duration_s": 9})),
+            "`stock`",
+        ),
+        (open("poll", json!({})), "`what`"),
+    ] {
+        let r = command(&mut host, cmd.clone()).await;
+        assert_eq!(r["code"], "bad_request", "{cmd}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(why), "{cmd}: {r}");
+    }
+    let r = command(
+        &mut host,
+        open(
+            "lottery",
+            json!({"prize": "p", "winners": 1, "duration_s": 9, "entry": {"quiz": "q-404"}}),
+        ),
+    )
+    .await;
+    assert_eq!(r["code"], "unknown_quiz", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_opens_games_on_one_gateway() {
+    a_host_opens_games_over_its_connection(&[Arc::new(Gateway::start(FLAGS))]).await;
+}
+
+async fn host_opens_on_redis(store: Store) {
+    a_host_opens_games_over_its_connection(&store.gateways_with(FLAGS)).await;
+}
+
+on_every_store!(a_host_opens_games_on_three_gateways, host_opens_on_redis);

@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
                 seq: Some(131),
                 merged: false,
                 claim: None,
+                opened: None,
             }
             .encode()
         })

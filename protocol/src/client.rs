@@ -130,6 +130,19 @@ pub enum Command {
         #[serde(flatten)]
         moderation: crate::moderation::Moderation,
     },
+    /// A host opens a keyword game, quiz, lottery or coupon in a room it joined, with
+    /// the body the HTTP API takes for it (the command's other fields).
+    Open {
+        /// Echoed in the reply.
+        id: u64,
+        /// A joined room.
+        room: RoomId,
+        /// What it opens.
+        what: Opening,
+        /// The fields of the API's body (every field but `type`, `id`, `room`, `what`).
+        #[serde(flatten)]
+        body: serde_json::Map<String, serde_json::Value>,
+    },
     /// Round-trip check.
     Ping {
         /// Echoed in the reply.
@@ -151,6 +164,7 @@ impl Command {
             | Self::Enter { id, .. }
             | Self::Cohost { id, .. }
             | Self::Moderate { id, .. }
+            | Self::Open { id, .. }
             | Self::Ping { id } => *id,
         }
     }
@@ -214,6 +228,42 @@ impl CohostAction {
     }
 }
 
+/// What a host's `open` command opens ([`Command::Open`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Opening {
+    /// A keyword game (`k-…`).
+    Keyword,
+    /// A quiz (`q-…`).
+    Quiz,
+    /// A lottery (`l-…`).
+    Lottery,
+    /// A coupon with stock (`c-…`).
+    Coupon,
+}
+
+impl Opening {
+    const ALL: [(&'static str, Self); 4] = [
+        ("keyword", Self::Keyword),
+        ("quiz", Self::Quiz),
+        ("lottery", Self::Lottery),
+        ("coupon", Self::Coupon),
+    ];
+
+    /// Reads its wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, w)| *w)
+    }
+
+    /// Its wire name, also the key of its id in replies (`{"quiz":"q-1"}`).
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, w)| *w == self)
+            .map_or("keyword", |(n, _)| n)
+    }
+}
+
 /// What a viewer receives of a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
@@ -264,6 +314,8 @@ struct Wire<'a> {
     lottery: Option<Cow<'a, str>>,
     #[serde(borrow)]
     action: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    what: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user: Option<Cow<'a, str>>,
     seat: Option<serde_json::Value>,
@@ -317,6 +369,7 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
             | "enter"
             | "cohost"
             | "moderate"
+            | "open"
             | "ping"
     );
     if !known {
@@ -363,6 +416,7 @@ pub fn decode_command(json: &str, limits: &Limits) -> Result<Command, DecodeErro
         }),
         "cohost" => cohost(&wire, id, room),
         "moderate" => moderate(&wire, id, room),
+        "open" => open(json, &wire, id, room),
         _ => vote(&wire, id, room),
     }
 }
@@ -549,6 +603,33 @@ fn moderate(wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeErr
         id,
         room,
         moderation,
+    })
+}
+
+/// A host's `open`: `what`, and the rest of the object as the API's body.
+fn open(json: &str, wire: &Wire<'_>, id: u64, room: RoomId) -> Result<Command, DecodeError> {
+    let bad = |msg: &str| DecodeError::new(Some(id), ErrorCode::BadRequest, msg);
+    let raw = wire
+        .what
+        .as_deref()
+        .ok_or_else(|| bad("missing field `what`"))?;
+    let what = Opening::parse(raw).ok_or_else(|| {
+        bad(&format!(
+            "`what` must be keyword, quiz, lottery or coupon, not `{}`",
+            truncate(raw, 32)
+        ))
+    })?;
+    // The object was read once already as the loose shape, so it is valid JSON.
+    let mut body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
+    for field in ["type", "id", "room", "what"] {
+        body.remove(field);
+    }
+    Ok(Command::Open {
+        id,
+        room,
+        what,
+        body,
     })
 }
 

@@ -42,7 +42,7 @@ pub mod server;
 pub mod settings;
 pub mod welcome;
 
-pub use client::{CohostAction, Command, Mode, Since, decode_command, split_frame};
+pub use client::{CohostAction, Command, Mode, Opening, Since, decode_command, split_frame};
 pub use close::CloseCode;
 pub use error::{DecodeError, ErrorCode};
 pub use ids::{EventKind, IdError, InteractionId, PollId, RoomId};

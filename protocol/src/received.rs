@@ -206,6 +206,7 @@ mod tests {
                     seq: Some(4),
                     merged: false,
                     claim: None,
+                    opened: None,
                 },
                 FrameType::Ack,
             ),

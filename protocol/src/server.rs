@@ -256,6 +256,18 @@ pub struct Claimed<'a> {
     pub code: &'a str,
 }
 
+/// What an `ack` of a host's `open` carries.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Opened<'a> {
+    /// What was opened: `keyword`, `quiz`, `lottery` or `coupon`.
+    pub what: &'a str,
+    /// Its id.
+    pub id: &'a str,
+    /// A coupon with an audience: the viewers on this gateway in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience_online: Option<u64>,
+}
+
 /// The small server frames that carry no embedded events.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -284,6 +296,9 @@ pub enum ServerFrame<'a> {
         /// A successful `claim`: the coupon and the code to redeem it with.
         #[serde(skip_serializing_if = "Option::is_none")]
         claim: Option<Claimed<'a>>,
+        /// A host's successful `open`: what it opened.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        opened: Option<Opened<'a>>,
     },
     /// The reply to `leave`.
     Left {
@@ -557,6 +572,7 @@ mod tests {
                     seq: Some(131),
                     merged: false,
                     claim: None,
+                    opened: None,
                 }
                 .encode()
             ),
@@ -569,6 +585,7 @@ mod tests {
                     seq: None,
                     merged: false,
                     claim: None,
+                    opened: None,
                 }
                 .encode()
             ),

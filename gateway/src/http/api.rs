@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use danmaku_fanout::{NewEvent, NewPoll};
 use danmaku_protocol::audience::Audience;
-use danmaku_protocol::{ErrorCode, EventKind, InteractionId, PollId, Priority, RoomId};
+use danmaku_protocol::{ErrorCode, EventKind, InteractionId, Opening, PollId, Priority, RoomId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -132,9 +132,7 @@ pub(super) async fn publish(
 
 /// A body's `audience`, checked.
 fn audience(raw: Option<&serde_json::Value>) -> Result<Option<Audience>, ApiError> {
-    raw.map(Audience::from_json)
-        .transpose()
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+    Ok(crate::opening::audience(raw)?)
 }
 
 /// Adds `audience_online` to the reply of a targeted publication: the joined viewers
@@ -231,24 +229,6 @@ pub(super) async fn clear_stage(
     Ok(sequenced(&room, &p))
 }
 
-#[derive(Deserialize)]
-struct CouponBody {
-    title: String,
-    stock: u64,
-    #[serde(default = "one")]
-    per_user: u32,
-    duration_s: u64,
-    /// Who may see and claim it.
-    audience: Option<serde_json::Value>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// Most claims one user may make of one coupon.
-const MAX_PER_USER: u32 = 100;
-
 /// `POST /v1/rooms/{room}/coupons`: opens a coupon with a stock; exactly `stock`
 /// claims succeed.
 pub(super) async fn create_coupon(
@@ -258,34 +238,12 @@ pub(super) async fn create_coupon(
     body: JsonBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = room_id(&room)?;
-    let body: CouponBody = json_body(&body)?;
-    let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m);
-    if body.title.trim().is_empty() || body.title.chars().count() > 100 {
-        return Err(bad("`title` must have 1..=100 characters".into()));
+    let body: serde_json::Value = json_body(&body)?;
+    let opened = crate::opening::open(&*app.fanout, &room, Opening::Coupon, body).await?;
+    let mut reply = serde_json::json!({"coupon": opened.id.as_str(), "seq": opened.published.seq});
+    if let Some(n) = opened.audience_online {
+        reply["audience_online"] = n.into();
     }
-    if !(1..=danmaku_fanout::MAX_COUPON_STOCK).contains(&body.stock) {
-        return Err(bad(format!(
-            "`stock` must be 1..={}",
-            danmaku_fanout::MAX_COUPON_STOCK
-        )));
-    }
-    if !(1..=MAX_PER_USER).contains(&body.per_user) {
-        return Err(bad(format!("`per_user` must be 1..={MAX_PER_USER}")));
-    }
-    if !(1..=86_400).contains(&body.duration_s) {
-        return Err(bad("`duration_s` must be 1..=86400".into()));
-    }
-    let audience = audience(body.audience.as_ref())?;
-    let new = danmaku_fanout::NewCoupon {
-        title: body.title,
-        stock: body.stock,
-        per_user: body.per_user,
-        duration_s: body.duration_s,
-        audience: audience.clone(),
-    };
-    let (coupon, p) = app.fanout.create_coupon(&room, new).await?;
-    let mut reply = serde_json::json!({"coupon": coupon.as_str(), "seq": p.seq});
-    add_audience_online(&mut reply, &app, &room, audience.as_ref());
     Ok(Json(reply))
 }
 

@@ -144,6 +144,15 @@ impl From<FanoutError> for ApiError {
     }
 }
 
+impl From<crate::opening::OpenError> for ApiError {
+    fn from(e: crate::opening::OpenError) -> Self {
+        match e {
+            crate::opening::OpenError::Invalid(m) => Self::new(ErrorCode::BadRequest, m),
+            crate::opening::OpenError::Store(e) => e.into(),
+        }
+    }
+}
+
 /// `response` itself, or, when it is an error without a JSON body (axum's rejections
 /// answer in plain text, some with none), the same status and headers with the API's
 /// error body, its message the text it had.

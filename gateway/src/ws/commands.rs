@@ -1,4 +1,5 @@
-//! Client commands: join, leave, comment, like, vote, ping.
+//! Client commands: join, leave, comment, like, vote, the room games, co-host moves,
+//! moderation, a host's `open`, ping.
 
 use std::time::Instant;
 
@@ -6,11 +7,11 @@ use danmaku_fanout::{Arriving, FanoutError, Ingress, NewEvent};
 use danmaku_protocol::audience::{self, Viewer};
 use danmaku_protocol::data::merge_text;
 use danmaku_protocol::moderation::Moderation;
-use danmaku_protocol::server::{Claimed, Joined};
+use danmaku_protocol::server::{Claimed, Joined, Opened};
 use danmaku_protocol::settings::RoomSettings;
 use danmaku_protocol::{
-    CohostAction, Command, ErrorCode, EventKind, InteractionId, Mode, PollId, Priority, RoomId,
-    ServerFrame, Since,
+    CohostAction, Command, ErrorCode, EventKind, InteractionId, Mode, Opening, PollId, Priority,
+    RoomId, ServerFrame, Since,
 };
 use std::sync::Arc;
 
@@ -63,6 +64,12 @@ impl Conn {
                 room,
                 moderation,
             } => self.moderate(id, &room, &moderation).await,
+            Command::Open {
+                id,
+                room,
+                what,
+                body,
+            } => self.open_game(id, &room, what, body).await,
             Command::Ping { id } => {
                 let pong = ServerFrame::Pong {
                     id,
@@ -280,6 +287,7 @@ impl Conn {
                     seq: (!p.merged).then_some(p.seq),
                     merged: p.merged,
                     claim: None,
+                    opened: None,
                 };
                 self.out.push(ack.encode());
                 self.count(room, "comments");
@@ -359,6 +367,7 @@ impl Conn {
                         coupon: coupon.as_str(),
                         code: &code,
                     }),
+                    opened: None,
                 };
                 self.out.push(ack.encode());
                 self.count(room, "claims");
@@ -384,10 +393,50 @@ impl Conn {
                     seq: Some(p.seq),
                     merged: false,
                     claim: None,
+                    opened: None,
                 };
                 self.out.push(ack.encode());
             }
             Err(e) => self.fanout_error(id, &e),
+        }
+    }
+
+    /// A host opens a keyword game, quiz, lottery or coupon in a room it joined, with
+    /// the API's body for it.
+    async fn open_game(
+        &mut self,
+        id: u64,
+        room: &RoomId,
+        what: Opening,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) {
+        use crate::opening::{self, OpenError};
+        if self.identity.role != Role::Host {
+            let msg = "only the room's host opens games and coupons";
+            return self.error(Some(id), ErrorCode::Forbidden, msg, None);
+        }
+        if !self.may_act(id, room) || !self.tap(id, "openings") {
+            return;
+        }
+        let fanout = self.ctx.fanout.clone();
+        let body = serde_json::Value::Object(body);
+        match opening::open(&*fanout, room, what, body).await {
+            Ok(o) => {
+                let ack = ServerFrame::Ack {
+                    id,
+                    seq: Some(o.published.seq),
+                    merged: false,
+                    claim: None,
+                    opened: Some(Opened {
+                        what: what.as_str(),
+                        id: o.id.as_str(),
+                        audience_online: o.audience_online,
+                    }),
+                };
+                self.out.push(ack.encode());
+            }
+            Err(OpenError::Invalid(m)) => self.error(Some(id), ErrorCode::BadRequest, &m, None),
+            Err(OpenError::Store(e)) => self.fanout_error(id, &e),
         }
     }
 
@@ -506,6 +555,7 @@ impl Conn {
             seq: None,
             merged: false,
             claim: None,
+            opened: None,
         };
         self.out.push(ack.encode());
     }

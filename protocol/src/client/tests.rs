@@ -158,6 +158,7 @@ fn an_encoded_command_decodes_to_itself() {
         r#"{"type":"like","id":4,"room":"shop-42","count":5}"#,
         r#"{"type":"vote","id":5,"room":"shop-42","poll":"p-7","option":1}"#,
         r#"{"type":"claim","id":7,"room":"shop-42","coupon":"c-1"}"#,
+        r#"{"type":"open","id":8,"room":"shop-42","what":"quiz","question":"几号?","options":["1","2"],"answer":1,"duration_s":20}"#,
         r#"{"type":"ping","id":6}"#,
     ];
     for json in commands {
@@ -168,6 +169,45 @@ fn an_encoded_command_decodes_to_itself() {
         let as_encoded: serde_json::Value = serde_json::from_str(&encoded).expect("json");
         assert_eq!(as_encoded, as_sent, "same fields as the documented command");
     }
+}
+
+#[test]
+fn a_hosts_open_carries_the_apis_body() {
+    let json = r#"{"type":"open","id":8,"room":"shop-42","what":"coupon","title":"9折","stock":100,"audience":{"tags":["vip"]}}"#;
+    let Ok(Command::Open {
+        id,
+        room: r,
+        what,
+        body,
+    }) = dec(json)
+    else {
+        panic!("an open command: {json}");
+    };
+    assert_eq!((id, r, what), (8, room("shop-42"), Opening::Coupon));
+    let body = serde_json::Value::Object(body);
+    assert_eq!(
+        body,
+        serde_json::json!({"title":"9折","stock":100,"audience":{"tags":["vip"]}}),
+        "every field but type, id, room and what"
+    );
+    for (w, what) in [
+        ("keyword", Opening::Keyword),
+        ("quiz", Opening::Quiz),
+        ("lottery", Opening::Lottery),
+        ("coupon", Opening::Coupon),
+    ] {
+        assert_eq!(Opening::parse(w), Some(what));
+        assert_eq!(what.as_str(), w);
+    }
+
+    let e = dec(r#"{"type":"open","id":9,"room":"r"}"#).expect_err("no what");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
+    assert!(e.message.contains("`what`"), "{}", e.message);
+    let e = dec(r#"{"type":"open","id":9,"room":"r","what":"poll"}"#).expect_err("bad what");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
+    assert!(e.message.contains("poll"), "{}", e.message);
+    let e = dec(r#"{"type":"open","id":9,"what":"quiz"}"#).expect_err("no room");
+    assert_eq!((e.id, e.code), (Some(9), ErrorCode::BadRequest));
 }
 
 #[test]
