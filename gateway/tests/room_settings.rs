@@ -171,21 +171,37 @@ async fn bad_settings_are_refused_with_the_field_named() {
 }
 
 /// Rooms' defaults come from the gateway's configuration file (the flags take the same
-/// keys): a blocked word and slow mode apply to a room that never had settings of its
-/// own.
+/// keys) — the README's example file, every key of it — and apply to a room that never
+/// had settings of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_take_their_defaults_from_the_configuration() {
+    let readme = include_str!("../../README.md");
+    let toml = readme
+        .split("```toml\n")
+        .find(|b| b.starts_with("# gateway.toml"))
+        .and_then(|b| b.split("```").next())
+        .expect("README.md has the example gateway.toml");
     let file = std::env::temp_dir().join(format!("danmaku-rooms-{}.toml", std::process::id()));
-    let toml = "room_blocked_words = [\"Spam\", \"scam\"]\nroom_slow_mode_s = 60\n";
     std::fs::write(&file, toml).unwrap();
     let gw = Gateway::start(&["--config", file.to_str().unwrap()]);
     let _ = std::fs::remove_file(&file);
     let room = "settings-defaults";
-    let mut v = Viewer::connect(&gw, "v").await;
+    let claims = |level| Claims {
+        level: Some(level),
+        ..Claims::default()
+    };
+    let mut v = Viewer::connect_claims(&gw, "v", claims(1)).await;
     let joined = v.join(room).await;
     let held = &joined["snapshot"]["settings"];
-    assert_eq!(held["blocked_words"], json!(["scam", "spam"]), "{joined}");
-    assert_eq!(comment(&mut v, room, "SCAM!").await["code"], "blocked");
+    let expected = json!({"comments_per_s": 300, "slow_mode_s": 3, "min_level": 1,
+        "blocked_words": ["spam", "加微信"], "entrances": true, "vip_tags": ["svip", "vip"]});
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&held[key], value, "{key} in {joined}");
+    }
+    assert_eq!(comment(&mut v, room, "ＳＰＡＭ!").await["code"], "blocked");
     assert_eq!(comment(&mut v, room, "hi").await["type"], "ack");
     assert_eq!(comment(&mut v, room, "hi").await["code"], "slow_mode");
+    let mut low = Viewer::connect_claims(&gw, "low", claims(0)).await;
+    low.join(room).await;
+    assert_eq!(comment(&mut low, room, "hi").await["code"], "forbidden");
 }

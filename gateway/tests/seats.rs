@@ -123,8 +123,13 @@ async fn every_move_of_the_seats(gws: &[Arc<Gateway>]) {
         r["message"].as_str().unwrap().contains("a is requested"),
         "{r}"
     );
-    let r = refused(&mut b, "accept", Some("a"), None).await;
-    assert_eq!(r["code"], "forbidden", "{r}");
+    // Every host move, by a viewer (even the one it is about), is forbidden.
+    for (who, action) in [(&mut b, "accept"), (&mut c, "invite"), (&mut a, "kick")] {
+        let r = refused(who, action, Some("a"), None).await;
+        assert_eq!(r["code"], "forbidden", "{action}: {r}");
+    }
+    let r = refused(&mut b, "reject", Some("a"), None).await;
+    assert_eq!(r["code"], "forbidden", "reject: {r}");
     ok(&mut host, "accept", Some("a"), Some(1)).await;
     let e = next_of_kind(&mut a, "cohost.accepted").await;
     assert_eq!(e["data"]["seat"], 1);

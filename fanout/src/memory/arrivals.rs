@@ -109,6 +109,29 @@ mod tests {
     }
 
     #[test]
+    fn visits_count_distinct_days_within_the_horizon() {
+        let mut s = Seen::default();
+        assert_eq!(s.visit("u", 100), (false, 1), "new");
+        assert_eq!(
+            s.visit("u", 100),
+            (true, 1),
+            "again today: returning, one visit"
+        );
+        assert_eq!(s.visit("u", 101), (true, 2), "the next day");
+        assert_eq!(
+            s.visit("u", 101 + HORIZON_DAYS),
+            (true, 3),
+            "on the horizon"
+        );
+        assert_eq!(
+            s.visit("u", 102 + 2 * HORIZON_DAYS),
+            (false, 1),
+            "past it: new again"
+        );
+        assert_eq!(s.visit("v", 100), (false, 1), "each user on its own");
+    }
+
+    #[test]
     fn the_seen_record_is_bounded() {
         let mut s = Seen::default();
         for i in 0..MAX_SEEN {
