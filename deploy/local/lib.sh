@@ -46,6 +46,15 @@ wait_for() {
   done
 }
 
+# exited PID: whether PID has exited. A zombie has: the processes up.sh starts outlive
+# it and are reaped by init, which may take a second or more to do so.
+exited() {
+  local stat
+  read -r stat 2>/dev/null < "/proc/$1/stat" || return 0
+  stat=${stat##*) }
+  [[ ${stat%% *} == Z ]]
+}
+
 # stop NAME: SIGTERM, then waits for the exit (SIGKILL after STOP_TIMEOUT_S). Prints
 # how long the process took to exit, in ms.
 stop() {
@@ -53,10 +62,10 @@ stop() {
   pid=$(pid_of "$1") || { rm -f "$LOCAL_DIR/$1.pid"; return 0; }
   start=$(date +%s%N)
   kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_for "$STOP_TIMEOUT_S" bash -c "! kill -0 $pid"; then
+  if ! wait_for "$STOP_TIMEOUT_S" exited "$pid"; then
     say "$1 (pid $pid) still runs after ${STOP_TIMEOUT_S}s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    wait_for 5 bash -c "! kill -0 $pid" || true
+    wait_for 5 exited "$pid" || true
   fi
   rm -f "$LOCAL_DIR/$1.pid"
   echo $(( ($(date +%s%N) - start) / 1000000 ))
