@@ -99,7 +99,7 @@ if [ -z "$FILTER" ] || grep -qE "$FILTER" <<<"redis-coupon-storm"; then
   wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=""
 fi
-# A moderation storm: a backend retracting 5 events a second while 5,000 viewers
+# A moderation storm: a moderator's connection retracting 5 events a second while 5,000 viewers
 # receive 10 a second (each retraction is an event of the room too: 15 a second),
 # beside the same room at 15 events a second without it.
 MOD="--viewers 5000 --rooms 1 --size 100 --duration-s 20 --threads 2"

@@ -178,6 +178,7 @@ pub(crate) mod tests {
             adaptive_max_rate: 20,
             high_share: 1.0,
             retract_rate: 0.0,
+            retract_by: crate::cli::RetractBy::Moderator,
         }
     }
 

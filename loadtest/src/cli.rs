@@ -314,13 +314,29 @@ pub struct Load {
     #[arg(long, default_value_t = 1.0)]
     #[serde(default = "one")]
     pub high_share: f64,
-    /// A moderation storm: retractions per second, sent by the backend API (`POST
-    /// …/moderation`) into the first room while the events flow, each of the latest
-    /// event published there. Viewers get a `retract` event for each, counted as the
-    /// room's other events are.
+    /// A moderation storm: retractions per second in the first room while the events
+    /// flow, each of the latest event published there. Viewers get a `retract` event
+    /// for each, counted as the room's other events are.
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub retract_rate: f64,
+    /// Who retracts: a `moderator` connection (a token with `"role":"moderator"`,
+    /// joined to the room, sending `moderate`; needs `--jwt-secret`) or the backend
+    /// `api` (`POST …/moderation`).
+    #[arg(long, value_enum, default_value_t = RetractBy::Moderator)]
+    #[serde(default)]
+    pub retract_by: RetractBy,
+}
+
+/// Who retracts in a moderation storm ([`Load::retract_rate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetractBy {
+    /// A moderator's WebSocket connection, joined to the room.
+    #[default]
+    Moderator,
+    /// The backend HTTP API.
+    Api,
 }
 
 fn default_max_rate() -> u32 {

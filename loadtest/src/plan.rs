@@ -127,6 +127,17 @@ impl Plan {
         }
     }
 
+    /// How the moderation storm's moderator connects to the first gateway: a token with
+    /// `"role":"moderator"`, or `None` without `--jwt-secret`.
+    pub fn moderator_dial(&self) -> Option<Dial> {
+        let secret = self.cli.common.jwt_secret.as_ref()?;
+        let token = token_as(secret, "lt-moderator", None, Some("moderator"));
+        Some(Dial {
+            url: format!("{}?token={token}", self.cli.common.urls[0]),
+            ..self.dial(0, 0)
+        })
+    }
+
     /// Viewers of worker `w` (of `procs`).
     pub fn viewers_of(&self, w: usize) -> impl Iterator<Item = usize> + '_ {
         (w..self.viewer_room.len()).step_by(self.cli.common.procs.max(1))
@@ -188,6 +199,9 @@ struct Claims<'a> {
     /// The viewer's cohort: the gateway puts it in this variant of a room's experiment.
     #[serde(skip_serializing_if = "Option::is_none")]
     cohort: Option<&'a str>,
+    /// `moderator` or `host`; a viewer's token has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
 }
 
 /// An HS256 viewer token valid for a day.
@@ -197,6 +211,11 @@ pub fn token(secret: &str, sub: &str) -> String {
 
 /// An HS256 viewer token valid for a day, with a `cohort` claim when given.
 pub fn token_in(secret: &str, sub: &str, cohort: Option<&str>) -> String {
+    token_as(secret, sub, cohort, None)
+}
+
+/// An HS256 token valid for a day, with a `cohort` and a `role` claim when given.
+pub fn token_as(secret: &str, sub: &str, cohort: Option<&str>, role: Option<&str>) -> String {
     let exp = crate::now_us() / 1_000_000 + 86_400;
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(
@@ -206,6 +225,7 @@ pub fn token_in(secret: &str, sub: &str, cohort: Option<&str>) -> String {
             exp,
             name: sub,
             cohort,
+            role,
         },
         &key,
     )

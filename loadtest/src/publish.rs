@@ -10,10 +10,12 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::cli::Load;
+use crate::cli::{Load, RetractBy};
 use crate::http::Http;
 use crate::plan::Plan;
 use crate::stats::histogram;
+use crate::viewer::{self, Dial};
+use crate::wsclient::Frame;
 
 /// The `kind` of the load test's events.
 pub const EVENT_KIND: &str = "lt";
@@ -114,29 +116,28 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
     // The latest seq published into the first room: what the storm retracts.
     let latest = Arc::new(AtomicU64::new(0));
     let storm = (load.retract_rate > 0.0).then(|| {
+        let storm = Storm {
+            room: plan.rooms[0].clone(),
+            latest: latest.clone(),
+            rate: load.retract_rate,
+            n: (load.retract_rate * load.duration_s).floor() as u64,
+            // Half a publish apart from the publishes: a retraction does not land on
+            // the same instant as an event (two fan-outs back to back).
+            first: t0 + Duration::from_secs_f64(0.5 / load.rate.max(f64::MIN_POSITIVE)),
+        };
+        let moderator = match load.retract_by {
+            RetractBy::Moderator => plan.moderator_dial().or_else(|| {
+                eprintln!("the moderation storm's moderator needs --jwt-secret: the API retracts");
+                None
+            }),
+            RetractBy::Api => None,
+        };
         let (http_base, key) = (plan.http[0].clone(), plan.cli.common.api_key.clone());
-        let (room, latest, rate) = (plan.rooms[0].clone(), latest.clone(), load.retract_rate);
-        let n = (rate * load.duration_s).floor() as u64;
-        // Half a publish apart from the publishes: a retraction does not land on the
-        // same instant as an event (two fan-outs back to back).
-        let offset = Duration::from_secs_f64(0.5 / load.rate.max(f64::MIN_POSITIVE));
         tokio::spawn(async move {
-            let mut http = Http::new(&http_base);
-            let path = format!("/v1/rooms/{room}/moderation");
-            let mut done = 0;
-            for i in 0..n {
-                let at = t0 + offset + Duration::from_secs_f64(i as f64 / rate);
-                tokio::time::sleep_until(at).await;
-                let seq = latest.load(Ordering::Relaxed);
-                if seq == 0 {
-                    continue;
-                }
-                let body = format!("{{\"action\":\"retract\",\"seq\":{seq}}}");
-                if let Ok((200, _)) = http.request("POST", &path, &key, body.as_bytes()).await {
-                    done += 1;
-                }
+            match moderator {
+                Some(dial) => storm.by_moderator(&dial).await,
+                None => storm.by_api(&http_base, &key).await,
             }
-            done
         })
     });
     for j in 0..p {
@@ -252,6 +253,114 @@ pub async fn publish(plan: &Plan, load: &Load, published: Arc<AtomicU64>) -> Pub
     all.answer_p50_ms = answers.value_at_quantile(0.5) as f64 / 1000.0;
     all.answer_p99_ms = answers.value_at_quantile(0.99) as f64 / 1000.0;
     all
+}
+
+/// A moderation storm: `n` retractions at `rate` a second from `first`, each of the
+/// latest event published into `room`.
+struct Storm {
+    room: danmaku_protocol::RoomId,
+    latest: Arc<AtomicU64>,
+    rate: f64,
+    n: u64,
+    first: Instant,
+}
+
+impl Storm {
+    /// When retraction `i` is due.
+    fn due(&self, i: u64) -> Instant {
+        self.first + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// Retracts through the backend API; returns how many were answered 200.
+    async fn by_api(self, http_base: &crate::endpoint::Endpoint, key: &str) -> u64 {
+        let mut http = Http::new(http_base);
+        let path = format!("/v1/rooms/{}/moderation", self.room);
+        let mut done = 0;
+        for i in 0..self.n {
+            tokio::time::sleep_until(self.due(i)).await;
+            let seq = self.latest.load(Ordering::Relaxed);
+            if seq == 0 {
+                continue;
+            }
+            let body = format!("{{\"action\":\"retract\",\"seq\":{seq}}}");
+            if let Ok((200, _)) = http.request("POST", &path, key, body.as_bytes()).await {
+                done += 1;
+            }
+        }
+        done
+    }
+
+    /// Retracts as a moderator joined to the room, sending `moderate` over its own
+    /// connection (and reading the room's events meanwhile, as any viewer must); returns
+    /// how many were acknowledged.
+    async fn by_moderator(self, dial: &Dial) -> u64 {
+        let mut ws = match viewer::open(dial).await {
+            Ok(ws) => ws,
+            Err(cause) => {
+                eprintln!("the moderation storm's moderator could not connect: {cause}");
+                return 0;
+            }
+        };
+        if let Err(cause) = viewer::join(&mut ws, &self.room, None, None).await {
+            eprintln!("the moderation storm's moderator could not join: {cause}");
+            return 0;
+        }
+        let (mut sent, mut acked, mut refused) = (0u64, 0u64, 0u64);
+        let mut i = 0;
+        // After the last retraction, its answer may take a moment.
+        let mut give_up = None;
+        loop {
+            let next = if i < self.n {
+                self.due(i)
+            } else {
+                *give_up.get_or_insert(Instant::now() + viewer::STEP_TIMEOUT)
+            };
+            if i >= self.n && acked + refused >= sent {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {
+                    if i >= self.n {
+                        break;
+                    }
+                    i += 1;
+                    let seq = self.latest.load(Ordering::Relaxed);
+                    if seq == 0 {
+                        continue;
+                    }
+                    // Ids from 2 (1 was the join).
+                    sent += 1;
+                    let cmd = format!(
+                        "{{\"type\":\"moderate\",\"id\":{},\"room\":\"{}\",\"action\":\"retract\",\"seq\":{seq}}}",
+                        sent + 1,
+                        self.room
+                    );
+                    if ws.send_text(cmd.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                frame = ws.next_frame() => match frame {
+                    Ok(Frame::Text(text)) => {
+                        for line in text.split(|&b| b == b'\n') {
+                            let Ok(l) = danmaku_protocol::ServerLine::decode(line) else { continue };
+                            match (l.ty, l.id) {
+                                (danmaku_protocol::FrameType::Ack, Some(id)) if id >= 2 => acked += 1,
+                                (danmaku_protocol::FrameType::Error, Some(id)) if id >= 2 => refused += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+        if refused > 0 {
+            eprintln!("the moderation storm's moderator was refused {refused} retractions");
+        }
+        let _ = ws.close(Duration::from_secs(1)).await;
+        acked
+    }
 }
 
 #[cfg(test)]

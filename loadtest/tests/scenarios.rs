@@ -165,10 +165,9 @@ fn fanout_scenario_counts_every_delivery() {
     assert_eq!(v["pass"], true);
 }
 
-/// A moderation storm: retractions flow while the events do; every published event and
-/// every `retract` event is delivered once to every viewer.
-#[test]
-fn a_moderation_storm_retracts_while_every_event_is_delivered() {
+/// A moderation storm retracting at 10 a second while 100 viewers receive 50 events a
+/// second: every event and every `retract` reaches every viewer, whoever retracts.
+fn a_moderation_storm_retracts_while_every_event_is_delivered(by: &str) {
     let gw = gateway(&[]);
     let (code, v) = loadtest(
         &gw,
@@ -184,11 +183,13 @@ fn a_moderation_storm_retracts_while_every_event_is_delivered() {
             "2",
             "--retract-rate",
             "10",
+            "--retract-by",
+            by,
         ],
     );
     assert_eq!(code, 0, "{v}");
     let retracts = v["publish"]["retracts"].as_u64().unwrap();
-    assert!((15..=20).contains(&retracts), "{v}");
+    assert!((15..=20).contains(&retracts), "{by}: {v}");
     let e = &v["events"];
     let all = (100 + retracts) * 100;
     assert_eq!(
@@ -201,6 +202,16 @@ fn a_moderation_storm_retracts_while_every_event_is_delivered() {
         (&all.into(), &0.into()),
         "{v}"
     );
+}
+
+#[test]
+fn a_moderator_connection_retracts_while_every_event_is_delivered() {
+    a_moderation_storm_retracts_while_every_event_is_delivered("moderator");
+}
+
+#[test]
+fn the_api_retracts_while_every_event_is_delivered() {
+    a_moderation_storm_retracts_while_every_event_is_delivered("api");
 }
 
 #[test]
