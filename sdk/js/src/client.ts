@@ -9,6 +9,8 @@ import type {
   Joined,
   Left,
   ModerateAction,
+  Opened,
+  OpenWhat,
   Pong,
   RoomEvent,
   ServerMessage,
@@ -195,7 +197,7 @@ export class DanmakuClient {
     return new Promise((resolve, reject) => {
       this.firstHello = { resolve, reject };
       this.setState("connecting");
-      void this.open();
+      void this.dial();
     });
   }
 
@@ -278,6 +280,19 @@ export class DanmakuClient {
     return this.send({ type: "moderate", room, action, ...target }) as Promise<Ack>;
   }
 
+  /**
+   * A host opens a keyword game, quiz, lottery or coupon in a joined room, with the body
+   * the HTTP API takes for it (`{question, options, answer, duration_s}` for a quiz, …):
+   * resolves with what was opened and the seq of its first event.
+   */
+  async open(room: string, what: OpenWhat, body: Record<string, unknown>): Promise<Opened & { seq: number }> {
+    const ack = (await this.send({ ...body, type: "open", room, what })) as Ack;
+    if (ack.opened === undefined || ack.seq === undefined) {
+      throw new DanmakuError("internal", "the open's ack names nothing opened");
+    }
+    return { ...ack.opened, seq: ack.seq };
+  }
+
   /** A round trip: the server's clock and the time it took. */
   async ping(): Promise<{ serverTime: number; rttMs: number }> {
     const started = Date.now();
@@ -317,7 +332,7 @@ export class DanmakuClient {
 
   // --- the connection ---------------------------------------------------------------
 
-  private async open(): Promise<void> {
+  private async dial(): Promise<void> {
     let token: string | undefined;
     try {
       const source = this.options.token;
@@ -446,7 +461,7 @@ export class DanmakuClient {
     this.emit("reconnecting", { attempt: this.attempt, delayMs, code, reason });
     this.retry = setTimeout(() => {
       this.retry = undefined;
-      void this.open();
+      void this.dial();
     }, delayMs);
   }
 

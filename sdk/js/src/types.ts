@@ -222,6 +222,15 @@ export interface Ack {
   seq?: number;
   merged?: boolean;
   claim?: { coupon: string; code: string };
+  /** A host's `open`: what it opened (a coupon with an audience also counts its viewers here). */
+  opened?: Opened;
+}
+
+/** What a host's `open` opened. */
+export interface Opened {
+  what: OpenWhat;
+  id: string;
+  audience_online?: number;
 }
 
 export interface Left {
@@ -333,3 +342,6 @@ export type CohostAction =
   | "kick";
 
 export type ModerateAction = "mute" | "unmute" | "ban" | "unban" | "retract";
+
+/** What a host may open over its connection. */
+export type OpenWhat = "keyword" | "quiz" | "lottery" | "coupon";

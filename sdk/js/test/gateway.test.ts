@@ -203,6 +203,28 @@ describe("on the memory store", () => {
     expect(rttMs).toBeGreaterThanOrEqual(0);
   });
 
+  it("lets a host open a quiz and a coupon that viewers then answer and claim", async () => {
+    const gw = track(await Gateway.start());
+    const host = track(client({ url: gw.wsUrl, token: token("host-1", { role: "host" }) }));
+    const viewer = track(client({ url: gw.wsUrl, token: token("u-5") }));
+    await Promise.all([host.connect(), viewer.connect()]);
+    await host.join("show", {});
+    const seen = new Seen();
+    await viewer.join("show", seen.handlers());
+    const quiz = await host.open("show", "quiz", { question: "几号?", options: ["1", "2"], answer: 1, duration_s: 60 });
+    expect(quiz).toMatchObject({ what: "quiz", id: expect.stringMatching(/^q-/) });
+    await until(() => seen.events.some((e) => e.seq === quiz.seq), "the quiz event");
+    expect(seen.events.find((e) => e.seq === quiz.seq)).toMatchObject({ kind: "quiz", data: { id: quiz.id, state: "open" } });
+    await viewer.answer("show", quiz.id, 1);
+    const coupon = await host.open("show", "coupon", { title: "9折", stock: 1, duration_s: 60 });
+    expect(coupon.what).toBe("coupon");
+    expect((await viewer.claim("show", coupon.id)).coupon).toBe(coupon.id);
+    await expect(viewer.open("show", "keyword", { keyword: "666", duration_s: 9 })).rejects.toMatchObject({ code: "forbidden" });
+    await expect(host.open("show", "quiz", { question: "?", options: ["a"], answer: 0, duration_s: 9 })).rejects.toMatchObject({
+      code: "bad_request",
+    });
+  });
+
   it("backs off exponentially with jitter between refused attempts", async () => {
     const attempts: number[] = [];
     const refuser = http.createServer((_, res) => {
