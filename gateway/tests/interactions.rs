@@ -846,46 +846,61 @@ async fn bad_games_and_moves_are_refused_with_the_reason() {
     }
 }
 
-/// The gateway that opened a lottery and a coupon is killed before their end: another
-/// gateway with viewers in the room closes both (its periodic sweep, within ~10 s),
-/// each once, and the lottery is drawn among the entrants of every gateway.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timers_survive_the_gateway_that_opened_them() {
-    let store = Store::single();
+/// The gateway that opened a keyword game, a quiz, a lottery and a coupon is killed
+/// before their end: another gateway with viewers in the room closes every one (its
+/// periodic sweep, within ~10 s), each once, the quiz with its answer counted and the
+/// lottery drawn among the entrants.
+async fn timers_survive_the_gateway_that_opened_them(store: Store) {
     let gws = store.gateways_with(FLAGS);
     let room = "orphaned-games";
     let mut v = Viewer::connect(&gws[1], "v").await;
     v.join(room).await;
-    let l = open(
+    let id = |r: Value, what: &str| r[what].as_str().unwrap().to_owned();
+    let k = open(
         &gws[0],
         room,
-        "lotteries",
-        &json!({"prize": "p", "winners": 1, "duration_s": 1, "entry": "command"}),
+        "keywords",
+        &json!({"keyword": "666", "duration_s": 1}),
     )
     .await;
-    let l = l["lottery"].as_str().unwrap().to_owned();
-    let c = open(
-        &gws[0],
-        room,
-        "coupons",
-        &json!({"title": "t", "stock": 3, "duration_s": 1}),
-    )
-    .await;
-    let c = c["coupon"].as_str().unwrap().to_owned();
+    let k = id(k, "keyword");
+    let body = json!({"question": "?", "options": ["a", "b"], "answer": 1, "duration_s": 1});
+    let q = id(open(&gws[0], room, "quizzes", &body).await, "quiz");
+    let body = json!({"prize": "p", "winners": 1, "duration_s": 1, "entry": "command"});
+    let l = id(open(&gws[0], room, "lotteries", &body).await, "lottery");
+    let body = json!({"title": "t", "stock": 3, "duration_s": 1});
+    let c = id(open(&gws[0], room, "coupons", &body).await, "coupon");
     let r = command(&mut v, json!({"type": "enter", "room": room, "lottery": l})).await;
     assert_eq!(r["type"], "ack", "{r}");
+    let r = command(
+        &mut v,
+        json!({"type": "answer", "room": room, "quiz": q, "option": 1}),
+    )
+    .await;
+    assert_eq!(r["type"], "ack", "{r}");
     gws[0].sigkill();
-    let (mut drawn, mut closed) = (Vec::new(), Vec::new());
-    while drawn.is_empty() || closed.is_empty() {
+    let mut ended: HashMap<String, Value> = HashMap::new();
+    while ended.len() < 4 {
         let e = v.next_event().await;
-        match (e["kind"].as_str(), e["data"]["state"].as_str()) {
-            (Some("lottery"), Some("drawn")) => drawn.push(e),
-            (Some("coupon"), Some("closed")) => closed.push(e),
-            _ => {}
+        let data = &e["data"];
+        let ends = matches!(data["state"].as_str(), Some("closed" | "drawn"));
+        let id = data["id"]
+            .as_str()
+            .or(data["coupon"].as_str())
+            .unwrap_or_default();
+        if ends && ended.insert(id.to_owned(), data.clone()).is_some() {
+            panic!("{id} ended twice: {e}");
         }
     }
-    assert_eq!(drawn[0]["data"]["winner_ids"], json!(["v"]), "{}", drawn[0]);
-    assert_eq!(closed[0]["data"]["coupon"], c.as_str(), "{}", closed[0]);
+    assert_eq!(ended[&k]["comments"], 0, "{}", ended[&k]);
+    assert_eq!(
+        (&ended[&q]["counts"], &ended[&q]["correct"]),
+        (&json!([0, 1]), &json!(1)),
+        "{}",
+        ended[&q]
+    );
+    assert_eq!(ended[&l]["winner_ids"], json!(["v"]), "{}", ended[&l]);
+    assert_eq!(ended[&c]["state"], "closed", "{}", ended[&c]);
     // Once each: a marker published after follows with nothing more about them.
     let marker = gws[2].publish(room, json!({"text": "marker"})).await;
     loop {
@@ -897,6 +912,11 @@ async fn timers_survive_the_gateway_that_opened_them() {
         assert!(state != "drawn" && state != "closed", "told twice: {e}");
     }
 }
+
+on_every_store!(
+    timers_on_redis_survive_the_gateway_that_opened_them,
+    timers_survive_the_gateway_that_opened_them
+);
 
 /// A host opens each kind of game and a coupon over its own connection, with the API's
 /// bodies: every viewer on every gateway gets the game's event at the ack's seq, the

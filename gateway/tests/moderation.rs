@@ -67,12 +67,22 @@ async fn rooms_are_moderated_on_every_gateway(gws: &[Arc<Gateway>]) {
         troll.push(t);
     }
 
-    let r = command(
-        &mut watcher,
-        json!({"type": "moderate", "room": room, "action": "mute", "user": "troll"}),
-    )
-    .await;
-    assert_eq!(r["code"], "forbidden", "a viewer may not moderate: {r}");
+    for m in [
+        json!({"action": "mute", "user": "troll"}),
+        json!({"action": "unmute", "user": "troll"}),
+        json!({"action": "ban", "user": "troll", "duration_s": 60}),
+        json!({"action": "unban", "user": "troll"}),
+        json!({"action": "retract", "seq": 1}),
+    ] {
+        let mut cmd = m.clone();
+        cmd["type"] = json!("moderate");
+        cmd["room"] = json!(room);
+        let r = command(&mut watcher, cmd).await;
+        assert_eq!(
+            r["code"], "forbidden",
+            "a viewer may not moderate: {m}: {r}"
+        );
+    }
 
     // A timed mute by the moderator: comments and likes refused on every gateway.
     let r = command(
