@@ -81,16 +81,6 @@ pub async fn open(
     })
 }
 
-/// The kind of interaction `what` opens, or `None` for a coupon.
-pub fn kind(what: Opening) -> Option<Kind> {
-    match what {
-        Opening::Keyword => Some(Kind::Keyword),
-        Opening::Quiz => Some(Kind::Quiz),
-        Opening::Lottery => Some(Kind::Lottery),
-        Opening::Coupon => None,
-    }
-}
-
 fn fields<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, OpenError> {
     if !body.is_object() {
         return Err(bad("the body must be a JSON object"));
