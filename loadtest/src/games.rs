@@ -107,6 +107,9 @@ pub struct Held {
     /// Draws that did not recompute from their audit record (their rooms).
     bad_draws: Vec<String>,
     claims_listed: u64,
+    /// Every room's winners, and its claims list's (user, code) pairs.
+    winner_ids: Vec<String>,
+    claims: Vec<(String, String)>,
     stock: u64,
     /// Failures to close or read a game.
     unread: Vec<String>,
@@ -157,15 +160,24 @@ pub async fn close(plan: &Plan, games: &[RoomGames]) -> Held {
         }
         if let Some(l) = lottery {
             held.entrants += l["lottery"]["entrants"].as_u64().unwrap_or(0);
-            held.winners += l["lottery"]["winner_ids"]
+            let winners = l["lottery"]["winner_ids"]
                 .as_array()
-                .map_or(0, |w| w.len() as u64);
+                .cloned()
+                .unwrap_or_default();
+            held.winners += winners.len() as u64;
+            held.winner_ids
+                .extend(winners.iter().filter_map(Value::as_str).map(str::to_owned));
             if !draw_recomputes(&l) {
                 held.bad_draws.push(room.to_string());
             }
         }
         if let Some(c) = coupon {
-            held.claims_listed += c["claims"].as_array().map_or(0, |c| c.len() as u64);
+            let claims = c["claims"].as_array().cloned().unwrap_or_default();
+            held.claims_listed += claims.len() as u64;
+            held.claims.extend(claims.iter().map(|c| {
+                let s = |f: &str| c[f].as_str().unwrap_or_default().to_owned();
+                (s("user"), s("code"))
+            }));
             held.stock += c["coupon"]["stock"].as_u64().unwrap_or(0);
         }
         if g.lottery.is_some() {
@@ -245,6 +257,14 @@ pub struct Games {
     pub exact: bool,
 }
 
+/// Whether `a` and `b` hold the same items as many times each, in any order.
+fn same<T: Ord + Clone>(a: &[T], b: &[T]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
 fn quantile_ms(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -307,11 +327,17 @@ pub fn check(
         if held.entrants != seen.entries_acked
             || held.winners != want_winners
             || seen.won != held.winners
+            || !same(&seen.won_by, &held.winner_ids)
             || !held.bad_draws.is_empty()
         {
             failures.push(format!(
-                "lottery: {} entrants for {} entries acknowledged, {} winners, {} told they won, draws not recomputing in {:?}",
-                held.entrants, seen.entries_acked, held.winners, seen.won, held.bad_draws
+                "lottery: {} entrants for {} entries acknowledged, {} winners, {} told they won ({}the winners), draws not recomputing in {:?}",
+                held.entrants,
+                seen.entries_acked,
+                held.winners,
+                seen.won,
+                if same(&seen.won_by, &held.winner_ids) { "" } else { "not " },
+                held.bad_draws
             ));
         }
         g.lottery = Some(BTreeMap::from([
@@ -326,10 +352,14 @@ pub fn check(
         let may = viewers * u64::from(per_user.min(claims));
         let want = held.stock.min(may);
         let over = seen.claims_over_per_user;
-        if seen.claims_acked != want || held.claims_listed != want || over > 0 {
+        let listed_as_acked = same(&seen.claims, &held.claims);
+        if seen.claims_acked != want || held.claims_listed != want || over > 0 || !listed_as_acked {
             failures.push(format!(
-                "coupon: {} claims acknowledged and {} listed, {want} expected (stock {}), {over} viewers over per_user",
-                seen.claims_acked, held.claims_listed, held.stock
+                "coupon: {} claims acknowledged and {} listed ({}the same users and codes), {want} expected (stock {}), {over} viewers over per_user",
+                seen.claims_acked,
+                held.claims_listed,
+                if listed_as_acked { "" } else { "not " },
+                held.stock
             ));
         }
         let mut replies = seen.claim_reply_us.clone();
@@ -403,11 +433,35 @@ mod tests {
             keyword: (8, 3),
             quiz_counts: vec![3, 0, 1],
             claims_listed: 3,
-            ..held
+            ..held.clone()
         };
         let (g, failures) = check(&scenario(), 1, &seen, &off, &none, 4).expect("games");
         assert!(!g.exact);
         assert_eq!(failures.len(), 3, "{failures:?}");
+        // The same number of claims, not the same ones.
+        let pair = |u: &str, c: &str| (u.to_owned(), c.to_owned());
+        let seen = GamesSeen {
+            claims: vec![pair("lt-1", "aa"), pair("lt-2", "bb")],
+            ..seen
+        };
+        let listed = Held {
+            claims: vec![pair("lt-2", "bb"), pair("lt-1", "aa")],
+            ..held.clone()
+        };
+        let (_, failures) = check(&scenario(), 1, &seen, &listed, &none, 4).expect("games");
+        assert!(
+            failures.is_empty(),
+            "the same claims in another order: {failures:?}"
+        );
+        let other = Held {
+            claims: vec![pair("lt-1", "aa"), pair("lt-3", "bb")],
+            ..held
+        };
+        let (_, failures) = check(&scenario(), 1, &seen, &other, &none, 4).expect("games");
+        assert!(
+            failures.len() == 1 && failures[0].contains("not the same"),
+            "{failures:?}"
+        );
         assert!(
             check(
                 &Scenario::Fanout(match scenario() {

@@ -112,7 +112,7 @@ impl Plan {
         let g = self.gateway(i, attempt);
         let base = &self.cli.common.urls[g];
         let url = match &self.cli.common.jwt_secret {
-            Some(secret) => format!("{base}?token={}", token(secret, &format!("lt-{i}"))),
+            Some(secret) => format!("{base}?token={}", token(secret, &user(i))),
             None => base.clone(),
         };
         let sources = &self.cli.common.source_addrs;
@@ -202,6 +202,11 @@ struct Claims<'a> {
     /// `moderator` or `host`; a viewer's token has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'a str>,
+}
+
+/// Viewer `i`'s user id (its token's `sub`).
+pub fn user(i: usize) -> String {
+    format!("lt-{i}")
 }
 
 /// An HS256 viewer token valid for a day.

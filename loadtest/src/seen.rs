@@ -102,7 +102,7 @@ impl Seen {
                 match l.id.and_then(|id| self.pending.remove(&id)) {
                     Some(Pending::Like(n)) => self.likes_acked += n,
                     Some(Pending::Vote(o)) => *self.votes_acked.entry(o).or_default() += 1,
-                    Some(p) => self.games.acked(p, now_us),
+                    Some(p) => self.games.acked(p, now_us, line),
                     None => {}
                 }
             }
@@ -146,6 +146,7 @@ impl Seen {
         self.track.on_event(seq);
         if l.kind.as_deref() == Some("lottery.won") {
             self.games.won += 1;
+            self.games.mine_won += 1;
         }
         if let Some(t) = published_at(l) {
             let measured = match self.measures {

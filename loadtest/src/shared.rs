@@ -246,8 +246,8 @@ impl Shared {
         samples.clear();
     }
 
-    /// Merges what a finished viewer of `room` counted.
-    pub fn finish(&self, room: &str, seen: &mut Seen) {
+    /// Merges what a finished viewer, `user`, of `room` counted.
+    pub fn finish(&self, room: &str, user: &str, seen: &mut Seen) {
         self.record_latencies(&mut seen.latencies, seen.gateway);
         // Events sequenced after the final seqs were read (a merged comment's window
         // ending late) are not in `expected`: left out of the accounting too.
@@ -284,7 +284,7 @@ impl Shared {
             } => u64::from(*coupon_per_user),
             _ => u64::MAX,
         };
-        seen.games.viewer_done(per_user);
+        seen.games.viewer_done(per_user, user);
         r.games.merge(&seen.games);
         seen.games = crate::stats::GamesSeen::default();
     }

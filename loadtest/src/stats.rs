@@ -265,6 +265,12 @@ pub struct GamesSeen {
     pub claims_span_us: Option<(u64, u64)>,
     /// `lottery.won` events received.
     pub won: u64,
+    /// The users told `lottery.won`, once per event received.
+    #[serde(default)]
+    pub won_by: Vec<String>,
+    /// The acknowledged claims: (user, code).
+    #[serde(default)]
+    pub claims: Vec<(String, String)>,
     /// When the last game move was acknowledged, Unix µs.
     #[serde(default)]
     pub last_ack_us: u64,
@@ -272,6 +278,12 @@ pub struct GamesSeen {
     /// above when it finishes).
     #[serde(skip)]
     pub(crate) mine: (u64, u64),
+    /// This viewer's `lottery.won` events and claim codes (folded into `won_by` and
+    /// `claims` under its user id when it finishes).
+    #[serde(skip)]
+    pub(crate) mine_won: u64,
+    #[serde(skip)]
+    pub(crate) mine_codes: Vec<String>,
 }
 
 impl GamesSeen {
@@ -283,8 +295,8 @@ impl GamesSeen {
         }
     }
 
-    /// A game move was acknowledged at `now_us`.
-    pub fn acked(&mut self, p: crate::seen::Pending, now_us: u64) {
+    /// A game move was acknowledged at `now_us` by the ack `line`.
+    pub fn acked(&mut self, p: crate::seen::Pending, now_us: u64, line: &[u8]) {
         use crate::seen::Pending;
         match p {
             Pending::Keyword => {
@@ -296,6 +308,10 @@ impl GamesSeen {
             Pending::Claim(_) => {
                 self.claims_acked += 1;
                 self.mine.0 += 1;
+                // Claims are few: their acks alone are parsed whole, for the code.
+                let ack: serde_json::Value = serde_json::from_slice(line).unwrap_or_default();
+                let code = ack["claim"]["code"].as_str().unwrap_or_default();
+                self.mine_codes.push(code.to_owned());
             }
             _ => {}
         }
@@ -308,8 +324,14 @@ impl GamesSeen {
         self.reply(p, now_us);
     }
 
-    /// One viewer is done: its own counts join the per-viewer ones.
-    pub fn viewer_done(&mut self, per_user: u64) {
+    /// One viewer, `user`, is done: its own counts join the per-viewer ones.
+    pub fn viewer_done(&mut self, per_user: u64, user: &str) {
+        for _ in 0..std::mem::take(&mut self.mine_won) {
+            self.won_by.push(user.to_owned());
+        }
+        for code in std::mem::take(&mut self.mine_codes) {
+            self.claims.push((user.to_owned(), code));
+        }
         let (claims, keywords) = std::mem::take(&mut self.mine);
         self.keyword_participants += u64::from(keywords > 0);
         self.claims_over_per_user += u64::from(claims > per_user);
@@ -333,6 +355,8 @@ impl GamesSeen {
             self.claims_span_us = Some((x.min(a), y.max(b)));
         }
         self.won += o.won;
+        self.won_by.extend_from_slice(&o.won_by);
+        self.claims.extend_from_slice(&o.claims);
         self.last_ack_us = self.last_ack_us.max(o.last_ack_us);
     }
 }

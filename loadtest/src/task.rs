@@ -371,6 +371,8 @@ impl Viewer {
 
     /// Merges what the viewer counted into the worker's measurements.
     pub fn finish(&mut self) {
-        self.shared.finish(self.room.as_str(), &mut self.seen);
+        let user = crate::plan::user(self.index);
+        self.shared
+            .finish(self.room.as_str(), &user, &mut self.seen);
     }
 }
