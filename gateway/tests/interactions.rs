@@ -245,6 +245,18 @@ async fn quizzes_and_lotteries_are_exact_and_verifiable(gws: &[Arc<Gateway>]) {
         .await;
         assert_eq!(r["type"], "ack", "{r}");
     }
+    // One answer per user, whatever the gateway: the same users again, each on the
+    // next gateway.
+    for i in 0..first.len() {
+        let mut again = Viewer::connect(&gws[(i + 1) % gws.len()], &format!("first{i}")).await;
+        again.join(room).await;
+        let r = command(
+            &mut again,
+            json!({"type": "answer", "room": room, "quiz": quiz, "option": 0}),
+        )
+        .await;
+        assert_eq!(r["code"], "already_answered", "first{i} again: {r}");
+    }
     let crowd = viewers(gws, room, 240, "q").await;
     let tasks: Vec<_> = crowd
         .into_iter()
