@@ -16,28 +16,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v kosoku >/dev/null; then
-  python3 -m pip install --quiet kosoku==0.1.0 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages kosoku==0.1.0
-fi
+# shellcheck source=scripts/lib/gateway.sh
+. scripts/lib/gateway.sh
+pip_tool kosoku kosoku==0.1.0
 KOSOKU=$(command -v kosoku || echo "python3 -m kosoku._cli")
 
-GW=${1:-target/debug/danmaku-gateway}
-[ -x "$GW" ] || cargo build -q -p danmaku-gateway
 OUT=target/conformance
 rm -rf "$OUT" && mkdir -p "$OUT"
 
-"$GW" --listen 127.0.0.1:0 --jwt-secret conformance-secret-0123456789 --api-keys conformance \
-  --anonymous --diagnostic-echo --max-frame-bytes 1048576 --log warn > "$OUT/gateway.out" 2> "$OUT/gateway.log" &
-PID=$!
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
-ADDR=""
-for _ in $(seq 1 100); do
-  ADDR=$(head -1 "$OUT/gateway.out" 2>/dev/null | awk '{print $NF}')
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.log" >&2; exit 1; }
+start_gateway "${1:-target/debug/danmaku-gateway}" "$OUT" \
+  --jwt-secret conformance-secret-0123456789 --api-keys conformance \
+  --anonymous --diagnostic-echo --max-frame-bytes 1048576
+ADDR=$GATEWAY_ADDR
 
 $KOSOKU "ws://$ADDR/diagnostic/echo" -p 2 -o "$OUT" \
   -i '1.*' -i '2.*' -i '3.*' -i '4.*' -i '5.*' -i '6.*' -i '7.*' \

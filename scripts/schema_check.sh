@@ -13,31 +13,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v schemathesis >/dev/null; then
-  python3 -m pip install --quiet 'schemathesis>=4,<5' 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages 'schemathesis>=4,<5'
-fi
+# shellcheck source=scripts/lib/gateway.sh
+. scripts/lib/gateway.sh
+pip_tool schemathesis 'schemathesis>=4,<5'
 SCHEMATHESIS=$(command -v schemathesis || echo "python3 -m schemathesis.cli")
 
-GW=${1:-target/debug/danmaku-gateway}
-[ -x "$GW" ] || cargo build -q -p danmaku-gateway
 OUT=target/schema-check
 rm -rf "$OUT" && mkdir -p "$OUT"
 KEY=schema-check-key
 
 # The key's quota raised out of the way: a 429 would be conformant, and hide the rest.
-"$GW" --listen 127.0.0.1:0 --jwt-secret schema-check-secret-0123456789 --api-keys "$KEY" \
-  --api-rate-per-s 1000000 --api-burst 1000000 --log warn \
-  > "$OUT/gateway.out" 2> "$OUT/gateway.log" &
-PID=$!
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
-ADDR=""
-for _ in $(seq 1 100); do
-  ADDR=$(head -1 "$OUT/gateway.out" 2>/dev/null | awk '{print $NF}')
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
-[ -n "$ADDR" ] || { echo "the gateway did not start" >&2; cat "$OUT/gateway.log" >&2; exit 1; }
+start_gateway "${1:-target/debug/danmaku-gateway}" "$OUT" \
+  --jwt-secret schema-check-secret-0123456789 --api-keys "$KEY" \
+  --api-rate-per-s 1000000 --api-burst 1000000
+ADDR=$GATEWAY_ADDR
 
 status=0
 $SCHEMATHESIS run gateway/openapi.json \
@@ -51,7 +40,7 @@ $SCHEMATHESIS run gateway/openapi.json \
   --report junit --report-dir "$OUT" \
   || status=$?
 
-if ! kill -0 "$PID" 2>/dev/null; then
+if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
   echo "the gateway exited during the run" >&2
   cat "$OUT/gateway.log" >&2
   status=1
