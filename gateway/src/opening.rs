@@ -54,6 +54,16 @@ pub struct Opened {
     pub audience_online: Option<u64>,
 }
 
+/// The body an opening is read from.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// An HTTP request's bytes (read straight into the body's fields: a key given twice
+    /// is refused).
+    Json(&'a [u8]),
+    /// The fields of a host's `open` command.
+    Fields(serde_json::Map<String, serde_json::Value>),
+}
+
 /// Opens `what` in `room` from `body`, a JSON object with the fields the API documents
 /// for it (unknown fields refused, except on a coupon).
 ///
@@ -64,7 +74,7 @@ pub async fn open(
     fanout: &dyn Fanout,
     room: &RoomId,
     what: Opening,
-    body: serde_json::Value,
+    body: Body<'_>,
 ) -> Result<Opened, OpenError> {
     let new = match what {
         Opening::Coupon => return open_coupon(fanout, room, fields(body)?).await,
@@ -81,11 +91,14 @@ pub async fn open(
     })
 }
 
-fn fields<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, OpenError> {
-    if !body.is_object() {
-        return Err(bad("the body must be a JSON object"));
+fn fields<T: DeserializeOwned>(body: Body<'_>) -> Result<T, OpenError> {
+    match body {
+        Body::Json(bytes) => {
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))
+        }
+        Body::Fields(map) => serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| bad(format!("invalid fields: {e}"))),
     }
-    serde_json::from_value(body).map_err(|e| bad(format!("invalid body: {e}")))
 }
 
 /// `text` has 1..=`max` characters and is not blank.
@@ -278,12 +291,13 @@ async fn open_coupon(
     text("title", &body.title, MAX_TEXT)?;
     within("stock", body.stock, 1, danmaku_fanout::MAX_COUPON_STOCK)?;
     within("per_user", body.per_user, 1, MAX_PER_USER)?;
+    let duration_s = duration(body.duration_s)?;
     let audience = audience(body.audience.as_ref())?;
     let new = NewCoupon {
         title: body.title,
         stock: body.stock,
         per_user: body.per_user,
-        duration_s: duration(body.duration_s)?,
+        duration_s,
         audience: audience.clone(),
     };
     let (id, published) = fanout.create_coupon(room, new).await?;

@@ -868,19 +868,22 @@ async fn timers_survive_the_gateway_that_opened_them(store: Store) {
     let mut v = Viewer::connect(&gws[1], "v").await;
     v.join(room).await;
     let id = |r: Value, what: &str| r[what].as_str().unwrap().to_owned();
+    // Long enough for the moves below before the kill, whatever the machine's load;
+    // the kill comes before the end, so another gateway's sweep is what closes them.
+    let opened = std::time::Instant::now();
     let k = open(
         &gws[0],
         room,
         "keywords",
-        &json!({"keyword": "666", "duration_s": 1}),
+        &json!({"keyword": "666", "duration_s": 3}),
     )
     .await;
     let k = id(k, "keyword");
-    let body = json!({"question": "?", "options": ["a", "b"], "answer": 1, "duration_s": 1});
+    let body = json!({"question": "?", "options": ["a", "b"], "answer": 1, "duration_s": 3});
     let q = id(open(&gws[0], room, "quizzes", &body).await, "quiz");
-    let body = json!({"prize": "p", "winners": 1, "duration_s": 1, "entry": "command"});
+    let body = json!({"prize": "p", "winners": 1, "duration_s": 3, "entry": "command"});
     let l = id(open(&gws[0], room, "lotteries", &body).await, "lottery");
-    let body = json!({"title": "t", "stock": 3, "duration_s": 1});
+    let body = json!({"title": "t", "stock": 3, "duration_s": 3});
     let c = id(open(&gws[0], room, "coupons", &body).await, "coupon");
     let r = command(&mut v, json!({"type": "enter", "room": room, "lottery": l})).await;
     assert_eq!(r["type"], "ack", "{r}");
@@ -890,6 +893,11 @@ async fn timers_survive_the_gateway_that_opened_them(store: Store) {
     )
     .await;
     assert_eq!(r["type"], "ack", "{r}");
+    assert!(
+        opened.elapsed() < std::time::Duration::from_millis(2_500),
+        "the moves took {:?}: too slow to kill the gateway before the end",
+        opened.elapsed()
+    );
     gws[0].sigkill();
     let mut ended: HashMap<String, Value> = HashMap::new();
     while ended.len() < 4 {

@@ -336,6 +336,7 @@ impl Storm {
                         self.room
                     );
                     if ws.send_text(cmd.as_bytes()).await.is_err() {
+                        eprintln!("the moderation storm's moderator lost its connection after {sent} retractions");
                         break;
                     }
                 }
@@ -350,10 +351,18 @@ impl Storm {
                             }
                         }
                     }
-                    Ok(_) => {}
-                    Err(_) => break,
+                    Ok(Frame::Close(_)) | Err(_) => {
+                        eprintln!("the moderation storm's moderator lost its connection after {sent} retractions");
+                        break;
+                    }
                 },
             }
+        }
+        if acked + refused < sent {
+            eprintln!(
+                "the moderation storm's moderator had {} retractions unanswered",
+                sent - acked - refused
+            );
         }
         if refused > 0 {
             eprintln!("the moderation storm's moderator was refused {refused} retractions");

@@ -238,7 +238,7 @@ pub(super) async fn create_coupon(
     body: JsonBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = room_id(&room)?;
-    let body: serde_json::Value = json_body(&body)?;
+    let body = crate::opening::Body::Json(&body.0);
     let opened = crate::opening::open(&*app.fanout, &room, Opening::Coupon, body).await?;
     let mut reply = serde_json::json!({"coupon": opened.id.as_str(), "seq": opened.published.seq});
     if let Some(n) = opened.audience_online {

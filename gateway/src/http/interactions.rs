@@ -28,8 +28,7 @@ async fn open(
     body: &JsonBody,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let room = room_id(room)?;
-    let body: serde_json::Value = json_body(body)?;
-    let opened = opening::open(&*app.fanout, &room, what, body).await?;
+    let opened = opening::open(&*app.fanout, &room, what, opening::Body::Json(&body.0)).await?;
     Ok(Json(serde_json::json!({
         what.as_str(): opened.id.as_str(),
         "room": room.as_str(),

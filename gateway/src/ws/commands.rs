@@ -419,8 +419,7 @@ impl Conn {
             return;
         }
         let fanout = self.ctx.fanout.clone();
-        let body = serde_json::Value::Object(body);
-        match opening::open(&*fanout, room, what, body).await {
+        match opening::open(&*fanout, room, what, opening::Body::Fields(body)).await {
             Ok(o) => {
                 let ack = ServerFrame::Ack {
                     id,
