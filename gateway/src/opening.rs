@@ -44,8 +44,6 @@ fn bad(m: impl Into<String>) -> OpenError {
 /// What was opened.
 #[derive(Debug)]
 pub struct Opened {
-    /// What it is.
-    pub what: Opening,
     /// Its id (`k-…`, `q-…`, `l-…`, `c-…`).
     pub id: InteractionId,
     /// Its first event.
@@ -84,7 +82,6 @@ pub async fn open(
     };
     let (id, published) = fanout.open_interaction(room, new).await?;
     Ok(Opened {
-        what,
         id,
         published,
         audience_online: None,
@@ -302,7 +299,6 @@ async fn open_coupon(
     };
     let (id, published) = fanout.create_coupon(room, new).await?;
     Ok(Opened {
-        what: Opening::Coupon,
         id,
         published,
         audience_online: audience.map(|a| fanout.hub().audience_online(room, &a)),

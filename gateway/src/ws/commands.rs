@@ -418,8 +418,7 @@ impl Conn {
         if !self.may_act(id, room) || !self.tap(id, "openings") {
             return;
         }
-        let fanout = self.ctx.fanout.clone();
-        match opening::open(&*fanout, room, what, opening::Body::Fields(body)).await {
+        match opening::open(&*self.ctx.fanout, room, what, opening::Body::Fields(body)).await {
             Ok(o) => {
                 let ack = ServerFrame::Ack {
                     id,
